@@ -1,0 +1,123 @@
+"""Wiring: the Bot, the Dispatcher (production and tests build it here), and the run loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import replace
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.exceptions import TelegramAPIError, TelegramUnauthorizedError
+from aiogram.fsm.storage.base import DefaultKeyBuilder
+from aiogram.fsm.storage.memory import SimpleEventIsolation
+from aiogram.types import BotCommand, BotCommandScopeDefault
+
+from bot.clock import Clock, utc_now
+from bot.config import Settings
+from bot.events import EventCatalog, load_events
+from bot.middlewares import HandledUpdatesMiddleware
+from handlers import get_routers
+from handlers.common import on_error
+from storage.database import Database, open_database
+from storage.events import EventsRepository
+from storage.fsm import SQLiteStorage
+from storage.registrations import Registrations
+from storage.updates import HandledUpdates
+
+logger = logging.getLogger(__name__)
+
+PARTICIPANT_COMMANDS = (
+    ("start", "Зарегистрироваться"),
+    ("me", "Мои регистрации"),
+    ("cancel", "Прервать анкету"),
+    ("help", "Справка"),
+)
+
+
+class StartupError(Exception):
+    """A start-up failure to print as one line."""
+
+
+def create_bot(settings: Settings) -> Bot:
+    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+    return Bot(
+        settings.bot_token.get_secret_value(),
+        session=session,
+        default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
+    )
+
+
+async def set_commands(bot: Bot) -> None:
+    commands = [BotCommand(command=name, description=text) for name, text in PARTICIPANT_COMMANDS]
+    try:
+        await bot.set_my_commands(commands, scope=BotCommandScopeDefault())
+    except TelegramAPIError as error:
+        logger.warning("Could not set the command menu: %s", error)
+
+
+def create_dispatcher(
+    *, settings: Settings, db: Database, catalog: EventCatalog, clock: Clock = utc_now
+) -> Dispatcher:
+    """The one Dispatcher: app-scoped objects reach handlers as typed keyword arguments."""
+    dispatcher = Dispatcher(
+        storage=SQLiteStorage(
+            db,
+            key_builder=DefaultKeyBuilder(
+                with_bot_id=True, with_business_connection_id=True, with_destiny=True
+            ),
+        ),
+        # One person's quick taps are handled one after another, never interleaved.
+        events_isolation=SimpleEventIsolation(),
+        settings=settings,
+        catalog=catalog,
+        registrations=Registrations(db),
+        clock=clock,
+    )
+    dispatcher.update.outer_middleware(HandledUpdatesMiddleware(HandledUpdates(db), clock))
+    dispatcher.include_routers(*get_routers())
+    dispatcher.errors.register(on_error)
+    dispatcher.startup.register(set_commands)
+    return dispatcher
+
+
+async def run(settings: Settings) -> None:
+    from bot.polling import poll
+
+    catalog = load_events(settings.events_file, default_zone=settings.timezone)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    async with open_database(settings.database_path) as db:
+        archived = await EventsRepository(db).sync(catalog, now=utc_now())
+        for event, count in archived:
+            logger.warning(
+                "Event %s is no longer in %s but has %d registrations: kept, closed to new ones",
+                event.id,
+                settings.events_file,
+                count,
+            )
+        catalog = replace(catalog, archived=tuple(event for event, _ in archived))
+        await HandledUpdates(db).prune(now=utc_now())
+
+        bot = create_bot(settings)
+        try:
+            try:
+                me = await bot.me()
+            except TelegramUnauthorizedError:
+                raise StartupError(
+                    "BOT_TOKEN was rejected by Telegram (401 Unauthorized): check the token "
+                    "from @BotFather in .env (see .env.example)"
+                ) from None
+            logger.info("Bot @%s (id %d) starts polling", me.username, me.id)
+            dispatcher = create_dispatcher(settings=settings, db=db, catalog=catalog)
+            await poll(dispatcher, bot, stop=stop)
+        finally:
+            await bot.session.close()
+    logger.info("Stopped cleanly")

@@ -1,0 +1,98 @@
+"""Settings from the environment and `.env`; one clear line on anything wrong."""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# A token from @BotFather: "<bot id>:<35 characters>".
+TOKEN_PATTERN = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{30,}$")
+
+IdList = Annotated[tuple[int, ...], NoDecode]
+
+
+class SettingsError(Exception):
+    """A start-up error to print as one line."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    bot_token: SecretStr
+    telegram_api_url: str = "https://api.telegram.org"
+    database_path: Path = Path("data/bot.sqlite3")
+    admin_ids: IdList = ()
+    organizer_chat_ids: IdList = ()
+    events_file: Path = Path("events.toml")
+    timezone: Annotated[ZoneInfo, NoDecode] = Field(
+        default_factory=lambda: ZoneInfo("Europe/Moscow")
+    )
+    digest_time: Annotated[time, NoDecode] = time(9, 0)
+
+    @field_validator("bot_token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr) -> SecretStr:
+        if not TOKEN_PATTERN.fullmatch(value.get_secret_value().strip()):
+            raise ValueError("malformed token")
+        return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("telegram_api_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", value.strip()):
+            raise ValueError("expected an http(s) URL such as https://api.telegram.org")
+        return value.strip().rstrip("/")
+
+    @field_validator("admin_ids", "organizer_chat_ids", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [part.strip() for part in value.split(",") if part.strip()]
+            for part in parts:
+                if not re.fullmatch(r"-?\d{1,20}", part):
+                    raise ValueError(f"{part!r} is not an integer id; expected e.g. 12345,-100987")
+            return tuple(int(part) for part in parts)
+        return value
+
+    @field_validator("timezone", mode="before")
+    @classmethod
+    def _zone(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return ZoneInfo(value.strip())
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown IANA time zone {value!r}, e.g. Europe/Moscow") from None
+        return value
+
+    @field_validator("digest_time", mode="before")
+    @classmethod
+    def _hh_mm(cls, value: object) -> object:
+        if isinstance(value, str):
+            match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", value.strip())
+            if not match:
+                raise ValueError(f"{value!r} is not a time of day in HH:MM, e.g. 09:00")
+            return time(int(match[1]), int(match[2]))
+        return value
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings or raise SettingsError with one line naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        first = error.errors()[0]
+        variable = str(first["loc"][0]).upper() if first["loc"] else "settings"
+        if variable == "BOT_TOKEN":
+            problem = "is missing" if first["type"] == "missing" else "is malformed"
+            raise SettingsError(
+                f"BOT_TOKEN {problem}: get a token from @BotFather in Telegram and put it in "
+                f".env (see .env.example), e.g. BOT_TOKEN=123456789:AA..."
+            ) from None
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"{variable}: {message} (see .env.example)") from None

@@ -1,0 +1,190 @@
+"""The events file: one `[[events]]` table per session, checked whole at start-up."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+# Deep-link payloads allow A-Z a-z 0-9 _ - (64 max); callback data is 64 bytes in all,
+# so ids stay short enough to sit inside a button's payload.
+EVENT_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,32}")
+
+
+class EventsFileError(Exception):
+    """A start-up error naming the file, the event and the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: str
+    title: str
+    starts_at: datetime  # aware, in `timezone`
+    registration_deadline: datetime  # aware, in `timezone`; inclusive
+    timezone: ZoneInfo
+    location: str
+    description: str | None = None
+    join_url: str | None = None
+    contact: str | None = None
+    privacy_policy: str | None = None
+    privacy_policy_version: str = ""
+    # False for an event gone from the file but kept in the database: closed for good.
+    in_file: bool = True
+
+    def is_open(self, now: datetime) -> bool:
+        return self.in_file and now <= self.registration_deadline
+
+
+@dataclass(frozen=True, slots=True)
+class EventCatalog:
+    """The events of the file, in file order, and those gone from it that still have
+    registrations (`archived`: shown to their registrants, closed to new ones)."""
+
+    events: tuple[Event, ...]
+    archived: tuple[Event, ...] = ()
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self.events)
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def get(self, event_id: str) -> Event | None:
+        return next((event for event in self.events + self.archived if event.id == event_id), None)
+
+    def open_events(self, now: datetime) -> list[Event]:
+        return [event for event in self.events if event.is_open(now)]
+
+    def contacts(self) -> list[str]:
+        return list(dict.fromkeys(event.contact for event in self.events if event.contact))
+
+
+_REQUIRED = ("id", "title", "starts_at", "registration_deadline", "location")
+_OPTIONAL = (
+    "timezone",
+    "description",
+    "join_url",
+    "contact",
+    "privacy_policy",
+    "privacy_policy_version",
+)
+
+
+def _text(raw: dict[str, Any], key: str, fail: Any) -> str | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        fail(key, "must be a non-empty string")
+    return str(value).strip()
+
+
+def _local_datetime(raw: dict[str, Any], key: str, zone: ZoneInfo, fail: Any) -> datetime:
+    value = raw[key]
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            fail(key, f"{value!r} is not an ISO date-time such as 2022-11-24T12:00")
+    if not isinstance(value, datetime):
+        fail(key, "must be a local date-time such as 2022-11-24T12:00")
+    if value.tzinfo is not None:
+        fail(key, "give the local time without an offset; the zone comes from `timezone`")
+    moment: datetime = value.replace(tzinfo=zone)
+    return moment
+
+
+def _parse_event(raw: Any, position: int, default_zone: ZoneInfo, file: Path) -> Event:
+    label = f"event #{position}"
+    if isinstance(raw, dict) and isinstance(raw.get("id"), str):
+        label = f"event {raw['id']!r}"
+
+    def fail(key: str, problem: str) -> None:
+        raise EventsFileError(f"{file}: {label}: key {key!r}: {problem}")
+
+    if not isinstance(raw, dict):
+        fail("[[events]]", "each entry must be a table")
+    for key in _REQUIRED:
+        if key not in raw:
+            fail(key, "is required")
+    for key in raw:
+        if key not in _REQUIRED and key not in _OPTIONAL:
+            fail(key, f"is not a known key (known: {', '.join(_REQUIRED + _OPTIONAL)})")
+
+    event_id = _text(raw, "id", fail) or ""
+    if not EVENT_ID_PATTERN.fullmatch(event_id):
+        fail("id", "use 1-32 Latin letters, digits, '_' or '-' (it goes into the deep link)")
+
+    zone = default_zone
+    if "timezone" in raw:
+        name = _text(raw, "timezone", fail) or ""
+        try:
+            zone = ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            fail("timezone", f"unknown IANA time zone {name!r}, e.g. Europe/Moscow")
+
+    starts_at = _local_datetime(raw, "starts_at", zone, fail)
+    deadline = _local_datetime(raw, "registration_deadline", zone, fail)
+    if deadline > starts_at:
+        fail("registration_deadline", "is after the session starts")
+
+    join_url = _text(raw, "join_url", fail)
+    if join_url is not None and not re.fullmatch(r"https?://\S+", join_url):
+        fail("join_url", "must be an http(s) URL")
+
+    policy = _text(raw, "privacy_policy", fail)
+    version = _text(raw, "privacy_policy_version", fail)
+    if version is None:
+        # Consent is given to a specific text: without an explicit version, its hash.
+        digest = hashlib.sha256((policy or "").encode()).hexdigest()[:12]
+        version = f"sha256:{digest}"
+
+    return Event(
+        id=event_id,
+        title=_text(raw, "title", fail) or "",
+        starts_at=starts_at,
+        registration_deadline=deadline,
+        timezone=zone,
+        location=_text(raw, "location", fail) or "",
+        description=_text(raw, "description", fail),
+        join_url=join_url,
+        contact=_text(raw, "contact", fail),
+        privacy_policy=policy,
+        privacy_policy_version=version,
+    )
+
+
+def parse_events(text: str, *, file: Path, default_zone: ZoneInfo) -> EventCatalog:
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise EventsFileError(f"{file}: not valid TOML: {error}") from None
+    raw_events = document.get("events")
+    if not isinstance(raw_events, list) or not raw_events:
+        raise EventsFileError(f"{file}: no [[events]] tables found")
+    events: Sequence[Event] = [
+        _parse_event(raw, position, default_zone, file)
+        for position, raw in enumerate(raw_events, start=1)
+    ]
+    seen: set[str] = set()
+    for event in events:
+        if event.id in seen:
+            raise EventsFileError(f"{file}: event {event.id!r}: key 'id': used twice")
+        seen.add(event.id)
+    return EventCatalog(tuple(events))
+
+
+def load_events(file: Path, *, default_zone: ZoneInfo) -> EventCatalog:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise EventsFileError(f"{file}: file not found (set EVENTS_FILE or create it)") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise EventsFileError(f"{file}: cannot be read: {error}") from None
+    return parse_events(text, file=file, default_zone=default_zone)

@@ -1,0 +1,77 @@
+"""The registration form: its questions, its draft, and the rules for each answer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Final
+
+from aiogram.fsm.state import State, StatesGroup
+
+from bot.validation import validate_email_address, validate_phone, validate_text
+
+FIELDS: Final = ("full_name", "position", "organization", "phone", "email")
+
+
+class Form(StatesGroup):
+    consent = State()
+    full_name = State()
+    position = State()
+    organization = State()
+    phone = State()
+    email = State()
+    summary = State()
+
+
+FIELD_STATES: Final[dict[str, State]] = {name: getattr(Form, name) for name in FIELDS}
+STATE_FIELDS: Final[dict[str | None, str]] = {
+    state.state: name for name, state in FIELD_STATES.items()
+}
+
+VALIDATORS: Final[dict[str, Callable[[str], str]]] = {
+    "full_name": lambda text: validate_text("full_name", text),
+    "position": lambda text: validate_text("position", text),
+    "organization": lambda text: validate_text("organization", text),
+    "phone": validate_phone,
+    "email": validate_email_address,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """The FSM data of one conversation. Only JSON types, and only here typed."""
+
+    event_id: str
+    consent_at: str | None = None  # ISO, UTC
+    consent_version: str | None = None
+    full_name: str | None = None
+    position: str | None = None
+    organization: str | None = None
+    phone: str | None = None  # E.164
+    email: str | None = None
+    # The field being changed from the summary; after it, back to the summary.
+    editing: str | None = None
+    # Set when changing a saved registration (from /me) rather than filling a new one.
+    registration_id: int | None = None
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Draft:
+        known = {field.name for field in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+    def to_data(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def answers(self) -> dict[str, str]:
+        return {name: getattr(self, name) or "" for name in FIELDS}
+
+    def next_question(self) -> str | None:
+        """The next field to ask, or None when the summary is due."""
+        if self.editing is not None:
+            return None
+        return next((name for name in FIELDS if getattr(self, name) is None), None)
+
+    def with_answer(self, field: str, value: str) -> Draft:
+        if field not in FIELDS:
+            raise ValueError(f"{field!r} is not a question of the form")
+        return replace(self, **{field: value})  # type: ignore[arg-type]

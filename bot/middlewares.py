@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiogram import BaseMiddleware
+from aiogram.types import TelegramObject, Update
+
+from bot.clock import Clock
+from storage.updates import HandledUpdates
+
+logger = logging.getLogger(__name__)
+
+
+class HandledUpdatesMiddleware(BaseMiddleware):
+    """Skip an update handled before: Telegram delivers again whatever it was not told
+    was handled, e.g. after a crash, and a second effect would answer the wrong question."""
+
+    def __init__(self, handled: HandledUpdates, clock: Clock) -> None:
+        self._handled = handled
+        self._clock = clock
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        assert isinstance(event, Update)
+        if await self._handled.is_handled(event.update_id):
+            logger.info("Update %d was handled before; skipped", event.update_id)
+            return None
+        result = await handler(event, data)
+        await self._handled.mark(event.update_id, now=self._clock())
+        return result

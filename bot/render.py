@@ -1,0 +1,38 @@
+"""HTML fragments shared by several messages. Values are escaped by `t`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from bot.events import Event
+from bot.texts import Html, t, th
+from bot.timefmt import format_datetime
+from bot.validation import format_phone
+
+
+def event_card(event: Event, *, deadline: bool = False, join_url: bool = False) -> Html:
+    lines = [
+        t(
+            "event_card",
+            title=event.title,
+            when=format_datetime(event.starts_at, event.timezone),
+            location=event.location,
+        )
+    ]
+    if deadline:
+        lines.append(t("event_deadline", deadline=format_datetime(event.registration_deadline)))
+    if join_url and event.join_url:
+        lines.append(t("event_join_url", url=event.join_url))
+    return Html("\n".join(lines))
+
+
+def shown_value(field: str, value: str) -> str:
+    return format_phone(value) if field == "phone" and value else value
+
+
+def answers(values: Mapping[str, str]) -> Html:
+    return th("answers", **{field: shown_value(field, value) for field, value in values.items()})
+
+
+def contacts_line(contacts: list[str]) -> str:
+    return "\n\n" + t("contact_line", contact=", ".join(contacts)) if contacts else ""

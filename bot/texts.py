@@ -1,0 +1,168 @@
+"""Every user-facing text, in one catalogue per language.
+
+Handlers call `t(key, **params)`; they never hold a text. Parameters are HTML-escaped here,
+in one place, so a value a person typed ("<b>Иван</b> & Co") is always shown as typed. A
+fragment that is already HTML (built from escaped parts) is passed wrapped in `Html`.
+A second language is a second catalogue with the same keys plus a choice of `LOCALE`
+(for example from `from_user.language_code` in a middleware); handlers do not change.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import Any
+
+from aiogram import html
+
+
+class Html(str):
+    """A fragment that is already safe HTML."""
+
+    __slots__ = ()
+
+
+RU: dict[str, str] = {
+    # Events
+    "event_card": "<b>{title}</b>\n📅 {when}\n📍 {location}",
+    "event_card_unknown": "<b>Мероприятие удалено из расписания</b>",
+    "event_deadline": "⏳ Регистрация открыта до {deadline}",
+    "event_join_url": "🔗 Ссылка для подключения: {url}",
+    "greeting": "Здравствуйте! Здесь можно зарегистрироваться на мероприятие.\n\n{card}",
+    "event_description": "{description}",
+    "choose_event": "Здравствуйте! Открыта регистрация на несколько мероприятий. Выберите, "
+    "на какое вы хотите зарегистрироваться:",
+    "no_open_events": "Сейчас регистрация ни на одно мероприятие не открыта. Спасибо за интерес!",
+    "contact_line": "Связаться с организаторами: {contact}",
+    "event_not_found": "Не нашёл мероприятие по этой ссылке. Возможно, ссылка устарела.",
+    "event_closed": "Регистрация на «{title}» закрыта: срок истёк {deadline}.",
+    "already_registered": "Вы уже зарегистрированы на это мероприятие. Вот ваши данные:",
+    # Consent (152-FZ: explicit, separate, nothing pre-selected)
+    "consent_request": "Для регистрации нужны ваши ФИО, должность, место работы, телефон и "
+    "e-mail. Пожалуйста, подтвердите согласие на обработку персональных данных.\n\n"
+    "<b>Условия обработки:</b>\n{policy}",
+    "consent_default_policy": "Данные используются только для регистрации на это мероприятие и "
+    "связи с вами по нему и передаются только его организаторам (Федеральный закон № 152-ФЗ "
+    "«О персональных данных»). Согласие можно отозвать, отменив регистрацию командой /me.",
+    "button_consent_agree": "✅ Даю согласие",
+    "button_consent_decline": "Не согласен(на)",
+    "consent_given": "✅ Согласие на обработку персональных данных получено.",
+    "consent_declined": "Хорошо, без согласия регистрация невозможна, и мы ничего не сохранили. "
+    "Если передумаете, отправьте /start.",
+    "consent_press_button": "Пожалуйста, нажмите одну из кнопок под сообщением: согласие "
+    "нужно до того, как вы укажете свои данные. Выйти — /cancel.",
+    # Questions
+    "ask_step": "Шаг {number} из {total}. {question}",
+    "ask_full_name": "Введите ваши <b>фамилию, имя и отчество</b> полностью, например: "
+    "Иванова Мария Петровна.",
+    "ask_position": "Ваша <b>должность</b>?",
+    "ask_organization": "<b>Место работы</b>: полное название организации.",
+    "ask_phone": "Ваш <b>номер телефона</b>: нажмите кнопку «Отправить мой номер» внизу или "
+    "введите номер, например +7 912 345-67-89.",
+    "ask_email": "Ваш <b>адрес электронной почты</b>, например name@example.ru.",
+    "ask_edit": "Сейчас указано: {current}\n\n{question}",
+    "button_share_phone": "📱 Отправить мой номер",
+    "phone_saved": "Телефон {phone} записан.",
+    # Field names (in summaries and edit buttons)
+    "field_full_name": "ФИО",
+    "field_position": "Должность",
+    "field_organization": "Место работы",
+    "field_phone": "Телефон",
+    "field_email": "E-mail",
+    # Rejections: "{reason}" then the question again
+    "rejected": "⚠️ {reason}",
+    "reason_too_long": "Слишком длинный ответ: {length} символов, а можно не больше {limit}.",
+    "reason_empty": "Ответ пустой.",
+    "reason_too_short": "Слишком коротко: нужно хотя бы {minimum} символа.",
+    "reason_no_letters": "В ответе должны быть буквы.",
+    "reason_name_digits": "В ФИО не должно быть цифр.",
+    "reason_name_symbols": "В ФИО допустимы только буквы, пробелы, дефис, точка и апостроф.",
+    "reason_phone_symbols": "В номере телефона допустимы только цифры, пробелы, скобки, "
+    "дефисы и «+».",
+    "reason_phone_unparsable": "Не похоже на номер телефона.",
+    "reason_phone_invalid": "Такого номера не существует: проверьте количество цифр и код. "
+    "Номер другой страны вводите с кодом страны, например +375 29 123-45-67.",
+    "reason_contact_not_own": "Это чужой контакт. Отправьте свой номер кнопкой внизу или "
+    "введите его вручную.",
+    "reason_email_spaces": "В адресе электронной почты не должно быть пробелов.",
+    "reason_email_no_at": "В адресе нет знака «@».",
+    "reason_email_many_at": "В адресе должен быть ровно один знак «@».",
+    "reason_email_no_local": "Перед «@» должно быть имя ящика.",
+    "reason_email_domain": "После «@» должен быть домен с точкой, например mail.ru.",
+    "reason_email_invalid": "Адрес записан с ошибкой.",
+    "reason_not_text": "Я жду ответ текстом, а пришло {kind}.",
+    "reason_unknown_command": "Команда {command} здесь не работает. Чтобы выйти из анкеты, "
+    "отправьте /cancel.",
+    "kind_sticker": "стикер",
+    "kind_photo": "фото",
+    "kind_voice": "голосовое сообщение",
+    "kind_video": "видео",
+    "kind_document": "файл",
+    "kind_location": "геопозиция",
+    "kind_contact": "контакт",
+    "kind_other": "сообщение другого типа",
+    # Summary and confirmation
+    "summary": "Проверьте, пожалуйста, данные:\n\n{card}\n\n{answers}\n\nВсё верно?",
+    "answers": "<b>ФИО:</b> {full_name}\n<b>Должность:</b> {position}\n"
+    "<b>Место работы:</b> {organization}\n<b>Телефон:</b> {phone}\n<b>E-mail:</b> {email}",
+    "button_confirm": "✅ Подтвердить",
+    "button_edit_field": "✏️ {field}",
+    "button_cancel_form": "Отменить",
+    "summary_press_button": "Нажмите «Подтвердить», если всё верно, или кнопку поля, которое "
+    "нужно изменить.",
+    "confirmed": "🎉 Вы зарегистрированы!\n\n{card}\n\nЖдём вас. Посмотреть или изменить данные — "
+    "/me.",
+    "confirm_failed_closed": "К сожалению, регистрация уже закрыта, и анкета не отправлена.",
+    # /me
+    "my_none": "У вас нет активных регистраций. Зарегистрироваться — /start.",
+    "my_registration": "{card}\n\n{answers}\n\nЗарегистрированы {registered_at}.",
+    "my_registration_closed": "Срок изменения данных истёк; если что-то поменялось, напишите "
+    "организаторам.",
+    "button_change": "✏️ Изменить данные",
+    "button_withdraw": "Отменить регистрацию",
+    "choose_field": "Что изменить?",
+    "button_back": "← Назад",
+    "withdraw_confirm": "Отменить регистрацию на «{title}»? Ваши данные будут удалены из списка "
+    "участников.",
+    "button_withdraw_yes": "Да, отменить",
+    "button_withdraw_no": "Нет, оставить",
+    "withdrawn": "Регистрация на «{title}» отменена. Если передумаете, отправьте /start.",
+    "withdraw_kept": "Хорошо, регистрация сохранена.",
+    "field_updated": "✅ Изменения сохранены.",
+    "change_closed": "Изменить данные уже нельзя: регистрация закрыта.",
+    # Commands and fallbacks
+    "help": "Я регистрирую участников мероприятий.\n\n"
+    "/start — зарегистрироваться\n/me — мои регистрации: посмотреть, изменить, отменить\n"
+    "/cancel — прервать заполнение анкеты\n/help — эта справка",
+    "cancelled": "Анкета удалена, данные не сохранены. Начать заново — /start.",
+    "nothing_to_cancel": "Сейчас нечего отменять. Зарегистрироваться — /start, мои регистрации "
+    "— /me.",
+    "form_in_progress": "Вы уже заполняете анкету, продолжим. Начать заново — /cancel, затем "
+    "/start.",
+    "not_understood": "Не понял сообщение. Зарегистрироваться — /start, мои регистрации — /me, "
+    "справка — /help.",
+    "button_expired": "Эта кнопка больше не действует.",
+    "already_confirmed": "Регистрация уже подтверждена.",
+    "answer_current_question": "Сначала ответьте на текущий вопрос анкеты.",
+    "finish_form_first": "Сначала закончите анкету или отмените её командой /cancel.",
+    "group_pointer": "Регистрация проходит в личном чате с ботом: {link}",
+    "error_try_again": "Не получилось сохранить: что-то пошло не так на нашей стороне. Ваши "
+    "ответы не потеряны, попробуйте ещё раз через минуту.",
+}
+
+CATALOGUES: dict[str, dict[str, str]] = {"ru": RU}
+LOCALE: ContextVar[str] = ContextVar("LOCALE", default="ru")
+
+
+def t(key: str, /, **params: Any) -> str:
+    """The text for `key` in the current locale, with parameters escaped."""
+    template = CATALOGUES[LOCALE.get()][key]
+    safe = {
+        name: value if isinstance(value, Html) else html.quote(str(value))
+        for name, value in params.items()
+    }
+    return template.format(**safe)
+
+
+def th(key: str, /, **params: Any) -> Html:
+    """`t` for a fragment that goes into another text."""
+    return Html(t(key, **params))

@@ -1,0 +1,91 @@
+"""Times for people: "24 ноября 2022, 12:00 (МСК, UTC+3)". Aware datetimes only."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+MONTHS_GENITIVE = (
+    "января",
+    "февраля",
+    "марта",
+    "апреля",
+    "мая",
+    "июня",
+    "июля",
+    "августа",
+    "сентября",
+    "октября",
+    "ноября",
+    "декабря",
+)
+
+# Russia names its zones relative to Moscow ("МСК+2"); zoneinfo knows no countries,
+# so the Russian IANA zones are listed (zone1970.tab, country RU).
+RUSSIAN_ZONES = frozenset(
+    {
+        "Europe/Kaliningrad",
+        "Europe/Moscow",
+        "Europe/Simferopol",
+        "Europe/Kirov",
+        "Europe/Volgograd",
+        "Europe/Astrakhan",
+        "Europe/Saratov",
+        "Europe/Ulyanovsk",
+        "Europe/Samara",
+        "Asia/Yekaterinburg",
+        "Asia/Omsk",
+        "Asia/Novosibirsk",
+        "Asia/Barnaul",
+        "Asia/Tomsk",
+        "Asia/Novokuznetsk",
+        "Asia/Krasnoyarsk",
+        "Asia/Irkutsk",
+        "Asia/Chita",
+        "Asia/Yakutsk",
+        "Asia/Khandyga",
+        "Asia/Vladivostok",
+        "Asia/Ust-Nera",
+        "Asia/Magadan",
+        "Asia/Sakhalin",
+        "Asia/Srednekolymsk",
+        "Asia/Kamchatka",
+        "Asia/Anadyr",
+    }
+)
+MOSCOW = ZoneInfo("Europe/Moscow")
+
+
+def _offset(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "−"
+    hours, rest = divmod(abs(minutes), 60)
+    return f"{sign}{hours}" + (f":{rest:02d}" if rest else "")
+
+
+def zone_label(moment: datetime) -> str:
+    """ "МСК, UTC+3", "МСК+1, UTC+4", or "Europe/Berlin, UTC+1" for a zone abroad."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: every time shown to a person must name its zone")
+    utc_offset = moment.utcoffset() or timedelta(0)
+    utc = "UTC" + ("" if not utc_offset else _offset(utc_offset))
+    name = getattr(moment.tzinfo, "key", None)
+    if name in RUSSIAN_ZONES:
+        from_moscow = utc_offset - (moment.astimezone(MOSCOW).utcoffset() or timedelta(0))
+        msk = "МСК" + ("" if not from_moscow else _offset(from_moscow))
+        return f"{msk}, {utc}"
+    if not name or name in ("UTC", "Etc/UTC"):
+        return utc
+    return f"{name}, {utc}"
+
+
+def format_date(moment: datetime) -> str:
+    return f"{moment.day} {MONTHS_GENITIVE[moment.month - 1]} {moment.year}"
+
+
+def format_datetime(moment: datetime, zone: ZoneInfo | None = None) -> str:
+    """In `zone` when given (an event's), else in the moment's own zone."""
+    local = moment.astimezone(zone) if zone else moment
+    if local.tzinfo is None:
+        raise ValueError("naive datetime: every time shown to a person must name its zone")
+    return f"{format_date(local)}, {local:%H:%M} ({zone_label(local)})"

@@ -1,0 +1,166 @@
+"""Inline buttons (CallbackData with StrEnum fields) and the one reply keyboard."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import (
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    ReplyKeyboardMarkup,
+)
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+from bot.events import Event
+from bot.form import FIELDS
+from bot.texts import t
+
+
+class FormField(StrEnum):
+    full_name = "full_name"
+    position = "position"
+    organization = "organization"
+    phone = "phone"
+    email = "email"
+
+
+assert tuple(FormField) == FIELDS
+
+
+class EventChoice(CallbackData, prefix="event"):
+    event_id: str
+
+
+class ConsentAction(StrEnum):
+    agree = "agree"
+    decline = "decline"
+
+
+class ConsentCallback(CallbackData, prefix="consent"):
+    action: ConsentAction
+
+
+class SummaryAction(StrEnum):
+    confirm = "confirm"
+    edit = "edit"
+    cancel = "cancel"
+
+
+class SummaryCallback(CallbackData, prefix="summary"):
+    action: SummaryAction
+    event_id: str
+    field: FormField | None = None
+
+
+class MyAction(StrEnum):
+    show = "show"
+    change = "change"
+    change_field = "field"
+    withdraw = "withdraw"
+    withdraw_yes = "yes"
+    withdraw_no = "no"
+
+
+class MyCallback(CallbackData, prefix="my"):
+    action: MyAction
+    registration_id: int
+    field: FormField | None = None
+
+
+def events_keyboard(events: Iterable[Event]) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for event in events:
+        builder.button(text=event.title[:60], callback_data=EventChoice(event_id=event.id))
+    builder.adjust(1)
+    return builder.as_markup()
+
+
+def consent_keyboard() -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=t("button_consent_agree"), callback_data=ConsentCallback(action=ConsentAction.agree)
+    )
+    builder.button(
+        text=t("button_consent_decline"),
+        callback_data=ConsentCallback(action=ConsentAction.decline),
+    )
+    builder.adjust(1)
+    return builder.as_markup()
+
+
+def phone_keyboard() -> ReplyKeyboardMarkup:
+    return ReplyKeyboardMarkup(
+        keyboard=[[KeyboardButton(text=t("button_share_phone"), request_contact=True)]],
+        resize_keyboard=True,
+        one_time_keyboard=True,
+        input_field_placeholder="+7 912 345-67-89",
+    )
+
+
+def summary_keyboard(event_id: str) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=t("button_confirm"),
+        callback_data=SummaryCallback(action=SummaryAction.confirm, event_id=event_id),
+    )
+    for field in FormField:
+        builder.button(
+            text=t("button_edit_field", field=t(f"field_{field}")),
+            callback_data=SummaryCallback(
+                action=SummaryAction.edit, event_id=event_id, field=field
+            ),
+        )
+    builder.button(
+        text=t("button_cancel_form"),
+        callback_data=SummaryCallback(action=SummaryAction.cancel, event_id=event_id),
+    )
+    builder.adjust(1, 2, 2, 1, 1)
+    return builder.as_markup()
+
+
+def registration_keyboard(registration_id: int, *, can_change: bool) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    if can_change:
+        builder.button(
+            text=t("button_change"),
+            callback_data=MyCallback(action=MyAction.change, registration_id=registration_id),
+        )
+    builder.button(
+        text=t("button_withdraw"),
+        callback_data=MyCallback(action=MyAction.withdraw, registration_id=registration_id),
+    )
+    builder.adjust(1)
+    return builder.as_markup()
+
+
+def fields_keyboard(registration_id: int) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for field in FormField:
+        builder.button(
+            text=t("button_edit_field", field=t(f"field_{field}")),
+            callback_data=MyCallback(
+                action=MyAction.change_field, registration_id=registration_id, field=field
+            ),
+        )
+    builder.button(
+        text=t("button_back"),
+        callback_data=MyCallback(action=MyAction.show, registration_id=registration_id),
+    )
+    builder.adjust(2, 2, 1, 1)
+    return builder.as_markup()
+
+
+def withdraw_keyboard(registration_id: int) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=t("button_withdraw_yes"),
+        callback_data=MyCallback(action=MyAction.withdraw_yes, registration_id=registration_id),
+    )
+    builder.button(
+        text=t("button_withdraw_no"),
+        callback_data=MyCallback(action=MyAction.withdraw_no, registration_id=registration_id),
+    )
+    builder.adjust(2)
+    return builder.as_markup()

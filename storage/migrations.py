@@ -1,0 +1,61 @@
+"""Forward-only schema migrations, applied past `PRAGMA user_version`.
+
+Never edit a published step: append a new one. Step N brings the schema to version N.
+Times are ISO 8601 strings in UTC ("2022-11-24T09:00:00+00:00"), so they sort as text.
+"""
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: events mirrored from the events file, and registrations.
+    """
+    CREATE TABLE events (
+        id                    TEXT PRIMARY KEY,
+        title                 TEXT NOT NULL,
+        starts_at             TEXT NOT NULL,
+        timezone              TEXT NOT NULL,
+        registration_deadline TEXT NOT NULL,
+        location              TEXT NOT NULL,
+        -- 0 once the event is gone from the events file: kept for its registrations, closed.
+        in_file               INTEGER NOT NULL DEFAULT 1 CHECK (in_file IN (0, 1)),
+        synced_at             TEXT NOT NULL
+    );
+
+    CREATE TABLE registrations (
+        id              INTEGER PRIMARY KEY,
+        event_id        TEXT NOT NULL REFERENCES events (id),
+        user_id         INTEGER NOT NULL,
+        username        TEXT,
+        telegram_name   TEXT NOT NULL,
+        full_name       TEXT NOT NULL CHECK (length(full_name) BETWEEN 1 AND 200),
+        position        TEXT NOT NULL CHECK (length(position) BETWEEN 1 AND 200),
+        organization    TEXT NOT NULL CHECK (length(organization) BETWEEN 1 AND 300),
+        phone           TEXT NOT NULL CHECK (phone GLOB '+[1-9]*' AND length(phone) <= 16),
+        email           TEXT NOT NULL CHECK (email LIKE '%_@_%' AND length(email) <= 254),
+        consent_at      TEXT NOT NULL,
+        consent_version TEXT NOT NULL,
+        status          TEXT NOT NULL CHECK (status IN ('confirmed', 'withdrawn')),
+        created_at      TEXT NOT NULL,
+        updated_at      TEXT NOT NULL
+    );
+
+    -- One active registration per person and event; withdrawn rows stay as history.
+    CREATE UNIQUE INDEX registrations_one_active
+        ON registrations (event_id, user_id) WHERE status = 'confirmed';
+    CREATE INDEX registrations_by_user ON registrations (user_id);
+    """,
+    # 2: conversation state (aiogram FSM) and the updates already handled.
+    """
+    CREATE TABLE fsm_states (
+        key        TEXT PRIMARY KEY,
+        state      TEXT,
+        data       TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(data)),
+        updated_at TEXT NOT NULL
+    );
+
+    CREATE TABLE handled_updates (
+        update_id  INTEGER PRIMARY KEY,
+        handled_at TEXT NOT NULL
+    );
+    """,
+)
+
+LATEST_VERSION = len(MIGRATIONS)

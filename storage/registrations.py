@@ -1,0 +1,181 @@
+"""Registrations: the repository every audience reads and writes through."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from storage.database import Database, utc_iso
+
+EDITABLE_FIELDS = ("full_name", "position", "organization", "phone", "email")
+Status = Literal["confirmed", "withdrawn"]
+
+
+@dataclass(frozen=True, slots=True)
+class NewRegistration:
+    event_id: str
+    user_id: int
+    username: str | None
+    telegram_name: str
+    full_name: str
+    position: str
+    organization: str
+    phone: str  # E.164
+    email: str
+    consent_at: datetime
+    consent_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    id: int
+    event_id: str
+    user_id: int
+    username: str | None
+    telegram_name: str
+    full_name: str
+    position: str
+    organization: str
+    phone: str
+    email: str
+    consent_at: datetime
+    consent_version: str
+    status: Status
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Registration:
+        return cls(
+            id=row["id"],
+            event_id=row["event_id"],
+            user_id=row["user_id"],
+            username=row["username"],
+            telegram_name=row["telegram_name"],
+            full_name=row["full_name"],
+            position=row["position"],
+            organization=row["organization"],
+            phone=row["phone"],
+            email=row["email"],
+            consent_at=datetime.fromisoformat(row["consent_at"]),
+            consent_version=row["consent_version"],
+            status=row["status"],
+            created_at=datetime.fromisoformat(row["created_at"]),
+            updated_at=datetime.fromisoformat(row["updated_at"]),
+        )
+
+
+class AlreadyRegistered(Exception):
+    def __init__(self, existing: Registration) -> None:
+        super().__init__(f"registration {existing.id} is already active")
+        self.existing = existing
+
+
+class Registrations:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(self, new: NewRegistration, *, now: datetime) -> Registration:
+        """Insert a confirmed registration; AlreadyRegistered if one is active.
+
+        The partial UNIQUE index decides, not a read-then-write here: a double tap or a
+        re-delivered update racing this one cannot make a second row.
+        """
+        stamp = utc_iso(now)
+        try:
+            async with self._db.transaction() as connection:
+                cursor = await connection.execute(
+                    """
+                    INSERT INTO registrations (
+                        event_id, user_id, username, telegram_name, full_name, position,
+                        organization, phone, email, consent_at, consent_version, status,
+                        created_at, updated_at
+                    ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'confirmed', ?, ?)
+                    RETURNING *
+                    """,
+                    (
+                        new.event_id,
+                        new.user_id,
+                        new.username,
+                        new.telegram_name,
+                        new.full_name,
+                        new.position,
+                        new.organization,
+                        new.phone,
+                        new.email,
+                        utc_iso(new.consent_at),
+                        new.consent_version,
+                        stamp,
+                        stamp,
+                    ),
+                )
+                row = await cursor.fetchone()
+                await cursor.close()
+        except sqlite3.IntegrityError:
+            existing = await self.active(new.event_id, new.user_id)
+            if existing is None:
+                raise
+            raise AlreadyRegistered(existing) from None
+        assert row is not None
+        return Registration.from_row(row)
+
+    async def get(self, registration_id: int) -> Registration | None:
+        row = await self._db.fetchone(
+            "SELECT * FROM registrations WHERE id = ?", (registration_id,)
+        )
+        return Registration.from_row(row) if row else None
+
+    async def active(self, event_id: str, user_id: int) -> Registration | None:
+        row = await self._db.fetchone(
+            "SELECT * FROM registrations WHERE event_id = ? AND user_id = ? "
+            "AND status = 'confirmed'",
+            (event_id, user_id),
+        )
+        return Registration.from_row(row) if row else None
+
+    async def active_for_user(self, user_id: int) -> list[Registration]:
+        rows = await self._db.fetchall(
+            "SELECT * FROM registrations WHERE user_id = ? AND status = 'confirmed' "
+            "ORDER BY created_at, id",
+            (user_id,),
+        )
+        return [Registration.from_row(row) for row in rows]
+
+    async def update_field(
+        self, registration_id: int, *, user_id: int, field: str, value: str, now: datetime
+    ) -> tuple[Registration, Registration] | None:
+        """Change one field of the user's active registration: (before, after), or None."""
+        if field not in EDITABLE_FIELDS:
+            raise ValueError(f"{field!r} is not editable")
+        async with self._db.transaction() as connection:
+            async with connection.execute(
+                "SELECT * FROM registrations WHERE id = ? AND user_id = ? AND status = 'confirmed'",
+                (registration_id, user_id),
+            ) as cursor:
+                before = await cursor.fetchone()
+            if before is None:
+                return None
+            # `field` is one of EDITABLE_FIELDS, never user input.
+            async with connection.execute(
+                f"UPDATE registrations SET {field} = ?, updated_at = ? WHERE id = ? RETURNING *",
+                (value, utc_iso(now), registration_id),
+            ) as cursor:
+                after = await cursor.fetchone()
+        assert after is not None
+        return Registration.from_row(before), Registration.from_row(after)
+
+    async def withdraw(
+        self, registration_id: int, *, user_id: int, now: datetime
+    ) -> Registration | None:
+        async with (
+            self._db.transaction() as connection,
+            connection.execute(
+                "UPDATE registrations SET status = 'withdrawn', updated_at = ? "
+                "WHERE id = ? AND user_id = ? AND status = 'confirmed' RETURNING *",
+                (utc_iso(now), registration_id, user_id),
+            ) as cursor,
+        ):
+            row = await cursor.fetchone()
+        return Registration.from_row(row) if row else None

@@ -1,0 +1,236 @@
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TypedDict
+
+import pytest
+from aiogram.exceptions import DataNotDictLikeError
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.fsm.storage.base import BaseStorage, StorageKey
+from aiogram.fsm.storage.memory import MemoryStorage
+
+from storage.database import Database, open_database
+from storage.fsm import SQLiteStorage
+
+KEY = StorageKey(bot_id=42, chat_id=-100, user_id=7)
+
+
+class Form(StatesGroup):
+    name = State()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "bot.sqlite3"
+
+
+@pytest.fixture
+async def db(db_path: Path) -> AsyncIterator[Database]:
+    async with open_database(db_path) as database:
+        yield database
+
+
+# The contract tests run on both storages: MemoryStorage is the reference behaviour.
+@pytest.fixture(params=["memory", "sqlite"])
+async def storage(request: pytest.FixtureRequest, db_path: Path) -> AsyncIterator[BaseStorage]:
+    if request.param == "memory":
+        yield MemoryStorage()
+        return
+    async with open_database(db_path) as database:
+        sqlite_storage = SQLiteStorage(database)
+        yield sqlite_storage
+        await sqlite_storage.close()
+
+
+async def test_state_round_trips_when_set_and_cleared(storage: BaseStorage) -> None:
+    assert await storage.get_state(KEY) is None
+
+    await storage.set_state(KEY, "state")
+    assert await storage.get_state(KEY) == "state"
+
+    await storage.set_state(KEY, None)
+    assert await storage.get_state(KEY) is None
+
+
+async def test_state_is_stored_by_name_when_given_a_state_object(storage: BaseStorage) -> None:
+    await storage.set_state(KEY, Form.name)
+
+    assert await storage.get_state(KEY) == "Form:name"
+
+
+async def test_data_round_trips_when_set_and_cleared(storage: BaseStorage) -> None:
+    assert await storage.get_data(KEY) == {}
+    assert await storage.get_value(KEY, "foo") is None
+    assert await storage.get_value(KEY, "foo", "baz") == "baz"
+
+    await storage.set_data(KEY, {"foo": "bar"})
+    assert await storage.get_data(KEY) == {"foo": "bar"}
+    assert await storage.get_value(KEY, "foo") == "bar"
+    assert await storage.get_value(KEY, "foo", "baz") == "bar"
+
+    await storage.set_data(KEY, {})
+    assert await storage.get_data(KEY) == {}
+    assert await storage.get_value(KEY, "foo") is None
+    assert await storage.get_value(KEY, "foo", "baz") == "baz"
+
+
+async def test_data_is_accepted_when_a_typed_dict(storage: BaseStorage) -> None:
+    class Answers(TypedDict, total=False):
+        foo: str
+        bar: str
+
+    await storage.set_data(KEY, Answers(foo="bar", bar="baz"))
+
+    assert await storage.get_data(KEY) == {"foo": "bar", "bar": "baz"}
+    assert await storage.get_value(KEY, "foo") == "bar"
+
+
+@pytest.mark.parametrize("data", [(), [("foo", "bar")], "foo", None])
+async def test_set_data_raises_when_data_is_not_a_dict(storage: BaseStorage, data: object) -> None:
+    await storage.set_data(KEY, {"foo": "bar"})
+
+    with pytest.raises(DataNotDictLikeError):
+        await storage.set_data(KEY, data)  # type: ignore[arg-type]
+
+    assert await storage.get_data(KEY) == {"foo": "bar"}
+
+
+async def test_update_data_merges_like_dict_update(storage: BaseStorage) -> None:
+    assert await storage.get_data(KEY) == {}
+    assert await storage.update_data(KEY, {"foo": "bar"}) == {"foo": "bar"}
+    assert await storage.update_data(KEY, {}) == {"foo": "bar"}
+    assert await storage.get_data(KEY) == {"foo": "bar"}
+    assert await storage.update_data(KEY, {"baz": "spam"}) == {"foo": "bar", "baz": "spam"}
+    assert await storage.get_data(KEY) == {"foo": "bar", "baz": "spam"}
+    assert await storage.update_data(KEY, {"baz": "test"}) == {"foo": "bar", "baz": "test"}
+    assert await storage.get_data(KEY) == {"foo": "bar", "baz": "test"}
+
+
+async def test_returned_data_is_a_copy_when_mutated(storage: BaseStorage) -> None:
+    original = {"foo": "bar"}
+    await storage.set_data(KEY, original)
+    original["foo"] = "changed by caller"
+
+    fetched = await storage.get_data(KEY)
+    fetched["foo"] = "changed again"
+    updated = await storage.update_data(KEY, {"baz": "spam"})
+    updated["baz"] = "changed once more"
+
+    assert await storage.get_data(KEY) == {"foo": "bar", "baz": "spam"}
+
+
+async def test_value_is_a_copy_when_mutated(storage: BaseStorage) -> None:
+    await storage.set_data(KEY, {"items": [1, 2]})
+
+    items = await storage.get_value(KEY, "items")
+    assert isinstance(items, list)
+    items.append(3)
+
+    assert await storage.get_value(KEY, "items") == [1, 2]
+
+
+async def test_state_and_data_are_independent_when_one_is_cleared(storage: BaseStorage) -> None:
+    await storage.set_state(KEY, "state")
+    await storage.set_data(KEY, {"foo": "bar"})
+
+    await storage.set_state(KEY, None)
+    assert await storage.get_data(KEY) == {"foo": "bar"}
+
+    await storage.set_state(KEY, "state")
+    await storage.set_data(KEY, {})
+    assert await storage.get_state(KEY) == "state"
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        StorageKey(bot_id=43, chat_id=-100, user_id=7),
+        StorageKey(bot_id=42, chat_id=-101, user_id=7),
+        StorageKey(bot_id=42, chat_id=-100, user_id=8),
+        StorageKey(bot_id=42, chat_id=-100, user_id=7, thread_id=5),
+        StorageKey(bot_id=42, chat_id=-100, user_id=7, business_connection_id="biz"),
+        StorageKey(bot_id=42, chat_id=-100, user_id=7, destiny="other"),
+    ],
+    ids=["bot", "chat", "user", "thread", "business_connection", "destiny"],
+)
+async def test_keys_are_isolated_when_any_field_differs(
+    storage: BaseStorage, other: StorageKey
+) -> None:
+    await storage.set_state(KEY, "mine")
+    await storage.set_data(KEY, {"owner": "mine"})
+    await storage.set_state(other, "theirs")
+    await storage.set_data(other, {"owner": "theirs"})
+
+    assert await storage.get_state(KEY) == "mine"
+    assert await storage.get_data(KEY) == {"owner": "mine"}
+    assert await storage.get_state(other) == "theirs"
+    assert await storage.get_data(other) == {"owner": "theirs"}
+
+
+async def test_unicode_round_trips_when_cyrillic_and_emoji(storage: BaseStorage) -> None:
+    data = {"full_name": "Иванова Мария Петровна", "note": "Привет 👋🏽 ✨", "ключ": "ё"}
+
+    await storage.set_data(KEY, data)
+
+    assert await storage.get_data(KEY) == data
+
+
+async def test_update_data_loses_nothing_when_concurrent(storage: BaseStorage) -> None:
+    await asyncio.gather(*(storage.update_data(KEY, {f"answer_{i}": i}) for i in range(50)))
+
+    assert await storage.get_data(KEY) == {f"answer_{i}": i for i in range(50)}
+
+
+async def test_state_and_data_survive_when_file_is_reopened(db_path: Path) -> None:
+    async with open_database(db_path) as database:
+        storage = SQLiteStorage(database)
+        await storage.set_state(KEY, Form.name)
+        await storage.set_data(KEY, {"full_name": "Иванова Мария", "step": 2})
+        await storage.close()
+
+    async with open_database(db_path) as database:
+        storage = SQLiteStorage(database)
+        assert await storage.get_state(KEY) == "Form:name"
+        assert await storage.get_data(KEY) == {"full_name": "Иванова Мария", "step": 2}
+
+
+async def test_close_leaves_database_open_when_storage_closed(db: Database) -> None:
+    storage = SQLiteStorage(db)
+
+    await storage.close()
+
+    assert await db.schema_version() > 0
+
+
+async def test_row_is_deleted_when_state_and_data_are_cleared(db: Database) -> None:
+    storage = SQLiteStorage(db)
+    await storage.set_state(KEY, "state")
+    await storage.update_data(KEY, {"foo": "bar"})
+    assert len(await db.fetchall("SELECT key FROM fsm_states")) == 1
+
+    await storage.set_state(KEY, None)
+    assert len(await db.fetchall("SELECT key FROM fsm_states")) == 1
+    await storage.set_data(KEY, {})
+
+    assert await db.fetchall("SELECT key FROM fsm_states") == []
+
+
+async def test_row_holds_readable_json_when_data_is_cyrillic(db: Database) -> None:
+    storage = SQLiteStorage(db)
+
+    await storage.set_data(KEY, {"city": "Казань"})
+
+    row = await db.fetchone("SELECT data, updated_at FROM fsm_states")
+    assert row is not None
+    assert row["data"] == '{"city": "Казань"}'
+    assert row["updated_at"].endswith("+00:00")
+
+
+async def test_data_is_unchanged_when_not_json_serialisable(db: Database) -> None:
+    storage = SQLiteStorage(db)
+    await storage.set_data(KEY, {"foo": "bar"})
+
+    with pytest.raises(TypeError):
+        await storage.update_data(KEY, {"when": object()})
+
+    assert await storage.get_data(KEY) == {"foo": "bar"}

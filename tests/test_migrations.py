@@ -1,0 +1,214 @@
+import sqlite3
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from storage.database import Database, MigrationError, open_database
+from storage.migrations import LATEST_VERSION, MIGRATIONS
+
+TABLES = {"events", "registrations", "fsm_states", "handled_updates"}
+NOW = "2025-01-01T09:00:00+00:00"
+
+
+async def schema_of(db: Database) -> list[tuple[str, str, str]]:
+    rows = await db.fetchall(
+        "SELECT type, name, sql FROM sqlite_master"
+        " WHERE type IN ('table', 'index') AND sql IS NOT NULL ORDER BY type, name"
+    )
+    return [(row["type"], row["name"], row["sql"]) for row in rows]
+
+
+async def table_names(db: Database) -> set[str]:
+    rows = await db.fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
+    return {row["name"] for row in rows}
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    async with open_database(tmp_path / "bot.sqlite3") as database:
+        await database.execute(
+            "INSERT INTO events (id, title, starts_at, timezone, registration_deadline,"
+            " location, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            ("conf", "Конференция", NOW, "Europe/Moscow", NOW, "Москва", NOW),
+        )
+        yield database
+
+
+def registration(**overrides: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "event_id": "conf",
+        "user_id": 7,
+        "username": None,
+        "telegram_name": "Мария",
+        "full_name": "Иванова Мария Петровна",
+        "position": "Инженер",
+        "organization": "ООО «Ромашка»",
+        "phone": "+79161234567",
+        "email": "maria@example.com",
+        "consent_at": NOW,
+        "consent_version": "1",
+        "status": "confirmed",
+        "created_at": NOW,
+        "updated_at": NOW,
+    }
+    row.update(overrides)
+    return row
+
+
+async def insert_registration(db: Database, **overrides: Any) -> None:
+    row = registration(**overrides)
+    columns = ", ".join(row)
+    placeholders = ", ".join(f":{name}" for name in row)
+    await db.execute(f"INSERT INTO registrations ({columns}) VALUES ({placeholders})", row)
+
+
+async def test_fresh_database_reaches_latest_version_with_all_tables(tmp_path: Path) -> None:
+    async with open_database(tmp_path / "bot.sqlite3") as db:
+        assert await db.schema_version() == LATEST_VERSION
+        assert await table_names(db) >= TABLES
+
+
+async def test_opening_twice_changes_nothing_when_already_latest(tmp_path: Path) -> None:
+    path = tmp_path / "bot.sqlite3"
+    async with open_database(path) as db:
+        first = await schema_of(db)
+
+    async with open_database(path) as db:
+        assert await db.schema_version() == LATEST_VERSION
+        assert await schema_of(db) == first
+
+
+@pytest.mark.parametrize("version", range(LATEST_VERSION))
+async def test_upgrade_matches_fresh_schema_when_starting_from_older_version(
+    tmp_path: Path, version: int
+) -> None:
+    async with open_database(tmp_path / "fresh.sqlite3") as db:
+        fresh = await schema_of(db)
+
+    old_path = tmp_path / "old.sqlite3"
+    async with open_database(old_path, migrate_to=version) as db:
+        assert await db.schema_version() == version
+
+    async with open_database(old_path) as db:
+        assert await db.schema_version() == LATEST_VERSION
+        assert await schema_of(db) == fresh
+
+
+async def test_open_raises_when_file_schema_is_newer_than_known(tmp_path: Path) -> None:
+    path = tmp_path / "bot.sqlite3"
+    async with open_database(path) as db:
+        await db.execute(f"PRAGMA user_version = {LATEST_VERSION + 1}")
+
+    with pytest.raises(MigrationError, match=r"version \d+ is newer than this bot knows"):
+        async with open_database(path):
+            pass
+
+
+async def test_file_is_private_when_created_in_missing_folder(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "nested" / "bot.sqlite3"
+
+    async with open_database(path) as db:
+        await db.execute("INSERT INTO handled_updates VALUES (1, ?)", (NOW,))
+        wal = path.with_name(path.name + "-wal")
+        assert stat.S_IMODE(wal.stat().st_mode) == 0o600
+
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+async def test_pragmas_are_on_when_opened(db: Database) -> None:
+    journal_mode = await db.fetchone("PRAGMA journal_mode")
+    foreign_keys = await db.fetchone("PRAGMA foreign_keys")
+
+    assert journal_mode is not None and journal_mode[0] == "wal"
+    assert foreign_keys is not None and foreign_keys[0] == 1
+
+
+async def test_registration_is_stored_when_valid(db: Database) -> None:
+    await insert_registration(db)
+
+    row = await db.fetchone("SELECT full_name, status FROM registrations")
+    assert row is not None
+    assert tuple(row) == ("Иванова Мария Петровна", "confirmed")
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"event_id": "no-such-event"},
+        {"full_name": ""},
+        {"full_name": "я" * 201},
+        {"position": ""},
+        {"organization": "я" * 301},
+        {"phone": "89161234567"},
+        {"phone": "+0123"},
+        {"phone": "+7916123456789012"},
+        {"email": "maria.example.com"},
+        {"email": "@example.com"},
+        {"email": "m@" + "e" * 253},
+        {"status": "pending"},
+        {"telegram_name": None},
+        {"consent_at": None},
+    ],
+    ids=repr,
+)
+async def test_registration_is_refused_when_constraint_is_broken(
+    db: Database, overrides: dict[str, Any]
+) -> None:
+    with pytest.raises(sqlite3.IntegrityError):
+        await insert_registration(db, **overrides)
+
+    assert await db.fetchall("SELECT id FROM registrations") == []
+
+
+async def test_second_confirmed_registration_is_refused_when_same_event_and_user(
+    db: Database,
+) -> None:
+    await insert_registration(db)
+
+    with pytest.raises(sqlite3.IntegrityError):
+        await insert_registration(db)
+
+    await insert_registration(db, user_id=8)
+    await insert_registration(db, status="withdrawn")
+    await insert_registration(db, status="withdrawn")
+    rows = await db.fetchall("SELECT user_id, status FROM registrations ORDER BY id")
+    assert [tuple(row) for row in rows] == [
+        (7, "confirmed"),
+        (8, "confirmed"),
+        (7, "withdrawn"),
+        (7, "withdrawn"),
+    ]
+
+
+async def test_new_confirmed_registration_is_accepted_when_old_one_withdrawn(
+    db: Database,
+) -> None:
+    await insert_registration(db)
+    await db.execute("UPDATE registrations SET status = 'withdrawn' WHERE user_id = 7")
+
+    await insert_registration(db)
+
+    rows = await db.fetchall("SELECT status FROM registrations ORDER BY id")
+    assert [row["status"] for row in rows] == ["withdrawn", "confirmed"]
+
+
+async def test_failed_step_keeps_previous_version_when_script_breaks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "bot.sqlite3"
+    async with open_database(path) as db:
+        fresh = await schema_of(db)
+    broken_step = "CREATE TABLE half_done (id INTEGER);\nINSERT INTO no_such_table VALUES (1);"
+    monkeypatch.setattr("storage.database.MIGRATIONS", (*MIGRATIONS, broken_step))
+
+    with pytest.raises(MigrationError, match=f"schema version {LATEST_VERSION + 1} failed"):
+        async with open_database(path):
+            pass
+
+    monkeypatch.undo()
+    async with open_database(path) as db:
+        assert await db.schema_version() == LATEST_VERSION
+        assert await schema_of(db) == fresh
