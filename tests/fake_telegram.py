@@ -8,7 +8,6 @@ a callback query is answered once) so tests fail here instead of in production.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 import time
@@ -210,6 +209,10 @@ class _Failure:
         return self.chat_id is None or self.chat_id == chat_id
 
 
+def _parse_error(detail: str) -> BotAPIError:
+    return _bad_request(f"can't parse entities: {detail}")
+
+
 def render_html(source: str) -> str:
     """Telegram's HTML parse mode: the visible text, or the 400 Telegram answers."""
     out: list[str] = []
@@ -231,27 +234,25 @@ def render_html(source: str) -> str:
         offset = len(source[:pos].encode())
         tag = _HTML_TAG.match(source, pos)
         if tag is None:
-            msg = f"can't parse entities: Unexpected character '<' at byte offset {offset}"
-            raise _bad_request(msg)
+            raise _parse_error(f"Unexpected character '<' at byte offset {offset}")
         closing, name, attributes = tag.group(1), tag.group(2).lower(), tag.group(3)
         if closing:
             if not open_tags or open_tags[-1] != name:
                 expected = f'expected "</{open_tags[-1]}>", ' if open_tags else ""
-                msg = f"can't parse entities: Unmatched end tag at byte offset {offset}, "
-                raise _bad_request(f'{msg}{expected}found "</{name}>"')
+                detail = f'Unmatched end tag at byte offset {offset}, {expected}found "</{name}>"'
+                raise _parse_error(detail)
             open_tags.pop()
         else:
             if name not in _HTML_TAGS:
-                msg = f'can\'t parse entities: Unsupported start tag "{name}" at byte offset {offset}'
-                raise _bad_request(msg)
+                raise _parse_error(f'Unsupported start tag "{name}" at byte offset {offset}')
             if name == "span" and "tg-spoiler" not in attributes:
-                msg = f'can\'t parse entities: Tag "span" must have class "tg-spoiler" at byte offset {offset}'
-                raise _bad_request(msg)
+                detail = f'Tag "span" must have class "tg-spoiler" at byte offset {offset}'
+                raise _parse_error(detail)
             open_tags.append(name)
         pos = tag.end()
     if open_tags:
-        msg = f'can\'t parse entities: Can\'t find end tag corresponding to start tag "{open_tags[-1]}"'
-        raise _bad_request(msg)
+        detail = f'Can\'t find end tag corresponding to start tag "{open_tags[-1]}"'
+        raise _parse_error(detail)
     return "".join(out)
 
 
@@ -441,7 +442,8 @@ class FakeTelegram:
         self._pulse()
         return cast(int, update_id)
 
-    async def wait_confirmed(self, update_id: int, timeout: float = 10.0) -> None:
+    # The explicit timeout is the point: it turns "the bot never handled it" into a clear failure.
+    async def wait_confirmed(self, update_id: int, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while self._acknowledged <= update_id:
@@ -660,7 +662,9 @@ class FakeTelegram:
         if not query_id:
             raise _bad_request("query_id is empty")
         if query_id in self._answered_queries:
-            raise _bad_request("query is too old and response timeout expired or query ID is invalid")
+            raise _bad_request(
+                "query is too old and response timeout expired or query ID is invalid"
+            )
         if query_id in self._open_queries:
             self._open_queries.remove(query_id)
             self._answered_queries.add(query_id)
@@ -669,7 +673,7 @@ class FakeTelegram:
     async def _set_my_commands(self, params: JSON) -> bool:
         commands = params.get("commands")
         if not isinstance(commands, list):
-            raise _bad_request("field \"commands\" must be an Array")
+            raise _bad_request('field "commands" must be an Array')
         for command in commands:
             if not _BOT_COMMAND.fullmatch(str(command.get("command", ""))):
                 raise _bad_request("BOT_COMMAND_INVALID")
@@ -874,7 +878,7 @@ class FakeSession(BaseSession):
         self,
         bot: Bot,
         method: TelegramMethod[TelegramType],
-        timeout: int | None = None,
+        timeout: int | None = None,  # noqa: ASYNC109 (aiogram's signature; the fake never waits)
     ) -> TelegramType:
         status_code, body = await self._answer(bot, method)
         response = self.check_response(
@@ -930,7 +934,9 @@ def user_json(
     return user
 
 
-def message_update(user: JSON, *, message_id: int, chat_id: int | None = None, **content: Any) -> JSON:
+def message_update(
+    user: JSON, *, message_id: int, chat_id: int | None = None, **content: Any
+) -> JSON:
     chat = chat_json(user["id"] if chat_id is None else chat_id, user=user)
     message: JSON = {
         "message_id": message_id,
