@@ -85,7 +85,8 @@ def format_date(moment: datetime) -> str:
 
 def format_datetime(moment: datetime, zone: ZoneInfo | None = None) -> str:
     """In `zone` when given (an event's), else in the moment's own zone."""
-    local = moment.astimezone(zone) if zone else moment
-    if local.tzinfo is None:
+    # Checked before astimezone(), which would read a naive moment as the server's local time.
+    if moment.tzinfo is None:
         raise ValueError("naive datetime: every time shown to a person must name its zone")
+    local = moment.astimezone(zone) if zone else moment
     return f"{format_date(local)}, {local:%H:%M} ({zone_label(local)})"

@@ -31,10 +31,11 @@ class ValidationError(Exception):
 
 def _clean(text: str) -> str:
     # Drop control and format characters (NUL, zero-width, RTL overrides) that make a
-    # value look different from what it is, then collapse runs of white space.
+    # value look different from what it is, then collapse runs of white space. NFC first:
+    # text pasted from a PDF may spell "й"/"ё" as a letter plus a combining mark.
     kept = "".join(
         " " if character.isspace() else character
-        for character in text
+        for character in unicodedata.normalize("NFC", text)
         if character.isspace() or unicodedata.category(character)[0] != "C"
     )
     return " ".join(kept.split())

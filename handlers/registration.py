@@ -54,7 +54,7 @@ NON_TEXT_KINDS = ("sticker", "photo", "voice", "video", "document", "location", 
 # --- What the person sees ------------------------------------------------------------------
 
 
-async def ask(bot: Bot, chat_id: int, field: str, draft: Draft) -> None:
+async def ask(bot: Bot, chat_id: int, field: str, draft: Draft, *, preface: str = "") -> None:
     question = t(f"ask_{field}")
     current = getattr(draft, field)
     if draft.editing is not None and current:
@@ -63,7 +63,7 @@ async def ask(bot: Bot, chat_id: int, field: str, draft: Draft) -> None:
         number = FIELDS.index(field) + 1
         question = t("ask_step", number=number, total=len(FIELDS), question=Html(question))
     markup = phone_keyboard() if field == "phone" else None
-    await bot.send_message(chat_id, question, reply_markup=markup)
+    await bot.send_message(chat_id, preface + question, reply_markup=markup)
 
 
 async def show_summary(bot: Bot, chat_id: int, draft: Draft, event: Event) -> None:
@@ -240,8 +240,7 @@ async def consent_given(
     draft = replace(draft, consent_at=now.isoformat(), consent_version=event.privacy_policy_version)
     await state.set_state(Form.full_name)
     await state.set_data(draft.to_data())
-    await bot.send_message(chat_id, t("consent_given"))
-    await ask(bot, chat_id, "full_name", draft)
+    await ask(bot, chat_id, "full_name", draft, preface=t("consent_given") + "\n\n")
 
 
 async def consent_declined(callback: CallbackQuery, bot: Bot, state: FSMContext) -> None:

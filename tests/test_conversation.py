@@ -1,0 +1,464 @@
+"""The participant's conversation through the production Dispatcher, in-process."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from aiogram import Bot, Dispatcher
+
+from storage.database import Database
+from storage.registrations import Registrations
+from tests.client import TelegramUser, feed_deliver
+from tests.fake_telegram import FakeTelegram
+
+EVENT_ID = "forum-2026"
+
+
+async def fill_form(user: TelegramUser, *, position: str = "Главный специалист") -> None:
+    await user.send("/start")
+    await user.click("Даю согласие")
+    await user.send("Иванова Мария Петровна")
+    await user.send(position)
+    await user.send("Министерство культуры Саратовской области")
+    await user.share_contact("79123456789")
+    await user.send("Maria.Ivanova@Example.RU")
+
+
+async def stored_rows(db: Database) -> list[dict[str, object]]:
+    return [dict(row) for row in await db.fetchall("SELECT * FROM registrations ORDER BY id")]
+
+
+async def fsm_rows(db: Database) -> list[dict[str, object]]:
+    return [dict(row) for row in await db.fetchall("SELECT * FROM fsm_states")]
+
+
+async def test_registration_completes_and_is_stored(
+    user: TelegramUser, registrations: Registrations, db: Database
+) -> None:
+    replies = await user.send("/start")
+    greeting = replies[0].text or ""
+    assert "Стратегическая сессия «ЭтНик»" in greeting
+    assert "10 декабря 2026, 12:00 (МСК, UTC+3)" in greeting
+    assert "8 декабря 2026, 23:59 (МСК, UTC+3)" in greeting
+    assert "Сессия для НКО & органов власти <онлайн>" in greeting  # escaped, shown as written
+    assert "152-ФЗ" in user.last_text
+    assert user.buttons(replies[-1]) == ["✅ Даю согласие", "Не согласен(на)"]
+
+    replies = await user.click("Даю согласие")
+    assert "Шаг 1 из 5" in user.last_text
+    assert user.buttons(replies[0]) == []  # the consent buttons are gone: cannot agree twice
+
+    await user.send("  Иванова   Мария Петровна ")
+    assert "Шаг 2 из 5" in user.last_text
+    await user.send("Главный специалист")
+    assert "Шаг 3 из 5" in user.last_text
+    await user.send("Министерство культуры Саратовской области")
+    assert "Шаг 4 из 5" in user.last_text
+    assert user.reply_keyboard is not None
+    assert user.reply_keyboard["keyboard"][0][0]["request_contact"] is True
+
+    await user.share_contact("79123456789")
+    assert user.reply_keyboard is None  # removed once the phone is known
+    assert "Шаг 5 из 5" in user.last_text
+    replies = await user.send("Maria.Ivanova@Example.RU")
+    summary = user.last_text
+    for shown in (
+        "Иванова Мария Петровна",
+        "Главный специалист",
+        "Министерство культуры Саратовской области",
+        "+7 912 345-67-89",
+        "Maria.Ivanova@example.ru",
+        "10 декабря 2026, 12:00 (МСК, UTC+3)",
+        "Онлайн",
+    ):
+        assert shown in summary
+
+    replies = await user.click("Подтвердить")
+    assert "Вы зарегистрированы" in user.last_text
+    assert "10 декабря 2026, 12:00 (МСК, UTC+3)" in user.last_text
+    assert "https://example.org/join" in user.last_text
+
+    [row] = await stored_rows(db)
+    assert row["event_id"] == EVENT_ID
+    assert row["user_id"] == 1001
+    assert row["username"] == "maria"
+    assert row["full_name"] == "Иванова Мария Петровна"
+    assert row["position"] == "Главный специалист"
+    assert row["organization"] == "Министерство культуры Саратовской области"
+    assert row["phone"] == "+79123456789"
+    assert row["email"] == "Maria.Ivanova@example.ru"
+    assert row["status"] == "confirmed"
+    assert row["consent_version"] == "v1"
+    assert row["consent_at"] == "2026-11-26T09:00:00+00:00"
+    assert await fsm_rows(db) == []  # the draft is gone once saved
+
+
+async def test_declining_consent_stores_nothing(user: TelegramUser, db: Database) -> None:
+    await user.send("/start")
+    await user.click("Не согласен")
+    assert "ничего не сохранили" in user.last_text
+    assert await stored_rows(db) == []
+    assert await fsm_rows(db) == []
+    await user.send("Иванова Мария")  # no form any more: not taken as an answer
+    assert "Не понял" in user.last_text
+
+
+async def test_text_instead_of_consent_button_asks_again(user: TelegramUser) -> None:
+    await user.send("/start")
+    replies = await user.send("Иванова Мария Петровна")
+    assert "нажмите одну из кнопок" in (replies[0].text or "")
+    assert user.buttons(replies[-1]) == ["✅ Даю согласие", "Не согласен(на)"]
+
+
+@pytest.mark.parametrize(
+    ("answers", "reason"),
+    [
+        (["Иван 3"], "В ФИО не должно быть цифр"),
+        (["12345"], "должны быть буквы"),
+        (["Я"], "Слишком коротко"),
+        (["Иванов " * 30], "Слишком длинный ответ"),
+        (["x" * 5000], "можно не больше 1000"),
+        (["<b>Иван</b>"], "допустимы только буквы"),
+    ],
+)
+async def test_bad_full_name_is_explained_and_asked_again(
+    user: TelegramUser, db: Database, answers: list[str], reason: str
+) -> None:
+    await user.send("/start")
+    await user.click("Даю согласие")
+    for answer in answers:
+        replies = await user.send(answer)
+    assert reason in (replies[0].text or "")
+    assert "фамилию, имя и отчество" in user.last_text
+    [row] = await fsm_rows(db)
+    assert row["state"] == "Form:full_name"
+    assert '"full_name": null' in str(row["data"])
+
+
+@pytest.mark.parametrize(
+    ("send", "kind"),
+    [
+        ("send_sticker", "стикер"),
+        ("send_photo", "фото"),
+        ("send_voice", "голосовое сообщение"),
+        ("send_document", "файл"),
+        ("send_location", "геопозиция"),
+    ],
+)
+async def test_non_text_answer_is_explained_and_asked_again(
+    user: TelegramUser, db: Database, send: str, kind: str
+) -> None:
+    await user.send("/start")
+    await user.click("Даю согласие")
+    await user.send("Иванова Мария Петровна")
+    replies = await getattr(user, send)()
+    assert f"Я жду ответ текстом, а пришло {kind}" in (replies[0].text or "")
+    assert "должность" in user.last_text
+    [row] = await fsm_rows(db)
+    assert row["state"] == "Form:position"
+    assert "Иванова Мария Петровна" in str(row["data"])
+
+
+async def test_unknown_command_mid_form_is_explained_and_question_repeated(
+    user: TelegramUser,
+) -> None:
+    await user.send("/start")
+    await user.click("Даю согласие")
+    replies = await user.send("/export")
+    assert "Команда /export здесь не работает" in (replies[0].text or "")
+    assert "фамилию, имя и отчество" in user.last_text
+
+
+async def test_help_mid_form_lists_commands_and_repeats_question(user: TelegramUser) -> None:
+    await user.send("/start")
+    await user.click("Даю согласие")
+    await user.send("Иванова Мария Петровна")
+    replies = await user.send("/help")
+    assert "/cancel" in (replies[0].text or "")
+    assert "должность" in user.last_text
+
+
+async def test_start_mid_form_continues_the_same_form(user: TelegramUser, db: Database) -> None:
+    await user.send("/start")
+    await user.click("Даю согласие")
+    await user.send("Иванова Мария Петровна")
+    replies = await user.send("/start")
+    assert "Вы уже заполняете анкету" in (replies[0].text or "")
+    assert "должность" in user.last_text
+    [row] = await fsm_rows(db)
+    assert "Иванова Мария Петровна" in str(row["data"])
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [
+        ("8 (912) 345-67-89", "+79123456789"),
+        ("+7 912 345 67 89", "+79123456789"),
+        ("89123456789", "+79123456789"),
+        ("+375 29 123-45-67", "+375291234567"),
+    ],
+)
+async def test_typed_phone_is_accepted_in_usual_forms(
+    user: TelegramUser, db: Database, typed: str, stored: str
+) -> None:
+    await fill_until_phone(user)
+    await user.send(typed)
+    assert "Шаг 5 из 5" in user.last_text
+    await user.send("maria@example.ru")
+    await user.click("Подтвердить")
+    [row] = await stored_rows(db)
+    assert row["phone"] == stored
+
+
+async def fill_until_phone(user: TelegramUser) -> None:
+    await user.send("/start")
+    await user.click("Даю согласие")
+    await user.send("Иванова Мария Петровна")
+    await user.send("Главный специалист")
+    await user.send("Министерство культуры")
+
+
+@pytest.mark.parametrize(
+    ("typed", "reason"),
+    [
+        ("12345", "Такого номера не существует"),
+        ("+7 912 345 67", "Такого номера не существует"),
+        ("позвоните мне", "допустимы только цифры"),
+        ("+7 000 000 00 00", "Такого номера не существует"),
+    ],
+)
+async def test_bad_phone_is_explained_and_asked_again(
+    user: TelegramUser, db: Database, typed: str, reason: str
+) -> None:
+    await fill_until_phone(user)
+    replies = await user.send(typed)
+    assert reason in (replies[0].text or "")
+    assert "номер телефона" in user.last_text
+    assert user.reply_keyboard is not None  # the share button is offered again
+    [row] = await fsm_rows(db)
+    assert row["state"] == "Form:phone"
+    assert '"phone": null' in str(row["data"])
+
+
+async def test_someone_elses_contact_is_refused(user: TelegramUser, db: Database) -> None:
+    await fill_until_phone(user)
+    replies = await user.share_contact("79991234567", user_id=777)
+    assert "чужой контакт" in (replies[0].text or "")
+    [row] = await fsm_rows(db)
+    assert row["state"] == "Form:phone"
+    assert "79991234567" not in str(row["data"])
+
+
+@pytest.mark.parametrize(
+    ("typed", "reason"),
+    [
+        ("maria.example.ru", "нет знака «@»"),
+        ("maria@@example.ru", "ровно один знак «@»"),
+        ("@example.ru", "Перед «@»"),
+        ("maria@localhost", "домен с точкой"),
+        ("maria ivanova@example.ru", "не должно быть пробелов"),
+        ("maria..ivanova@example.ru", "записан с ошибкой"),
+    ],
+)
+async def test_bad_email_is_explained_and_asked_again(
+    user: TelegramUser, db: Database, typed: str, reason: str
+) -> None:
+    await fill_until_phone(user)
+    await user.send("+79123456789")
+    replies = await user.send(typed)
+    assert reason in (replies[0].text or "")
+    assert "электронной почты" in user.last_text
+    assert await stored_rows(db) == []
+
+
+async def test_changing_a_field_from_the_summary_asks_only_that_field(
+    user: TelegramUser, db: Database
+) -> None:
+    await fill_form(user)
+    await user.click("Должность")
+    assert "Сейчас указано: Главный специалист" in user.last_text
+    assert "Шаг" not in user.last_text
+    await user.send("Директор")
+    assert "Проверьте, пожалуйста, данные" in user.last_text
+    assert "Директор" in user.last_text
+    assert "Главный специалист" not in user.last_text
+
+    await user.click("Телефон")
+    await user.send("+7 912 000-11-22")
+    assert "Проверьте, пожалуйста, данные" in user.last_text
+    await user.click("Подтвердить")
+    [row] = await stored_rows(db)
+    assert row["position"] == "Директор"
+    assert row["phone"] == "+79120001122"
+
+
+async def test_user_values_are_shown_literally_never_as_html(
+    user: TelegramUser, db: Database
+) -> None:
+    await fill_form(user, position="<b>Директор</b> & Co")
+    assert "<b>Директор</b> & Co" in user.last_text
+    await user.click("Подтвердить")
+    [row] = await stored_rows(db)
+    assert row["position"] == "<b>Директор</b> & Co"
+
+
+async def test_cancel_mid_form_drops_the_draft(user: TelegramUser, db: Database) -> None:
+    await fill_until_phone(user)
+    replies = await user.send("/cancel")
+    assert "Анкета удалена" in (replies[0].text or "")
+    assert "/start" in (replies[0].text or "")
+    assert user.reply_keyboard is None
+    assert await fsm_rows(db) == []
+    assert await stored_rows(db) == []
+    replies = await user.send("/cancel")
+    assert "нечего отменять" in (replies[0].text or "")
+
+
+async def test_double_tap_on_confirm_makes_one_registration(
+    user: TelegramUser, fake: FakeTelegram, db: Database
+) -> None:
+    await fill_form(user)
+    summary = fake.last_message(user.chat_id)
+    [confirm] = [
+        button["callback_data"]
+        for row in summary.inline_keyboard
+        for button in row
+        if "Подтвердить" in button["text"]
+    ]
+    await user.click_data(summary, confirm)
+    replies = await user.click_data(summary, confirm)
+    assert len(await stored_rows(db)) == 1
+    confirmations = [
+        m for m in fake.messages_to(user.chat_id) if "Вы зарегистрированы" in (m.text or "")
+    ]
+    assert len(confirmations) == 1
+    assert replies == [] or all("Вы зарегистрированы" not in (m.text or "") for m in replies)
+    answers = fake.calls_of("answerCallbackQuery")
+    assert "Регистрация уже подтверждена" in str(answers[-1].params)
+
+
+async def test_redelivered_update_has_one_effect(
+    fake: FakeTelegram, dispatcher: Dispatcher, bot: Bot, db: Database
+) -> None:
+    delivered: list[dict[str, object]] = []
+    inner = feed_deliver(dispatcher, bot)
+
+    async def deliver(update: dict[str, object]) -> None:
+        delivered.append(update)
+        await inner(update)
+
+    user = TelegramUser(fake, deliver, user_id=1001)
+    await user.send("/start")
+    await user.click("Даю согласие")
+    await user.send("Иванова Мария Петровна")
+    before = len(fake.messages)
+    await inner(delivered[-1])  # Telegram sends the same update again after a restart
+    assert len(fake.messages) == before
+    [row] = await fsm_rows(db)
+    assert row["state"] == "Form:position"  # the name was not taken as the position
+
+
+async def test_start_after_registering_shows_the_registration(
+    user: TelegramUser, db: Database
+) -> None:
+    await fill_form(user)
+    await user.click("Подтвердить")
+    replies = await user.send("/start")
+    assert "Вы уже зарегистрированы" in (replies[0].text or "")
+    assert "Иванова Мария Петровна" in user.last_text
+    assert await fsm_rows(db) == []
+    assert len(await stored_rows(db)) == 1
+
+
+async def test_me_lists_registrations_and_changes_a_field(user: TelegramUser, db: Database) -> None:
+    replies = await user.send("/me")
+    assert "нет активных регистраций" in (replies[0].text or "")
+    await fill_form(user)
+    await user.click("Подтвердить")
+    await user.send("/me")
+    assert "Иванова Мария Петровна" in user.last_text
+    await user.click("Изменить данные")
+    await user.click("E-mail")
+    assert "Сейчас указано: Maria.Ivanova@example.ru" in user.last_text
+    await user.send("not an email")
+    assert "электронной почты" in user.last_text
+    replies = await user.send("new@example.ru")
+    assert "Изменения сохранены" in (replies[0].text or "")
+    assert "new@example.ru" in user.last_text
+    [row] = await stored_rows(db)
+    assert row["email"] == "new@example.ru"
+    assert row["updated_at"] >= row["created_at"]
+    assert await fsm_rows(db) == []
+
+
+async def test_withdrawal_asks_first_and_keeps_history(user: TelegramUser, db: Database) -> None:
+    await fill_form(user)
+    await user.click("Подтвердить")
+    await user.send("/me")
+    await user.click("Отменить регистрацию")
+    assert "Отменить регистрацию на «Стратегическая сессия «ЭтНик»»?" in user.last_text
+    await user.click("Нет, оставить")
+    assert (await stored_rows(db))[0]["status"] == "confirmed"
+
+    await user.send("/me")
+    await user.click("Отменить регистрацию")
+    await user.click("Да, отменить")
+    assert "отменена" in user.last_text
+    [row] = await stored_rows(db)
+    assert row["status"] == "withdrawn"
+
+    await fill_form(user)  # registering again makes a new active row; the old one stays
+    await user.click("Подтвердить")
+    rows = await stored_rows(db)
+    assert [row["status"] for row in rows] == ["withdrawn", "confirmed"]
+
+
+async def test_changes_are_refused_after_the_deadline(
+    user: TelegramUser, clock: object, db: Database
+) -> None:
+    await fill_form(user)
+    await user.click("Подтвердить")
+    clock.advance(timedelta(days=30))  # type: ignore[attr-defined]
+    await user.send("/me")
+    assert "Срок изменения данных истёк" in user.last_text
+    assert "Изменить данные" not in str(user.fake.last_message(user.chat_id).reply_markup)
+
+
+async def test_confirm_after_the_deadline_is_refused(
+    user: TelegramUser, clock: object, db: Database
+) -> None:
+    await fill_form(user)
+    clock.advance(timedelta(days=30))  # type: ignore[attr-defined]
+    await user.click("Подтвердить")
+    assert "регистрация уже закрыта" in user.last_text
+    assert "org@example.ru" in user.last_text
+    assert await stored_rows(db) == []
+
+
+async def test_no_open_session_says_so_with_the_contact(user: TelegramUser, clock: object) -> None:
+    clock.advance(timedelta(days=30))  # type: ignore[attr-defined]
+    replies = await user.send("/start")
+    assert "не открыта" in (replies[0].text or "")
+    assert "org@example.ru" in (replies[0].text or "")
+
+
+async def test_deep_link_opens_the_session(user: TelegramUser) -> None:
+    await user.send(f"/start {EVENT_ID}")
+    assert "152-ФЗ" in user.last_text
+    replies = await user.send("/cancel")
+    assert "Анкета удалена" in (replies[0].text or "")
+    replies = await user.send("/start no-such-event")
+    assert "Не нашёл мероприятие" in (replies[0].text or "")
+    assert "152-ФЗ" in user.last_text  # then the open session is offered
+
+
+async def test_group_start_points_to_the_private_chat(
+    make_user: object, fake: FakeTelegram, db: Database
+) -> None:
+    member = make_user(2002, chat_id=-100555)  # type: ignore[operator]
+    replies = await member.send("/start")
+    assert f"https://t.me/{fake.bot_username}?start={EVENT_ID}" in (replies[0].text or "")
+    replies = await member.send("Иванова Мария Петровна")
+    assert replies == []  # the bot stays silent in groups
+    assert await fsm_rows(db) == []
