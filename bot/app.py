@@ -20,8 +20,9 @@ from aiogram.types import BotCommand, BotCommandScopeDefault
 
 from bot.clock import Clock, utc_now
 from bot.config import Settings
-from bot.events import EventCatalog, load_events
+from bot.events import EventCatalog
 from bot.middlewares import HandledUpdatesMiddleware
+from bot.polling import poll
 from handlers import get_routers
 from handlers.common import on_error
 from storage.database import Database, open_database
@@ -87,10 +88,7 @@ def create_dispatcher(
     return dispatcher
 
 
-async def run(settings: Settings) -> None:
-    from bot.polling import poll
-
-    catalog = load_events(settings.events_file, default_zone=settings.timezone)
+async def run(settings: Settings, catalog: EventCatalog) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

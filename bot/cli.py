@@ -6,12 +6,8 @@ import asyncio
 import logging
 import sys
 
-from aiogram.exceptions import TelegramNetworkError
-
-from bot.app import StartupError, run
 from bot.config import SettingsError, load_settings
-from bot.events import EventsFileError
-from storage.database import MigrationError
+from bot.events import EventsFileError, load_events
 
 EXIT_CONFIG = 2
 
@@ -24,9 +20,22 @@ def main(argv: list[str]) -> int:
         print(f"error: unknown arguments {' '.join(argv)!r}; run `python -m bot`", file=sys.stderr)
         return EXIT_CONFIG
     try:
+        # Checked before aiogram is imported (seconds on a small machine): a typo in the
+        # settings or the events file is reported at once.
         settings = load_settings()
-        asyncio.run(run(settings))
-    except (SettingsError, EventsFileError, MigrationError, StartupError) as error:
+        catalog = load_events(settings.events_file, default_zone=settings.timezone)
+    except (SettingsError, EventsFileError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    from aiogram.exceptions import TelegramNetworkError
+
+    from bot.app import StartupError, run
+    from storage.database import MigrationError
+
+    try:
+        asyncio.run(run(settings, catalog))
+    except (MigrationError, StartupError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_CONFIG
     except TelegramNetworkError as error:

@@ -23,9 +23,11 @@ logger = logging.getLogger(__name__)
 BACKOFF = BackoffConfig(min_delay=1.0, max_delay=30.0, factor=1.5, jitter=0.1)
 
 
-async def _handle(dispatcher: Dispatcher, bot: Bot, update: Update, **kwargs: Any) -> None:
+async def _handle(
+    dispatcher: Dispatcher, bot: Bot, update: Update, workflow_data: dict[str, Any]
+) -> None:
     try:
-        await dispatcher.feed_update(bot, update, **kwargs)
+        await dispatcher.feed_update(bot, update, **workflow_data)
     except Exception:
         # Errors are normally turned into replies by the errors handler; this is below it.
         logger.exception("Update %d could not be handled", update.update_id)
@@ -79,7 +81,7 @@ async def poll(
             # One person's updates stay in order: the dispatcher's event isolation holds a
             # lock per chat and user, and asyncio locks are first come, first served.
             await asyncio.gather(
-                *(_handle(dispatcher, bot, update, **workflow_data) for update in updates)
+                *(_handle(dispatcher, bot, update, workflow_data) for update in updates)
             )
             offset = updates[-1].update_id + 1
         if offset is not None:

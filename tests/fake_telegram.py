@@ -432,7 +432,9 @@ class FakeTelegram:
 
     def push_update(self, payload: JSON) -> int:
         update = dict(payload)
-        update_id = update.setdefault("update_id", self.next_update_id())
+        if "update_id" not in update:
+            update["update_id"] = self.next_update_id()
+        update_id = update["update_id"]
         if update_id <= self._last_queued_id:
             msg = f"update_id {update_id} is not above the last queued {self._last_queued_id}"
             raise ValueError(msg)

@@ -171,6 +171,7 @@ async def test_get_updates_returns_unconfirmed_and_offset_confirms(
     first = fake_api.push_update(text_update(ivan(), "/start", message_id=1))
     second = fake_api.push_update(text_update(ivan(), "Иван", message_id=2))
 
+    assert (first, second) == (1, 2)
     assert [update.update_id for update in await api_bot.get_updates()] == [first, second]
     assert [update.update_id for update in await api_bot.get_updates(offset=second)] == [second]
 
@@ -469,6 +470,7 @@ async def test_user_conversation_in_process(fake_api: FakeTelegram) -> None:
     user = TelegramUser(fake_api, feed_deliver(dispatcher, bot), user_id=CHAT)
 
     [card] = await user.send("/start")
+    assert fake_api.next_update_id() == 2  # the client stamps ids from the same counter
     assert user.buttons(card) == ["Да, всё верно", "Изменить"]
     with pytest.raises(AssertionError, match="Да, всё верно"):
         await user.click("Отмена")

@@ -1,0 +1,247 @@
+"""The real `python -m bot` process over real HTTP against the fake Bot API on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import stat
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.client import TelegramUser, http_deliver
+from tests.conftest import TOKEN
+from tests.fake_telegram import FakeTelegram, serve
+
+ROOT = Path(__file__).resolve().parent.parent
+MOSCOW = ZoneInfo("Europe/Moscow")
+
+
+def events_toml() -> str:
+    # The process runs on the real clock: the session is always a few days ahead.
+    starts = (datetime.now(MOSCOW) + timedelta(days=10)).replace(hour=12, minute=0, second=0)
+    deadline = starts - timedelta(days=2)
+    return f"""
+[[events]]
+id = "forum"
+title = "Сессия «ЭтНик»"
+starts_at = {starts:%Y-%m-%dT%H:%M:%S}
+timezone = "Europe/Moscow"
+registration_deadline = {deadline:%Y-%m-%dT%H:%M:%S}
+location = "Онлайн"
+contact = "org@example.ru"
+"""
+
+
+class BotProcess:
+    def __init__(self, process: asyncio.subprocess.Process, log: Path) -> None:
+        self.process = process
+        self.log = log
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    async def wait(self, timeout: float = 15) -> int:  # noqa: ASYNC109
+        return await asyncio.wait_for(self.process.wait(), timeout)
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 40) -> None:  # noqa: ASYNC109
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+def bot_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG")}
+    env.update(
+        BOT_TOKEN=TOKEN,
+        DATABASE_PATH=str(tmp_path / "data" / "bot.sqlite3"),
+        EVENTS_FILE=str(tmp_path / "events.toml"),
+        ADMIN_IDS="500",
+        ORGANIZER_CHAT_IDS="",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+@asynccontextmanager
+async def bot_process(
+    tmp_path: Path, fake: FakeTelegram, base_url: str, run: int = 0
+) -> AsyncIterator[BotProcess]:
+    log = tmp_path / f"bot-{run}.log"
+    with log.open("wb") as sink:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            cwd=tmp_path,  # no .env of the developer's here
+            env=bot_env(tmp_path, TELEGRAM_API_URL=base_url),
+            stdout=sink,
+            stderr=sink,
+        )
+    running = BotProcess(process, log)
+    polls = len(fake.calls_of("getUpdates"))
+    try:
+        await wait_until(
+            lambda: len(fake.calls_of("getUpdates")) > polls or process.returncode is not None
+        )
+        assert process.returncode is None, running.output
+        yield running
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    (tmp_path / "events.toml").write_text(events_toml(), encoding="utf-8")
+    return tmp_path
+
+
+def stored(tmp_path: Path) -> list[dict[str, object]]:
+    with sqlite3.connect(f"file:{tmp_path / 'data' / 'bot.sqlite3'}?mode=ro", uri=True) as db:
+        db.row_factory = sqlite3.Row
+        return [dict(row) for row in db.execute("SELECT * FROM registrations")]
+
+
+async def test_participant_registers_over_http_and_bot_stops_gracefully(workdir: Path) -> None:
+    fake = FakeTelegram(token=TOKEN)
+    async with serve(fake) as base_url, bot_process(workdir, fake, base_url) as bot:
+        user = TelegramUser(fake, http_deliver(fake, timeout=20), user_id=1001, first_name="Мария")
+        await user.send("/start")
+        assert "Сессия «ЭтНик»" in fake.messages_to(1001)[0].text  # type: ignore[operator]
+        await user.click("Даю согласие")
+        await user.send("Иванова Мария Петровна")
+        await user.send("<b>Директор</b> & Co")
+        await user.send("Министерство культуры")
+        await user.share_contact("79123456789")
+        await user.send("maria@example.ru")
+        assert "<b>Директор</b> & Co" in user.last_text
+        await user.click("Подтвердить")
+        assert "Вы зарегистрированы" in user.last_text
+
+        commands = fake.calls_of("setMyCommands")
+        assert commands, "the command menu is set at start-up"
+
+        bot.process.send_signal(signal.SIGTERM)
+        assert await bot.wait() == 0
+        output = bot.output
+
+    [row] = stored(workdir)
+    assert (row["full_name"], row["position"], row["phone"]) == (
+        "Иванова Мария Петровна",
+        "<b>Директор</b> & Co",
+        "+79123456789",
+    )
+    database = workdir / "data" / "bot.sqlite3"
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600
+    assert "Stopped cleanly" in output
+    assert "Traceback" not in output
+    for personal in ("Иванова", "79123456789", "maria@example.ru", "Директор"):
+        assert personal not in output, f"personal data in the log: {personal}"
+
+
+async def test_form_continues_after_sigkill_at_the_same_question(workdir: Path) -> None:
+    fake = FakeTelegram(token=TOKEN)
+    async with serve(fake) as base_url:
+        user = TelegramUser(fake, http_deliver(fake, timeout=20), user_id=1002)
+        async with bot_process(workdir, fake, base_url, run=1) as bot:
+            await user.send("/start")
+            await user.click("Даю согласие")
+            await user.send("Петров Пётр Петрович")
+            await user.send("Журналист")
+            bot.process.kill()  # SIGKILL: no chance to clean up
+            assert await bot.wait() == -signal.SIGKILL
+
+        async with bot_process(workdir, fake, base_url, run=2) as bot:
+            replies = await user.send("/start")
+            assert "Вы уже заполняете анкету" in (replies[0].text or "")
+            assert "Место работы" in user.last_text  # the third question, where it stopped
+            await user.send("Газета «Саратовские вести»")
+            await user.send("+7 912 345-67-89")
+            await user.send("petrov@example.ru")
+            assert "Петров Пётр Петрович" in user.last_text  # earlier answers kept
+            await user.click("Подтвердить")
+            assert "Вы зарегистрированы" in user.last_text
+            bot.process.send_signal(signal.SIGTERM)
+            assert await bot.wait() == 0
+
+    [row] = stored(workdir)
+    assert row["full_name"] == "Петров Пётр Петрович"
+    assert row["position"] == "Журналист"
+    assert row["organization"] == "Газета «Саратовские вести»"
+
+
+async def run_to_exit(tmp_path: Path, **env: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        cwd=tmp_path,
+        env={**bot_env(tmp_path, TELEGRAM_API_URL="http://127.0.0.1:9"), **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode is not None
+    return process.returncode, output.decode()
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"BOT_TOKEN": ""}, ["BOT_TOKEN is malformed", "@BotFather", ".env.example"]),
+        ({"ADMIN_IDS": "12,abc"}, ["ADMIN_IDS", "'abc' is not an integer id"]),
+        ({"EVENTS_FILE": "missing.toml"}, ["missing.toml", "file not found"]),
+    ],
+)
+# Every rule is tested on load_settings in test_settings.py; here, that the process obeys.
+async def test_bad_settings_stop_the_bot_with_one_clear_line(
+    workdir: Path, env: dict[str, str], expected: list[str]
+) -> None:
+    code, output = await run_to_exit(workdir, **env)
+    assert code == 2
+    lines = output.strip().splitlines()
+    assert len(lines) == 1, output
+    assert lines[0].startswith("error: ")
+    for part in expected:
+        assert part in lines[0]
+    assert "Traceback" not in output
+
+
+async def test_missing_token_variable_points_at_botfather(workdir: Path) -> None:
+    env = bot_env(workdir)
+    del env["BOT_TOKEN"]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", cwd=workdir, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    output, _ = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 2
+    assert output.decode().strip() == (
+        "error: BOT_TOKEN is missing: get a token from @BotFather in Telegram and put it in "
+        ".env (see .env.example), e.g. BOT_TOKEN=123456789:AA..."
+    )
+
+
+async def test_broken_events_file_names_file_event_and_key(workdir: Path) -> None:
+    (workdir / "events.toml").write_text(
+        events_toml().replace('timezone = "Europe/Moscow"', 'timezone = "Europe/Mosсow"'),
+        encoding="utf-8",
+    )
+    code, output = await run_to_exit(workdir)
+    assert code == 2
+    assert "events.toml: event 'forum': key 'timezone': unknown IANA time zone" in output

@@ -1,0 +1,91 @@
+from string import Formatter
+
+import pytest
+
+from bot.texts import CATALOGUES, RU, Html, t, th
+
+# Telegram's limit for one message's text, counted after entity parsing; the raw
+# template is a safe upper bound.
+MESSAGE_LIMIT = 4096
+
+
+def fields(template: str) -> list[str | None]:
+    return [name for _, name, _, _ in Formatter().parse(template) if name is not None]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("<b>Иван</b> & Co", "&lt;b&gt;Иван&lt;/b&gt; &amp; Co"),
+        ('"O\'Connor"', '"O\'Connor"'),  # Telegram needs only &lt; &gt; &amp;
+        ("{title}", "{title}"),
+        (42, "42"),
+    ],
+)
+def test_t_escapes_parameter_when_plain_value(value: object, expected: str) -> None:
+    assert t("event_description", description=value) == expected
+
+
+def test_t_escapes_every_parameter_when_several_given() -> None:
+    text = t(
+        "answers",
+        full_name="<i>Иван</i>",
+        position="A & B",
+        organization="<script>",
+        phone="+7 <912>",
+        email="a@b.ru>",
+    )
+
+    assert "<i>Иван" not in text
+    assert "&lt;i&gt;Иван&lt;/i&gt;" in text
+    assert "A &amp; B" in text
+    assert "&lt;script&gt;" in text
+    assert "+7 &lt;912&gt;" in text
+    assert "a@b.ru&gt;" in text
+    assert text.startswith("<b>ФИО:</b> ")
+
+
+def test_t_passes_html_parameter_unescaped_when_wrapped() -> None:
+    card = Html("<b>Сессия</b> &amp; практика")
+
+    assert t("greeting", card=card).endswith("\n\n<b>Сессия</b> &amp; практика")
+
+
+def test_th_returns_html_that_nests_unescaped() -> None:
+    card = th("event_card", title="A & B", when="24 ноября", location="<Онлайн>")
+
+    assert isinstance(card, Html)
+    assert t("greeting", card=card).endswith("<b>A &amp; B</b>\n📅 24 ноября\n📍 &lt;Онлайн&gt;")
+
+
+def test_t_raises_key_error_when_key_unknown() -> None:
+    with pytest.raises(KeyError):
+        t("no_such_text")
+
+
+@pytest.mark.parametrize("key", sorted(RU))
+def test_template_fields_are_named_placeholders(key: str) -> None:
+    for name in fields(RU[key]):
+        assert name, f"{key}: positional placeholder {{}}"
+        assert name.isidentifier(), f"{key}: {{{name}}} is not a plain keyword field"
+
+
+@pytest.mark.parametrize("key", sorted(RU))
+def test_template_formats_when_all_fields_given(key: str) -> None:
+    params = {str(name): f"<{name}>" for name in fields(RU[key])}
+
+    text = t(key, **params)
+
+    for name in params:
+        assert f"&lt;{name}&gt;" in text
+    assert "{" not in text.replace("{{", "")
+
+
+@pytest.mark.parametrize("key", sorted(RU))
+def test_template_fits_one_telegram_message(key: str) -> None:
+    assert len(RU[key]) <= MESSAGE_LIMIT
+
+
+def test_catalogues_share_keys_when_several_languages() -> None:
+    for language, catalogue in CATALOGUES.items():
+        assert catalogue.keys() == RU.keys(), language
