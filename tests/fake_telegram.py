@@ -350,6 +350,7 @@ class FakeTelegram:
         self._changed = asyncio.Event()
 
         self._failures: list[_Failure] = []
+        self._latency: dict[str, float] = {}
         self._blocked: set[int] = set()
         self._last_query_id = 0
         self._open_queries: set[str] = set()
@@ -381,6 +382,8 @@ class FakeTelegram:
         try:
             if handler is None:
                 raise BotAPIError(404, "Not Found: method not found")
+            if delay := self._latency.get(name):
+                await asyncio.sleep(delay)
             self._inject_faults(call)
             return await handler(call.params)
         except BotAPIError as error:
@@ -417,6 +420,10 @@ class FakeTelegram:
             method = self._methods[method.lower()][0]
         error = BotAPIError(code, description, retry_after=retry_after)
         self._failures.append(_Failure(method, chat_id, error, times))
+
+    def slow(self, method: str, seconds: float) -> None:
+        """Answer `method` only after `seconds`, like a slow network (0 to stop)."""
+        self._latency[self._methods[method.lower()][0]] = seconds
 
     def block(self, chat_id: int) -> None:
         self._blocked.add(chat_id)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 from aiogram import Bot, Dispatcher
 
+from bot.app import create_dispatcher
+from bot.config import Settings
+from bot.events import load_events
 from storage.database import Database
+from storage.events import EventsRepository
 from storage.registrations import Registrations
 from tests.client import TelegramUser, feed_deliver
+from tests.conftest import EVENTS_TOML, Clock
 from tests.fake_telegram import FakeTelegram
 
 EVENT_ID = "forum-2026"
@@ -415,29 +421,29 @@ async def test_withdrawal_asks_first_and_keeps_history(user: TelegramUser, db: D
 
 
 async def test_changes_are_refused_after_the_deadline(
-    user: TelegramUser, clock: object, db: Database
+    user: TelegramUser, clock: Clock, db: Database
 ) -> None:
     await fill_form(user)
     await user.click("Подтвердить")
-    clock.advance(timedelta(days=30))  # type: ignore[attr-defined]
+    clock.advance(timedelta(days=30))
     await user.send("/me")
     assert "Срок изменения данных истёк" in user.last_text
     assert "Изменить данные" not in str(user.fake.last_message(user.chat_id).reply_markup)
 
 
 async def test_confirm_after_the_deadline_is_refused(
-    user: TelegramUser, clock: object, db: Database
+    user: TelegramUser, clock: Clock, db: Database
 ) -> None:
     await fill_form(user)
-    clock.advance(timedelta(days=30))  # type: ignore[attr-defined]
+    clock.advance(timedelta(days=30))
     await user.click("Подтвердить")
     assert "регистрация уже закрыта" in user.last_text
     assert "org@example.ru" in user.last_text
     assert await stored_rows(db) == []
 
 
-async def test_no_open_session_says_so_with_the_contact(user: TelegramUser, clock: object) -> None:
-    clock.advance(timedelta(days=30))  # type: ignore[attr-defined]
+async def test_no_open_session_says_so_with_the_contact(user: TelegramUser, clock: Clock) -> None:
+    clock.advance(timedelta(days=30))
     replies = await user.send("/start")
     assert "не открыта" in (replies[0].text or "")
     assert "org@example.ru" in (replies[0].text or "")
@@ -462,3 +468,92 @@ async def test_group_start_points_to_the_private_chat(
     replies = await member.send("Иванова Мария Петровна")
     assert replies == []  # the bot stays silent in groups
     assert await fsm_rows(db) == []
+
+
+async def test_database_failure_tells_the_person_and_keeps_the_form(
+    user: TelegramUser, db: Database
+) -> None:
+    from tests.test_database import set_read_only
+
+    await user.send("/start")
+    await user.click("Даю согласие")
+    await user.send("Иванова Мария Петровна")
+    await set_read_only(db, True)  # the disk is full: nothing can be written
+    replies = await user.send("Главный специалист")
+    assert [m.text for m in replies] == [
+        "Не получилось сохранить: что-то пошло не так на нашей стороне. Ваши ответы не "
+        "потеряны, попробуйте ещё раз через минуту."
+    ]
+    await set_read_only(db, False)
+    [row] = await fsm_rows(db)
+    assert row["state"] == "Form:position"  # nothing half-written
+    assert "Иванова Мария Петровна" in str(row["data"])
+    await user.send("Главный специалист")
+    assert "Шаг 3 из 5" in user.last_text
+
+
+SECOND_EVENT = """
+[[events]]
+id = "media-2026"
+title = "Пресс-конференция"
+starts_at = 2026-12-20T15:00:00
+timezone = "Europe/Samara"
+registration_deadline = 2026-12-19T18:00:00
+location = "Самара, ул. Ленина, 1"
+"""
+
+
+async def dispatcher_for(
+    events_toml: str, settings: Settings, db: Database, clock: Clock
+) -> Dispatcher:
+    settings.events_file.write_text(events_toml, encoding="utf-8")
+    catalog = load_events(settings.events_file, default_zone=settings.timezone)
+    archived = await EventsRepository(db).sync(catalog, now=clock())
+    catalog = replace(catalog, archived=tuple(event for event, _ in archived))
+    return create_dispatcher(settings=settings, db=db, catalog=catalog, clock=clock)
+
+
+async def test_several_open_sessions_are_offered_as_buttons(
+    settings: Settings, fake: FakeTelegram, bot: Bot, clock: Clock, db: Database
+) -> None:
+    dispatcher = await dispatcher_for(EVENTS_TOML + SECOND_EVENT, settings, db, clock)
+    user = TelegramUser(fake, feed_deliver(dispatcher, bot), user_id=1001)
+    replies = await user.send("/start")
+    assert "несколько мероприятий" in (replies[0].text or "")
+    assert user.buttons(replies[0]) == ["Стратегическая сессия «ЭтНик»", "Пресс-конференция"]
+    replies = await user.click("Пресс-конференция")
+    greeting = replies[-2].text or ""
+    assert "20 декабря 2026, 15:00 (МСК+1, UTC+4)" in greeting
+    assert "Самара, ул. Ленина, 1" in greeting
+    # No policy in the file: the default text.
+    assert "Данные обрабатываются по 152-ФЗ." not in user.last_text
+    assert "Федеральный закон № 152-ФЗ" in user.last_text
+
+
+async def test_event_removed_from_the_file_keeps_its_registrations_closed(
+    settings: Settings,
+    fake: FakeTelegram,
+    bot: Bot,
+    clock: Clock,
+    db: Database,
+    user: TelegramUser,
+) -> None:
+    await fill_form(user)
+    await user.click("Подтвердить")
+
+    # The organisers replace the session in the file; the bot restarts.
+    dispatcher = await dispatcher_for(SECOND_EVENT, settings, db, clock)
+    archived = await EventsRepository(db).sync(
+        load_events(settings.events_file, default_zone=settings.timezone), now=clock()
+    )
+    assert [(event.id, count) for event, count in archived] == [(EVENT_ID, 1)]
+    user = TelegramUser(fake, feed_deliver(dispatcher, bot), user_id=1001)
+    await user.send("/me")
+    assert "Стратегическая сессия «ЭтНик»" in user.last_text  # still shown to its registrant
+    assert "Срок изменения данных истёк" in user.last_text
+    replies = await user.send(f"/start {EVENT_ID}")
+    assert "Регистрация на «Стратегическая сессия «ЭтНик»» закрыта" in (replies[0].text or "")
+    [row] = await stored_rows(db)
+    assert row["status"] == "confirmed"
+    [event] = await db.fetchall("SELECT in_file FROM events WHERE id = ?", (EVENT_ID,))
+    assert event["in_file"] == 0

@@ -245,3 +245,23 @@ async def test_broken_events_file_names_file_event_and_key(workdir: Path) -> Non
     code, output = await run_to_exit(workdir)
     assert code == 2
     assert "events.toml: event 'forum': key 'timezone': unknown IANA time zone" in output
+
+
+async def test_sigterm_lets_the_update_in_hand_finish(workdir: Path) -> None:
+    fake = FakeTelegram(token=TOKEN)
+    async with serve(fake) as base_url, bot_process(workdir, fake, base_url) as bot:
+        fake.slow("sendMessage", 1.5)
+        sent_before = len(fake.calls_of("sendMessage"))
+        pushed: list[int] = []
+
+        async def push_only(update: dict[str, object]) -> None:
+            pushed.append(fake.push_update(update))
+
+        await TelegramUser(fake, push_only, user_id=1003).send("/help")
+        [update_id] = pushed
+        await wait_until(lambda: len(fake.calls_of("sendMessage")) > sent_before)
+        bot.process.send_signal(signal.SIGTERM)  # while the answer is still on its way
+        assert await bot.wait() == 0
+        assert "/cancel" in fake.last_message(1003).text  # type: ignore[operator]
+        # ...and the update was confirmed, so a restart will not handle it again.
+        await fake.wait_confirmed(update_id, timeout=0.1)

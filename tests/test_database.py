@@ -1,0 +1,51 @@
+"""The shared connection: transactions are serialised, a failing one leaves no trace."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from storage.database import Database, open_database
+
+
+async def test_transactions_on_the_shared_connection_never_mix(tmp_path: Path) -> None:
+    async with open_database(tmp_path / "db.sqlite3") as db:
+        await db.execute("CREATE TABLE t (value TEXT)")
+        first_inside = asyncio.Event()
+
+        async def failing() -> None:
+            async with db.transaction() as connection:
+                await connection.execute("INSERT INTO t VALUES ('half of a failed write')")
+                first_inside.set()
+                await asyncio.sleep(0.05)  # the other task runs meanwhile
+                raise RuntimeError("disk trouble")
+
+        async def succeeding() -> None:
+            await first_inside.wait()
+            async with db.transaction() as connection:
+                await connection.execute("INSERT INTO t VALUES ('whole')")
+
+        results = await asyncio.gather(failing(), succeeding(), return_exceptions=True)
+        assert isinstance(results[0], RuntimeError)
+        rows = await db.fetchall("SELECT value FROM t")
+        # Without the lock, the second COMMIT would have committed the first half too.
+        assert [row[0] for row in rows] == ["whole"]
+
+
+async def test_a_read_only_database_refuses_writes_and_keeps_data(tmp_path: Path) -> None:
+    async with open_database(tmp_path / "db.sqlite3") as db:
+        await db.execute("CREATE TABLE t (value TEXT)")
+        await db.execute("INSERT INTO t VALUES ('kept')")
+        await set_read_only(db, True)
+        with pytest.raises(sqlite3.OperationalError):
+            await db.execute("INSERT INTO t VALUES ('lost')")
+        await set_read_only(db, False)
+        assert [row[0] for row in await db.fetchall("SELECT value FROM t")] == ["kept"]
+
+
+async def set_read_only(db: Database, value: bool) -> None:
+    """Stand-in for a full or failing disk: SQLite refuses every write on the connection."""
+    await db.fetchall(f"PRAGMA query_only = {'ON' if value else 'OFF'}")
