@@ -18,16 +18,19 @@ from aiogram.fsm.storage.base import DefaultKeyBuilder
 from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.types import BotCommand, BotCommandScopeDefault
 
+from bot.cards import CardPublisher
 from bot.clock import Clock, utc_now
 from bot.config import Settings
 from bot.events import EventCatalog
 from bot.middlewares import HandledUpdatesMiddleware
 from bot.polling import poll
+from bot.sender import Limits, Sender
 from handlers import get_routers
 from handlers.common import on_error
 from storage.database import Database, open_database
 from storage.events import EventsRepository
 from storage.fsm import SQLiteStorage
+from storage.outbox import Outbox
 from storage.registrations import Registrations
 from storage.updates import HandledUpdates
 
@@ -63,10 +66,32 @@ async def set_commands(bot: Bot) -> None:
         logger.warning("Could not set the command menu: %s", error)
 
 
+async def start_workers(
+    bot: Bot, dispatcher: Dispatcher, outbox: Outbox, clock: Clock, limits: Limits
+) -> None:
+    sender = Sender(bot, outbox, clock, limits)
+    dispatcher["sender"] = sender
+    await sender.start()
+
+
+async def stop_workers(dispatcher: Dispatcher) -> None:
+    sender: Sender | None = dispatcher.get("sender")
+    if sender is not None:
+        await sender.stop()
+
+
 def create_dispatcher(
-    *, settings: Settings, db: Database, catalog: EventCatalog, clock: Clock = utc_now
+    *,
+    settings: Settings,
+    db: Database,
+    catalog: EventCatalog,
+    clock: Clock = utc_now,
+    limits: Limits | None = None,
 ) -> Dispatcher:
-    """The one Dispatcher: app-scoped objects reach handlers as typed keyword arguments."""
+    """The one Dispatcher: app-scoped objects reach handlers as typed keyword arguments;
+    background workers start and stop with it (startup and shutdown hooks)."""
+    outbox = Outbox(db)
+    cards = CardPublisher(outbox, settings.organizer_chat_ids, catalog)
     dispatcher = Dispatcher(
         storage=SQLiteStorage(
             db,
@@ -78,13 +103,17 @@ def create_dispatcher(
         events_isolation=SimpleEventIsolation(),
         settings=settings,
         catalog=catalog,
-        registrations=Registrations(db),
+        registrations=Registrations(db, cards),
+        outbox=outbox,
         clock=clock,
+        limits=limits or Limits(),
     )
     dispatcher.update.outer_middleware(HandledUpdatesMiddleware(HandledUpdates(db), clock))
     dispatcher.include_routers(*get_routers())
     dispatcher.errors.register(on_error)
     dispatcher.startup.register(set_commands)
+    dispatcher.startup.register(start_workers)
+    dispatcher.shutdown.register(stop_workers)
     return dispatcher
 
 

@@ -147,6 +147,37 @@ RU: dict[str, str] = {
     "group_pointer": "Регистрация проходит в личном чате с ботом: {link}",
     "error_try_again": "Не получилось сохранить: что-то пошло не так на нашей стороне. Ваши "
     "ответы не потеряны, попробуйте ещё раз через минуту.",
+    # Organisers' daily digest
+    "digest_header": "📊 <b>Сводка за {date}</b>",
+    "digest_nothing_new": "📊 Сводка за {date}: новых регистраций нет. Всего зарегистрированы: "
+    "{totals}.",
+    "digest_total_item": "«{title}» — {confirmed}",
+    "digest_total_item_final": "«{title}» — {confirmed} (сессия началась, сводка последняя)",
+    "digest_event_title": "<b>{title}</b>",
+    "digest_event_continued": "<b>{title}</b> (продолжение)",
+    "digest_event_when": "📅 {when}",
+    "digest_final": "🏁 Сессия началась: это последняя сводка по ней.",
+    "digest_new_count": "🆕 Новых регистраций: {count}",
+    "digest_new_none": "🆕 Новых регистраций нет.",
+    "digest_new_line": "{number}. {full_name} — {organization}",
+    "digest_new_more": "…и ещё {count}",
+    "digest_totals": "👥 Всего зарегистрированы: {confirmed}, отменили регистрацию: {withdrawn}",
+    "digest_per_day": "📈 По дням: {days}",
+    "digest_per_day_item": "{date} — {count}",
+    "digest_deadline_days": "⏳ До конца регистрации: {days} дн. (до {deadline})",
+    "digest_deadline_today": "⏳ Регистрация закрывается сегодня, {deadline}",
+    "digest_closed": "⏳ Регистрация закрыта.",
+    "digest_start_days": "🗓 До начала: {days} дн.",
+    "digest_start_today": "🗓 Начало сегодня.",
+    # Organiser cards (one per registration change; "№" names the registration)
+    "card_created": "🆕 <b>Новая регистрация №{id}</b>\n{event}\n\n{answers}\n{telegram}\n🕒 {at}",
+    "card_changed": "✏️ <b>Изменение регистрации №{id}</b>\n{event}\n{full_name}\n"
+    "<b>{field}:</b> {old} → {new}\n🕒 {at}",
+    "card_withdrawn": "❌ <b>Отмена регистрации №{id}</b>\n{event}\n{full_name}, "
+    "{organization}\n🕒 {at}",
+    "card_event": "{title} · {when}",
+    "card_telegram": '<b>Telegram:</b> <a href="tg://user?id={user_id}">{name}</a>{username}',
+    "card_separator": "\n\n",
 }
 
 CATALOGUES: dict[str, dict[str, str]] = {"ru": RU}

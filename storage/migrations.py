@@ -56,6 +56,41 @@ MIGRATIONS: tuple[str, ...] = (
         handled_at TEXT NOT NULL
     );
     """,
+    # 3: the outbox (messages to deliver for certain), organiser chats, daily digests.
+    """
+    CREATE TABLE outbox (
+        id              INTEGER PRIMARY KEY,
+        chat_id         INTEGER NOT NULL,
+        kind            TEXT NOT NULL CHECK (kind IN ('card', 'digest', 'broadcast')),
+        registration_id INTEGER REFERENCES registrations (id),
+        -- The message; NULL once delivered, so no personal data outlives its delivery.
+        text            TEXT,
+        status          TEXT NOT NULL DEFAULT 'pending'
+                        CHECK (status IN ('pending', 'sent', 'failed')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        created_at      TEXT NOT NULL,
+        sent_at         TEXT,
+        message_id      INTEGER,
+        error           TEXT,
+        CHECK (status != 'pending' OR text IS NOT NULL)
+    );
+    CREATE INDEX outbox_pending ON outbox (chat_id, id) WHERE status = 'pending';
+
+    -- Chats the bot writes to on its own: where they moved (a group upgraded to a
+    -- supergroup gets a new id) and whether they are reachable.
+    CREATE TABLE chats (
+        chat_id        INTEGER PRIMARY KEY,
+        moved_to       INTEGER,
+        unreachable    TEXT,
+        unreachable_at TEXT
+    );
+
+    -- One row per digest day: the digest is enqueued in the same transaction.
+    CREATE TABLE digests (
+        local_date  TEXT PRIMARY KEY,
+        created_at  TEXT NOT NULL
+    );
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Literal, Protocol
+
+import aiosqlite
 
 from storage.database import Database, utc_iso
 
@@ -67,6 +69,29 @@ class Registration:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class RegistrationChange:
+    kind: Literal["created", "changed", "withdrawn"]
+    registration: Registration  # as it is now
+    before: Registration | None = None  # for "changed"
+    field: str | None = None  # for "changed"
+
+
+class ChangeListener(Protocol):
+    """Called inside the transaction that makes the change: whatever it writes on
+    `connection` (an organiser card in the outbox) commits or rolls back with it."""
+
+    async def __call__(
+        self, connection: aiosqlite.Connection, change: RegistrationChange, now: datetime
+    ) -> None: ...
+
+
+async def _nobody(
+    connection: aiosqlite.Connection, change: RegistrationChange, now: datetime
+) -> None:
+    return None
+
+
 class AlreadyRegistered(Exception):
     def __init__(self, existing: Registration) -> None:
         super().__init__(f"registration {existing.id} is already active")
@@ -74,8 +99,9 @@ class AlreadyRegistered(Exception):
 
 
 class Registrations:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, listener: ChangeListener = _nobody) -> None:
         self._db = db
+        self._listener = listener
 
     async def create(self, new: NewRegistration, *, now: datetime) -> Registration:
         """Insert a confirmed registration; AlreadyRegistered if one is active.
@@ -113,13 +139,15 @@ class Registrations:
                 )
                 row = await cursor.fetchone()
                 await cursor.close()
+                assert row is not None
+                registration = Registration.from_row(row)
+                await self._listener(connection, RegistrationChange("created", registration), now)
         except sqlite3.IntegrityError:
             existing = await self.active(new.event_id, new.user_id)
             if existing is None:
                 raise
             raise AlreadyRegistered(existing) from None
-        assert row is not None
-        return Registration.from_row(row)
+        return registration
 
     async def get(self, registration_id: int) -> Registration | None:
         row = await self._db.fetchone(
@@ -163,19 +191,27 @@ class Registrations:
                 (value, utc_iso(now), registration_id),
             ) as cursor:
                 after = await cursor.fetchone()
-        assert after is not None
-        return Registration.from_row(before), Registration.from_row(after)
+            assert after is not None
+            change = RegistrationChange(
+                "changed", Registration.from_row(after), Registration.from_row(before), field
+            )
+            if getattr(change.before, field) != getattr(change.registration, field):
+                await self._listener(connection, change, now)
+        assert change.before is not None
+        return change.before, change.registration
 
     async def withdraw(
         self, registration_id: int, *, user_id: int, now: datetime
     ) -> Registration | None:
-        async with (
-            self._db.transaction() as connection,
-            connection.execute(
+        async with self._db.transaction() as connection:
+            async with connection.execute(
                 "UPDATE registrations SET status = 'withdrawn', updated_at = ? "
                 "WHERE id = ? AND user_id = ? AND status = 'confirmed' RETURNING *",
                 (utc_iso(now), registration_id, user_id),
-            ) as cursor,
-        ):
-            row = await cursor.fetchone()
-        return Registration.from_row(row) if row else None
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                return None
+            registration = Registration.from_row(row)
+            await self._listener(connection, RegistrationChange("withdrawn", registration), now)
+        return registration

@@ -18,6 +18,7 @@ from html import unescape
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 from aiogram.client.session.base import BaseSession
+from aiogram.exceptions import TelegramNetworkError
 from aiogram.methods.base import TelegramMethod, TelegramType
 from aiohttp import web
 
@@ -134,16 +135,29 @@ _BOT_COMMAND = re.compile(r"[a-z0-9_]{1,32}")
 class BotAPIError(Exception):
     """A Bot API error answer; `body()` is what Telegram puts on the wire."""
 
-    def __init__(self, code: int, description: str, *, retry_after: int | None = None) -> None:
+    def __init__(
+        self,
+        code: int,
+        description: str,
+        *,
+        retry_after: int | None = None,
+        migrate_to_chat_id: int | None = None,
+    ) -> None:
         super().__init__(f"{code} {description}")
         self.code = code
         self.description = description
         self.retry_after = retry_after
+        self.migrate_to_chat_id = migrate_to_chat_id
 
     def body(self) -> JSON:
         body: JSON = {"ok": False, "error_code": self.code, "description": self.description}
+        parameters: JSON = {}
         if self.retry_after is not None:
-            body["parameters"] = {"retry_after": self.retry_after}
+            parameters["retry_after"] = self.retry_after
+        if self.migrate_to_chat_id is not None:
+            parameters["migrate_to_chat_id"] = self.migrate_to_chat_id
+        if parameters:
+            body["parameters"] = parameters
         return body
 
 
@@ -351,6 +365,7 @@ class FakeTelegram:
 
         self._failures: list[_Failure] = []
         self._latency: dict[str, float] = {}
+        self._hangs: list[list[Any]] = []
         self._blocked: set[int] = set()
         self._last_query_id = 0
         self._open_queries: set[str] = set()
@@ -384,6 +399,7 @@ class FakeTelegram:
                 raise BotAPIError(404, "Not Found: method not found")
             if delay := self._latency.get(name):
                 await asyncio.sleep(delay)
+            await self._maybe_hang(call)
             self._inject_faults(call)
             return await handler(call.params)
         except BotAPIError as error:
@@ -410,6 +426,7 @@ class FakeTelegram:
         code: int,
         description: str,
         retry_after: int | None = None,
+        migrate_to_chat_id: int | None = None,
         chat_id: int | None = None,
         times: int = 1,
     ) -> None:
@@ -418,8 +435,23 @@ class FakeTelegram:
                 msg = f"the fake does not implement {method!r}, so it cannot fail it"
                 raise ValueError(msg)
             method = self._methods[method.lower()][0]
-        error = BotAPIError(code, description, retry_after=retry_after)
+        error = BotAPIError(
+            code, description, retry_after=retry_after, migrate_to_chat_id=migrate_to_chat_id
+        )
         self._failures.append(_Failure(method, chat_id, error, times))
+
+    def hang(self, method: str, *, chat_id: int | None = None, times: int = 1) -> None:
+        """The next matching calls never get an answer and have no effect, like a request
+        lost on the way: the client's timeout is all it sees."""
+        self._hangs.append([self._methods[method.lower()][0], chat_id, times])
+
+    async def _maybe_hang(self, call: Call) -> None:
+        chat_id = _chat_id_of(call.params)
+        for hang in self._hangs:
+            if hang[0] == call.method and hang[1] in (None, chat_id) and hang[2] > 0:
+                hang[2] -= 1
+                call.error_code = 0
+                await asyncio.Event().wait()  # until the client gives up and we are cancelled
 
     def slow(self, method: str, seconds: float) -> None:
         """Answer `method` only after `seconds`, like a slow network (0 to stop)."""
@@ -887,9 +919,15 @@ class FakeSession(BaseSession):
         self,
         bot: Bot,
         method: TelegramMethod[TelegramType],
-        timeout: int | None = None,  # noqa: ASYNC109 (aiogram's signature; the fake never waits)
+        timeout: int | None = None,  # noqa: ASYNC109 (aiogram's signature)
     ) -> TelegramType:
-        status_code, body = await self._answer(bot, method)
+        try:
+            status_code, body = await asyncio.wait_for(
+                self._answer(bot, method), timeout or self.timeout
+            )
+        except TimeoutError:
+            # What aiogram's aiohttp session raises when a request times out.
+            raise TelegramNetworkError(method=method, message="Request timeout error") from None
         response = self.check_response(
             bot=bot,
             method=method,

@@ -1,0 +1,88 @@
+"""Organiser cards: one per registration change, queued in the change's own transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import aiosqlite
+
+from bot.events import EventCatalog
+from bot.form import FIELDS
+from bot.render import answers, shown_value
+from bot.texts import Html, t
+from bot.timefmt import format_datetime
+from storage.outbox import Outbox
+from storage.registrations import RegistrationChange
+
+
+def render_card(change: RegistrationChange, catalog: EventCatalog, now: datetime) -> str:
+    registration = change.registration
+    event = catalog.get(registration.event_id)
+    zone = event.timezone if event else None
+    event_line = (
+        t("card_event", title=event.title, when=format_datetime(event.starts_at, event.timezone))
+        if event
+        else t("card_event", title=registration.event_id, when="—")
+    )
+    at = format_datetime(now, zone)
+    if change.kind == "created":
+        username = f" @{registration.username}" if registration.username else ""
+        return t(
+            "card_created",
+            id=registration.id,
+            event=Html(event_line),
+            answers=answers({field: getattr(registration, field) for field in FIELDS}),
+            telegram=Html(
+                t(
+                    "card_telegram",
+                    user_id=registration.user_id,
+                    name=registration.telegram_name,
+                    username=username,
+                )
+            ),
+            at=at,
+        )
+    if change.kind == "changed":
+        assert change.before is not None and change.field is not None
+        return t(
+            "card_changed",
+            id=registration.id,
+            event=Html(event_line),
+            full_name=registration.full_name,
+            field=t(f"field_{change.field}"),
+            old=shown_value(change.field, getattr(change.before, change.field)),
+            new=shown_value(change.field, getattr(registration, change.field)),
+            at=at,
+        )
+    return t(
+        "card_withdrawn",
+        id=registration.id,
+        event=Html(event_line),
+        full_name=registration.full_name,
+        organization=registration.organization,
+        at=at,
+    )
+
+
+class CardPublisher:
+    """The registrations' change listener: a card for every organiser chat."""
+
+    def __init__(self, outbox: Outbox, chat_ids: Sequence[int], catalog: EventCatalog) -> None:
+        self._outbox = outbox
+        self._chat_ids = tuple(chat_ids)
+        self._catalog = catalog
+
+    async def __call__(
+        self, connection: aiosqlite.Connection, change: RegistrationChange, now: datetime
+    ) -> None:
+        if not self._chat_ids:
+            return
+        await self._outbox.add(
+            connection,
+            self._chat_ids,
+            "card",
+            render_card(change, self._catalog, now),
+            now=now,
+            registration_id=change.registration.id,
+        )

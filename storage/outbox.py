@@ -1,0 +1,192 @@
+"""The outbox: messages the bot owes to chats, written in the same transaction as the change
+they report, and delivered by the sender (bot/sender.py) at least once."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+import aiosqlite
+
+from storage.database import Database, utc_iso
+
+Kind = Literal["card", "digest", "broadcast"]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    id: int
+    chat_id: int
+    kind: Kind
+    registration_id: int | None
+    text: str
+    attempts: int
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> OutboxMessage:
+        return cls(
+            id=row["id"],
+            chat_id=row["chat_id"],
+            kind=row["kind"],
+            registration_id=row["registration_id"],
+            text=row["text"],
+            attempts=row["attempts"],
+        )
+
+
+class Outbox:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        # Set whenever rows are added, so the sender need not poll.
+        self.added = asyncio.Event()
+
+    async def add(
+        self,
+        connection: aiosqlite.Connection,
+        chat_ids: Iterable[int],
+        kind: Kind,
+        text: str,
+        *,
+        now: datetime,
+        registration_id: int | None = None,
+    ) -> None:
+        """Queue `text` for each chat inside the caller's transaction."""
+        stamp = utc_iso(now)
+        for chat_id in chat_ids:
+            async with connection.execute(
+                "SELECT moved_to FROM chats WHERE chat_id = ? AND moved_to IS NOT NULL",
+                (chat_id,),
+            ) as cursor:
+                moved = await cursor.fetchone()
+            target = moved[0] if moved else chat_id
+            async with connection.execute(
+                "SELECT unreachable FROM chats WHERE chat_id = ?", (target,)
+            ) as cursor:
+                row = await cursor.fetchone()
+            # A chat that refused the bot is not tried again until the bot is back in it:
+            # its new messages wait, parked, with the others.
+            reason: str | None = row[0] if row is not None else None
+            parked = reason is not None
+            await connection.execute(
+                "INSERT INTO outbox (chat_id, kind, registration_id, text, created_at, status, "
+                "error) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    target,
+                    kind,
+                    registration_id,
+                    text,
+                    stamp,
+                    "failed" if parked else "pending",
+                    reason,
+                ),
+            )
+        self.added.set()
+
+    async def enqueue(
+        self,
+        chat_ids: Iterable[int],
+        kind: Kind,
+        text: str,
+        *,
+        now: datetime,
+        registration_id: int | None = None,
+    ) -> None:
+        async with self._db.transaction() as connection:
+            await self.add(
+                connection, chat_ids, kind, text, now=now, registration_id=registration_id
+            )
+
+    async def pending_chats(self) -> list[int]:
+        rows = await self._db.fetchall(
+            "SELECT DISTINCT chat_id FROM outbox WHERE status = 'pending' ORDER BY chat_id"
+        )
+        return [row[0] for row in rows]
+
+    async def pending(self, chat_id: int, *, limit: int = 50) -> list[OutboxMessage]:
+        rows = await self._db.fetchall(
+            "SELECT * FROM outbox WHERE chat_id = ? AND status = 'pending' ORDER BY id LIMIT ?",
+            (chat_id, limit),
+        )
+        return [OutboxMessage.from_row(row) for row in rows]
+
+    async def mark_sent(self, ids: Iterable[int], *, message_id: int, now: datetime) -> None:
+        # The text goes: a delivered card keeps its ids, not the person's data.
+        await self._db.executemany(
+            "UPDATE outbox SET status = 'sent', text = NULL, sent_at = ?, message_id = ?, "
+            "attempts = attempts + 1, error = NULL WHERE id = ? AND status = 'pending'",
+            [(utc_iso(now), message_id, id_) for id_ in ids],
+        )
+
+    async def count_attempt(self, ids: Iterable[int], *, error: str) -> None:
+        await self._db.executemany(
+            "UPDATE outbox SET attempts = attempts + 1, error = ? WHERE id = ?",
+            [(error, id_) for id_ in ids],
+        )
+
+    async def fail_messages(self, ids: Iterable[int], *, error: str) -> None:
+        """Give up on these messages alone (Telegram refuses them, not the chat)."""
+        await self._db.executemany(
+            "UPDATE outbox SET status = 'failed', attempts = attempts + 1, error = ? "
+            "WHERE id = ? AND status = 'pending'",
+            [(error, id_) for id_ in ids],
+        )
+
+    async def fail_chat(self, chat_id: int, *, reason: str, now: datetime) -> int:
+        """The chat cannot be reached (bot blocked or removed): park all its messages."""
+        async with self._db.transaction() as connection:
+            await connection.execute(
+                "INSERT INTO chats (chat_id, unreachable, unreachable_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (chat_id) DO UPDATE SET unreachable = excluded.unreachable, "
+                "unreachable_at = excluded.unreachable_at",
+                (chat_id, reason, utc_iso(now)),
+            )
+            cursor = await connection.execute(
+                "UPDATE outbox SET status = 'failed', error = ? "
+                "WHERE chat_id = ? AND status = 'pending'",
+                (reason, chat_id),
+            )
+            return cursor.rowcount
+
+    async def chat_is_back(self, chat_id: int) -> int:
+        """The bot was added back (or unblocked): its parked messages go out again."""
+        async with self._db.transaction() as connection:
+            await connection.execute(
+                "UPDATE chats SET unreachable = NULL, unreachable_at = NULL WHERE chat_id = ?",
+                (chat_id,),
+            )
+            cursor = await connection.execute(
+                "UPDATE outbox SET status = 'pending', error = NULL "
+                "WHERE chat_id = ? AND status = 'failed' AND text IS NOT NULL",
+                (chat_id,),
+            )
+            requeued = cursor.rowcount
+        if requeued:
+            self.added.set()
+        return requeued
+
+    async def chat_moved(self, old_id: int, new_id: int) -> None:
+        """A group became a supergroup with a new id: follow it, now and from now on."""
+        async with self._db.transaction() as connection:
+            await connection.execute(
+                "INSERT INTO chats (chat_id, moved_to) VALUES (?, ?) "
+                "ON CONFLICT (chat_id) DO UPDATE SET moved_to = excluded.moved_to",
+                (old_id, new_id),
+            )
+            await connection.execute(
+                "UPDATE chats SET moved_to = ? WHERE moved_to = ?", (new_id, old_id)
+            )
+            await connection.execute(
+                "UPDATE outbox SET chat_id = ? WHERE chat_id = ? AND status != 'sent'",
+                (new_id, old_id),
+            )
+        self.added.set()
+
+    async def unreachable_chats(self) -> dict[int, str]:
+        rows = await self._db.fetchall(
+            "SELECT chat_id, unreachable FROM chats WHERE unreachable IS NOT NULL"
+        )
+        return {row[0]: row[1] for row in rows}

@@ -1,0 +1,277 @@
+"""Organiser cards: written with the registration, delivered by the sender, exactly once."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from itertools import pairwise
+
+import pytest
+from aiogram import Bot, Dispatcher
+
+from bot.sender import Limits, Sender
+from storage.database import Database
+from storage.outbox import Outbox
+from tests.client import TelegramUser, feed_deliver
+from tests.conftest import ORGANIZER_CHAT_ID, Clock
+from tests.fake_telegram import FakeTelegram, my_chat_member_update, user_json
+from tests.test_conversation import fill_form
+
+PRIVATE_ORGANIZER = 500  # ADMIN_ID in conftest; also an organiser chat here
+FAST = Limits(
+    private_interval=0.05,
+    group_interval=0.05,
+    overall_per_second=1000,
+    backoff_base=0.01,
+    request_timeout=0.3,
+    rescan_every=0.05,
+)
+
+
+@pytest.fixture
+def settings(settings):  # type: ignore[no-untyped-def]
+    # Two organiser chats: a group and a private chat.
+    return settings.model_copy(
+        update={"organizer_chat_ids": (ORGANIZER_CHAT_ID, PRIVATE_ORGANIZER)}
+    )
+
+
+@pytest.fixture
+async def sender(bot: Bot, dispatcher: Dispatcher, clock: Clock) -> AsyncIterator[Sender]:
+    sender = Sender(bot, dispatcher["outbox"], clock, FAST)
+    await sender.start()
+    yield sender
+    await sender.stop(grace=1)
+
+
+def card_numbers(fake: FakeTelegram, chat_id: int) -> Counter[int]:
+    """Registration numbers of the cards a chat received, combined messages included."""
+    numbers: Counter[int] = Counter()
+    for message in fake.messages_to(chat_id):
+        numbers.update(int(n) for n in re.findall(r"регистрац\w+ №(\d+)", message.text or ""))
+    return numbers
+
+
+async def register(make_user, user_id: int) -> TelegramUser:  # type: ignore[no-untyped-def]
+    user: TelegramUser = make_user(user_id, first_name="Участник", username=f"user{user_id}")
+    await fill_form(user)
+    await user.click("Подтвердить")
+    return user
+
+
+async def outbox_rows(db: Database) -> list[dict[str, object]]:
+    return [dict(row) for row in await db.fetchall("SELECT * FROM outbox ORDER BY id")]
+
+
+async def test_each_registration_posts_a_card_to_every_organizer_chat(
+    make_user, fake: FakeTelegram, sender: Sender, db: Database
+) -> None:
+    await register(make_user, 1001)
+    await sender.idle()
+    for chat_id in (ORGANIZER_CHAT_ID, PRIVATE_ORGANIZER):
+        [card] = fake.messages_to(chat_id)
+        text = card.text or ""
+        assert "Новая регистрация №1" in text
+        assert "Стратегическая сессия «ЭтНик» · 10 декабря 2026, 12:00 (МСК, UTC+3)" in text
+        for shown in (
+            "Иванова Мария Петровна",
+            "Главный специалист",
+            "Министерство культуры Саратовской области",
+            "+7 912 345-67-89",
+            "Maria.Ivanova@example.ru",
+            "Участник @user1001",
+            "26 ноября 2026, 12:00 (МСК, UTC+3)",
+        ):
+            assert shown in text
+        assert '<a href="tg://user?id=1001">Участник</a>' in (card.source or "")
+    rows = await outbox_rows(db)
+    assert [(row["status"], row["text"], row["registration_id"]) for row in rows] == [
+        ("sent", None, 1),
+        ("sent", None, 1),
+    ]  # delivered rows keep ids, not personal data
+
+
+async def test_changes_and_withdrawals_post_cards_with_old_and_new(
+    make_user, fake: FakeTelegram, sender: Sender, clock: Clock
+) -> None:
+    user = await register(make_user, 1001)
+    clock.advance(timedelta(hours=1))
+    await user.send("/me")
+    await user.click("Изменить данные")
+    await user.click("Должность")
+    await user.send("<b>Директор</b> & Co")
+    await user.send("/me")
+    await user.click("Отменить регистрацию")
+    await user.click("Да, отменить")
+    await sender.idle()
+    texts = [message.text or "" for message in fake.messages_to(ORGANIZER_CHAT_ID)]
+    joined = "\n".join(texts)
+    assert "Изменение регистрации №1" in joined
+    assert "Должность: Главный специалист → <b>Директор</b> & Co" in joined
+    assert "Отмена регистрации №1" in joined
+    assert "26 ноября 2026, 13:00 (МСК, UTC+3)" in joined
+    assert card_numbers(fake, ORGANIZER_CHAT_ID) == Counter({1: 3})
+
+
+async def test_a_card_is_not_written_when_the_registration_is_not(
+    make_user, fake: FakeTelegram, sender: Sender, db: Database
+) -> None:
+    user = await register(make_user, 1001)
+    await user.send("/me")
+    await user.click("Изменить данные")
+    await user.click("Должность")
+    await user.send("Главный специалист")  # the same value: nothing changed, no card
+    await sender.idle()
+    assert card_numbers(fake, ORGANIZER_CHAT_ID) == Counter({1: 1})
+    assert len(await outbox_rows(db)) == 2
+
+
+@pytest.mark.parametrize(
+    "fault",
+    ["429", "500", "502", "timeout"],
+)
+async def test_cards_arrive_exactly_once_despite_telegram_faults(
+    make_user, fake: FakeTelegram, sender: Sender, db: Database, fault: str
+) -> None:
+    if fault == "429":
+        fake.fail("sendMessage", code=429, description="Too Many Requests: retry after 1",
+                  retry_after=1, chat_id=ORGANIZER_CHAT_ID)  # fmt: skip
+    elif fault == "timeout":
+        fake.hang("sendMessage", chat_id=ORGANIZER_CHAT_ID, times=2)
+    else:
+        fake.fail("sendMessage", code=int(fault), description="Internal Server Error",
+                  chat_id=ORGANIZER_CHAT_ID, times=2)  # fmt: skip
+    for user_id in (1001, 1002, 1003):
+        await register(make_user, user_id)
+    await sender.idle()
+    for chat_id in (ORGANIZER_CHAT_ID, PRIVATE_ORGANIZER):
+        assert card_numbers(fake, chat_id) == Counter({1: 1, 2: 1, 3: 1})
+    assert {row["status"] for row in await outbox_rows(db)} == {"sent"}
+    if fault == "429":
+        assert sender.stats.retry_after == 1
+        [failed, retried] = [
+            call for call in fake.calls_of("sendMessage")
+            if call.params["chat_id"] == ORGANIZER_CHAT_ID
+        ][:2]  # fmt: skip
+        assert retried.time - failed.time >= 1.0  # retry_after honoured
+    else:
+        assert sender.stats.errors == 2
+
+
+async def test_an_unreachable_chat_does_not_hold_up_the_others_and_resumes(
+    make_user,
+    fake: FakeTelegram,
+    sender: Sender,
+    db: Database,
+    dispatcher: Dispatcher,
+    bot: Bot,
+) -> None:
+    fake.block(ORGANIZER_CHAT_ID)  # answers 403: the bot was removed from the group
+    await register(make_user, 1001)
+    await register(make_user, 1002)
+    await sender.idle()
+    assert card_numbers(fake, PRIVATE_ORGANIZER) == Counter({1: 1, 2: 1})
+    assert card_numbers(fake, ORGANIZER_CHAT_ID) == Counter()
+    attempts = len(
+        [c for c in fake.calls_of("sendMessage") if c.params["chat_id"] == ORGANIZER_CHAT_ID]
+    )
+    assert attempts == 1  # no retry storm against a chat that refused
+    [chat] = await db.fetchall("SELECT * FROM chats")
+    assert chat["unreachable"] == "Forbidden: bot was blocked by the user"
+
+    # The group adds the bot back: Telegram sends my_chat_member, the cards go out.
+    fake.unblock(ORGANIZER_CHAT_ID)
+    admin = user_json(500, first_name="Админ")
+    await feed_deliver(dispatcher, bot)(
+        {
+            "update_id": fake.next_update_id(),
+            **my_chat_member_update(
+                admin,
+                fake.bot_user,
+                old_status="left",
+                new_status="member",
+                chat_id=ORGANIZER_CHAT_ID,
+            ),
+        }
+    )
+    await sender.idle()
+    assert card_numbers(fake, ORGANIZER_CHAT_ID) == Counter({1: 1, 2: 1})
+    assert {row["status"] for row in await outbox_rows(db)} == {"sent"}
+
+
+async def test_a_group_upgraded_to_a_supergroup_is_followed(
+    make_user, fake: FakeTelegram, sender: Sender, db: Database
+) -> None:
+    new_id = -1009999999999
+    fake.fail(
+        "sendMessage",
+        code=400,
+        description="Bad Request: group chat was upgraded to a supergroup chat",
+        migrate_to_chat_id=new_id,
+        chat_id=ORGANIZER_CHAT_ID,
+    )
+    await register(make_user, 1001)
+    await sender.idle()
+    await register(make_user, 1002)  # later cards go straight to the new id
+    await sender.idle()
+    assert card_numbers(fake, new_id) == Counter({1: 1, 2: 1})
+    assert card_numbers(fake, ORGANIZER_CHAT_ID) == Counter()
+
+
+async def test_a_backlog_in_a_group_is_combined_into_few_long_messages(
+    make_user, fake: FakeTelegram, bot: Bot, dispatcher: Dispatcher, clock: Clock, db: Database
+) -> None:
+    # Registrations arrive while the sender is stopped (or far behind): 25 cards pile up.
+    for user_id in range(1001, 1026):
+        await register(make_user, user_id)
+    sender = Sender(bot, dispatcher["outbox"], clock, FAST)
+    await sender.start()
+    await sender.idle()
+    await sender.stop()
+    group_messages = fake.messages_to(ORGANIZER_CHAT_ID)
+    assert 2 <= len(group_messages) <= 5
+    assert all(len(message.source or "") <= 4096 for message in group_messages)
+    assert card_numbers(fake, ORGANIZER_CHAT_ID) == Counter(range(1, 26))
+    numbers = [
+        int(n)
+        for message in group_messages
+        for n in re.findall(r"регистрац\w+ №(\d+)", message.text or "")
+    ]
+    assert numbers == sorted(numbers)  # in order
+
+
+async def test_cards_to_one_chat_are_spaced_by_the_limit(
+    make_user, fake: FakeTelegram, bot: Bot, dispatcher: Dispatcher, clock: Clock
+) -> None:
+    limits = Limits(private_interval=0.3, group_interval=0.3, rescan_every=0.05)
+    sender = Sender(bot, dispatcher["outbox"], clock, limits)
+    await sender.start()
+    for user_id in (1001, 1002, 1003):
+        await register(make_user, user_id)
+        await sender.idle()
+    await sender.stop()
+    times = [
+        call.time
+        for call in fake.calls_of("sendMessage")
+        if call.params["chat_id"] == PRIVATE_ORGANIZER
+    ]
+    assert len(times) == 3
+    assert all(later - earlier >= 0.25 for earlier, later in pairwise(times))
+
+
+async def test_outbox_rows_and_registration_commit_together(
+    make_user, db: Database, fake: FakeTelegram
+) -> None:
+    from tests.test_database import set_read_only
+
+    user: TelegramUser = make_user(1001)
+    await fill_form(user)
+    await set_read_only(db, True)
+    await user.click("Подтвердить")
+    await set_read_only(db, False)
+    assert await db.fetchall("SELECT * FROM registrations") == []
+    assert await outbox_rows(db) == []
+    outbox = Outbox(db)
+    assert await outbox.pending_chats() == []
