@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from contextlib import suppress
 from dataclasses import replace
 
 from aiogram import Bot, Dispatcher
@@ -21,6 +22,7 @@ from aiogram.types import BotCommand, BotCommandScopeDefault
 from bot.cards import CardPublisher
 from bot.clock import Clock, utc_now
 from bot.config import Settings
+from bot.digest_worker import DigestScheduler
 from bot.events import EventCatalog
 from bot.middlewares import HandledUpdatesMiddleware
 from bot.polling import poll
@@ -67,14 +69,25 @@ async def set_commands(bot: Bot) -> None:
 
 
 async def start_workers(
-    bot: Bot, dispatcher: Dispatcher, outbox: Outbox, clock: Clock, limits: Limits
+    bot: Bot,
+    dispatcher: Dispatcher,
+    outbox: Outbox,
+    digest: DigestScheduler,
+    clock: Clock,
+    limits: Limits,
 ) -> None:
     sender = Sender(bot, outbox, clock, limits)
     dispatcher["sender"] = sender
     await sender.start()
+    dispatcher["digest_task"] = asyncio.create_task(digest.run(), name="digest")
 
 
 async def stop_workers(dispatcher: Dispatcher) -> None:
+    task: asyncio.Task[None] | None = dispatcher.get("digest_task")
+    if task is not None:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
     sender: Sender | None = dispatcher.get("sender")
     if sender is not None:
         await sender.stop()
@@ -105,11 +118,20 @@ def create_dispatcher(
         catalog=catalog,
         registrations=Registrations(db, cards),
         outbox=outbox,
+        digest=DigestScheduler(
+            db=db,
+            outbox=outbox,
+            catalog=catalog,
+            chat_ids=settings.organizer_chat_ids,
+            at=settings.digest_time,
+            zone=settings.timezone,
+            clock=clock,
+        ),
         clock=clock,
         limits=limits or Limits(),
     )
     dispatcher.update.outer_middleware(HandledUpdatesMiddleware(HandledUpdates(db), clock))
-    dispatcher.include_routers(*get_routers())
+    dispatcher.include_routers(*get_routers(settings.admin_ids))
     dispatcher.errors.register(on_error)
     dispatcher.startup.register(set_commands)
     dispatcher.startup.register(start_workers)

@@ -178,6 +178,9 @@ RU: dict[str, str] = {
     "card_event": "{title} · {when}",
     "card_telegram": '<b>Telegram:</b> <a href="tg://user?id={user_id}">{name}</a>{username}',
     "card_separator": "\n\n",
+    # Admin commands
+    "admin_only": "Эта команда доступна только администраторам бота.",
+    "digest_no_sessions": "Сводки нет: ни одна сессия не идёт и не предстоит.",
 }
 
 CATALOGUES: dict[str, dict[str, str]] = {"ru": RU}

@@ -1,0 +1,118 @@
+"""Daily digests: which days are done, and the numbers a digest reports."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from datetime import date, datetime
+from typing import Any
+
+import aiosqlite
+
+from bot.digest import MAX_NAMES, PER_DAY_DAYS, EventDigest
+from bot.events import Event
+from storage.database import Database, utc_iso
+
+
+class Digests:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def last(
+        self, connection: aiosqlite.Connection | None = None
+    ) -> tuple[date, datetime] | None:
+        """The latest digest day and when it was made (inside the caller's transaction
+        when `connection` is given)."""
+        sql = "SELECT local_date, created_at FROM digests ORDER BY local_date DESC LIMIT 1"
+        if connection is None:
+            row = await self._db.fetchone(sql)
+        else:
+            async with connection.execute(sql) as cursor:
+                row = await cursor.fetchone()
+        if row is None:
+            return None
+        return date.fromisoformat(row["local_date"]), datetime.fromisoformat(row["created_at"])
+
+    async def record(
+        self, connection: aiosqlite.Connection, local_date: date, now: datetime
+    ) -> bool:
+        """Mark `local_date` done inside the caller's transaction (the one that enqueues the
+        digest's messages); False when it was done already, so the caller rolls back."""
+        async with connection.execute(
+            "INSERT INTO digests (local_date, created_at) VALUES (?, ?) "
+            "ON CONFLICT (local_date) DO NOTHING",
+            (local_date.isoformat(), utc_iso(now)),
+        ) as cursor:
+            return cursor.rowcount == 1
+
+    async def stats(
+        self,
+        event: Event,
+        since: datetime | None,
+        now: datetime,
+        *,
+        final: bool = False,
+        max_names: int = MAX_NAMES,
+        connection: aiosqlite.Connection | None = None,
+    ) -> EventDigest:
+        """The event's numbers for a digest made at `now`: new = confirmed registrations
+        created in (since, now], all of them when `since` is None.
+
+        With `connection` (inside the caller's transaction) the numbers and the digest's
+        record are one snapshot; without it each query takes the shared lock in turn.
+        """
+
+        async def fetchall(sql: str, params: dict[str, Any]) -> list[sqlite3.Row]:
+            if connection is None:
+                return await self._db.fetchall(sql, params)
+            async with connection.execute(sql, params) as cursor:
+                return list(await cursor.fetchall())
+
+        params = {
+            "event_id": event.id,
+            # An empty string sorts before every stored time.
+            "since": utc_iso(since) if since else "",
+            "now": utc_iso(now),
+            "max_names": max_names,
+        }
+        names = await fetchall(
+            """
+            SELECT full_name, organization FROM registrations
+            WHERE event_id = :event_id AND status = 'confirmed'
+              AND created_at > :since AND created_at <= :now
+            ORDER BY created_at, id LIMIT :max_names
+            """,
+            params,
+        )
+        (counts,) = await fetchall(
+            """
+            SELECT
+                count(CASE WHEN status = 'confirmed' AND created_at > :since THEN 1 END) AS new,
+                count(CASE WHEN status = 'confirmed' THEN 1 END) AS confirmed,
+                count(CASE WHEN status = 'withdrawn' THEN 1 END) AS withdrawn
+            FROM registrations WHERE event_id = :event_id AND created_at <= :now
+            """,
+            params,
+        )
+        # The local day depends on the offset at that instant (DST), which SQLite cannot
+        # look up, so the grouping is done here.
+        created = await fetchall(
+            """
+            SELECT created_at FROM registrations
+            WHERE event_id = :event_id AND status = 'confirmed' AND created_at <= :now
+            """,
+            params,
+        )
+        per_day = Counter(
+            datetime.fromisoformat(row["created_at"]).astimezone(event.timezone).date()
+            for row in created
+        )
+        return EventDigest(
+            event=event,
+            new=[(row["full_name"], row["organization"]) for row in names],
+            new_count=int(counts["new"]),
+            confirmed=int(counts["confirmed"]),
+            withdrawn=int(counts["withdrawn"]),
+            per_day=sorted(per_day.items())[-PER_DAY_DAYS:],
+            final=final,
+        )
