@@ -11,12 +11,14 @@ from itertools import pairwise
 import pytest
 from aiogram import Bot, Dispatcher
 
+from bot.app import create_bot
+from bot.config import Settings
 from bot.sender import Limits, Sender
 from storage.database import Database
 from storage.outbox import Outbox
 from tests.client import TelegramUser, feed_deliver
 from tests.conftest import ORGANIZER_CHAT_ID, Clock
-from tests.fake_telegram import FakeTelegram, my_chat_member_update, user_json
+from tests.fake_telegram import FakeTelegram, my_chat_member_update, serve, user_json
 from tests.test_conversation import fill_form
 
 PRIVATE_ORGANIZER = 500  # ADMIN_ID in conftest; also an organiser chat here
@@ -128,13 +130,25 @@ async def test_a_card_is_not_written_when_the_registration_is_not(
     assert len(await outbox_rows(db)) == 2
 
 
-@pytest.mark.parametrize(
-    "fault",
-    ["429", "500", "502", "timeout"],
-)
+@pytest.fixture
+async def http_sender(
+    settings: Settings, fake: FakeTelegram, dispatcher: Dispatcher, clock: Clock
+) -> AsyncIterator[Sender]:
+    """A sender talking real HTTP to the fake Bot API server on 127.0.0.1."""
+    async with serve(fake) as base_url:
+        bot = create_bot(settings.model_copy(update={"telegram_api_url": base_url}))
+        sender = Sender(bot, dispatcher["outbox"], clock, FAST)
+        await sender.start()
+        yield sender
+        await sender.stop(grace=1)
+        await bot.session.close()
+
+
+@pytest.mark.parametrize("fault", ["429", "500", "502", "timeout"])
 async def test_cards_arrive_exactly_once_despite_telegram_faults(
-    make_user, fake: FakeTelegram, sender: Sender, db: Database, fault: str
+    make_user, fake: FakeTelegram, http_sender: Sender, db: Database, fault: str
 ) -> None:
+    sender = http_sender
     if fault == "429":
         fake.fail("sendMessage", code=429, description="Too Many Requests: retry after 1",
                   retry_after=1, chat_id=ORGANIZER_CHAT_ID)  # fmt: skip
