@@ -14,36 +14,32 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.session.base import BaseSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
-from aiogram.exceptions import TelegramAPIError, TelegramUnauthorizedError
+from aiogram.exceptions import TelegramUnauthorizedError
 from aiogram.fsm.storage.base import DefaultKeyBuilder
 from aiogram.fsm.storage.memory import SimpleEventIsolation
-from aiogram.types import BotCommand, BotCommandScopeDefault
 
+from bot.broadcast_worker import BroadcastReporter
 from bot.cards import CardPublisher
 from bot.clock import Clock, utc_now
 from bot.config import Settings
 from bot.digest_worker import DigestScheduler
 from bot.events import EventCatalog
+from bot.menu import AdminMenus
 from bot.middlewares import HandledUpdatesMiddleware
 from bot.polling import poll
 from bot.sender import Limits, Sender
 from handlers import get_routers
 from handlers.common import on_error
+from storage.broadcasts import Broadcasts
 from storage.database import Database, open_database
 from storage.events import EventsRepository
 from storage.fsm import SQLiteStorage
 from storage.outbox import Outbox
 from storage.registrations import Registrations
+from storage.stats import AdminQueries
 from storage.updates import HandledUpdates
 
 logger = logging.getLogger(__name__)
-
-PARTICIPANT_COMMANDS = (
-    ("start", "Зарегистрироваться"),
-    ("me", "Мои регистрации"),
-    ("cancel", "Прервать анкету"),
-    ("help", "Справка"),
-)
 
 
 class StartupError(Exception):
@@ -60,12 +56,8 @@ def create_bot(settings: Settings, session: BaseSession | None = None) -> Bot:
     )
 
 
-async def set_commands(bot: Bot) -> None:
-    commands = [BotCommand(command=name, description=text) for name, text in PARTICIPANT_COMMANDS]
-    try:
-        await bot.set_my_commands(commands, scope=BotCommandScopeDefault())
-    except TelegramAPIError as error:
-        logger.warning("Could not set the command menu: %s", error)
+async def set_commands(bot: Bot, admin_menus: AdminMenus) -> None:
+    await admin_menus.set_all(bot)
 
 
 async def start_workers(
@@ -73,19 +65,26 @@ async def start_workers(
     dispatcher: Dispatcher,
     outbox: Outbox,
     digest: DigestScheduler,
+    broadcasts: Broadcasts,
+    catalog: EventCatalog,
     clock: Clock,
     limits: Limits,
 ) -> None:
     sender = Sender(bot, outbox, clock, limits)
     dispatcher["sender"] = sender
     await sender.start()
-    dispatcher["digest_task"] = asyncio.create_task(digest.run(), name="digest")
+    reporter = BroadcastReporter(bot, broadcasts, catalog, clock)
+    dispatcher["worker_tasks"] = [
+        asyncio.create_task(digest.run(), name="digest"),
+        asyncio.create_task(reporter.run(), name="broadcast-progress"),
+    ]
 
 
 async def stop_workers(dispatcher: Dispatcher) -> None:
-    task: asyncio.Task[None] | None = dispatcher.get("digest_task")
-    if task is not None:
+    tasks: list[asyncio.Task[None]] = dispatcher.get("worker_tasks") or []
+    for task in tasks:
         task.cancel()
+    for task in tasks:
         with suppress(asyncio.CancelledError):
             await task
     sender: Sender | None = dispatcher.get("sender")
@@ -118,6 +117,9 @@ def create_dispatcher(
         catalog=catalog,
         registrations=Registrations(db, cards),
         outbox=outbox,
+        broadcasts=Broadcasts(db, outbox),
+        admin_queries=AdminQueries(db),
+        admin_menus=AdminMenus(settings.admin_ids),
         digest=DigestScheduler(
             db=db,
             outbox=outbox,

@@ -181,6 +181,43 @@ RU: dict[str, str] = {
     # Admin commands
     "admin_only": "Эта команда доступна только администраторам бота.",
     "digest_no_sessions": "Сводки нет: ни одна сессия не идёт и не предстоит.",
+    "admin_help": "Команды администратора:\n/export — выгрузка регистраций (CSV и Excel)\n"
+    "/stats — цифры по сессиям\n/find <i>текст</i> — поиск по ФИО, организации, телефону, e-mail\n"
+    "/broadcast — сообщение всем зарегистрированным\n/digest — сводка для организаторов сейчас",
+    "choose_event_admin": "Выберите сессию:",
+    "button_all_events": "Все сессии",
+    "no_events": "В файле мероприятий нет ни одной сессии.",
+    # /stats
+    "stats_event": "<b>{title}</b>\n📅 {when}\n✅ Зарегистрированы: {confirmed}\n"
+    "❌ Отменили: {withdrawn}\n✍️ Заполняют анкету: {in_progress}\n"
+    "🆕 Сегодня: {today}, за 7 дней: {last_7_days}\n🚫 Заблокировали бота: {unreachable}\n"
+    "⏳ {deadline}",
+    "stats_deadline_days": "До конца регистрации: {days} дн.",
+    "stats_deadline_today": "Регистрация закрывается сегодня",
+    "stats_closed": "Регистрация закрыта",
+    # /find
+    "find_usage": "Напишите, что искать: /find Иванова, /find 912345, /find @mail.ru",
+    "find_none": "Ничего не нашлось по запросу «{query}».",
+    "find_header": "Найдено: {count}",
+    "find_more": "…и ещё {count}. Уточните запрос.",
+    "find_item": "{number}. <b>{full_name}</b> — {organization}\n   {phone}, {email}\n"
+    "   {title} · {status}",
+    "status_confirmed": "зарегистрирован(а)",
+    "status_withdrawn": "отменил(а) регистрацию",
+    # /broadcast
+    "broadcast_write": "Сессия «{title}», получателей: {count}.\nНапишите сообщение для рассылки "
+    "(текст, до 4096 символов). Отменить — /cancel.",
+    "broadcast_nobody": "На сессию «{title}» пока никто не зарегистрирован: рассылать некому.",
+    "broadcast_text_only": "Для рассылки пришлите текстовое сообщение. Отменить — /cancel.",
+    "broadcast_too_long": "Сообщение длиннее 4096 символов: сократите его, пожалуйста.",
+    "broadcast_preview": "Так увидят сообщение {count} получателей (сессия «{title}»):",
+    "button_broadcast_send": "📨 Отправить ({count})",
+    "button_broadcast_cancel": "Отменить",
+    "broadcast_press_button": "Нажмите «Отправить» под предпросмотром или /cancel.",
+    "broadcast_cancelled": "Рассылка отменена, ничего не отправлено.",
+    "broadcast_progress": "📨 Рассылка по «{title}»: отправлено {done} из {total}…",
+    "broadcast_report": "✅ Рассылка по «{title}» завершена.\nДоставлено: {delivered}\n"
+    "Заблокировали бота: {blocked}\nНе удалось отправить: {failed}",
 }
 
 CATALOGUES: dict[str, dict[str, str]] = {"ru": RU}

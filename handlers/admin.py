@@ -1,20 +1,80 @@
 """Admin commands: private chats with ADMIN_IDS only; anyone else gets a refusal that says
-nothing about the data."""
+nothing about the data. In groups they are ignored."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
+from enum import StrEnum
 
-from aiogram import F, Router
+from aiogram import Bot, F, Router
+from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.enums import ChatType
-from aiogram.filters import Command
-from aiogram.types import Message
+from aiogram.filters import Command, CommandObject, StateFilter
+from aiogram.filters.callback_data import CallbackData
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.clock import Clock
 from bot.digest_worker import DigestScheduler
-from bot.texts import t
+from bot.events import Event, EventCatalog
+from bot.menu import ADMIN_COMMANDS as MENU_ADMIN_COMMANDS
+from bot.menu import AdminMenus
+from bot.texts import Html, t
+from bot.timefmt import format_datetime
+from bot.validation import format_phone
+from handlers.registration import reask
+from storage.broadcasts import Broadcasts
+from storage.stats import AdminQueries
 
-ADMIN_COMMANDS = ("digest",)
+logger = logging.getLogger(__name__)
+
+ADMIN_COMMANDS = tuple(name for name, _ in MENU_ADMIN_COMMANDS)
+FIND_LIMIT = 10
+MAX_TEXT = 4096
+
+
+class BroadcastForm(StatesGroup):
+    writing = State()
+    confirming = State()
+
+
+class AdminAction(StrEnum):
+    broadcast_event = "bevent"
+    broadcast_send = "bsend"
+    broadcast_cancel = "bcancel"
+
+
+class AdminCallback(CallbackData, prefix="admin"):
+    action: AdminAction
+    event_id: str = ""
+
+
+def events_keyboard(events: Iterable[Event], action: AdminAction) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for event in events:
+        builder.button(
+            text=event.title[:60], callback_data=AdminCallback(action=action, event_id=event.id)
+        )
+    builder.adjust(1)
+    return builder.as_markup()
+
+
+# --- menu, help, digest --------------------------------------------------------------------
+
+
+async def admin_started(message: Message, bot: Bot, admin_menus: AdminMenus) -> None:
+    """An admin whose menu could not be set at start-up (they had never opened the bot)
+    gets it now; /start itself goes on to the participant flow."""
+    assert message.from_user is not None
+    await admin_menus.ensure(bot, message.from_user.id)
+    raise SkipHandler
+
+
+async def admin_help(message: Message) -> None:
+    await message.answer(t("help") + "\n\n" + t("admin_help"))
 
 
 async def digest_now(message: Message, digest: DigestScheduler, clock: Clock) -> None:
@@ -26,15 +86,274 @@ async def digest_now(message: Message, digest: DigestScheduler, clock: Clock) ->
         await message.answer(text)
 
 
-async def admin_refused(message: Message) -> None:
+# --- /stats, /find -------------------------------------------------------------------------
+
+
+def deadline_line(event: Event, now_local_days: int) -> str:
+    if now_local_days < 0:
+        return t("stats_closed")
+    if now_local_days == 0:
+        return t("stats_deadline_today")
+    return t("stats_deadline_days", days=now_local_days)
+
+
+async def stats_shown(
+    message: Message, catalog: EventCatalog, admin_queries: AdminQueries, clock: Clock
+) -> None:
+    now = clock()
+    events = list(catalog.events) + list(catalog.archived)
+    if not events:
+        await message.answer(t("no_events"))
+        return
+    blocks = []
+    for event in events:
+        stats = await admin_queries.event_stats(event, now)
+        if event.is_open(now):
+            days = (event.registration_deadline.date() - now.astimezone(event.timezone).date()).days
+        else:
+            days = -1
+        blocks.append(
+            t(
+                "stats_event",
+                title=event.title,
+                when=format_datetime(event.starts_at, event.timezone),
+                confirmed=stats.confirmed,
+                withdrawn=stats.withdrawn,
+                in_progress=stats.in_progress,
+                today=stats.today,
+                last_7_days=stats.last_7_days,
+                unreachable=stats.unreachable,
+                deadline=Html(deadline_line(event, days)),
+            )
+        )
+    for text in pack_blocks(blocks):
+        await message.answer(text)
+
+
+def pack_blocks(blocks: list[str], separator: str = "\n\n") -> list[str]:
+    """Blocks joined into as few messages as fit Telegram's 4096 characters."""
+    messages: list[str] = []
+    for block in blocks:
+        if messages and len(messages[-1]) + len(separator) + len(block) <= MAX_TEXT:
+            messages[-1] += separator + block
+        else:
+            messages.append(block[:MAX_TEXT])
+    return messages
+
+
+async def registrations_found(
+    message: Message,
+    command: CommandObject,
+    catalog: EventCatalog,
+    admin_queries: AdminQueries,
+) -> None:
+    query = (command.args or "").strip()
+    if len(query) < 2:
+        await message.answer(t("find_usage"))
+        return
+    found, count = await admin_queries.find(query[:200], limit=FIND_LIMIT)
+    if not found:
+        await message.answer(t("find_none", query=query[:200]))
+        return
+    items = [t("find_header", count=count)]
+    for number, registration in enumerate(found, start=1):
+        event = catalog.get(registration.event_id)
+        items.append(
+            t(
+                "find_item",
+                number=number,
+                full_name=registration.full_name,
+                organization=registration.organization,
+                phone=format_phone(registration.phone),
+                email=registration.email,
+                title=event.title if event else registration.event_id,
+                status=t(f"status_{registration.status}"),
+            )
+        )
+    if count > len(found):
+        items.append(t("find_more", count=count - len(found)))
+    for text in pack_blocks(items):
+        await message.answer(text)
+
+
+# --- /broadcast ----------------------------------------------------------------------------
+
+
+async def broadcast_started(
+    message: Message, bot: Bot, state: FSMContext, catalog: EventCatalog, broadcasts: Broadcasts
+) -> None:
+    events = list(catalog.events)
+    if not events:
+        await message.answer(t("no_events"))
+    elif len(events) == 1:
+        await ask_broadcast_text(message.chat.id, events[0], bot, state, broadcasts)
+    else:
+        await message.answer(
+            t("choose_event_admin"),
+            reply_markup=events_keyboard(events, AdminAction.broadcast_event),
+        )
+
+
+async def broadcast_event_chosen(
+    callback: CallbackQuery,
+    callback_data: AdminCallback,
+    state: FSMContext,
+    catalog: EventCatalog,
+    broadcasts: Broadcasts,
+    bot: Bot,
+) -> None:
+    await callback.answer()
+    event = catalog.get(callback_data.event_id)
+    if event is None:
+        await bot.send_message(callback.from_user.id, t("event_not_found"))
+        return
+    await ask_broadcast_text(callback.from_user.id, event, bot, state, broadcasts)
+
+
+async def ask_broadcast_text(
+    chat_id: int, event: Event, bot: Bot, state: FSMContext, broadcasts: Broadcasts
+) -> None:
+    count = await broadcasts.recipients(event.id)
+    if count == 0:
+        await state.clear()
+        await bot.send_message(chat_id, t("broadcast_nobody", title=event.title))
+        return
+    await state.set_state(BroadcastForm.writing)
+    await state.set_data({"event_id": event.id})
+    await bot.send_message(chat_id, t("broadcast_write", title=event.title, count=count))
+
+
+async def broadcast_written(
+    message: Message, state: FSMContext, catalog: EventCatalog, broadcasts: Broadcasts
+) -> None:
+    # html_text keeps the admin's own bold, italics and links, with everything else escaped.
+    text = message.html_text
+    if len(text) > MAX_TEXT:
+        await message.answer(t("broadcast_too_long"))
+        return
+    event_id = (await state.get_data())["event_id"]
+    event = catalog.get(event_id)
+    count = await broadcasts.recipients(event_id)
+    await state.set_state(BroadcastForm.confirming)
+    await state.update_data(text=text)
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=t("button_broadcast_send", count=count),
+        callback_data=AdminCallback(action=AdminAction.broadcast_send, event_id=event_id),
+    )
+    builder.button(
+        text=t("button_broadcast_cancel"),
+        callback_data=AdminCallback(action=AdminAction.broadcast_cancel, event_id=event_id),
+    )
+    title = event.title if event else event_id
+    await message.answer(t("broadcast_preview", count=count, title=title))
+    await message.answer(text, reply_markup=builder.as_markup())
+
+
+async def broadcast_not_text(message: Message) -> None:
+    await message.answer(t("broadcast_text_only"))
+
+
+async def broadcast_awaiting_button(message: Message) -> None:
+    await message.answer(t("broadcast_press_button"))
+
+
+async def broadcast_confirmed(
+    callback: CallbackQuery,
+    state: FSMContext,
+    catalog: EventCatalog,
+    broadcasts: Broadcasts,
+    bot: Bot,
+    clock: Clock,
+) -> None:
+    data = await state.get_data()
+    await state.clear()
+    await callback.answer()
+    if isinstance(callback.message, Message):
+        await callback.message.edit_reply_markup(reply_markup=None)
+    event = catalog.get(data["event_id"])
+    broadcast = await broadcasts.create(
+        event_id=data["event_id"], admin_chat_id=callback.from_user.id, text=data["text"],
+        now=clock(),
+    )  # fmt: skip
+    logger.info("Broadcast %d queued for %d registrants", broadcast.id, broadcast.total)
+    progress = await bot.send_message(
+        callback.from_user.id,
+        t(
+            "broadcast_progress",
+            title=event.title if event else broadcast.event_id,
+            done=0,
+            total=broadcast.total,
+        ),
+    )
+    await broadcasts.set_progress_message(broadcast.id, progress.message_id)
+
+
+async def broadcast_cancelled(callback: CallbackQuery, state: FSMContext, bot: Bot) -> None:
+    await state.clear()
+    await callback.answer()
+    if isinstance(callback.message, Message):
+        await callback.message.edit_reply_markup(reply_markup=None)
+    await bot.send_message(callback.from_user.id, t("broadcast_cancelled"))
+
+
+async def broadcast_cancelled_by_command(message: Message, state: FSMContext) -> None:
+    await state.clear()
+    await message.answer(t("broadcast_cancelled"))
+
+
+# --- refusal -------------------------------------------------------------------------------
+
+
+async def admin_refused(
+    message: Message, bot: Bot, state: FSMContext, catalog: EventCatalog
+) -> None:
     await message.answer(t("admin_only"))
+    # A participant in the middle of the form gets their question back.
+    await reask(bot, message.chat.id, state, catalog)
+
+
+async def admin_button_refused(callback: CallbackQuery) -> None:
+    await callback.answer(t("admin_only"), show_alert=True)
 
 
 def create_router(admin_ids: Iterable[int]) -> Router:
     router = Router(name="admin")
     router.message.filter(F.chat.type == ChatType.PRIVATE)
+    router.callback_query.filter(F.message.chat.type == ChatType.PRIVATE)
     is_admin = F.from_user.id.in_(frozenset(admin_ids))
+
+    router.message.register(admin_started, Command("start"), is_admin)
+    router.message.register(admin_help, Command("help"), is_admin)
+    router.message.register(stats_shown, Command("stats"), is_admin)
+    router.message.register(registrations_found, Command("find"), is_admin)
     router.message.register(digest_now, Command("digest"), is_admin)
-    # Registered after the admin handlers: whoever reaches it is not an admin.
+    router.message.register(broadcast_started, Command("broadcast"), is_admin)
+    router.message.register(
+        broadcast_cancelled_by_command, Command("cancel"), StateFilter(BroadcastForm)
+    )
+    router.message.register(broadcast_written, BroadcastForm.writing, F.text, is_admin)
+    router.message.register(broadcast_not_text, BroadcastForm.writing, is_admin)
+    router.message.register(broadcast_awaiting_button, BroadcastForm.confirming, is_admin)
+    router.callback_query.register(
+        broadcast_event_chosen,
+        AdminCallback.filter(F.action == AdminAction.broadcast_event),
+        is_admin,
+    )
+    router.callback_query.register(
+        broadcast_confirmed,
+        BroadcastForm.confirming,
+        AdminCallback.filter(F.action == AdminAction.broadcast_send),
+        is_admin,
+    )
+    router.callback_query.register(
+        broadcast_cancelled,
+        BroadcastForm.confirming,
+        AdminCallback.filter(F.action == AdminAction.broadcast_cancel),
+        is_admin,
+    )
+
+    # Registered after the admin handlers: whoever reaches these is not an admin.
     router.message.register(admin_refused, Command(*ADMIN_COMMANDS))
+    router.callback_query.register(admin_button_refused, AdminCallback.filter(), ~is_admin)
     return router

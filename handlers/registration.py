@@ -104,6 +104,8 @@ async def show_registration(
 async def reask(bot: Bot, chat_id: int, state: FSMContext, catalog: EventCatalog) -> None:
     """Put the current question (or button choice) in front of the person again."""
     current = await state.get_state()
+    if current is None or not current.startswith(f"{Form.__full_group_name__}:"):
+        return
     draft = Draft.from_data(await state.get_data())
     event = catalog.get(draft.event_id)
     if current == Form.consent.state and event:

@@ -110,6 +110,10 @@ async def _migrate(connection: aiosqlite.Connection, target: int) -> None:
         logger.info("Database schema migrated to version %d", version)
 
 
+def _casefold(value: object) -> str | None:
+    return value.casefold() if isinstance(value, str) else None
+
+
 def _create_private_file(path: Path) -> None:
     # Personal data (152-FZ): the file must be readable by its owner only, from birth,
     # not chmod-ed after SQLite created it with the umask's mode.
@@ -137,6 +141,8 @@ async def open_database(
         await connection.execute("PRAGMA synchronous = NORMAL")
         await connection.execute("PRAGMA foreign_keys = ON")
         await connection.execute("PRAGMA busy_timeout = 5000")
+        # SQLite's lower() and LIKE fold ASCII only; searches in Cyrillic need Python's.
+        await connection.create_function("casefold", 1, _casefold, deterministic=True)
         await _migrate(connection, len(MIGRATIONS) if migrate_to is None else migrate_to)
         yield Database(connection, path)
     finally:

@@ -91,6 +91,20 @@ MIGRATIONS: tuple[str, ...] = (
         created_at  TEXT NOT NULL
     );
     """,
+    # 4: announcements to every registrant of a session, sent through the outbox.
+    """
+    CREATE TABLE broadcasts (
+        id                  INTEGER PRIMARY KEY,
+        event_id            TEXT NOT NULL REFERENCES events (id),
+        admin_chat_id       INTEGER NOT NULL,
+        progress_message_id INTEGER,
+        total               INTEGER NOT NULL,
+        created_at          TEXT NOT NULL,
+        finished_at         TEXT
+    );
+    ALTER TABLE outbox ADD COLUMN broadcast_id INTEGER REFERENCES broadcasts (id);
+    CREATE INDEX outbox_by_broadcast ON outbox (broadcast_id) WHERE broadcast_id IS NOT NULL;
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -53,6 +53,7 @@ class Outbox:
         *,
         now: datetime,
         registration_id: int | None = None,
+        broadcast_id: int | None = None,
     ) -> None:
         """Queue `text` for each chat inside the caller's transaction."""
         stamp = utc_iso(now)
@@ -72,12 +73,13 @@ class Outbox:
             reason: str | None = row[0] if row is not None else None
             parked = reason is not None
             await connection.execute(
-                "INSERT INTO outbox (chat_id, kind, registration_id, text, created_at, status, "
-                "error) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO outbox (chat_id, kind, registration_id, broadcast_id, text, "
+                "created_at, status, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     target,
                     kind,
                     registration_id,
+                    broadcast_id,
                     text,
                     stamp,
                     "failed" if parked else "pending",
@@ -152,7 +154,10 @@ class Outbox:
             return cursor.rowcount
 
     async def chat_is_back(self, chat_id: int) -> int:
-        """The bot was added back (or unblocked): its parked messages go out again."""
+        """The bot was added back (or unblocked): its parked messages go out again.
+
+        Not announcements: one a person missed while they had blocked the bot is stale
+        by the time they come back, and the broadcast's report has counted it."""
         async with self._db.transaction() as connection:
             await connection.execute(
                 "UPDATE chats SET unreachable = NULL, unreachable_at = NULL WHERE chat_id = ?",
@@ -160,7 +165,8 @@ class Outbox:
             )
             cursor = await connection.execute(
                 "UPDATE outbox SET status = 'pending', error = NULL "
-                "WHERE chat_id = ? AND status = 'failed' AND text IS NOT NULL",
+                "WHERE chat_id = ? AND status = 'failed' AND text IS NOT NULL "
+                "AND kind != 'broadcast'",
                 (chat_id,),
             )
             requeued = cursor.rowcount

@@ -171,8 +171,8 @@ async def test_unknown_command_mid_form_is_explained_and_question_repeated(
 ) -> None:
     await user.send("/start")
     await user.click("Даю согласие")
-    replies = await user.send("/export")
-    assert "Команда /export здесь не работает" in (replies[0].text or "")
+    replies = await user.send("/register")
+    assert "Команда /register здесь не работает" in (replies[0].text or "")
     assert "фамилию, имя и отчество" in user.last_text
 
 

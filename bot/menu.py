@@ -1,0 +1,65 @@
+"""The command menu: participants see their four commands; each admin also sees theirs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError
+from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
+
+logger = logging.getLogger(__name__)
+
+PARTICIPANT_COMMANDS = (
+    ("start", "Зарегистрироваться"),
+    ("me", "Мои регистрации"),
+    ("cancel", "Прервать анкету"),
+    ("help", "Справка"),
+)
+ADMIN_COMMANDS = (
+    ("export", "Выгрузка CSV и Excel"),
+    ("stats", "Цифры по сессиям"),
+    ("find", "Поиск регистрации"),
+    ("broadcast", "Рассылка участникам"),
+    ("digest", "Сводка сейчас"),
+)
+
+
+def _commands(pairs: Iterable[tuple[str, str]]) -> list[BotCommand]:
+    return [BotCommand(command=name, description=text) for name, text in pairs]
+
+
+class AdminMenus:
+    """Per-admin menus. Telegram refuses a chat scope for a user who never opened the
+    bot; such admins stay pending and get their menu at their first /start."""
+
+    def __init__(self, admin_ids: Iterable[int]) -> None:
+        self._pending = set(admin_ids)
+
+    async def set_all(self, bot: Bot) -> None:
+        try:
+            await bot.set_my_commands(
+                _commands(PARTICIPANT_COMMANDS), scope=BotCommandScopeDefault()
+            )
+        except TelegramAPIError as error:
+            logger.warning("Could not set the command menu: %s", error)
+        for admin_id in sorted(self._pending):
+            await self.ensure(bot, admin_id)
+
+    async def ensure(self, bot: Bot, admin_id: int) -> None:
+        if admin_id not in self._pending:
+            return
+        try:
+            await bot.set_my_commands(
+                _commands(PARTICIPANT_COMMANDS + ADMIN_COMMANDS),
+                scope=BotCommandScopeChat(chat_id=admin_id),
+            )
+        except TelegramAPIError as error:
+            logger.warning(
+                "Could not set the admin menu for %d (%s); will retry at their /start",
+                admin_id,
+                error,
+            )
+            return
+        self._pending.discard(admin_id)
