@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -206,6 +208,52 @@ class SentMessage:
         return cast(list[list[JSON]], self.reply_markup.get("inline_keyboard", []))
 
 
+# Methods that post a message and so count against Telegram's send limits.
+_SENDING_METHODS = frozenset({"sendMessage", "sendDocument"})
+
+
+@dataclass
+class _SendLimits:
+    """Telegram's send limits, kept to the letter so that a sender merely close to them is
+    caught: https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this"""
+
+    private_interval: float
+    burst: int
+    group_per_minute: int
+    overall_per_second: int
+    clock: Callable[[], float]
+    # Private chats: the earliest time the next message is allowed with no burst left
+    # (GCRA, i.e. a token bucket of `burst` refilled every `private_interval`).
+    due: dict[int, float] = field(default_factory=dict)
+    group_sent: dict[int, deque[float]] = field(default_factory=dict)
+    overall_sent: deque[float] = field(default_factory=deque)
+
+    def wait(self, chat_id: int, now: float) -> float:
+        """Seconds until a message to `chat_id` would be allowed (0 if it is now)."""
+        waits = [self._sliding(self.overall_sent, self.overall_per_second, 1.0, now)]
+        if chat_id < 0:
+            sent = self.group_sent.setdefault(chat_id, deque())
+            waits.append(self._sliding(sent, self.group_per_minute, 60.0, now))
+        else:
+            tolerance = (self.burst - 1) * self.private_interval
+            waits.append(self.due.get(chat_id, now) - tolerance - now)
+        return max(0.0, *waits)
+
+    def record(self, chat_id: int, now: float) -> None:
+        self.overall_sent.append(now)
+        if chat_id < 0:
+            self.group_sent.setdefault(chat_id, deque()).append(now)
+        else:
+            self.due[chat_id] = max(now, self.due.get(chat_id, now)) + self.private_interval
+
+    @staticmethod
+    def _sliding(sent: deque[float], limit: int, window: float, now: float) -> float:
+        # The window is (now - window, now]: a message exactly `window` after another is fine.
+        while sent and sent[0] <= now - window:
+            sent.popleft()
+        return sent[0] + window - now if len(sent) >= limit else 0.0
+
+
 @dataclass
 class _Failure:
     method: str | None
@@ -292,6 +340,9 @@ def _parse_params(params: Mapping[str, Any]) -> JSON:
 
 def _chat_id_of(params: JSON) -> int | None:
     chat_id = params.get("chat_id")
+    scope = params.get("scope")
+    if chat_id is None and isinstance(scope, dict):  # setMyCommands for one chat
+        chat_id = scope.get("chat_id")
     return chat_id if isinstance(chat_id, int) and not isinstance(chat_id, bool) else None
 
 
@@ -364,6 +415,9 @@ class FakeTelegram:
         self._changed = asyncio.Event()
 
         self._failures: list[_Failure] = []
+        self._limits: _SendLimits | None = None
+        # 429s answered by the limit enforcer (injected failures are not counted).
+        self.limit_violations = 0
         self._latency: dict[str, float] = {}
         self._hangs: list[list[Any]] = []
         self._blocked: set[int] = set()
@@ -401,7 +455,11 @@ class FakeTelegram:
                 await asyncio.sleep(delay)
             await self._maybe_hang(call)
             self._inject_faults(call)
-            return await handler(call.params)
+            limited = self._enforce_limits(call)
+            result = await handler(call.params)
+            if limited is not None and self._limits is not None:
+                self._limits.record(*limited)
+            return result
         except BotAPIError as error:
             call.error_code = error.code
             raise
@@ -417,7 +475,45 @@ class FakeTelegram:
         if chat_id is not None and chat_id in self._blocked:
             raise BotAPIError(403, "Forbidden: bot was blocked by the user")
 
+    def _enforce_limits(self, call: Call) -> tuple[int, float] | None:
+        """429 if this send breaks a limit; else the (chat, time) to record once it succeeds."""
+        chat_id = _chat_id_of(call.params)
+        if self._limits is None or call.method not in _SENDING_METHODS or chat_id is None:
+            return None
+        now = self._limits.clock()
+        wait = self._limits.wait(chat_id, now)
+        if wait > 0:
+            self.limit_violations += 1
+            # Telegram answers whole seconds, at least one.
+            retry_after = max(1, math.ceil(wait))
+            raise BotAPIError(
+                429, f"Too Many Requests: retry after {retry_after}", retry_after=retry_after
+            )
+        return chat_id, now
+
     # --- fault injection ------------------------------------------------------------------
+
+    def enforce_limits(
+        self,
+        *,
+        private_per_second: float = 1.0,
+        group_per_minute: int = 20,
+        overall_per_second: int = 30,
+        burst: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """From now on, answer 429 to a sendMessage or sendDocument that breaks Telegram's
+        limits: a private chat closer than 1/private_per_second after the previous message
+        (after `burst` at once), a group (negative id) over `group_per_minute` in any sliding
+        minute, or over `overall_per_second` in any sliding second. Messages refused are not
+        counted. `clock` (monotonic seconds) lets the fake's own tests move time."""
+        self._limits = _SendLimits(
+            private_interval=1.0 / private_per_second,
+            burst=burst,
+            group_per_minute=group_per_minute,
+            overall_per_second=overall_per_second,
+            clock=clock,
+        )
 
     def fail(
         self,

@@ -1,0 +1,220 @@
+"""Admin commands through the production Dispatcher: access, /stats, /find, /broadcast."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from aiogram import Bot, Dispatcher
+
+from bot.broadcast_worker import BroadcastReporter
+from bot.events import EventCatalog
+from bot.menu import ADMIN_COMMANDS, PARTICIPANT_COMMANDS
+from bot.sender import Sender
+from storage.database import Database
+from storage.registrations import NewRegistration, Registrations
+from tests.client import TelegramUser
+from tests.conftest import ADMIN_ID, Clock
+from tests.fake_telegram import FakeTelegram
+from tests.test_conversation import fill_form
+from tests.test_organizer_cards import FAST
+
+EVENT_ID = "forum-2026"
+
+
+async def add_registration(
+    registrations: Registrations, clock: Clock, user_id: int, **fields: str
+) -> None:
+    values = {
+        "full_name": f"Участник Номер {user_id}",
+        "position": "Специалист",
+        "organization": "НКО «Дружба»",
+        "phone": f"+7912{user_id:07d}",
+        "email": f"user{user_id}@example.ru",
+        **fields,
+    }
+    await registrations.create(
+        NewRegistration(
+            event_id=EVENT_ID,
+            user_id=user_id,
+            username=None,
+            telegram_name="Участник",
+            consent_at=clock(),
+            consent_version="v1",
+            **values,
+        ),
+        now=clock(),
+    )
+
+
+@pytest.fixture
+def admin(make_user) -> TelegramUser:  # type: ignore[no-untyped-def]
+    user: TelegramUser = make_user(ADMIN_ID, first_name="Админ")
+    return user
+
+
+@pytest.fixture
+async def sender(bot: Bot, dispatcher: Dispatcher, clock: Clock) -> AsyncIterator[Sender]:
+    sender = Sender(bot, dispatcher["outbox"], clock, FAST)
+    await sender.start()
+    yield sender
+    await sender.stop(grace=1)
+
+
+ADMIN_ONLY = ["/export", "/stats", "/find Иванова", "/broadcast", "/digest"]
+
+
+@pytest.mark.parametrize("command", ADMIN_ONLY)
+async def test_non_admins_are_refused_and_see_no_data(
+    make_user, registrations: Registrations, clock: Clock, fake: FakeTelegram, command: str
+) -> None:
+    await add_registration(registrations, clock, 2001, full_name="Иванова Мария Петровна")
+    stranger: TelegramUser = make_user(3003)
+    replies = await stranger.send(command)
+    assert [m.text for m in replies] == ["Эта команда доступна только администраторам бота."]
+    assert fake.calls_of("sendDocument") == []
+    in_group: TelegramUser = make_user(ADMIN_ID, chat_id=-100777)
+    assert await in_group.send(command) == []  # even an admin: ignored in groups
+
+
+async def test_stats_per_session(
+    admin: TelegramUser, make_user, registrations: Registrations, clock: Clock, db: Database
+) -> None:
+    clock.advance(timedelta(days=-10))
+    await add_registration(registrations, clock, 2001)  # 10 days ago
+    clock.advance(timedelta(days=10))
+    await add_registration(registrations, clock, 2002)
+    await add_registration(registrations, clock, 2003)
+    await registrations.withdraw(3, user_id=2003, now=clock())
+    half: TelegramUser = make_user(2004)
+    await half.send("/start")
+    await half.click("Даю согласие")
+    await db.execute("INSERT INTO chats (chat_id, unreachable) VALUES (2002, 'blocked')")
+    replies = await admin.send("/stats")
+    text = replies[0].text or ""
+    assert "Стратегическая сессия «ЭтНик»" in text
+    assert "Зарегистрированы: 2" in text
+    assert "Отменили: 1" in text
+    assert "Заполняют анкету: 1" in text
+    assert "Сегодня: 1, за 7 дней: 1" in text
+    assert "Заблокировали бота: 1" in text
+    assert "До конца регистрации: 12 дн." in text
+
+
+async def test_find_matches_any_case_and_phone_forms(
+    admin: TelegramUser, registrations: Registrations, clock: Clock
+) -> None:
+    await add_registration(registrations, clock, 2001, full_name="Иванова Мария Петровна",
+                           phone="+79123456789")  # fmt: skip
+    await add_registration(registrations, clock, 2002, organization="<b>Газета</b> & Co")
+    for query in ("иванова", "ИВАНОВА", "8 912 345-67-89", "3456789", "user2001@"):
+        replies = await admin.send(f"/find {query}")
+        assert "Найдено: 1" in (replies[0].text or ""), query
+        assert "Иванова Мария Петровна" in (replies[0].text or "")
+        assert "+7 912 345-67-89" in (replies[0].text or "")
+    replies = await admin.send("/find газета")
+    assert "<b>Газета</b> & Co" in (replies[0].text or "")
+    replies = await admin.send("/find Петров Пётр")
+    assert "Ничего не нашлось" in (replies[0].text or "")
+    replies = await admin.send("/find")
+    assert "Напишите, что искать" in (replies[0].text or "")
+
+
+async def test_find_shows_at_most_a_screenful(
+    admin: TelegramUser, registrations: Registrations, clock: Clock
+) -> None:
+    for user_id in range(2001, 2031):
+        await add_registration(registrations, clock, user_id)
+    replies = await admin.send("/find участник")
+    text = replies[0].text or ""
+    assert "Найдено: 30" in text
+    assert len(re.findall(r"^\d+\. ", text, flags=re.MULTILINE)) == 10
+    assert "…и ещё 20" in text
+
+
+async def test_broadcast_reaches_every_reachable_registrant_once_with_a_report(
+    admin: TelegramUser,
+    registrations: Registrations,
+    clock: Clock,
+    fake: FakeTelegram,
+    sender: Sender,
+    bot: Bot,
+    dispatcher: Dispatcher,
+    catalog: EventCatalog,
+) -> None:
+    for user_id in range(2001, 2006):
+        await add_registration(registrations, clock, user_id)
+    await registrations.withdraw(5, user_id=2005, now=clock())  # withdrawn: not a recipient
+    fake.block(2002)
+    fake.fail("sendMessage", code=429, description="Too Many Requests: retry after 1",
+              retry_after=1, chat_id=2003)  # fmt: skip
+
+    await admin.send("/broadcast")
+    assert "получателей: 4" in admin.last_text
+    replies = await admin.send("Ссылка для подключения: <https://example.org/join> & до встречи!")
+    assert "Так увидят сообщение 4 получателей" in (replies[0].text or "")
+    await admin.click("Отправить (4)")
+    assert "отправлено 0 из 4" in admin.last_text
+    await sender.idle()
+    reporter = BroadcastReporter(bot, dispatcher["broadcasts"], catalog, clock)
+    await reporter.report_once()
+
+    text = "Ссылка для подключения: <https://example.org/join> & до встречи!"
+    for user_id in (2001, 2003, 2004):
+        assert [m.text for m in fake.messages_to(user_id)] == [text]
+    assert fake.messages_to(2002) == []
+    assert fake.messages_to(2005) == []
+    report = admin.last_text
+    assert "завершена" in report
+    assert "Доставлено: 3" in report
+    assert "Заблокировали бота: 1" in report
+    assert "Не удалось отправить: 0" in report
+    progress = fake.last_message(ADMIN_ID)
+    assert progress.edits  # the progress message was edited in place, not sent anew
+
+
+async def test_broadcast_can_be_cancelled_and_sends_nothing(
+    admin: TelegramUser, registrations: Registrations, clock: Clock, fake: FakeTelegram,
+    db: Database,
+) -> None:  # fmt: skip
+    await add_registration(registrations, clock, 2001)
+    await admin.send("/broadcast")
+    replies = await admin.send_sticker()
+    assert "пришлите текстовое сообщение" in (replies[0].text or "")
+    await admin.send("Текст")
+    await admin.click("Отменить")
+    assert "Рассылка отменена" in admin.last_text
+    assert await db.fetchall("SELECT * FROM outbox WHERE kind = 'broadcast'") == []
+    assert fake.messages_to(2001) == []
+
+
+async def test_broadcast_with_nobody_registered_says_so(admin: TelegramUser) -> None:
+    replies = await admin.send("/broadcast")
+    assert "рассылать некому" in (replies[0].text or "")
+
+
+async def test_menus_are_scoped_and_set_again_at_an_admins_first_start(
+    fake: FakeTelegram, dispatcher: Dispatcher, bot: Bot, admin: TelegramUser
+) -> None:
+    fake.fail("setMyCommands", code=400, description="Bad Request: chat not found",
+              chat_id=ADMIN_ID)  # fmt: skip
+    await dispatcher["admin_menus"].set_all(bot)
+    participants = [c["command"] for c in fake.commands_for({"type": "default"})]
+    assert participants == [name for name, _ in PARTICIPANT_COMMANDS]
+    admin_scope = {"type": "chat", "chat_id": ADMIN_ID}
+    assert fake.commands_for(admin_scope) == []  # refused: the admin never opened the bot
+    await admin.send("/start")
+    assert [c["command"] for c in fake.commands_for(admin_scope)] == [
+        name for name, _ in PARTICIPANT_COMMANDS + ADMIN_COMMANDS
+    ]
+    assert "152-ФЗ" in admin.last_text  # /start still works as for everyone
+
+
+async def test_admin_commands_work_in_the_middle_of_a_form(admin: TelegramUser) -> None:
+    await fill_form(admin)
+    replies = await admin.send("/stats")
+    assert "Зарегистрированы: 0" in (replies[0].text or "")
+    await admin.click("Подтвердить")
+    assert "Вы зарегистрированы" in admin.last_text
