@@ -324,3 +324,74 @@ async def test_cards_survive_sigkill_and_a_blocked_chat_holds_up_no_one(workdir:
             db.execute("SELECT chat_id, group_concat(DISTINCT status) FROM outbox GROUP BY chat_id")
         )
     assert statuses == {GROUP: "sent", PRIVATE: "sent", BLOCKED: "failed"}
+
+
+async def test_broadcast_resumes_after_sigkill_and_reports_what_telegram_saw(
+    workdir: Path,
+) -> None:
+    from storage.database import open_database
+    from storage.registrations import NewRegistration, Registrations
+
+    recipients = list(range(2001, 2031))
+    blocked = {2005, 2017}
+    async with open_database(workdir / "data" / "bot.sqlite3") as db:
+        from bot.events import parse_events
+        from storage.events import EventsRepository
+
+        now = datetime.now(MOSCOW)
+        catalog = parse_events(events_toml(), file=workdir / "events.toml", default_zone=MOSCOW)
+        await EventsRepository(db).sync(catalog, now=now)
+        for user_id in recipients:
+            await Registrations(db).create(
+                NewRegistration(
+                    event_id="forum",
+                    user_id=user_id,
+                    username=None,
+                    telegram_name="У",
+                    full_name="Участник Тестовый",
+                    position="Специалист",
+                    organization="НКО",
+                    phone="+79123456789",
+                    email=f"u{user_id}@example.ru",
+                    consent_at=now,
+                    consent_version="v1",
+                ),
+                now=now,
+            )
+    fake = FakeTelegram(token=TOKEN)
+    for user_id in blocked:
+        fake.block(user_id)
+    fake.fail("sendMessage", code=429, description="Too Many Requests: retry after 1",
+              retry_after=1, chat_id=2010)  # fmt: skip
+    fake.slow("sendMessage", 0.1)
+    text = "Сессия переносится на 13:00 (МСК, UTC+3)"
+    async with serve(fake) as base_url:
+        admin = TelegramUser(fake, http_deliver(fake, timeout=20), user_id=500)
+        async with bot_process(workdir, fake, base_url, run=1) as bot:
+            await admin.send("/broadcast")
+            await admin.send(text)
+            await admin.click("Отправить (30)")
+            await wait_until(
+                lambda: sum(1 for m in fake.messages if m.text == text) >= 8, timeout=30
+            )
+            bot.process.kill()
+            await bot.wait()
+        got_before = sum(1 for m in fake.messages if m.text == text)
+        async with bot_process(workdir, fake, base_url, run=2) as bot:
+            await wait_until(lambda: "завершена" in (admin.last_text or ""), timeout=60)
+            bot.process.send_signal(signal.SIGTERM)
+            assert await bot.wait() == 0
+
+    received = {user_id: len([m for m in fake.messages_to(user_id) if m.text == text])
+                for user_id in recipients}  # fmt: skip
+    duplicates = sum(count - 1 for count in received.values() if count > 1)
+    print(f"delivered before the kill: {got_before}; duplicates: {duplicates}")
+    assert all(received[user_id] >= 1 for user_id in recipients if user_id not in blocked)
+    assert all(received[user_id] == 0 for user_id in blocked)
+    # A duplicate needs a kill between Telegram's answer and the mark: at most one per chat
+    # per kill, only for the chats that had a message in flight.
+    assert max(received.values()) <= 2
+    report = admin.last_text
+    assert f"Доставлено: {len(recipients) - len(blocked)}" in report
+    assert f"Заблокировали бота: {len(blocked)}" in report
+    assert "Не удалось отправить: 0" in report
