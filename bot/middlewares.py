@@ -5,9 +5,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware
+from aiogram.fsm.context import FSMContext
 from aiogram.types import TelegramObject, Update
 
 from bot.clock import Clock
+from storage.fsm import HANDLING_UPDATE, SQLiteStorage
 from storage.updates import HandledUpdates
 
 logger = logging.getLogger(__name__)
@@ -28,9 +30,18 @@ class HandledUpdatesMiddleware(BaseMiddleware):
         data: dict[str, Any],
     ) -> Any:
         assert isinstance(event, Update)
-        if await self._handled.is_handled(event.update_id):
+        context = data.get("state")
+        if await self._handled.is_handled(event.update_id) or (
+            isinstance(context, FSMContext)
+            and isinstance(context.storage, SQLiteStorage)
+            and await context.storage.moved_by(context.key, event.update_id)
+        ):
             logger.info("Update %d was handled before; skipped", event.update_id)
             return None
-        result = await handler(event, data)
+        token = HANDLING_UPDATE.set(event.update_id)
+        try:
+            result = await handler(event, data)
+        finally:
+            HANDLING_UPDATE.reset(token)
         await self._handled.mark(event.update_id, now=self._clock())
         return result

@@ -27,6 +27,7 @@ from bot.timefmt import format_datetime
 from bot.validation import format_phone
 from handlers.registration import reask
 from storage.broadcasts import Broadcasts
+from storage.fsm import transition
 from storage.stats import AdminQueries
 
 logger = logging.getLogger(__name__)
@@ -218,8 +219,7 @@ async def ask_broadcast_text(
         await state.clear()
         await bot.send_message(chat_id, t("broadcast_nobody", title=event.title))
         return
-    await state.set_state(BroadcastForm.writing)
-    await state.set_data({"event_id": event.id})
+    await transition(state, BroadcastForm.writing, {"event_id": event.id})
     await bot.send_message(chat_id, t("broadcast_write", title=event.title, count=count))
 
 
@@ -234,8 +234,7 @@ async def broadcast_written(
     event_id = (await state.get_data())["event_id"]
     event = catalog.get(event_id)
     count = await broadcasts.recipients(event_id)
-    await state.set_state(BroadcastForm.confirming)
-    await state.update_data(text=text)
+    await transition(state, BroadcastForm.confirming, {"event_id": event_id, "text": text})
     builder = InlineKeyboardBuilder()
     builder.button(
         text=t("button_broadcast_send", count=count),

@@ -44,6 +44,7 @@ from handlers.keyboards import (
     summary_keyboard,
     withdraw_keyboard,
 )
+from storage.fsm import transition
 from storage.registrations import AlreadyRegistered, NewRegistration, Registration, Registrations
 
 logger = logging.getLogger(__name__)
@@ -156,8 +157,7 @@ async def offer_event(
         await bot.send_message(chat_id, t("already_registered"))
         await show_registration(bot, chat_id, existing, catalog, clock)
         return
-    await state.set_state(Form.consent)
-    await state.set_data(Draft(event_id=event.id).to_data())
+    await transition(state, Form.consent, Draft(event_id=event.id).to_data())
     greeting = t("greeting", card=event_card(event, deadline=True))
     if event.description:
         greeting += "\n\n" + t("event_description", description=event.description)
@@ -240,8 +240,7 @@ async def consent_given(
         )
         return
     draft = replace(draft, consent_at=now.isoformat(), consent_version=event.privacy_policy_version)
-    await state.set_state(Form.full_name)
-    await state.set_data(draft.to_data())
+    await transition(state, Form.full_name, draft.to_data())
     await ask(bot, chat_id, "full_name", draft, preface=t("consent_given") + "\n\n")
 
 
@@ -319,8 +318,7 @@ async def accept(
         return
     next_field = draft.next_question()
     if next_field is not None:
-        await state.set_state(FIELD_STATES[next_field])
-        await state.set_data(draft.to_data())
+        await transition(state, FIELD_STATES[next_field], draft.to_data())
         await ask(bot, chat_id, next_field, draft)
         return
     draft = replace(draft, editing=None)
@@ -329,8 +327,7 @@ async def accept(
         await state.clear()
         await message.answer(t("event_not_found"))
         return
-    await state.set_state(Form.summary)
-    await state.set_data(draft.to_data())
+    await transition(state, Form.summary, draft.to_data())
     await show_summary(bot, chat_id, draft, event)
 
 
@@ -459,8 +456,7 @@ async def summary_edit(
     assert callback_data.field is not None
     field = str(callback_data.field)
     draft = replace(Draft.from_data(await state.get_data()), editing=field)
-    await state.set_state(FIELD_STATES[field])
-    await state.set_data(draft.to_data())
+    await transition(state, FIELD_STATES[field], draft.to_data())
     await ask(bot, callback.from_user.id, field, draft)
 
 
@@ -560,8 +556,7 @@ async def my_registration_action(
             editing=field,
             **{name: getattr(registration, name) for name in FIELDS},
         )
-        await state.set_state(FIELD_STATES[field])
-        await state.set_data(draft.to_data())
+        await transition(state, FIELD_STATES[field], draft.to_data())
         await ask(bot, user.id, field, draft)
     elif action is MyAction.withdraw:
         title = event.title if event else registration.event_id

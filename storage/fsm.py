@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, overload
 
 import aiosqlite
 from aiogram.exceptions import DataNotDictLikeError
+from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import (
     BaseStorage,
@@ -21,6 +23,12 @@ from aiogram.fsm.storage.base import (
 from storage.database import Database
 
 _EMPTY_DATA = "{}"
+# How many update ids a conversation remembers: more than a person can send between a
+# crash and the moment Telegram delivers the unconfirmed updates again.
+RECENT_UPDATES = 20
+
+# The update being handled, set by the dispatcher's middleware (bot/middlewares.py).
+HANDLING_UPDATE: ContextVar[int | None] = ContextVar("HANDLING_UPDATE", default=None)
 
 
 def _now() -> str:
@@ -146,3 +154,56 @@ class SQLiteStorage(BaseStorage):
         # Decoded afresh from JSON, so the caller gets its own copy, as from MemoryStorage.
         data = await self.get_data(storage_key)
         return data.get(dict_key, default)
+
+    async def set_state_and_data(
+        self, key: StorageKey, state: StateType, data: Mapping[str, Any]
+    ) -> None:
+        """Move a conversation in one write, stamped with the update that moved it.
+
+        After a crash Telegram delivers unconfirmed updates again; an update whose move
+        was saved must not be applied twice (a name taken again as the position), and
+        one whose move was not saved must be. The stamp, written with the move, decides.
+        """
+        if not isinstance(data, dict):
+            msg = f"Data must be a dict or dict-like object, got {type(data).__name__}"
+            raise DataNotDictLikeError(msg)
+        value = state.state if isinstance(state, State) else state
+        db_key = self._key(key)
+        update_id = HANDLING_UPDATE.get()
+        async with self._db.transaction() as connection:
+            async with connection.execute(
+                "SELECT recent_updates FROM fsm_states WHERE key = ?", (db_key,)
+            ) as cursor:
+                row = await cursor.fetchone()
+            recent: list[int] = json.loads(row[0]) if row else []
+            if update_id is not None and update_id not in recent:
+                recent = [*recent, update_id][-RECENT_UPDATES:]
+            await connection.execute(
+                """
+                INSERT INTO fsm_states (key, state, data, recent_updates, updated_at)
+                VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT (key) DO UPDATE SET state = excluded.state, data = excluded.data,
+                    recent_updates = excluded.recent_updates, updated_at = excluded.updated_at
+                """,
+                (db_key, value, _dump(data), json.dumps(recent), _now()),
+            )
+
+    async def moved_by(self, key: StorageKey, update_id: int) -> bool:
+        """Whether `update_id` already moved this conversation."""
+        row = await self._db.fetchone(
+            "SELECT 1 FROM fsm_states, json_each(fsm_states.recent_updates) "
+            "WHERE fsm_states.key = ? AND json_each.value = ?",
+            (self._key(key), update_id),
+        )
+        return row is not None
+
+
+async def transition(context: FSMContext, state: State, data: Mapping[str, Any]) -> None:
+    """Set the next state and its data at once (stamped, on SQLite; see above)."""
+    if isinstance(context.storage, SQLiteStorage):
+        await context.storage.set_state_and_data(context.key, state, data)
+    else:
+        # Data first: a crash between the two writes leaves the old state, so the update,
+        # delivered again, is simply answered again.
+        await context.set_data(data)
+        await context.set_state(state)

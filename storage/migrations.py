@@ -105,6 +105,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE outbox ADD COLUMN broadcast_id INTEGER REFERENCES broadcasts (id);
     CREATE INDEX outbox_by_broadcast ON outbox (broadcast_id) WHERE broadcast_id IS NOT NULL;
     """,
+    # 5: the ids of the last updates that moved a conversation, written with the move.
+    """
+    ALTER TABLE fsm_states ADD COLUMN recent_updates TEXT NOT NULL DEFAULT '[]'
+        CHECK (json_valid(recent_updates));
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

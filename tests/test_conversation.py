@@ -557,3 +557,29 @@ async def test_event_removed_from_the_file_keeps_its_registrations_closed(
     assert row["status"] == "confirmed"
     [event] = await db.fetchall("SELECT in_file FROM events WHERE id = ?", (EVENT_ID,))
     assert event["in_file"] == 0
+
+
+async def test_update_applied_before_a_crash_but_not_marked_is_not_applied_again(
+    fake: FakeTelegram, dispatcher: Dispatcher, bot: Bot, db: Database
+) -> None:
+    delivered: list[dict[str, object]] = []
+    inner = feed_deliver(dispatcher, bot)
+
+    async def deliver(update: dict[str, object]) -> None:
+        delivered.append(update)
+        await inner(update)
+
+    user = TelegramUser(fake, deliver, user_id=1001)
+    await user.send("/start")
+    await user.click("Даю согласие")
+    await user.send("Иванова Мария Петровна")
+    # The bot was killed after the answer was saved, before the update was marked handled.
+    await db.execute(
+        "DELETE FROM handled_updates WHERE update_id = ?", (delivered[-1]["update_id"],)
+    )
+    before = len(fake.messages)
+    await inner(delivered[-1])
+    assert len(fake.messages) == before
+    [row] = await fsm_rows(db)
+    assert row["state"] == "Form:position"
+    assert '"position": null' in str(row["data"])
