@@ -25,6 +25,7 @@ from bot.menu import AdminMenus
 from bot.texts import Html, t
 from bot.timefmt import format_datetime
 from bot.validation import format_phone
+from handlers.filters import Magic
 from handlers.registration import reask
 from storage.broadcasts import Broadcasts
 from storage.fsm import transition
@@ -318,9 +319,9 @@ async def admin_button_refused(callback: CallbackQuery) -> None:
 
 def create_router(admin_ids: Iterable[int]) -> Router:
     router = Router(name="admin")
-    router.message.filter(F.chat.type == ChatType.PRIVATE)
-    router.callback_query.filter(F.message.chat.type == ChatType.PRIVATE)
-    is_admin = F.from_user.id.in_(frozenset(admin_ids))
+    router.message.filter(Magic(F.chat.type == ChatType.PRIVATE))
+    router.callback_query.filter(Magic(F.message.chat.type == ChatType.PRIVATE))
+    is_admin = Magic(F.from_user.id.in_(frozenset(admin_ids)))
 
     router.message.register(admin_started, Command("start"), is_admin)
     router.message.register(admin_help, Command("help"), is_admin)
@@ -331,7 +332,7 @@ def create_router(admin_ids: Iterable[int]) -> Router:
     router.message.register(
         broadcast_cancelled_by_command, Command("cancel"), StateFilter(BroadcastForm)
     )
-    router.message.register(broadcast_written, BroadcastForm.writing, F.text, is_admin)
+    router.message.register(broadcast_written, BroadcastForm.writing, Magic(F.text), is_admin)
     router.message.register(broadcast_not_text, BroadcastForm.writing, is_admin)
     router.message.register(broadcast_awaiting_button, BroadcastForm.confirming, is_admin)
     router.callback_query.register(

@@ -15,6 +15,7 @@ from aiogram.utils.deep_linking import create_start_link
 from bot.clock import Clock
 from bot.events import EventCatalog
 from bot.texts import t
+from handlers.filters import Magic
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +67,11 @@ async def on_error(event: ErrorEvent, bot: Bot) -> None:
 def create_router() -> Router:
     router = Router(name="common")
     router.message.register(
-        start_in_group, Command("start"), F.chat.type.in_({ChatType.GROUP, ChatType.SUPERGROUP})
+        start_in_group,
+        Command("start"),
+        Magic(F.chat.type.in_({ChatType.GROUP, ChatType.SUPERGROUP})),
     )
     # Other group messages are none of the bot's business: it stays silent there.
-    router.message.register(not_understood, F.chat.type == ChatType.PRIVATE)
+    router.message.register(not_understood, Magic(F.chat.type == ChatType.PRIVATE))
     router.callback_query.register(button_expired)
     return router

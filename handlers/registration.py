@@ -28,6 +28,7 @@ from bot.render import answers, contacts_line, event_card, shown_value
 from bot.texts import Html, t
 from bot.timefmt import format_datetime
 from bot.validation import ValidationError, validate_phone
+from handlers.filters import Magic
 from handlers.keyboards import (
     ConsentAction,
     ConsentCallback,
@@ -602,8 +603,8 @@ async def remove_buttons(callback: CallbackQuery) -> None:
 def create_router() -> Router:
     router = Router(name="registration")
     # The participant flow runs only in private chats (groups: see handlers/common.py).
-    router.message.filter(F.chat.type == ChatType.PRIVATE)
-    router.callback_query.filter(F.message.chat.type == ChatType.PRIVATE)
+    router.message.filter(Magic(F.chat.type == ChatType.PRIVATE))
+    router.callback_query.filter(Magic(F.message.chat.type == ChatType.PRIVATE))
 
     # Commands first: they work in every state.
     router.message.register(start, Command("start"))
@@ -613,10 +614,12 @@ def create_router() -> Router:
 
     in_form = StateFilter(Form)
     field_states = StateFilter(*FIELD_STATES.values())
-    router.message.register(command_in_form, in_form, F.text.startswith("/"))
-    router.message.register(answer_typed, field_states, F.text.as_("text"))
-    router.message.register(contact_shared, Form.phone, F.contact)
-    router.message.register(text_instead_of_button, StateFilter(Form.consent, Form.summary), F.text)
+    router.message.register(command_in_form, in_form, Magic(F.text.startswith("/")))
+    router.message.register(answer_typed, field_states, Magic(F.text.as_("text")))
+    router.message.register(contact_shared, Form.phone, Magic(F.contact))
+    router.message.register(
+        text_instead_of_button, StateFilter(Form.consent, Form.summary), Magic(F.text)
+    )
     router.message.register(not_text_in_form, in_form)
 
     router.callback_query.register(event_chosen, EventChoice.filter())

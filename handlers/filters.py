@@ -1,0 +1,30 @@
+"""Magic filters checked on the event loop.
+
+aiogram 3.31 runs every filter that is not a coroutine function through `asyncio.to_thread`
+(`CallableObject.call` in aiogram/dispatcher/event/handler.py), magic `F` filters included:
+a thread hop for what is a few attribute reads. Wrapped in an async `Filter`, the same
+expression is checked in place. Measured in bench/ (the framework-floor benchmark).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiogram.filters import Filter
+from aiogram.types import TelegramObject
+from magic_filter import MagicFilter
+
+
+class Magic(Filter):
+    __slots__ = ("_magic",)
+
+    def __init__(self, magic: MagicFilter) -> None:
+        self._magic = magic
+
+    async def __call__(self, event: TelegramObject) -> Any:
+        # The value itself, not bool(): `.as_("name")` resolves to {"name": value}, which
+        # aiogram passes on to the handler.
+        return self._magic.resolve(event)
+
+    def __str__(self) -> str:
+        return f"Magic({self._magic!r})"
