@@ -30,6 +30,7 @@ from bot.polling import poll
 from bot.sender import Limits, Sender
 from handlers import get_routers
 from handlers.common import on_error
+from handlers.registration import repeat_question
 from storage.broadcasts import Broadcasts
 from storage.database import Database, open_database
 from storage.events import EventsRepository
@@ -132,7 +133,9 @@ def create_dispatcher(
         clock=clock,
         limits=limits or Limits(),
     )
-    dispatcher.update.outer_middleware(HandledUpdatesMiddleware(HandledUpdates(db), clock))
+    dispatcher.update.outer_middleware(
+        HandledUpdatesMiddleware(HandledUpdates(db), clock, on_repeat=repeat_question)
+    )
     dispatcher.include_routers(*get_routers(settings.admin_ids))
     dispatcher.errors.register(on_error)
     dispatcher.startup.register(set_commands)

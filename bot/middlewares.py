@@ -19,9 +19,15 @@ class HandledUpdatesMiddleware(BaseMiddleware):
     """Skip an update handled before: Telegram delivers again whatever it was not told
     was handled, e.g. after a crash, and a second effect would answer the wrong question."""
 
-    def __init__(self, handled: HandledUpdates, clock: Clock) -> None:
+    def __init__(
+        self,
+        handled: HandledUpdates,
+        clock: Clock,
+        on_repeat: Callable[[Update, dict[str, Any]], Awaitable[None]] | None = None,
+    ) -> None:
         self._handled = handled
         self._clock = clock
+        self._on_repeat = on_repeat
 
     async def __call__(
         self,
@@ -30,13 +36,23 @@ class HandledUpdatesMiddleware(BaseMiddleware):
         data: dict[str, Any],
     ) -> Any:
         assert isinstance(event, Update)
+        if await self._handled.is_handled(event.update_id):
+            logger.info("Update %d was handled before; skipped", event.update_id)
+            return None
         context = data.get("state")
-        if await self._handled.is_handled(event.update_id) or (
+        if (
             isinstance(context, FSMContext)
             and isinstance(context.storage, SQLiteStorage)
             and await context.storage.moved_by(context.key, event.update_id)
         ):
-            logger.info("Update %d was handled before; skipped", event.update_id)
+            # Applied, but the process died before marking it: not again, yet the reply
+            # may have died with it.
+            logger.info(
+                "Update %d already moved its conversation; not applied again", event.update_id
+            )
+            if self._on_repeat is not None:
+                await self._on_repeat(event, data)
+            await self._handled.mark(event.update_id, now=self._clock())
             return None
         token = HANDLING_UPDATE.set(event.update_id)
         try:

@@ -7,19 +7,27 @@ and /me to see, change or withdraw a registration.
                                                                       │ confirm
                                                                       ▼
                                                               registrations row
+
+Each step saves the move first (`transition`, stamped with the update), then replies: what
+the person sees is never ahead of what is stored. A kill in between makes Telegram deliver
+the update again; it is not applied twice, the current question is simply asked again
+(`repeat_question`). A reply may come twice; an answer is never applied twice.
 """
 
 from __future__ import annotations
 
 import logging
+from contextlib import suppress
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from aiogram import Bot, F, Router
 from aiogram.enums import ChatType
+from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject, StateFilter
 from aiogram.fsm.context import FSMContext
-from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove, User
+from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove, Update, User
 
 from bot.clock import Clock
 from bot.events import Event, EventCatalog
@@ -118,6 +126,22 @@ async def reask(bot: Bot, chat_id: int, state: FSMContext, catalog: EventCatalog
         await show_summary(bot, chat_id, draft, event)
     elif current in STATE_FIELDS:
         await ask(bot, chat_id, STATE_FIELDS[current], draft)
+
+
+async def repeat_question(update: Update, data: dict[str, Any]) -> None:
+    """For an update that already moved the form (delivered again after a crash): its
+    reply may have been lost with the process, so the person gets the question again."""
+    state, bot, catalog = data.get("state"), data.get("bot"), data.get("catalog")
+    if not isinstance(state, FSMContext) or not isinstance(bot, Bot) or catalog is None:
+        return
+    if update.callback_query is not None:
+        with suppress(TelegramAPIError):
+            await update.callback_query.answer()
+    chat = update.message.chat if update.message else None
+    if chat is None and update.callback_query is not None:
+        chat = update.callback_query.message.chat if update.callback_query.message else None
+    if chat is not None and chat.type == ChatType.PRIVATE:
+        await reask(bot, chat.id, state, catalog)
 
 
 async def reject(
@@ -436,11 +460,11 @@ async def registration_confirmed(
         await bot.send_message(user.id, t("already_registered"))
         await show_registration(bot, user.id, error.existing, catalog, clock)
         return
-    await state.clear()
     logger.info("Registration %d confirmed for event %s", registration.id, event.id)
     await callback.answer()
-    await remove_buttons(callback)
     await bot.send_message(user.id, t("confirmed", card=event_card(event, join_url=True)))
+    await state.clear()
+    await remove_buttons(callback)
 
 
 def _parse_iso(value: str) -> datetime:
