@@ -29,5 +29,9 @@ lint: $(VENV)/.installed-dev
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
+# Benchmarks print their figures and their baseline; no test asserts speed.
+bench: $(VENV)/.installed-dev
+	$(PY) -m bench.bench_cards
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

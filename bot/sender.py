@@ -56,6 +56,31 @@ class SenderStats:
     errors: int = 0
 
 
+class Spacing:
+    """At least `interval` seconds from Telegram's answer to the next request to a chat.
+
+    A leaky bucket spaces the *starts* of requests, but Telegram counts *arrivals*, and
+    network jitter of a few milliseconds then reads as a message too soon (a 429 costs a
+    whole second). Counting from the answer keeps every arrival gap at or above the
+    interval, for the price of one round trip per message.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def __aenter__(self) -> None:
+        await self._lock.acquire()
+        delay = self._next - asyncio.get_running_loop().time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._next = asyncio.get_running_loop().time() + self._interval
+        self._lock.release()
+
+
 def pack(rows: Sequence[OutboxMessage]) -> list[OutboxMessage]:
     """The next message to send: consecutive cards combined while they fit in one text
     (a backlog in a group becomes a few long messages, not hours of queue)."""
@@ -82,7 +107,8 @@ class Sender:
         self.limits = limits or Limits()
         self.stats = SenderStats()
         self._overall = AsyncLimiter(1, 1 / self.limits.overall_per_second)
-        self._per_chat: dict[int, AsyncLimiter] = {}
+        # Kept across workers: a chat's next worker still waits its turn.
+        self._per_chat: dict[int, Spacing] = {}
         self._workers: dict[int, asyncio.Task[None]] = {}
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
@@ -136,12 +162,12 @@ class Sender:
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._outbox.added.wait(), self.limits.rescan_every)
 
-    def _chat_limiter(self, chat_id: int) -> AsyncLimiter:
+    def _chat_limiter(self, chat_id: int) -> Spacing:
         limiter = self._per_chat.get(chat_id)
         if limiter is None:
             # Group and channel ids are negative.
             interval = self.limits.group_interval if chat_id < 0 else self.limits.private_interval
-            limiter = self._per_chat[chat_id] = AsyncLimiter(1, interval)
+            limiter = self._per_chat[chat_id] = Spacing(interval)
         return limiter
 
     async def _drain(self, chat_id: int) -> None:

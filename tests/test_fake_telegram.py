@@ -33,6 +33,7 @@ from tests.client import TelegramUser, feed_deliver, http_deliver
 from tests.fake_telegram import (
     GROUP_CHAT_ID,
     JSON,
+    BotAPIError,
     FakeSession,
     FakeTelegram,
     callback_query_update,
@@ -252,6 +253,93 @@ async def test_blocked_chat_is_forbidden_until_unblocked(
 
     fake_api.unblock(CHAT)
     await api_bot.send_message(CHAT, "Напоминание")
+
+
+class ManualClock:
+    """Monotonic seconds that a test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def send_at(fake: FakeTelegram, clock: ManualClock, at: float, chat_id: int) -> int | None:
+    """Send one message at `at`: None if accepted, else the retry_after of the 429."""
+    clock.now = at
+    try:
+        await fake.handle("sendMessage", {"chat_id": chat_id, "text": "Карточка"})
+    except BotAPIError as error:
+        assert (error.code, error.description) == (
+            429,
+            f"Too Many Requests: retry after {error.retry_after}",
+        )
+        return error.retry_after
+    return None
+
+
+async def test_limits_are_not_enforced_unless_asked(fake_api: FakeTelegram) -> None:
+    for _ in range(40):
+        await fake_api.handle("sendMessage", {"chat_id": CHAT, "text": "Сразу"})
+
+    assert (len(fake_api.messages), fake_api.limit_violations) == (40, 0)
+
+
+async def test_private_chat_too_soon_gets_429_with_retry_after(
+    api_bot: Bot, fake_api: FakeTelegram
+) -> None:
+    clock = ManualClock()
+    fake_api.enforce_limits(clock=clock)
+
+    await api_bot.send_message(CHAT, "Первое")
+    clock.now = 0.4
+    with pytest.raises(TelegramRetryAfter) as raised:
+        await api_bot.send_message(CHAT, "Слишком рано")
+    await api_bot.send_message(CHAT + 1, "Другому чату можно")
+    await api_bot.send_chat_action(CHAT, "typing")  # only messages count
+    clock.now = 1.0
+    await api_bot.send_message(CHAT, "Через секунду")
+
+    assert raised.value.retry_after == 1
+    assert [m.text for m in fake_api.messages_to(CHAT)] == ["Первое", "Через секунду"]
+    assert fake_api.limit_violations == 1
+
+
+async def test_private_burst_is_allowed_then_the_steady_rate(fake_api: FakeTelegram) -> None:
+    clock = ManualClock()
+    fake_api.enforce_limits(private_per_second=2, burst=3, clock=clock)
+
+    answers = [await send_at(fake_api, clock, at, CHAT) for at in (0, 0, 0, 0, 0.5, 0.6, 1.0)]
+
+    assert answers == [None, None, None, 1, None, 1, None]
+
+
+async def test_group_over_twenty_in_a_sliding_minute_gets_429(fake_api: FakeTelegram) -> None:
+    clock = ManualClock()
+    fake_api.enforce_limits(clock=clock)
+
+    # 20 a minute, but 1 a second is not a limit in groups here: a burst of 20 is allowed.
+    first_twenty = [await send_at(fake_api, clock, i * 0.1, GROUP_CHAT_ID) for i in range(20)]
+    assert first_twenty == [None] * 20
+    assert await send_at(fake_api, clock, 2.0, GROUP_CHAT_ID) == 58
+    # The window slides: at 60.0 the message sent at 0.0 has left it, the one at 0.1 has not.
+    assert await send_at(fake_api, clock, 60.0, GROUP_CHAT_ID) is None
+    assert await send_at(fake_api, clock, 60.05, GROUP_CHAT_ID) == 1
+    assert await send_at(fake_api, clock, 60.1, GROUP_CHAT_ID) is None
+    assert fake_api.limit_violations == 2
+    assert len(fake_api.messages_to(GROUP_CHAT_ID)) == 22
+
+
+async def test_overall_over_thirty_in_a_sliding_second_gets_429(fake_api: FakeTelegram) -> None:
+    clock = ManualClock()
+    fake_api.enforce_limits(clock=clock)
+
+    answers = [await send_at(fake_api, clock, 0.5, chat_id) for chat_id in range(1, 32)]
+    assert answers == [None] * 30 + [1]
+    assert await send_at(fake_api, clock, 1.49, 100) == 1
+    assert await send_at(fake_api, clock, 1.5, 100) is None
+    assert fake_api.limit_violations == 2
 
 
 async def test_telegram_rules_the_bot_must_respect(api_bot: Bot, fake_api: FakeTelegram) -> None:

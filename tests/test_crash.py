@@ -1,0 +1,113 @@
+"""Crash anywhere: registrations keep coming while the real bot process is killed (SIGKILL)
+at 20 random moments and restarted. Nothing a person did is lost or applied twice."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sqlite3
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.client import TelegramUser, http_deliver
+from tests.conftest import TOKEN
+from tests.fake_telegram import FakeTelegram, serve
+from tests.test_e2e import bot_env, events_toml, wait_until
+from tests.test_organizer_cards import card_numbers
+
+SEED = int(os.environ.get("CRASH_SEED", "20261126"))
+KILLS = 20
+USERS = 30
+GROUP, PRIVATE = -100111, 600
+
+
+async def participant(fake: FakeTelegram, user_id: int, rng: random.Random) -> str:
+    """One person registering at their own pace; returns the last text they saw."""
+    user = TelegramUser(fake, http_deliver(fake, timeout=180), user_id=user_id)
+    await asyncio.sleep(rng.uniform(0, 40))
+    steps = [
+        lambda: user.send("/start"),
+        lambda: user.click("Даю согласие"),
+        lambda: user.send("Иванова Мария Петровна"),
+        lambda: user.send("Главный специалист"),
+        lambda: user.send("Министерство культуры"),
+        lambda: user.send("+7 912 345-67-89"),
+        lambda: user.send(f"user{user_id}@example.ru"),
+        lambda: user.click("Подтвердить"),
+    ]
+    for step in steps:
+        await step()
+        await asyncio.sleep(rng.uniform(0.05, 1.0))
+    return user.last_text
+
+
+@pytest.mark.timeout(600)
+async def test_registrations_survive_twenty_kills_exactly_once(tmp_path: Path) -> None:
+    (tmp_path / "events.toml").write_text(events_toml(), encoding="utf-8")
+    rng = random.Random(SEED)
+    fake = FakeTelegram(token=TOKEN)
+    env = bot_env(tmp_path, ORGANIZER_CHAT_IDS=f"{GROUP},{PRIVATE}")
+    log = (tmp_path / "bot.log").open("ab")
+
+    async def spawn() -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", cwd=tmp_path, env=env, stdout=log, stderr=log
+        )
+
+    async with serve(fake) as base_url:
+        env["TELEGRAM_API_URL"] = base_url
+        people = [
+            asyncio.create_task(participant(fake, user_id, random.Random(rng.random())))
+            for user_id in range(1001, 1001 + USERS)
+        ]
+        moments = []
+        for _ in range(KILLS):
+            process = await spawn()
+            # From process start: some kills land in start-up, most while it works.
+            moment = round(rng.uniform(0.5, 4.0), 2)
+            moments.append(moment)
+            await asyncio.sleep(moment)
+            process.kill()
+            await process.wait()
+        print(f"seed {SEED}: killed after {moments} s")
+
+        process = await spawn()
+        try:
+            seen = await asyncio.wait_for(asyncio.gather(*people), timeout=240)
+            everything = set(range(1, USERS + 1))
+            await wait_until(
+                lambda: (
+                    set(card_numbers(fake, GROUP)) >= everything
+                    and set(card_numbers(fake, PRIVATE)) >= everything
+                ),
+                timeout=120,
+            )
+        finally:
+            process.terminate()
+            assert await asyncio.wait_for(process.wait(), 30) == 0
+    log.close()
+
+    # Every person saw their registration confirmed (or, after a redelivery, shown).
+    assert all("Вы зарегистрированы" in text or "Вы уже зарегистрированы" in text
+               or "Зарегистрированы" in text for text in seen), seen  # fmt: skip
+    with sqlite3.connect(tmp_path / "data" / "bot.sqlite3") as db:
+        rows = db.execute("SELECT user_id, status, position FROM registrations").fetchall()
+        forms = db.execute("SELECT count(*) FROM fsm_states WHERE state IS NOT NULL").fetchone()
+    # Exactly one registration per person, every answer where it belongs.
+    assert sorted(user_id for user_id, _, _ in rows) == list(range(1001, 1001 + USERS))
+    assert {(status, position) for _, status, position in rows} == {
+        ("confirmed", "Главный специалист")
+    }
+    assert forms == (0,)
+    duplicates = {
+        chat: sum(count - 1 for count in card_numbers(fake, chat).values())
+        for chat in (GROUP, PRIVATE)
+    }
+    print(f"duplicate cards per chat after {KILLS} kills: {duplicates}")
+    assert all(count <= KILLS for count in duplicates.values())
+    replies = Counter(message.chat_id for message in fake.messages)
+    assert all(replies[user_id] >= 8 for user_id in range(1001, 1001 + USERS))
