@@ -27,6 +27,7 @@ from bot.events import EventCatalog
 from bot.menu import AdminMenus
 from bot.middlewares import HandledUpdatesMiddleware
 from bot.polling import poll
+from bot.retry import RetryRequests
 from bot.sender import Limits, Sender
 from handlers import get_routers
 from handlers.common import on_error
@@ -49,7 +50,12 @@ class StartupError(Exception):
 
 def create_bot(settings: Settings, session: BaseSession | None = None) -> Bot:
     if session is None:
-        session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+        # 60 s (aiogram's default) is long for a person waiting for a reply; the poller
+        # sets its own longer timeout for long polling.
+        session = AiohttpSession(
+            api=TelegramAPIServer.from_base(settings.telegram_api_url), timeout=20
+        )
+    session.middleware(RetryRequests())
     return Bot(
         settings.bot_token.get_secret_value(),
         session=session,

@@ -29,6 +29,7 @@ from aiogram.exceptions import (
 from aiolimiter import AsyncLimiter
 
 from bot.clock import Clock
+from bot.retry import RETRIES_OFF
 from bot.texts import t
 from storage.outbox import Outbox, OutboxMessage
 
@@ -171,6 +172,7 @@ class Sender:
         return limiter
 
     async def _drain(self, chat_id: int) -> None:
+        RETRIES_OFF.set(True)  # this worker's own task: 429s and errors are handled here
         failures = 0
         try:
             while not self._stopping:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import random
 import re
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -132,6 +133,10 @@ _HTML_TAGS = frozenset(
 _HTML_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)([^<>]*)>")
 _HTML_ENTITY = re.compile(r"&(?:lt|gt|amp|quot|#[0-9]+|#x[0-9A-Fa-f]+);")
 _BOT_COMMAND = re.compile(r"[a-z0-9_]{1,32}")
+
+
+class DroppedConnection(Exception):
+    """The connection breaks before any answer; the request had no effect."""
 
 
 class BotAPIError(Exception):
@@ -419,6 +424,11 @@ class FakeTelegram:
         # 429s answered by the limit enforcer (injected failures are not counted).
         self.limit_violations = 0
         self._latency: dict[str, float] = {}
+        self._storm_until = 0.0
+        self._storm_rng = random.Random(0)
+        self._storm_probability = 0.0
+        self._storm_in_a_row: dict[tuple[str, int | None], int] = {}
+        self.storm_faults: Counter[str] = Counter()
         self._hangs: list[list[Any]] = []
         self._blocked: set[int] = set()
         self._last_query_id = 0
@@ -454,6 +464,7 @@ class FakeTelegram:
             if delay := self._latency.get(name):
                 await asyncio.sleep(delay)
             await self._maybe_hang(call)
+            await self._storm(call)
             self._inject_faults(call)
             limited = self._enforce_limits(call)
             result = await handler(call.params)
@@ -548,6 +559,49 @@ class FakeTelegram:
                 hang[2] -= 1
                 call.error_code = 0
                 await asyncio.Event().wait()  # until the client gives up and we are cancelled
+
+    def storm(
+        self,
+        *,
+        seconds: float,
+        probability: float = 0.25,
+        seed: int = 0,
+        max_in_a_row: int = 2,
+        timeout_after: float = 1.5,
+    ) -> None:
+        """For `seconds`, answer calls at random with 429 (retry_after 1), 500, 502, a
+        timeout (no answer for `timeout_after` s, then the connection drops) or a dropped
+        connection; none of them has any effect. The same method to the same chat fails
+        at most `max_in_a_row` times running: a longer run is an outage, not a storm."""
+        self._storm_until = time.monotonic() + seconds
+        self._storm_rng = random.Random(seed)
+        self._storm_probability = probability
+        self._storm_max = max_in_a_row
+        self._storm_timeout = timeout_after
+
+    async def _storm(self, call: Call) -> None:
+        if time.monotonic() >= self._storm_until:
+            return
+        key = (call.method, _chat_id_of(call.params))
+        if (
+            self._storm_in_a_row.get(key, 0) >= self._storm_max
+            or self._storm_rng.random() >= self._storm_probability
+        ):
+            self._storm_in_a_row[key] = 0
+            return
+        self._storm_in_a_row[key] = self._storm_in_a_row.get(key, 0) + 1
+        fault = self._storm_rng.choice(("429", "500", "502", "timeout", "drop"))
+        self.storm_faults[fault] += 1
+        call.error_code = {"429": 429, "500": 500, "502": 502}.get(fault, 0)
+        if fault == "429":
+            raise BotAPIError(429, "Too Many Requests: retry after 1", retry_after=1)
+        if fault in ("500", "502"):
+            raise BotAPIError(
+                int(fault), "Internal Server Error" if fault == "500" else "Bad Gateway"
+            )
+        if fault == "timeout":
+            await asyncio.sleep(self._storm_timeout)
+        raise DroppedConnection
 
     def slow(self, method: str, seconds: float) -> None:
         """Answer `method` only after `seconds`, like a slow network (0 to stop)."""
@@ -968,6 +1022,10 @@ async def serve(fake: FakeTelegram) -> AsyncIterator[str]:
             result = await fake.handle(request.match_info["method"], params)
         except BotAPIError as error:
             return web.json_response(error.body(), status=error.code)
+        except DroppedConnection:
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=500)  # never reaches the client
         return web.json_response({"ok": True, "result": result})
 
     app = web.Application(client_max_size=MAX_UPLOAD_BYTES)
@@ -1040,6 +1098,8 @@ class FakeSession(BaseSession):
             result = await self.fake.handle(method.__api_method__, params)
         except BotAPIError as error:
             return error.code, error.body()
+        except DroppedConnection:
+            raise TelegramNetworkError(method=method, message="Connection dropped") from None
         return 200, {"ok": True, "result": result}
 
     def stream_content(

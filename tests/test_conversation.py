@@ -586,3 +586,12 @@ async def test_update_applied_before_a_crash_but_not_marked_is_not_applied_again
     [row] = await fsm_rows(db)
     assert row["state"] == "Form:position"
     assert '"position": null' in str(row["data"])
+
+
+async def test_a_reply_that_hits_a_server_error_is_retried(
+    user: TelegramUser, fake: FakeTelegram
+) -> None:
+    fake.fail("sendMessage", code=502, description="Bad Gateway", chat_id=1001, times=2)
+    replies = await user.send("/help")
+    assert [m.text for m in replies][-1].startswith("Я регистрирую участников")  # type: ignore[union-attr]
+    assert len([c for c in fake.calls_of("sendMessage") if c.error_code == 502]) == 2
