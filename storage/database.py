@@ -125,7 +125,7 @@ def _create_private_file(path: Path) -> None:
 
 @asynccontextmanager
 async def open_database(
-    path: Path | str, *, migrate_to: int | None = None
+    path: Path | str, *, migrate_to: int | None = None, busy_timeout_ms: int = 5000
 ) -> AsyncIterator[Database]:
     """Open (creating if needed) and migrate the database; close it on exit.
 
@@ -140,7 +140,9 @@ async def open_database(
         await connection.execute("PRAGMA journal_mode = WAL")
         await connection.execute("PRAGMA synchronous = NORMAL")
         await connection.execute("PRAGMA foreign_keys = ON")
-        await connection.execute("PRAGMA busy_timeout = 5000")
+        # Another process (a backup, an operator's sqlite3 shell) may hold the write lock
+        # for a moment: wait that long before giving up.
+        await connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         # SQLite's lower() and LIKE fold ASCII only; searches in Cyrillic need Python's.
         await connection.create_function("casefold", 1, _casefold, deterministic=True)
         await _migrate(connection, len(MIGRATIONS) if migrate_to is None else migrate_to)

@@ -595,3 +595,29 @@ async def test_a_reply_that_hits_a_server_error_is_retried(
     replies = await user.send("/help")
     assert [m.text for m in replies][-1].startswith("Я регистрирую участников")  # type: ignore[union-attr]
     assert len([c for c in fake.calls_of("sendMessage") if c.error_code == 502]) == 2
+
+
+async def test_a_locked_database_tells_the_person_and_loses_nothing(
+    settings: Settings, fake: FakeTelegram, bot: Bot, catalog: object, clock: Clock
+) -> None:
+    import sqlite3
+
+    from storage.database import open_database
+
+    async with open_database(settings.database_path, busy_timeout_ms=200) as db:
+        dispatcher = create_dispatcher(settings=settings, db=db, catalog=catalog, clock=clock)  # type: ignore[arg-type]
+        user = TelegramUser(fake, feed_deliver(dispatcher, bot), user_id=1001)
+        await user.send("/start")
+        await user.click("Даю согласие")
+        other = sqlite3.connect(settings.database_path, isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")  # e.g. an operator's sqlite3 shell mid-write
+        try:
+            replies = await user.send("Иванова Мария Петровна")
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert "Не получилось сохранить" in (replies[-1].text or "")
+        [row] = await fsm_rows(db)
+        assert row["state"] == "Form:full_name"
+        await user.send("Иванова Мария Петровна")  # the lock is gone: it goes through
+        assert "Шаг 2 из 5" in user.last_text
