@@ -1,23 +1,147 @@
-"""`python -m bot`: settings, logging, one clear line and exit code 2 on bad start-up."""
+"""`python -m bot`: settings, logging, one clear line and exit code 2 on bad start-up.
+
+`python -m bot export --event ID --format csv|xlsx --output FILE` writes an export on the
+server, with no Telegram and no token: it reads DATABASE_PATH, EVENTS_FILE and TIMEZONE only.
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
+import sqlite3
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, cast
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.config import SettingsError, load_settings
 from bot.events import EventsFileError, load_events
+from storage.export import open_read_only, stored_events
+
+if TYPE_CHECKING:
+    from bot.export import ExportFormat
 
 EXIT_CONFIG = 2
+
+
+class ExportSettings(BaseSettings):
+    """The part of the settings an export needs; BOT_TOKEN and the rest are ignored."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    database_path: Path = Path("data/bot.sqlite3")
+    events_file: Path = Path("events.toml")
+    timezone: Annotated[ZoneInfo, NoDecode] = Field(
+        default_factory=lambda: ZoneInfo("Europe/Moscow")
+    )
+
+    @field_validator("timezone", mode="before")
+    @classmethod
+    def _zone(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return ZoneInfo(value.strip())
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown IANA time zone {value!r}, e.g. Europe/Moscow") from None
+        return value
+
+
+def load_export_settings(**overrides: object) -> ExportSettings:
+    try:
+        return ExportSettings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        first = error.errors()[0]
+        variable = str(first["loc"][0]).upper() if first["loc"] else "settings"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"{variable}: {message} (see .env.example)") from None
+
+
+def _export_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot export",
+        description="Write the registrations of a session (or of all) to a CSV or XLSX file. "
+        "Reads DATABASE_PATH, EVENTS_FILE and TIMEZONE from the environment or .env; "
+        "needs no BOT_TOKEN and no network.",
+    )
+    parser.add_argument(
+        "--event", default="all", metavar="ID", help="session id, or 'all' (the default)"
+    )
+    parser.add_argument(
+        "--format", choices=("csv", "xlsx"), help="default: from the output file's extension"
+    )
+    parser.add_argument("--output", required=True, type=Path, metavar="FILE")
+    return parser
+
+
+def export(argv: list[str]) -> int:
+    args = _export_parser().parse_args(argv)
+    output: Path = args.output
+    fmt = args.format or output.suffix.lower().removeprefix(".")
+    if fmt not in ("csv", "xlsx"):
+        print(
+            f"error: cannot tell the format from {str(output)!r}: give --format csv or xlsx",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    try:
+        settings = load_export_settings()
+        catalog = load_events(settings.events_file, default_zone=settings.timezone)
+    except (SettingsError, EventsFileError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    if not settings.database_path.is_file():
+        print(
+            f"error: DATABASE_PATH: {str(settings.database_path)!r} does not exist "
+            "(the bot creates it when it first starts; see .env.example)",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    event_id = None if args.event == "all" else args.event
+    try:
+        if event_id is not None and catalog.get(event_id) is None:
+            with open_read_only(settings.database_path) as connection:
+                known = event_id in stored_events(connection)
+            if not known:
+                in_file = ", ".join(event.id for event in catalog)
+                print(
+                    f"error: unknown session {event_id!r}: neither in {settings.events_file} "
+                    f"nor in the database (sessions in the file: {in_file}; or --event all)",
+                    file=sys.stderr,
+                )
+                return EXIT_CONFIG
+        # Imported only now: bot.texts brings in aiogram, seconds to import on a small
+        # machine, which a mistyped session id should not wait for.
+        from bot.export import export_to_file
+
+        count = export_to_file(
+            settings.database_path, catalog, event_id, cast("ExportFormat", fmt), output
+        )
+    except sqlite3.Error as error:
+        print(f"error: cannot read {str(settings.database_path)!r}: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"error: cannot write {str(output)!r}: {error}", file=sys.stderr)
+        return 1
+    print(f"{count} rows written to {output}")
+    return 0
 
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if argv[:1] == ["export"]:
+        return export(argv[1:])
     if argv:
-        print(f"error: unknown arguments {' '.join(argv)!r}; run `python -m bot`", file=sys.stderr)
+        print(
+            f"error: unknown arguments {' '.join(argv)!r}; run `python -m bot` or "
+            "`python -m bot export --help`",
+            file=sys.stderr,
+        )
         return EXIT_CONFIG
     try:
         # Checked before aiogram is imported (seconds on a small machine): a typo in the

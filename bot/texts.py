@@ -185,6 +185,10 @@ RU: dict[str, str] = {
     "/stats — цифры по сессиям\n/find <i>текст</i> — поиск по ФИО, организации, телефону, e-mail\n"
     "/broadcast — сообщение всем зарегистрированным\n/digest — сводка для организаторов сейчас",
     "choose_event_admin": "Выберите сессию:",
+    "export_preparing": "⏳ Готовлю выгрузку…",
+    "export_done": "✅ Выгрузка готова: {rows} строк, файлы CSV и Excel ниже.",
+    "export_failed": "Не получилось подготовить выгрузку. Попробуйте ещё раз; если не выйдет — "
+    "выгрузите на сервере: python -m bot export.",
     "button_all_events": "Все сессии",
     "no_events": "В файле мероприятий нет ни одной сессии.",
     # /stats
@@ -218,6 +222,21 @@ RU: dict[str, str] = {
     "broadcast_progress": "📨 Рассылка по «{title}»: отправлено {done} из {total}…",
     "broadcast_report": "✅ Рассылка по «{title}» завершена.\nДоставлено: {delivered}\n"
     "Заблокировали бота: {blocked}\nНе удалось отправить: {failed}",
+    # Exports (CSV and XLSX): the header row, statuses, the sheet's name (31 characters max)
+    "export_column_session": "Сессия",
+    "export_column_status": "Статус",
+    "export_column_registered_at": "Дата регистрации",
+    "export_column_full_name": "ФИО",
+    "export_column_position": "Должность",
+    "export_column_organization": "Организация",
+    "export_column_phone": "Телефон",
+    "export_column_email": "E-mail",
+    "export_column_user_id": "Telegram ID",
+    "export_column_username": "Имя пользователя Telegram",
+    "export_column_consent_at": "Дата согласия на обработку ПДн",
+    "export_status_confirmed": "подтверждена",
+    "export_status_withdrawn": "отменена",
+    "export_sheet_name": "Регистрации",
 }
 
 CATALOGUES: dict[str, dict[str, str]] = {"ru": RU}

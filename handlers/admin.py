@@ -3,9 +3,12 @@ nothing about the data. In groups they are ignored."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import tempfile
 from collections.abc import Iterable
 from enum import StrEnum
+from pathlib import Path
 
 from aiogram import Bot, F, Router
 from aiogram.dispatcher.event.bases import SkipHandler
@@ -14,12 +17,14 @@ from aiogram.filters import Command, CommandObject, StateFilter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.types import CallbackQuery, FSInputFile, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.clock import Clock
+from bot.config import Settings
 from bot.digest_worker import DigestScheduler
 from bot.events import Event, EventCatalog
+from bot.export import FORMATS, export_filename, export_to_file
 from bot.menu import ADMIN_COMMANDS as MENU_ADMIN_COMMANDS
 from bot.menu import AdminMenus
 from bot.texts import Html, t
@@ -44,6 +49,7 @@ class BroadcastForm(StatesGroup):
 
 
 class AdminAction(StrEnum):
+    export_event = "export"
     broadcast_event = "bevent"
     broadcast_send = "bsend"
     broadcast_cancel = "bcancel"
@@ -176,6 +182,75 @@ async def registrations_found(
         items.append(t("find_more", count=count - len(found)))
     for text in pack_blocks(items):
         await message.answer(text)
+
+
+# --- /export -------------------------------------------------------------------------------
+
+ALL_EVENTS = "*"
+
+
+async def export_started(
+    message: Message, bot: Bot, catalog: EventCatalog, settings: Settings, clock: Clock
+) -> None:
+    events = list(catalog.events) + list(catalog.archived)
+    if len(events) <= 1:
+        await send_export(bot, message.chat.id, events[0].id if events else None,
+                          catalog, settings, clock)  # fmt: skip
+        return
+    keyboard = InlineKeyboardBuilder()
+    for event in events:
+        keyboard.button(
+            text=event.title[:60],
+            callback_data=AdminCallback(action=AdminAction.export_event, event_id=event.id),
+        )
+    keyboard.button(
+        text=t("button_all_events"),
+        callback_data=AdminCallback(action=AdminAction.export_event, event_id=ALL_EVENTS),
+    )
+    keyboard.adjust(1)
+    await message.answer(t("choose_event_admin"), reply_markup=keyboard.as_markup())
+
+
+async def export_chosen(
+    callback: CallbackQuery,
+    callback_data: AdminCallback,
+    bot: Bot,
+    catalog: EventCatalog,
+    settings: Settings,
+    clock: Clock,
+) -> None:
+    await callback.answer()
+    event_id = None if callback_data.event_id == ALL_EVENTS else callback_data.event_id
+    await send_export(bot, callback.from_user.id, event_id, catalog, settings, clock)
+
+
+async def send_export(
+    bot: Bot,
+    chat_id: int,
+    event_id: str | None,
+    catalog: EventCatalog,
+    settings: Settings,
+    clock: Clock,
+) -> None:
+    """Build both files off the event loop (their own read-only connection; WAL lets the
+    bot keep writing meanwhile), send them, and turn "preparing…" into the result."""
+    progress = await bot.send_message(chat_id, t("export_preparing"))
+    today = clock().astimezone(settings.timezone).date()
+    with tempfile.TemporaryDirectory(prefix="export-") as folder:
+        try:
+            for fmt in FORMATS:
+                name = export_filename(event_id, fmt, today)
+                path = Path(folder) / name
+                rows = await asyncio.to_thread(
+                    export_to_file, settings.database_path, catalog, event_id, fmt, path
+                )
+                await bot.send_document(chat_id, FSInputFile(path, filename=name))
+        except Exception:
+            logger.exception("Export for chat %d failed", chat_id)
+            await progress.edit_text(t("export_failed"))
+            return
+    logger.info("Export of %s (%d rows) sent to %d", event_id or "all sessions", rows, chat_id)
+    await progress.edit_text(t("export_done", rows=rows))
 
 
 # --- /broadcast ----------------------------------------------------------------------------
@@ -325,6 +400,10 @@ def create_router(admin_ids: Iterable[int]) -> Router:
 
     router.message.register(admin_started, Command("start"), is_admin)
     router.message.register(admin_help, Command("help"), is_admin)
+    router.message.register(export_started, Command("export"), is_admin)
+    router.callback_query.register(
+        export_chosen, AdminCallback.filter(F.action == AdminAction.export_event), is_admin
+    )
     router.message.register(stats_shown, Command("stats"), is_admin)
     router.message.register(registrations_found, Command("find"), is_admin)
     router.message.register(digest_now, Command("digest"), is_admin)

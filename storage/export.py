@@ -8,6 +8,7 @@ a short-lived stdlib `sqlite3` connection, opened read-only.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,11 +18,9 @@ from urllib.parse import quote
 
 
 class ExportRecord(NamedTuple):
-    """One registration with its session, as stored (times are UTC ISO strings)."""
+    """One registration as stored (times are UTC ISO strings)."""
 
     event_id: str
-    event_title: str
-    event_timezone: str
     status: str
     created_at: str
     full_name: str
@@ -35,8 +34,11 @@ class ExportRecord(NamedTuple):
     unreachable_at: str | None  # the person blocked the bot (their private chat is unreachable)
 
 
+# What ExportRecord._make does, without a Python frame per row.
+_record = functools.partial(tuple.__new__, ExportRecord)
+
 _SELECT = """
-    SELECT events.id, events.title, events.timezone, registrations.status,
+    SELECT events.id, registrations.status,
            registrations.created_at, registrations.full_name, registrations.position,
            registrations.organization, registrations.phone, registrations.email,
            registrations.user_id, registrations.username, registrations.consent_at,
@@ -45,10 +47,6 @@ _SELECT = """
     -- A private chat's id is its user's id.
     LEFT JOIN chats ON chats.chat_id = registrations.user_id AND chats.unreachable IS NOT NULL
 """
-
-
-def _record(cursor: sqlite3.Cursor, row: tuple[object, ...]) -> ExportRecord:
-    return ExportRecord._make(row)
 
 
 @contextmanager
@@ -65,36 +63,39 @@ def open_read_only(path: Path | str) -> Iterator[sqlite3.Connection]:
         connection.close()
 
 
-def event_exists(connection: sqlite3.Connection, event_id: str) -> bool:
-    row = connection.execute("SELECT 1 FROM events WHERE id = ?", (event_id,)).fetchone()
-    return row is not None
+class StoredEvent(NamedTuple):
+    title: str
+    timezone: str  # IANA name
+
+
+def stored_events(connection: sqlite3.Connection) -> dict[str, StoredEvent]:
+    """Every session in the database, those gone from the events file included."""
+    rows = connection.execute("SELECT id, title, timezone FROM events").fetchall()
+    return {event_id: StoredEvent(title, timezone) for event_id, title, timezone in rows}
 
 
 def stream_registrations(
     connection: sqlite3.Connection, event_id: str | None, *, batch: int = 1000
 ) -> Iterator[ExportRecord]:
     """Every registration of one session (or of all, when `event_id` is None), withdrawn ones
-    included, by session start, then in the order they came. Reads `batch` rows at a time:
-    memory stays flat however many there are.
+    included, by session start, then in the order they were made. Reads `batch` rows at a
+    time: memory stays flat however many there are.
 
     One SELECT is one read transaction, so the rows are a consistent snapshot even while the
-    bot keeps writing.
+    bot keeps writing. "The order they were made" is the row id, given at insert, as
+    created_at is: for one session the table is then read in its own order, with no sort.
     """
     cursor = connection.cursor()
-    cursor.row_factory = _record
+    cursor.row_factory = None
     if event_id is None:
-        cursor.execute(
-            _SELECT + " ORDER BY events.starts_at, events.id, registrations.created_at, "
-            "registrations.id"
-        )
+        cursor.execute(_SELECT + " ORDER BY events.starts_at, events.id, registrations.id")
     else:
         cursor.execute(
-            _SELECT + " WHERE registrations.event_id = ? "
-            "ORDER BY registrations.created_at, registrations.id",
+            _SELECT + " WHERE registrations.event_id = ? ORDER BY registrations.id",
             (event_id,),
         )
     try:
         while rows := cursor.fetchmany(batch):
-            yield from rows
+            yield from map(_record, rows)
     finally:
         cursor.close()

@@ -395,3 +395,63 @@ async def test_broadcast_resumes_after_sigkill_and_reports_what_telegram_saw(
     assert f"Доставлено: {len(recipients) - len(blocked)}" in report
     assert f"Заблокировали бота: {len(blocked)}" in report
     assert "Не удалось отправить: 0" in report
+
+
+async def test_export_documents_match_the_database_row_by_row(workdir: Path) -> None:
+    import io
+
+    from openpyxl import load_workbook
+
+    from bot.events import parse_events
+    from storage.database import open_database
+    from storage.events import EventsRepository
+    from storage.registrations import NewRegistration, Registrations
+    from tests.test_export import expected_rows, header
+
+    database = workdir / "data" / "bot.sqlite3"
+    tricky = [
+        ("Иванова Мария Петровна", "<html>Директор</html>", '=HYPERLINK("http://x","y")'),
+        ("Ким Ия", "+7 специалист", "НКО\nс переносом строки"),
+        ("O'Connor Sean", "@lead", "-5 отдел\tи табуляция"),
+    ]
+    async with open_database(database) as db:
+        now = datetime.now(MOSCOW)
+        catalog = parse_events(events_toml(), file=workdir / "events.toml", default_zone=MOSCOW)
+        await EventsRepository(db).sync(catalog, now=now)
+        for user_id, (name, position, organization) in enumerate(tricky, start=2001):
+            await Registrations(db).create(
+                NewRegistration(
+                    event_id="forum", user_id=user_id, username=f"user{user_id}",
+                    telegram_name="У", full_name=name, position=position,
+                    organization=organization, phone="+79123456789",
+                    email=f"u{user_id}@example.ru", consent_at=now, consent_version="v1",
+                ),
+                now=now,
+            )  # fmt: skip
+    fake = FakeTelegram(token=TOKEN)
+    async with serve(fake) as base_url, bot_process(workdir, fake, base_url):
+        admin = TelegramUser(fake, http_deliver(fake, timeout=30), user_id=500)
+        await admin.send("/export")
+        [progress] = [m for m in fake.messages_to(500) if m.edits]
+        assert progress.edits == ["⏳ Готовлю выгрузку…"]  # edited into the result
+        assert "Выгрузка готова: 3 строк" in (progress.text or "")
+        documents = {m.filename: m.document for m in fake.messages_to(500) if m.document}
+
+    day = datetime.now(MOSCOW).date().isoformat()
+    csv_bytes = documents[f"registrations_forum_{day}.csv"]
+    xlsx_bytes = documents[f"registrations_forum_{day}.xlsx"]
+    assert csv_bytes is not None and xlsx_bytes is not None
+    assert csv_bytes.startswith("\ufeff".encode())  # BOM: Excel reads Cyrillic right
+    import csv as csv_module
+
+    from bot.export import CSV_DELIMITER
+
+    csv_rows = list(
+        csv_module.reader(io.StringIO(csv_bytes.decode("utf-8-sig")), delimiter=CSV_DELIMITER)
+    )
+    assert csv_rows == [header("forum"), *expected_rows(database, "forum", for_csv=True)]
+    sheet = load_workbook(io.BytesIO(xlsx_bytes)).active
+    assert sheet is not None
+    xlsx_rows = [[cell.value for cell in row] for row in sheet.iter_rows()]
+    assert xlsx_rows == [header("forum"), *expected_rows(database, "forum", for_csv=False)]
+    assert all(cell.data_type == "s" for row in sheet.iter_rows() for cell in row)

@@ -1,0 +1,568 @@
+"""Exports: the cell rule, the fast formatters against the reference ones, the CSV and XLSX files
+read back and compared with the database, and `python -m bot export` as an operator runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import os
+import random
+import sqlite3
+import stat
+import subprocess
+import sys
+import zipfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import phonenumbers
+import pytest
+from openpyxl import load_workbook
+
+from bot.events import EventCatalog, parse_events
+from bot.export import (
+    COLUMNS,
+    CSV_DELIMITER,
+    LocalTimes,
+    UnknownEvent,
+    cell,
+    columns_for,
+    export_filename,
+    export_to_file,
+    local_time,
+    phone_for_people,
+)
+from bot.texts import t
+from bot.timefmt import zone_label
+from bot.validation import format_phone
+from storage.database import open_database
+from storage.events import EventsRepository
+from storage.export import open_read_only
+from storage.registrations import NewRegistration, Registrations
+
+MOSCOW = ZoneInfo("Europe/Moscow")
+FORMULA = '=HYPERLINK("http://x","y")'
+
+SESSIONS_TOML = """
+[[events]]
+id = "forum-2026"
+title = "Стратегическая сессия «ЭтНик»"
+starts_at = 2026-12-10T12:00:00
+timezone = "Europe/Moscow"
+registration_deadline = 2026-12-08T23:59:00
+location = "Онлайн"
+
+[[events]]
+id = "sib-2026"
+title = "Сессия в Новосибирске"
+starts_at = 2026-12-20T10:00:00
+timezone = "Asia/Novosibirsk"
+registration_deadline = 2026-12-18T23:59:00
+location = "Новосибирск"
+"""
+# Gone from the file since: its registrations stay and are exported with its stored details.
+OLD_SESSION_TOML = """
+[[events]]
+id = "old-2025"
+title = "Прошлая сессия"
+starts_at = 2025-06-01T10:00:00
+timezone = "Asia/Vladivostok"
+registration_deadline = 2025-05-30T23:59:00
+location = "Онлайн"
+"""
+
+
+# --- The cell rule ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "in_csv", "in_xlsx"),
+    [
+        ("Иванова Мария Петровна", "Иванова Мария Петровна", "Иванова Мария Петровна"),
+        ("<html>", "<html>", "<html>"),
+        (FORMULA, "'" + FORMULA, FORMULA),
+        ("+7 912 345-67-89", "'+7 912 345-67-89", "+7 912 345-67-89"),
+        ("-5", "'-5", "-5"),
+        ("@user", "'@user", "@user"),
+        ("\t=1+1", "' =1+1", " =1+1"),
+        ("\r\n=cmd|' /C calc'!A0", "' =cmd|' /C calc'!A0", " =cmd|' /C calc'!A0"),
+        ("строка 1\r\nстрока 2", "строка 1 строка 2", "строка 1 строка 2"),
+        ("a\t\t\nb\u2028c", "a b c", "a b c"),
+        ("nul\x00and\x1bescape", "nul and escape", "nul and escape"),
+        ("e-mail: a@b.ru; x=1", "e-mail: a@b.ru; x=1", "e-mail: a@b.ru; x=1"),
+        ("", "", ""),
+        (None, "", ""),
+        (123456789, "123456789", "123456789"),
+    ],
+)
+def test_cell_flattens_and_neutralises_when_value_is_tricky(
+    value: object, in_csv: str, in_xlsx: str
+) -> None:
+    assert cell(value, for_csv=True) == in_csv
+    assert cell(value, for_csv=False) == in_xlsx
+
+
+def test_cell_prefixes_every_white_space_that_flattening_leaves() -> None:
+    spaces = [chr(code) for code in range(0x110000) if chr(code).isspace()]
+    kept = [space for space in spaces if cell(space, for_csv=False) == space]
+
+    assert " " in kept
+    assert "\xa0" in kept
+    assert all(cell(space + "=1+1", for_csv=True) == f"'{space}=1+1" for space in kept)
+
+
+def test_export_filename_names_session_and_date() -> None:
+    day = date(2026, 11, 26)
+
+    assert export_filename("forum-2026", "csv", day) == "registrations_forum-2026_2026-11-26.csv"
+    assert export_filename(None, "xlsx", day) == "registrations_all_2026-11-26.xlsx"
+
+
+def test_columns_add_session_column_only_when_every_session() -> None:
+    assert [c.header for c in columns_for(None)] == [c.header for c in COLUMNS]
+    assert "export_column_session" not in [c.header for c in columns_for("forum-2026")]
+    assert len(columns_for(None)) == len(columns_for("forum-2026")) + 1
+
+
+# --- The fast formatters equal the reference ones -------------------------------------------
+
+
+def _example_numbers() -> list[str]:
+    numbers = []
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in phonenumbers.supported_types_for_region(region):
+            number = phonenumbers.example_number_for_type(region, kind)
+            if number is not None:
+                numbers.append(number)
+    for code in sorted(phonenumbers.COUNTRY_CODES_FOR_NON_GEO_REGIONS):
+        number = phonenumbers.example_number_for_non_geo_entity(code)
+        if number is not None:
+            numbers.append(number)
+    e164 = phonenumbers.PhoneNumberFormat.E164
+    result = [phonenumbers.format_number(number, e164) for number in numbers]
+    # Russian numbers take several rules by their leading digits: every 3-digit prefix.
+    rng = random.Random(7)
+    result += [f"+7{prefix}{rng.randrange(10**7):07d}" for prefix in range(300, 1000)]
+    return result
+
+
+def test_phone_for_people_equals_format_phone_for_every_example_number() -> None:
+    numbers = _example_numbers()
+
+    assert len(numbers) > 1500
+    assert [phone_for_people(n) for n in numbers] == [format_phone(n) for n in numbers]
+
+
+@pytest.mark.parametrize(
+    "odd", ["", "+", "79123456789", "+7912abc", "+0123", "+01", "+999123", "+٧٩١٢٣٤٥٦٧٨٩"]
+)
+def test_phone_for_people_falls_back_when_not_e164(odd: str) -> None:
+    assert phone_for_people(odd) == format_phone(odd)
+
+
+def test_local_time_names_the_zone() -> None:
+    assert local_time("2026-11-26T09:00:00+00:00", MOSCOW) == "26.11.2026 12:00 (МСК, UTC+3)"
+    assert (
+        local_time("2026-11-26T09:00:00.123456+00:00", ZoneInfo("Asia/Novosibirsk"))
+        == "26.11.2026 16:00 (МСК+4, UTC+7)"
+    )
+
+
+def _transitions(zone: ZoneInfo, first_year: int, last_year: int) -> list[datetime]:
+    """The UTC hours in which the zone's offset changes (one change a day at most)."""
+    day = datetime(first_year, 1, 1, tzinfo=UTC)
+    found = []
+    while day.year <= last_year:
+        after = day + timedelta(days=1)
+        offset = day.astimezone(zone).utcoffset()
+        if after.astimezone(zone).utcoffset() != offset:
+            hours = (day + timedelta(hours=hour) for hour in range(1, 25))
+            found.append(next(h for h in hours if h.astimezone(zone).utcoffset() != offset))
+        day = after
+    return found
+
+
+@pytest.mark.parametrize(
+    "zone",
+    [
+        "Europe/Moscow",  # 2011 and 2014 changes
+        "Europe/Samara",  # stayed at UTC+4 when Moscow left it: "МСК" became "МСК+1"
+        "Europe/Berlin",
+        "America/St_Johns",  # UTC-3:30, switching at :30 UTC
+        "Australia/Lord_Howe",  # a 30-minute daylight saving shift
+        "Asia/Kathmandu",  # UTC+5:45
+        "UTC",
+    ],
+)
+def test_local_times_equal_local_time_around_every_transition(zone: str) -> None:
+    tz = ZoneInfo(zone)
+    times = LocalTimes(tz)
+    moments = []
+    for transition in _transitions(tz, 2010, 2027):
+        moments += [transition + timedelta(minutes=7 * step) for step in range(-18, 18)]
+    rng = random.Random(zone)
+    start = datetime(2010, 1, 1, tzinfo=UTC)
+    moments += [start + timedelta(seconds=rng.randrange(18 * 365 * 86400)) for _ in range(200)]
+    stored = [m.isoformat() for m in moments]
+    stored += [(m + timedelta(microseconds=123456)).isoformat() for m in moments[:50]]
+
+    assert [times(s) for s in stored] == [local_time(s, tz) for s in stored]
+
+
+def test_local_times_falls_back_when_not_stored_as_utc() -> None:
+    times = LocalTimes(MOSCOW)
+    times("2026-11-26T09:00:00+00:00")  # caches the UTC hour 09
+
+    assert times("2026-11-26T09:30:00+03:00") == "26.11.2026 09:30 (МСК, UTC+3)"
+    assert times("2026-11-26 09:30:00+00:00") == "26.11.2026 12:30 (МСК, UTC+3)"
+
+
+# --- Files compared with the database -------------------------------------------------------
+
+
+@dataclass
+class Exported:
+    path: Path  # the database
+    catalog: EventCatalog
+
+
+def _new(user_id: int, event_id: str, **fields: str | None) -> NewRegistration:
+    values: dict[str, str | None] = {
+        "full_name": "Иванова Мария Петровна",
+        "position": "Директор",
+        "organization": "ООО «Ромашка»",
+        "phone": "+79123456789",
+        "email": f"user{user_id}@example.ru",
+        "username": f"user{user_id}",
+    }
+    values.update(fields)
+    return NewRegistration(
+        event_id=event_id,
+        user_id=user_id,
+        username=values["username"],
+        telegram_name="Мария",
+        full_name=str(values["full_name"]),
+        position=str(values["position"]),
+        organization=str(values["organization"]),
+        phone=str(values["phone"]),
+        email=str(values["email"]),
+        consent_at=datetime(2026, 11, 26, 8, 58, 30, tzinfo=UTC),
+        consent_version="v1",
+    )
+
+
+@pytest.fixture
+async def exported(tmp_path: Path) -> AsyncIterator[Exported]:
+    """A real database file: two sessions in the file, one gone from it, tricky values."""
+    path = tmp_path / "data" / "bot.sqlite3"
+    file_path = tmp_path / "events.toml"
+    old = parse_events(OLD_SESSION_TOML, file=file_path, default_zone=MOSCOW)
+    catalog = parse_events(SESSIONS_TOML, file=file_path, default_zone=MOSCOW)
+    at = datetime(2026, 11, 26, 9, 0, 15, tzinfo=UTC)
+    async with open_database(path) as db:
+        events = EventsRepository(db)
+        registrations = Registrations(db)
+        await events.sync(old, now=at)
+        await registrations.create(_new(900, "old-2025", phone="+79001234567"), now=at)
+        await events.sync(catalog, now=at)
+        await registrations.create(_new(1001, "forum-2026", organization="<html> & Co"), now=at)
+        await registrations.create(
+            _new(
+                1002,
+                "forum-2026",
+                full_name=FORMULA,
+                position="-5",
+                organization="@user",
+                phone="+375291234567",
+                username=None,
+            ),
+            now=at + timedelta(minutes=1),
+        )
+        third = await registrations.create(
+            _new(
+                1003,
+                "forum-2026",
+                position="Менеджер\nпо связям",
+                organization="\tООО «Тест»\r\n=1+1",
+                phone="+78452123456",
+            ),
+            now=at + timedelta(hours=5, minutes=30),
+        )
+        await registrations.withdraw(third.id, user_id=1003, now=at + timedelta(hours=6))
+        await registrations.create(
+            _new(
+                1004,
+                "sib-2026",
+                full_name="Ким Ия",
+                position=" Директор ",
+                organization='ООО "Рога; и копыта"',
+                phone="+998901234567",
+            ),
+            now=at + timedelta(days=3),
+        )
+    yield Exported(path, catalog)
+
+
+def expected_rows(database: Path, event_id: str | None, *, for_csv: bool) -> list[list[str]]:
+    """The database's registrations as the export must show them, formatted independently of
+    the export's fast paths, through the same `cell`."""
+    status = {"confirmed": "подтверждена", "withdrawn": "отменена"}
+
+    def shown(stored: str, zone: ZoneInfo) -> str:
+        local = datetime.fromisoformat(stored).astimezone(zone)
+        return f"{local:%d.%m.%Y %H:%M} ({zone_label(local)})"
+
+    connection = sqlite3.connect(database)
+    connection.row_factory = sqlite3.Row
+    rows = connection.execute(
+        "SELECT r.*, e.title, e.timezone FROM registrations r JOIN events e ON e.id = r.event_id "
+        "WHERE ? IS NULL OR r.event_id = ? ORDER BY e.starts_at, e.id, r.created_at, r.id",
+        (event_id, event_id),
+    ).fetchall()
+    connection.close()
+    result = []
+    for row in rows:
+        zone = ZoneInfo(row["timezone"])
+        values = [
+            status[row["status"]],
+            shown(row["created_at"], zone),
+            row["full_name"],
+            row["position"],
+            row["organization"],
+            format_phone(row["phone"]),
+            row["email"],
+            str(row["user_id"]),
+            row["username"] or "",
+            shown(row["consent_at"], zone),
+        ]
+        if event_id is None:
+            values.insert(0, row["title"])
+        result.append([cell(value, for_csv=for_csv) for value in values])
+    return result
+
+
+def header(event_id: str | None) -> list[str]:
+    return [t(column.header) for column in columns_for(event_id)]
+
+
+def read_csv(path: Path) -> list[list[str]]:
+    with path.open(encoding="utf-8-sig", newline="") as file:
+        return list(csv.reader(file, delimiter=CSV_DELIMITER))
+
+
+def read_xlsx(path: Path) -> list[list[object]]:
+    sheet = load_workbook(path).active
+    assert sheet is not None
+    return [[c.value for c in row] for row in sheet.iter_rows()]
+
+
+@pytest.mark.parametrize("event_id", [None, "forum-2026", "sib-2026", "old-2025"])
+def test_csv_holds_every_registration_as_in_database(
+    exported: Exported, tmp_path: Path, event_id: str | None
+) -> None:
+    output = tmp_path / "out.csv"
+
+    count = export_to_file(exported.path, exported.catalog, event_id, "csv", output)
+
+    expected = expected_rows(exported.path, event_id, for_csv=True)
+    assert count == len(expected) > 0
+    raw = output.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    assert raw.count(b"\r\n") == count + 1  # line breaks in values were flattened
+    assert read_csv(output) == [header(event_id), *expected]
+
+
+def test_csv_shows_values_as_a_person_reads_them(exported: Exported, tmp_path: Path) -> None:
+    output = tmp_path / "out.csv"
+
+    export_to_file(exported.path, exported.catalog, "forum-2026", "csv", output)
+
+    first, second, third = read_csv(output)[1:]
+    assert first[:2] == ["подтверждена", "26.11.2026 12:00 (МСК, UTC+3)"]
+    assert first[4:9] == [
+        "<html> & Co",
+        "'+7 912 345-67-89",
+        "user1001@example.ru",
+        "1001",
+        "user1001",
+    ]
+    assert first[9] == "26.11.2026 11:58 (МСК, UTC+3)"
+    assert second[2:5] == ["'" + FORMULA, "'-5", "'@user"]
+    assert second[8] == ""
+    assert third[:1] == ["отменена"]
+    assert third[3:6] == ["Менеджер по связям", "' ООО «Тест» =1+1", "'+7 845 212-34-56"]
+
+
+@pytest.mark.parametrize("event_id", [None, "forum-2026", "old-2025"])
+def test_xlsx_holds_every_registration_as_text_cells(
+    exported: Exported, tmp_path: Path, event_id: str | None
+) -> None:
+    output = tmp_path / "out.xlsx"
+
+    count = export_to_file(exported.path, exported.catalog, event_id, "xlsx", output)
+
+    expected = expected_rows(exported.path, event_id, for_csv=False)
+    assert count == len(expected) > 0
+    assert read_xlsx(output) == [header(event_id), *expected]
+    workbook = load_workbook(output)
+    sheet = workbook.active
+    assert sheet is not None
+    assert sheet.title == "Регистрации"
+    assert sheet.freeze_panes == "A2"
+    columns = columns_for(event_id)
+    for letter, column in zip("ABCDEFGHIJK", columns, strict=False):
+        assert sheet.column_dimensions[letter].width == column.width
+    for row in sheet.iter_rows():
+        for value in row:
+            assert value.data_type == "s"  # text: never a formula, never a number
+            assert isinstance(value.value, str)
+            assert value.number_format == "@"
+    assert all(c.font.b for c in sheet[1])
+
+
+def test_xlsx_keeps_formulas_and_phones_as_text(exported: Exported, tmp_path: Path) -> None:
+    output = tmp_path / "out.xlsx"
+
+    export_to_file(exported.path, exported.catalog, "forum-2026", "xlsx", output)
+
+    first, second, third = read_xlsx(output)[1:]
+    assert first[5] == "+7 912 345-67-89"
+    assert first[7] == "1001"
+    assert second[2:5] == [FORMULA, "-5", "@user"]
+    assert third[4] == " ООО «Тест» =1+1"
+    with zipfile.ZipFile(output) as archive:
+        assert archive.testzip() is None
+        sheet = archive.read("xl/worksheets/sheet1.xml").decode()
+    assert "<f>" not in sheet
+    assert "&lt;html&gt; &amp; Co" in sheet
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_export_writes_to_binary_stream_and_leaves_it_open(exported: Exported, fmt: str) -> None:
+    stream = io.BytesIO()
+
+    count = export_to_file(exported.path, exported.catalog, None, fmt, stream)  # type: ignore[arg-type]
+
+    assert count == 5
+    assert not stream.closed
+    assert stream.getvalue()[:2] in (b"\xef\xbb", b"PK")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_export_writes_header_only_when_session_has_no_registrations(
+    exported: Exported, tmp_path: Path, fmt: str
+) -> None:
+    with sqlite3.connect(exported.path) as connection:
+        connection.execute("DELETE FROM registrations WHERE event_id = 'sib-2026'")
+    connection.close()
+    output = tmp_path / f"out.{fmt}"
+
+    count = export_to_file(exported.path, exported.catalog, "sib-2026", fmt, output)  # type: ignore[arg-type]
+
+    assert count == 0
+    rows = read_csv(output) if fmt == "csv" else read_xlsx(output)
+    assert rows == [header("sib-2026")]
+
+
+def test_export_file_is_private_to_its_owner(exported: Exported, tmp_path: Path) -> None:
+    output = tmp_path / "out.csv"
+
+    export_to_file(exported.path, exported.catalog, None, "csv", output)
+
+    assert stat.S_IMODE(output.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "out.csv"]
+
+
+def test_export_rejects_unknown_session_before_writing(exported: Exported, tmp_path: Path) -> None:
+    output = tmp_path / "out.csv"
+
+    with pytest.raises(UnknownEvent):
+        export_to_file(exported.path, exported.catalog, "nope", "csv", output)
+
+    assert not output.exists()
+
+
+def test_read_only_connection_cannot_write(exported: Exported) -> None:
+    with (
+        open_read_only(exported.path) as connection,
+        pytest.raises(sqlite3.OperationalError, match="readonly"),
+    ):
+        connection.execute("DELETE FROM registrations")
+
+
+async def test_export_reads_snapshot_while_bot_writes(exported: Exported, tmp_path: Path) -> None:
+    output = tmp_path / "out.csv"
+    async with open_database(exported.path) as db:
+        async with db.transaction() as connection:
+            await connection.execute("UPDATE registrations SET position = 'Новая должность'")
+            # The bot's write transaction is open: WAL lets the export read the last commit.
+            count = await asyncio.to_thread(
+                export_to_file, exported.path, exported.catalog, None, "csv", output
+            )
+        assert count == 5
+        assert "Новая должность" not in output.read_text(encoding="utf-8-sig")
+        assert await db.fetchone("SELECT 1") is not None
+
+
+# --- `python -m bot export` -------------------------------------------------------------------
+
+
+def run_cli(
+    exported: Exported, workdir: Path, *args: str
+) -> subprocess.Popen[str]:  # started, not waited for: the runs overlap their start-up
+    (workdir / "events.toml").write_text(SESSIONS_TOML, encoding="utf-8")
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"BOT_TOKEN", "DATABASE_PATH", "EVENTS_FILE", "TIMEZONE"}
+    }
+    env["DATABASE_PATH"] = str(exported.path)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot", "export", *args],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_cli_exports_without_token_and_rejects_unknown_session(
+    exported: Exported, tmp_path: Path
+) -> None:
+    workdir = tmp_path / "server"
+    workdir.mkdir()
+    assert not (workdir / ".env").exists()
+    csv_run = run_cli(
+        exported, workdir, "--event", "forum-2026", "--format", "csv", "--output", "forum.csv"
+    )
+    xlsx_run = run_cli(exported, workdir, "--format", "xlsx", "--output", "all.xlsx")
+    bad_run = run_cli(
+        exported, workdir, "--event", "nope", "--format", "csv", "--output", "nope.csv"
+    )
+    outputs = {
+        name: run.communicate(timeout=120)
+        for name, run in (("csv", csv_run), ("xlsx", xlsx_run), ("bad", bad_run))
+    }
+
+    assert csv_run.returncode == 0, outputs["csv"]
+    assert outputs["csv"][0] == "3 rows written to forum.csv\n"
+    assert read_csv(workdir / "forum.csv") == [
+        header("forum-2026"),
+        *expected_rows(exported.path, "forum-2026", for_csv=True),
+    ]
+    assert xlsx_run.returncode == 0, outputs["xlsx"]
+    assert outputs["xlsx"][0] == "5 rows written to all.xlsx\n"
+    assert read_xlsx(workdir / "all.xlsx") == [
+        header(None),
+        *expected_rows(exported.path, None, for_csv=False),
+    ]
+    assert bad_run.returncode == 2
+    assert outputs["bad"][0] == ""
+    assert outputs["bad"][1].count("\n") == 1
+    assert outputs["bad"][1].startswith("error: unknown session 'nope'")
+    assert not (workdir / "nope.csv").exists()
