@@ -12,13 +12,9 @@ import logging
 import sqlite3
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, cast
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING, cast
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-
-from bot.config import SettingsError, load_settings
+from bot.config import SettingsError, load_data_settings, load_settings
 from bot.events import EventsFileError, load_events
 from storage.export import open_read_only, stored_events
 
@@ -26,38 +22,6 @@ if TYPE_CHECKING:
     from bot.export import ExportFormat
 
 EXIT_CONFIG = 2
-
-
-class ExportSettings(BaseSettings):
-    """The part of the settings an export needs; BOT_TOKEN and the rest are ignored."""
-
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
-
-    database_path: Path = Path("data/bot.sqlite3")
-    events_file: Path = Path("events.toml")
-    timezone: Annotated[ZoneInfo, NoDecode] = Field(
-        default_factory=lambda: ZoneInfo("Europe/Moscow")
-    )
-
-    @field_validator("timezone", mode="before")
-    @classmethod
-    def _zone(cls, value: object) -> object:
-        if isinstance(value, str):
-            try:
-                return ZoneInfo(value.strip())
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError(f"unknown IANA time zone {value!r}, e.g. Europe/Moscow") from None
-        return value
-
-
-def load_export_settings(**overrides: object) -> ExportSettings:
-    try:
-        return ExportSettings(**overrides)  # type: ignore[arg-type]
-    except ValidationError as error:
-        first = error.errors()[0]
-        variable = str(first["loc"][0]).upper() if first["loc"] else "settings"
-        message = str(first["msg"]).removeprefix("Value error, ")
-        raise SettingsError(f"{variable}: {message} (see .env.example)") from None
 
 
 def _export_parser() -> argparse.ArgumentParser:
@@ -88,7 +52,7 @@ def export(argv: list[str]) -> int:
         )
         return EXIT_CONFIG
     try:
-        settings = load_export_settings()
+        settings = load_data_settings()
         catalog = load_events(settings.events_file, default_zone=settings.timezone)
     except (SettingsError, EventsFileError) as error:
         print(f"error: {error}", file=sys.stderr)

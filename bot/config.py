@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -21,18 +21,33 @@ class SettingsError(Exception):
     """A start-up error to print as one line."""
 
 
-class Settings(BaseSettings):
+class DataSettings(BaseSettings):
+    """Where the data is: all an operator's export on the server needs (no token)."""
+
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
-    bot_token: SecretStr
-    telegram_api_url: str = "https://api.telegram.org"
     database_path: Path = Path("data/bot.sqlite3")
-    admin_ids: IdList = ()
-    organizer_chat_ids: IdList = ()
     events_file: Path = Path("events.toml")
     timezone: Annotated[ZoneInfo, NoDecode] = Field(
         default_factory=lambda: ZoneInfo("Europe/Moscow")
     )
+
+    @field_validator("timezone", mode="before")
+    @classmethod
+    def _zone(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return ZoneInfo(value.strip())
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown IANA time zone {value!r}, e.g. Europe/Moscow") from None
+        return value
+
+
+class Settings(DataSettings):
+    bot_token: SecretStr
+    telegram_api_url: str = "https://api.telegram.org"
+    admin_ids: IdList = ()
+    organizer_chat_ids: IdList = ()
     digest_time: Annotated[time, NoDecode] = time(9, 0)
 
     @field_validator("bot_token")
@@ -60,16 +75,6 @@ class Settings(BaseSettings):
             return tuple(int(part) for part in parts)
         return value
 
-    @field_validator("timezone", mode="before")
-    @classmethod
-    def _zone(cls, value: object) -> object:
-        if isinstance(value, str):
-            try:
-                return ZoneInfo(value.strip())
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError(f"unknown IANA time zone {value!r}, e.g. Europe/Moscow") from None
-        return value
-
     @field_validator("digest_time", mode="before")
     @classmethod
     def _hh_mm(cls, value: object) -> object:
@@ -83,8 +88,19 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: object) -> Settings:
     """Build Settings or raise SettingsError with one line naming the variable."""
+    return _load(Settings, overrides)
+
+
+def load_data_settings(**overrides: object) -> DataSettings:
+    return _load(DataSettings, overrides)
+
+
+S = TypeVar("S", bound=DataSettings)
+
+
+def _load(kind: type[S], overrides: dict[str, object]) -> S:
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return kind(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:
         first = error.errors()[0]
         variable = str(first["loc"][0]).upper() if first["loc"] else "settings"
