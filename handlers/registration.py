@@ -270,10 +270,17 @@ async def consent_given(
 
 
 async def consent_declined(callback: CallbackQuery, bot: Bot, state: FSMContext) -> None:
+    await end_form_by_button(callback, bot, state, t("consent_declined"))
+
+
+async def end_form_by_button(
+    callback: CallbackQuery, bot: Bot, state: FSMContext, farewell: str
+) -> None:
+    """The draft goes, nothing is stored, and the pressed buttons go too."""
     await callback.answer()
     await remove_buttons(callback)
     await state.clear()
-    await bot.send_message(callback.from_user.id, t("consent_declined"))
+    await bot.send_message(callback.from_user.id, farewell)
 
 
 # --- Answers -------------------------------------------------------------------------------
@@ -486,10 +493,7 @@ async def summary_edit(
 
 
 async def form_cancelled_by_button(callback: CallbackQuery, bot: Bot, state: FSMContext) -> None:
-    await callback.answer()
-    await remove_buttons(callback)
-    await state.clear()
-    await bot.send_message(callback.from_user.id, t("cancelled"))
+    await end_form_by_button(callback, bot, state, t("cancelled"))
 
 
 async def stale_summary_button(
