@@ -33,5 +33,9 @@ lint: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(PY) -m bench.bench_cards
 
+# Hypothesis against the conversation: 10,000 random examples (`make test` runs 25 fixed).
+fuzz: $(VENV)/.installed-dev
+	FUZZ_EXAMPLES=10000 $(PY) -m pytest tests/test_fuzz.py -q -p no:randomly
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -64,7 +64,8 @@ class UnknownEvent(LookupError):
 _FLATTEN = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]+")
 # Spreadsheets read a cell starting with = + - @ as a formula (OWASP "CSV injection"), and
 # some skip white space before looking; a leading tab or CR is white space once flattened.
-# These are the white space characters flattening leaves (a test keeps the list complete).
+# So: those four, and every white space character that flattening leaves (a test checks the
+# list is complete).
 _CSV_RISKY_FIRST = frozenset(
     ("=", "+", "-", "@", *" \xa0\u1680\u202f\u205f\u3000", *map(chr, range(0x2000, 0x200B)))
 )
@@ -212,8 +213,9 @@ class LocalTimes:
     def _hour(self, hour: str) -> tuple[str, str] | None:
         if not _UTC_HOUR.fullmatch(hour):
             return None
-        start = datetime.fromisoformat(f"{hour}:00:00+00:00").astimezone(self._zone)
-        end = (start + timedelta(minutes=59, seconds=59)).astimezone(self._zone)
+        utc_start = datetime.fromisoformat(f"{hour}:00:00+00:00")
+        start = utc_start.astimezone(self._zone)
+        end = (utc_start + timedelta(minutes=59, seconds=59)).astimezone(self._zone)
         offset = start.utcoffset()
         label = zone_label(start)
         if offset is None or offset % timedelta(hours=1) or end.utcoffset() != offset:
@@ -286,7 +288,7 @@ def session_of(
 
 
 def build_row(record: ExportRecord, session: Session, columns: Sequence[Column]) -> list[str]:
-    """The values of one registration, formatted for people; `cell` is applied by the writer."""
+    """The values of one registration, formatted for people; the writer applies `cells`."""
     return [column.value(record, session) for column in columns]
 
 
@@ -417,22 +419,25 @@ def _xml_text(value: str) -> str:
     return value
 
 
-_SPACES = tuple(chr(code) for code in range(0x10000) if chr(code).isspace())
-
-
 def _xml_row(number: int, letters: Sequence[str], values: Sequence[str], style: int) -> str:
     texts = cells(values, for_csv=False)
-    if any(text.startswith(_SPACES) or text.endswith(_SPACES) for text in texts):
-        # XML readers may drop white space at the ends of an element without this.
-        attributes = [' xml:space="preserve"' if text.strip() != text else "" for text in texts]
-    else:
-        attributes = [""] * len(texts)
     joined = "".join(texts)
     if "&" in joined or "<" in joined or ">" in joined:
         texts = [_xml_text(text) for text in texts]
+    # Rows are built as one string per cell and joined: the common case, with no value
+    # starting or ending with white space, has no per-cell attribute to decide.
+    head = f'{number}" s="{style}" t="inlineStr"><is><t>'
+    if any([text.strip() != text for text in texts]):
+        # XML readers may drop white space at the ends of an element without this.
+        spaced = f'{number}" s="{style}" t="inlineStr"><is><t xml:space="preserve">'
+        opened = [spaced if text.strip() != text else head for text in texts]
+    else:
+        opened = [head] * len(texts)
     row = "".join(
-        f'<c r="{letter}{number}" s="{style}" t="inlineStr"><is><t{space}>{text}</t></is></c>'
-        for letter, text, space in zip(letters, texts, attributes, strict=True)
+        [
+            f'<c r="{letter}{middle}{text}</t></is></c>'
+            for letter, middle, text in zip(letters, opened, texts, strict=True)
+        ]
     )
     return f'<row r="{number}">{row}</row>'
 

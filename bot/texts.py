@@ -10,9 +10,8 @@ A second language is a second catalogue with the same keys plus a choice of `LOC
 from __future__ import annotations
 
 from contextvars import ContextVar
+from html import escape
 from typing import Any
-
-from aiogram import html
 
 
 class Html(str):
@@ -247,7 +246,9 @@ def t(key: str, /, **params: Any) -> str:
     """The text for `key` in the current locale, with parameters escaped."""
     template = CATALOGUES[LOCALE.get()][key]
     safe = {
-        name: value if isinstance(value, Html) else html.quote(str(value))
+        # Telegram's HTML needs <, > and & escaped (aiogram's html.quote does the same); the
+        # standard library keeps this module, and the server-side export, free of aiogram.
+        name: value if isinstance(value, Html) else escape(str(value), quote=False)
         for name, value in params.items()
     }
     return template.format(**safe)
