@@ -243,8 +243,8 @@ class Column:
     every_session_only: bool = False  # shown only when every session is exported
 
 
-# One row per column, in file order: adding a column (say, "blocked the bot", from
-# `record.unreachable_at`) is one line here plus its header in bot/texts.py.
+# One row per column, in file order: adding a column is one line here plus its header in
+# bot/texts.py.
 COLUMNS: tuple[Column, ...] = (
     Column("export_column_session", lambda r, s: s.title, 40, every_session_only=True),
     Column("export_column_status", lambda r, s: s.status_labels.get(r.status, r.status), 14),
@@ -257,6 +257,12 @@ COLUMNS: tuple[Column, ...] = (
     Column("export_column_user_id", lambda r, s: str(r.user_id), 14),
     Column("export_column_username", lambda r, s: r.username or "", 20),
     Column("export_column_consent_at", lambda r, s: s.local_time(r.consent_at), 29),
+    # Registrants who blocked the bot: announcements no longer reach them.
+    Column(
+        "export_column_unreachable",
+        lambda r, s: t("export_unreachable_yes") if r.unreachable_at else "",
+        14,
+    ),
 )
 
 

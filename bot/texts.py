@@ -233,6 +233,8 @@ RU: dict[str, str] = {
     "export_column_user_id": "Telegram ID",
     "export_column_username": "Имя пользователя Telegram",
     "export_column_consent_at": "Дата согласия на обработку ПДн",
+    "export_column_unreachable": "Заблокировал(а) бота",
+    "export_unreachable_yes": "да",
     "export_status_confirmed": "подтверждена",
     "export_status_withdrawn": "отменена",
     "export_sheet_name": "Регистрации",

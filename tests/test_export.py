@@ -304,6 +304,11 @@ async def exported(tmp_path: Path) -> AsyncIterator[Exported]:
             ),
             now=at + timedelta(days=3),
         )
+        # 1001 blocked the bot: the export says so.
+        await db.execute(
+            "INSERT INTO chats (chat_id, unreachable, unreachable_at) VALUES (1001, ?, ?)",
+            ("Forbidden: bot was blocked by the user", at.isoformat()),
+        )
     yield Exported(path, catalog)
 
 
@@ -319,7 +324,8 @@ def expected_rows(database: Path, event_id: str | None, *, for_csv: bool) -> lis
     connection = sqlite3.connect(database)
     connection.row_factory = sqlite3.Row
     rows = connection.execute(
-        "SELECT r.*, e.title, e.timezone FROM registrations r JOIN events e ON e.id = r.event_id "
+        "SELECT r.*, e.title, e.timezone, c.unreachable FROM registrations r "
+        "JOIN events e ON e.id = r.event_id LEFT JOIN chats c ON c.chat_id = r.user_id "
         "WHERE ? IS NULL OR r.event_id = ? ORDER BY e.starts_at, e.id, r.created_at, r.id",
         (event_id, event_id),
     ).fetchall()
@@ -338,6 +344,7 @@ def expected_rows(database: Path, event_id: str | None, *, for_csv: bool) -> lis
             str(row["user_id"]),
             row["username"] or "",
             shown(row["consent_at"], zone),
+            "да" if row["unreachable"] else "",
         ]
         if event_id is None:
             values.insert(0, row["title"])
