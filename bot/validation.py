@@ -31,14 +31,15 @@ class ValidationError(Exception):
 
 def _clean(text: str) -> str:
     # Drop control and format characters (NUL, zero-width, RTL overrides) that make a
-    # value look different from what it is, then collapse runs of white space. NFC first:
-    # text pasted from a PDF may spell "й"/"ё" as a letter plus a combining mark.
+    # value look different from what it is, then collapse runs of white space. NFC last:
+    # text pasted from a PDF may spell "й"/"ё" as a letter plus a combining mark, with a
+    # soft hyphen between them that only goes here.
     kept = "".join(
         " " if character.isspace() else character
-        for character in unicodedata.normalize("NFC", text)
+        for character in text
         if character.isspace() or unicodedata.category(character)[0] != "C"
     )
-    return " ".join(kept.split())
+    return unicodedata.normalize("NFC", " ".join(kept.split()))
 
 
 def _too_long(text: str, limit: int) -> None:
