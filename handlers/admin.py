@@ -411,9 +411,13 @@ def create_router(admin_ids: Iterable[int]) -> Router:
     router.message.register(
         broadcast_cancelled_by_command, Command("cancel"), StateFilter(BroadcastForm)
     )
-    router.message.register(broadcast_written, BroadcastForm.writing, Magic(F.text), is_admin)
-    router.message.register(broadcast_not_text, BroadcastForm.writing, is_admin)
-    router.message.register(broadcast_awaiting_button, BroadcastForm.confirming, is_admin)
+    router.message.register(
+        broadcast_written, StateFilter(BroadcastForm.writing), Magic(F.text), is_admin
+    )
+    router.message.register(broadcast_not_text, StateFilter(BroadcastForm.writing), is_admin)
+    router.message.register(
+        broadcast_awaiting_button, StateFilter(BroadcastForm.confirming), is_admin
+    )
     router.callback_query.register(
         broadcast_event_chosen,
         AdminCallback.filter(F.action == AdminAction.broadcast_event),
@@ -421,13 +425,13 @@ def create_router(admin_ids: Iterable[int]) -> Router:
     )
     router.callback_query.register(
         broadcast_confirmed,
-        BroadcastForm.confirming,
+        StateFilter(BroadcastForm.confirming),
         AdminCallback.filter(F.action == AdminAction.broadcast_send),
         is_admin,
     )
     router.callback_query.register(
         broadcast_cancelled,
-        BroadcastForm.confirming,
+        StateFilter(BroadcastForm.confirming),
         AdminCallback.filter(F.action == AdminAction.broadcast_cancel),
         is_admin,
     )

@@ -4,6 +4,9 @@ aiogram 3.31 runs every filter that is not a coroutine function through `asyncio
 (`CallableObject.call` in aiogram/dispatcher/event/handler.py), magic `F` filters included:
 a thread hop for what is a few attribute reads. Wrapped in an async `Filter`, the same
 expression is checked in place. Measured in bench/ (the framework-floor benchmark).
+
+The same goes for a `State` used as a filter (`register(handler, Form.phone)`): `State`
+is a plain callable, so the routers wrap states in `StateFilter`, which is async.
 """
 
 from __future__ import annotations

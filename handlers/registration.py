@@ -644,7 +644,7 @@ def create_router() -> Router:
     field_states = StateFilter(*FIELD_STATES.values())
     router.message.register(command_in_form, in_form, Magic(F.text.startswith("/")))
     router.message.register(answer_typed, field_states, Magic(F.text.as_("text")))
-    router.message.register(contact_shared, Form.phone, Magic(F.contact))
+    router.message.register(contact_shared, StateFilter(Form.phone), Magic(F.contact))
     router.message.register(
         text_instead_of_button, StateFilter(Form.consent, Form.summary), Magic(F.text)
     )
@@ -652,24 +652,28 @@ def create_router() -> Router:
 
     router.callback_query.register(event_chosen, EventChoice.filter())
     router.callback_query.register(
-        consent_given, Form.consent, ConsentCallback.filter(F.action == ConsentAction.agree)
+        consent_given,
+        StateFilter(Form.consent),
+        ConsentCallback.filter(F.action == ConsentAction.agree),
     )
     router.callback_query.register(
-        consent_declined, Form.consent, ConsentCallback.filter(F.action == ConsentAction.decline)
+        consent_declined,
+        StateFilter(Form.consent),
+        ConsentCallback.filter(F.action == ConsentAction.decline),
     )
     router.callback_query.register(
         registration_confirmed,
-        Form.summary,
+        StateFilter(Form.summary),
         SummaryCallback.filter(F.action == SummaryAction.confirm),
     )
     router.callback_query.register(
         summary_edit,
-        Form.summary,
+        StateFilter(Form.summary),
         SummaryCallback.filter((F.action == SummaryAction.edit) & F.field),
     )
     router.callback_query.register(
         form_cancelled_by_button,
-        Form.summary,
+        StateFilter(Form.summary),
         SummaryCallback.filter(F.action == SummaryAction.cancel),
     )
     router.callback_query.register(stale_summary_button, SummaryCallback.filter())
