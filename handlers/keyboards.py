@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from enum import StrEnum
+from functools import lru_cache
 
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import (
@@ -15,7 +16,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.events import Event
 from bot.form import FIELDS
-from bot.texts import t
+from bot.texts import LOCALE, t
 
 
 class FormField(StrEnum):
@@ -77,7 +78,14 @@ def events_keyboard(events: Iterable[Event]) -> InlineKeyboardMarkup:
     return builder.as_markup()
 
 
+# The keyboards every participant gets are built once per language and reused: building
+# one deep-copies every button (InlineKeyboardBuilder.export), a cost per message.
 def consent_keyboard() -> InlineKeyboardMarkup:
+    return _consent_keyboard(LOCALE.get())
+
+
+@lru_cache(maxsize=8)
+def _consent_keyboard(locale: str) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     builder.button(
         text=t("button_consent_agree"), callback_data=ConsentCallback(action=ConsentAction.agree)
@@ -91,6 +99,11 @@ def consent_keyboard() -> InlineKeyboardMarkup:
 
 
 def phone_keyboard() -> ReplyKeyboardMarkup:
+    return _phone_keyboard(LOCALE.get())
+
+
+@lru_cache(maxsize=8)
+def _phone_keyboard(locale: str) -> ReplyKeyboardMarkup:
     return ReplyKeyboardMarkup(
         keyboard=[[KeyboardButton(text=t("button_share_phone"), request_contact=True)]],
         resize_keyboard=True,
@@ -100,6 +113,11 @@ def phone_keyboard() -> ReplyKeyboardMarkup:
 
 
 def summary_keyboard(event_id: str) -> InlineKeyboardMarkup:
+    return _summary_keyboard(event_id, LOCALE.get())
+
+
+@lru_cache(maxsize=64)
+def _summary_keyboard(event_id: str, locale: str) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     builder.button(
         text=t("button_confirm"),

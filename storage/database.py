@@ -60,19 +60,21 @@ class Database:
             else:
                 await self._connection.commit()
 
+    # Each aiosqlite call is a round trip to its thread: these take one each.
+
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
-        async with self._lock, self._connection.execute(sql, params) as cursor:
-            row: sqlite3.Row | None = await cursor.fetchone()
-            return row
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
-        async with self._lock, self._connection.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        async with self._lock:
+            return list(await self._connection.execute_fetchall(sql, params))
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        """One statement in its own transaction; returns the number of rows changed."""
-        async with self.transaction() as connection:
-            cursor = await connection.execute(sql, params)
+        """One statement, atomic on its own (the connection is in autocommit mode);
+        returns the number of rows changed."""
+        async with self._lock:
+            cursor = await self._connection.execute(sql, params)
             return cursor.rowcount
 
     async def executemany(self, sql: str, params: Iterable[Params]) -> None:

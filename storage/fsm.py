@@ -171,11 +171,10 @@ class SQLiteStorage(BaseStorage):
         db_key = self._key(key)
         update_id = HANDLING_UPDATE.get()
         async with self._db.transaction() as connection:
-            async with connection.execute(
+            rows = await connection.execute_fetchall(
                 "SELECT recent_updates FROM fsm_states WHERE key = ?", (db_key,)
-            ) as cursor:
-                row = await cursor.fetchone()
-            recent: list[int] = json.loads(row[0]) if row else []
+            )
+            recent: list[int] = json.loads(next(iter(rows))[0]) if rows else []
             if update_id is not None and update_id not in recent:
                 recent = [*recent, update_id][-RECENT_UPDATES:]
             await connection.execute(
