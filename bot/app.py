@@ -17,6 +17,18 @@ from aiogram.enums import ParseMode
 from aiogram.exceptions import TelegramUnauthorizedError
 from aiogram.fsm.storage.base import DefaultKeyBuilder
 from aiogram.fsm.storage.memory import SimpleEventIsolation
+from aiogram.methods import (
+    AnswerCallbackQuery,
+    DeleteMessage,
+    EditMessageReplyMarkup,
+    EditMessageText,
+    GetMe,
+    GetUpdates,
+    Response,
+    SendDocument,
+    SendMessage,
+    SetMyCommands,
+)
 
 from bot.broadcast_worker import BroadcastReporter
 from bot.cards import CardPublisher
@@ -48,7 +60,26 @@ class StartupError(Exception):
     """A start-up failure to print as one line."""
 
 
+# aiogram parses every answer as pydantic's `Response[T]`, a generic class pydantic caches
+# only weakly: once garbage-collected it is built again (~20 ms each time, several times a
+# minute under load). Holding the ones the bot uses keeps them built.
+_RESPONSE_TYPES: list[object] = []
+
+
+def _pin_response_types() -> None:
+    if not _RESPONSE_TYPES:
+        methods = (
+            AnswerCallbackQuery, DeleteMessage, EditMessageReplyMarkup, EditMessageText, GetMe,
+            GetUpdates, SendDocument, SendMessage, SetMyCommands,
+        )  # fmt: skip
+        _RESPONSE_TYPES.extend(
+            Response[method.__returning__]  # type: ignore[name-defined]
+            for method in methods
+        )
+
+
 def create_bot(settings: Settings, session: BaseSession | None = None) -> Bot:
+    _pin_response_types()
     if session is None:
         # 60 s (aiogram's default) is long for a person waiting for a reply; the poller
         # sets its own longer timeout for long polling.
