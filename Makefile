@@ -29,9 +29,10 @@ lint: $(VENV)/.installed-dev
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
-# Benchmarks print their figures and their baseline; no test asserts speed.
+# Benchmarks print their figures and their baseline; no test asserts speed. The report runs
+# each of them (bench/bench_*.py) and writes bench/RESULTS.md; about half an hour on 2 cores.
 bench: $(VENV)/.installed-dev
-	$(PY) -m bench.bench_cards
+	$(PY) -m bench.report
 
 # Hypothesis against the conversation: 10,000 random examples (`make test` runs 25 fixed).
 fuzz: $(VENV)/.installed-dev
