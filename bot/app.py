@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from contextlib import suppress
@@ -210,6 +211,10 @@ async def run(settings: Settings, catalog: EventCatalog) -> None:
                 ) from None
             logger.info("Bot @%s (id %d) starts polling", me.username, me.id)
             dispatcher = create_dispatcher(settings=settings, db=db, catalog=catalog)
+            # Everything built so far (aiogram's and pydantic's types and caches) lives as
+            # long as the process: out of the collector's sight, full collections stay short.
+            gc.collect()
+            gc.freeze()
             await poll(dispatcher, bot, stop=stop)
         finally:
             await bot.session.close()
