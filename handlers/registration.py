@@ -449,7 +449,7 @@ async def registration_confirmed(
         user_id=user.id,
         username=user.username,
         telegram_name=user.full_name,
-        consent_at=_parse_iso(draft.consent_at),
+        consent_at=datetime.fromisoformat(draft.consent_at),
         consent_version=draft.consent_version or "",
         full_name=answers_["full_name"],
         position=answers_["position"],
@@ -472,10 +472,6 @@ async def registration_confirmed(
     await bot.send_message(user.id, t("confirmed", card=event_card(event, join_url=True)))
     await state.clear()
     await remove_buttons(callback)
-
-
-def _parse_iso(value: str) -> datetime:
-    return datetime.fromisoformat(value)
 
 
 async def summary_edit(
