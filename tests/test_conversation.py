@@ -14,7 +14,7 @@ from bot.events import load_events
 from storage.database import Database
 from storage.events import EventsRepository
 from storage.registrations import Registrations
-from tests.client import TelegramUser, feed_deliver
+from tests.client import Deliver, TelegramUser, feed_deliver
 from tests.conftest import EVENTS_TOML, Clock
 from tests.fake_telegram import FakeTelegram
 
@@ -344,9 +344,10 @@ async def test_double_tap_on_confirm_makes_one_registration(
     assert "Регистрация уже подтверждена" in str(answers[-1].params)
 
 
-async def test_redelivered_update_has_one_effect(
-    fake: FakeTelegram, dispatcher: Dispatcher, bot: Bot, db: Database
-) -> None:
+def recording_user(
+    fake: FakeTelegram, dispatcher: Dispatcher, bot: Bot
+) -> tuple[TelegramUser, list[dict[str, object]], Deliver]:
+    """A user whose updates are kept, so a test can deliver one again as Telegram would."""
     delivered: list[dict[str, object]] = []
     inner = feed_deliver(dispatcher, bot)
 
@@ -354,7 +355,13 @@ async def test_redelivered_update_has_one_effect(
         delivered.append(update)
         await inner(update)
 
-    user = TelegramUser(fake, deliver, user_id=1001)
+    return TelegramUser(fake, deliver, user_id=1001), delivered, inner
+
+
+async def test_redelivered_update_has_one_effect(
+    fake: FakeTelegram, dispatcher: Dispatcher, bot: Bot, db: Database
+) -> None:
+    user, delivered, inner = recording_user(fake, dispatcher, bot)
     await user.send("/start")
     await user.click("Даю согласие")
     await user.send("Иванова Мария Петровна")
@@ -562,14 +569,7 @@ async def test_event_removed_from_the_file_keeps_its_registrations_closed(
 async def test_update_applied_before_a_crash_but_not_marked_is_not_applied_again(
     fake: FakeTelegram, dispatcher: Dispatcher, bot: Bot, db: Database
 ) -> None:
-    delivered: list[dict[str, object]] = []
-    inner = feed_deliver(dispatcher, bot)
-
-    async def deliver(update: dict[str, object]) -> None:
-        delivered.append(update)
-        await inner(update)
-
-    user = TelegramUser(fake, deliver, user_id=1001)
+    user, delivered, inner = recording_user(fake, dispatcher, bot)
     await user.send("/start")
     await user.click("Даю согласие")
     await user.send("Иванова Мария Петровна")
