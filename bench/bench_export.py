@@ -37,6 +37,7 @@ from zoneinfo import ZoneInfo
 
 from bot.events import EventCatalog, parse_events
 from bot.export import cells, columns_for, export_rows, export_to_file, header_row
+from bot.validation import format_phone
 from storage.database import open_database, utc_iso
 from storage.events import EventsRepository
 from storage.export import open_read_only
@@ -116,6 +117,7 @@ def registrations(
             rng.choice(POSITIONS),
             rng.choice(ORGANIZATIONS),
             phone,
+            format_phone(phone),  # as the bot stores it
             f"person{number}@example.ru",
             utc_iso(consent),
             "2026-01-01",
@@ -144,8 +146,9 @@ def create_database(path: Path, count: int) -> None:
             """
             INSERT INTO registrations (
                 event_id, user_id, username, telegram_name, full_name, position, organization,
-                phone, email, consent_at, consent_version, status, created_at, updated_at
-            ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                phone, phone_display, email, consent_at, consent_version, status, created_at,
+                updated_at
+            ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """,
             registrations(count, [event.id for event in events]),
         )

@@ -26,7 +26,8 @@ class ExportRecord(NamedTuple):
     full_name: str
     position: str
     organization: str
-    phone: str
+    phone: str  # E.164
+    phone_display: str | None  # as people read it; None in rows older than schema 6
     email: str
     user_id: int
     username: str | None
@@ -37,15 +38,19 @@ class ExportRecord(NamedTuple):
 # What ExportRecord._make does, without a Python frame per row.
 _record = functools.partial(tuple.__new__, ExportRecord)
 
+# One session's registrations in the order they were made: the row id, given at insert as
+# created_at is. The index on event_id holds them in that order already: no sort.
 _SELECT = """
-    SELECT events.id, registrations.status,
+    SELECT registrations.event_id, registrations.status,
            registrations.created_at, registrations.full_name, registrations.position,
-           registrations.organization, registrations.phone, registrations.email,
-           registrations.user_id, registrations.username, registrations.consent_at,
-           chats.unreachable_at
-    FROM registrations JOIN events ON events.id = registrations.event_id
+           registrations.organization, registrations.phone, registrations.phone_display,
+           registrations.email, registrations.user_id, registrations.username,
+           registrations.consent_at, chats.unreachable_at
+    FROM registrations
     -- A private chat's id is its user's id.
     LEFT JOIN chats ON chats.chat_id = registrations.user_id AND chats.unreachable IS NOT NULL
+    WHERE registrations.event_id = ?
+    ORDER BY registrations.event_id, registrations.id
 """
 
 
@@ -81,21 +86,26 @@ def stream_registrations(
     included, by session start, then in the order they were made. Reads `batch` rows at a
     time: memory stays flat however many there are.
 
-    One SELECT is one read transaction, so the rows are a consistent snapshot even while the
-    bot keeps writing. "The order they were made" is the row id, given at insert, as
-    created_at is: for one session the table is then read in its own order, with no sort.
+    Every session is read in one read transaction, so the rows are a consistent snapshot
+    even while the bot keeps writing.
     """
     cursor = connection.cursor()
     cursor.row_factory = None
-    if event_id is None:
-        cursor.execute(_SELECT + " ORDER BY events.starts_at, events.id, registrations.id")
-    else:
-        cursor.execute(
-            _SELECT + " WHERE registrations.event_id = ? ORDER BY registrations.id",
-            (event_id,),
-        )
+    cursor.execute("BEGIN")
     try:
-        while rows := cursor.fetchmany(batch):
-            yield from map(_record, rows)
+        if event_id is None:
+            sessions = [
+                session
+                for (session,) in cursor.execute(
+                    "SELECT id FROM events ORDER BY starts_at, id"
+                ).fetchall()
+            ]
+        else:
+            sessions = [event_id]
+        for session in sessions:
+            cursor.execute(_SELECT, (session,))
+            while rows := cursor.fetchmany(batch):
+                yield from map(_record, rows)
     finally:
+        cursor.execute("ROLLBACK")
         cursor.close()

@@ -9,6 +9,7 @@ from typing import Literal, Protocol
 
 import aiosqlite
 
+from bot.validation import format_phone
 from storage.database import Database, utc_iso
 
 EDITABLE_FIELDS = ("full_name", "position", "organization", "phone", "email")
@@ -116,9 +117,9 @@ class Registrations:
                     """
                     INSERT INTO registrations (
                         event_id, user_id, username, telegram_name, full_name, position,
-                        organization, phone, email, consent_at, consent_version, status,
-                        created_at, updated_at
-                    ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'confirmed', ?, ?)
+                        organization, phone, phone_display, email, consent_at, consent_version,
+                        status, created_at, updated_at
+                    ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'confirmed', ?, ?)
                     RETURNING *
                     """,
                     (
@@ -130,6 +131,7 @@ class Registrations:
                         new.position,
                         new.organization,
                         new.phone,
+                        format_phone(new.phone),
                         new.email,
                         utc_iso(new.consent_at),
                         new.consent_version,
@@ -185,10 +187,13 @@ class Registrations:
                 before = await cursor.fetchone()
             if before is None:
                 return None
-            # `field` is one of EDITABLE_FIELDS, never user input.
+            # `field` is one of EDITABLE_FIELDS, never user input; the phone as people read
+            # it changes with the phone.
+            display = format_phone(value) if field == "phone" else None
             async with connection.execute(
-                f"UPDATE registrations SET {field} = ?, updated_at = ? WHERE id = ? RETURNING *",
-                (value, utc_iso(now), registration_id),
+                f"UPDATE registrations SET {field} = ?, updated_at = ?, "
+                "phone_display = coalesce(?, phone_display) WHERE id = ? RETURNING *",
+                (value, utc_iso(now), display, registration_id),
             ) as cursor:
                 after = await cursor.fetchone()
             assert after is not None

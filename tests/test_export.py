@@ -21,6 +21,8 @@ from zoneinfo import ZoneInfo
 
 import phonenumbers
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from openpyxl import load_workbook
 
 from bot.events import EventCatalog, parse_events
@@ -28,9 +30,14 @@ from bot.export import (
     COLUMNS,
     CSV_DELIMITER,
     LocalTimes,
+    Session,
     UnknownEvent,
+    build_row,
     cell,
+    cells,
     columns_for,
+    common_csv_line,
+    csv_line,
     export_filename,
     export_to_file,
     local_time,
@@ -41,7 +48,7 @@ from bot.timefmt import zone_label
 from bot.validation import format_phone
 from storage.database import open_database
 from storage.events import EventsRepository
-from storage.export import open_read_only
+from storage.export import ExportRecord, open_read_only
 from storage.registrations import NewRegistration, Registrations
 
 MOSCOW = ZoneInfo("Europe/Moscow")
@@ -367,6 +374,83 @@ def read_xlsx(path: Path) -> list[list[object]]:
     return [[c.value for c in row] for row in sheet.iter_rows()]
 
 
+# --- The common CSV line ---------------------------------------------------------------
+
+_SESSION = Session("Сессия", LocalTimes(MOSCOW), {"confirmed": "подтверждена"})
+_COMMON = ExportRecord(
+    event_id="forum-2026",
+    status="confirmed",
+    created_at="2026-11-26T09:00:15+00:00",
+    full_name="Иванова Мария Петровна",
+    position="Директор",
+    organization="ООО «Ромашка»",
+    phone="+79123456789",
+    phone_display="+7 912 345-67-89",
+    email="user@example.ru",
+    user_id=1001,
+    username="user1001",
+    consent_at="2026-11-26T08:58:30+00:00",
+    unreachable_at=None,
+)
+# Values as they may lie in a database: what the bot writes, and what it never would.
+_TEXT = st.one_of(
+    st.sampled_from(["Иванова Мария", "ООО «Ромашка»", "a;b", 'say "hi"', "=1+1", "+7", " x", ""]),
+    st.text(max_size=12),
+)
+_TIME = st.one_of(
+    st.datetimes(timezones=st.just(UTC)).map(lambda moment: moment.isoformat()),
+    st.sampled_from(["2026-03-29T01:30:00+00:00", "2026-11-26T12:00:00+03:00", "2026-11-26"]),
+)
+
+
+def _general_line(record: ExportRecord) -> str:
+    return csv_line(cells(build_row(record, _SESSION, columns_for("forum-2026")), for_csv=True))
+
+
+def test_common_csv_line_takes_common_rows_as_the_general_way_writes_them() -> None:
+    blocked = _COMMON._replace(unreachable_at="2026-11-27T10:00:00+00:00", username=None)
+    old_row = _COMMON._replace(phone_display=None)  # written before schema 6
+
+    for record in (_COMMON, blocked, old_row):
+        assert common_csv_line(record, _SESSION, "да") == _general_line(record)
+
+
+@given(
+    status=st.sampled_from(["confirmed", "withdrawn"]),
+    times=st.tuples(_TIME, _TIME),
+    texts=st.tuples(_TEXT, _TEXT, _TEXT, _TEXT, st.none() | _TEXT),
+    phone_display=st.none() | _TEXT,
+    user_id=st.integers(min_value=-(2**40), max_value=2**40),
+    unreachable_at=st.none() | _TEXT,
+)
+def test_common_csv_line_agrees_with_the_general_way_or_declines(
+    status: str,
+    times: tuple[str, str],
+    texts: tuple[str, str, str, str, str | None],
+    phone_display: str | None,
+    user_id: int,
+    unreachable_at: str | None,
+) -> None:
+    full_name, position, organization, email, username = texts
+    record = _COMMON._replace(
+        status=status,
+        created_at=times[0],
+        consent_at=times[1],
+        full_name=full_name,
+        position=position,
+        organization=organization,
+        email=email,
+        username=username,
+        phone_display=phone_display,
+        user_id=user_id,
+        unreachable_at=unreachable_at,
+    )
+
+    line = common_csv_line(record, _SESSION, "да")
+
+    assert line is None or line == _general_line(record)
+
+
 @pytest.mark.parametrize("event_id", [None, "forum-2026", "sib-2026", "old-2025"])
 def test_csv_holds_every_registration_as_in_database(
     exported: Exported, tmp_path: Path, event_id: str | None
@@ -381,6 +465,30 @@ def test_csv_holds_every_registration_as_in_database(
     assert raw.startswith(b"\xef\xbb\xbf")
     assert raw.count(b"\r\n") == count + 1  # line breaks in values were flattened
     assert read_csv(output) == [header(event_id), *expected]
+
+
+async def test_export_shows_a_changed_phone_and_phones_stored_before_schema_6(
+    exported: Exported, tmp_path: Path
+) -> None:
+    async with open_database(exported.path) as db:
+        registrations = Registrations(db)
+        (first,) = await registrations.active_for_user(1001)
+        await registrations.update_field(
+            first.id, user_id=1001, field="phone", value="+74951234567", now=datetime.now(UTC)
+        )
+        # Rows written before the phone as people read it was stored.
+        await db.execute("UPDATE registrations SET phone_display = NULL WHERE user_id = 1002")
+    output = tmp_path / "out.csv"
+
+    export_to_file(exported.path, exported.catalog, "forum-2026", "csv", output)
+
+    rows = read_csv(output)[1:]
+    assert [row[5] for row in rows] == [
+        "'+7 495 123-45-67",
+        "'+375 29 123-45-67",
+        "'+7 845 212-34-56",
+    ]
+    assert rows == expected_rows(exported.path, "forum-2026", for_csv=True)
 
 
 def test_csv_shows_values_as_a_person_reads_them(exported: Exported, tmp_path: Path) -> None:
