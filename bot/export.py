@@ -179,6 +179,7 @@ def local_time(stored: str, zone: ZoneInfo) -> str:
     )
 
 
+_MINUTES_KEPT = 2048
 _UTC_HOUR = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}")
 
 
@@ -197,7 +198,8 @@ class LocalTimes:
         # UTC hour ("2026-11-26T09") -> (local date and hour, zone label), or None when the
         # hour has no fast path.
         self._hours: dict[str, tuple[str, str] | None] = {}
-        # UTC minute ("2026-11-26T09:05") -> the local time shown: at most 1,440 a day.
+        # UTC minute ("2026-11-26T09:05") -> the local time shown. Rows come in the order
+        # they were made, so recent minutes are the ones asked again: a small cache will do.
         self._minutes: dict[str, str] = {}
 
     def __call__(self, stored: str) -> str:
@@ -216,6 +218,8 @@ class LocalTimes:
             and minutes.isdigit()
             and minutes.isascii()
         ):
+            if len(self._minutes) >= _MINUTES_KEPT:
+                self._minutes.clear()
             shown = self._minutes[stored[:16]] = parts[0] + minutes + parts[1]
             return shown
         return local_time(stored, self._zone)
