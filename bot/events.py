@@ -76,13 +76,31 @@ _OPTIONAL = (
 )
 
 
+# An event's texts go into Telegram messages of at most 4096 characters: the greeting holds
+# title, location, description and contact at once, the consent question the policy, a
+# digest the titles of every session. Within these, each such message fits.
+MAX_LENGTHS = {
+    "title": 200,
+    "location": 200,
+    "description": 1500,
+    "join_url": 500,
+    "contact": 200,
+    "privacy_policy": 2000,
+    "privacy_policy_version": 64,
+}
+
+
 def _text(raw: dict[str, Any], key: str, fail: Any) -> str | None:
     value = raw.get(key)
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip():
         fail(key, "must be a non-empty string")
-    return str(value).strip()
+    text = str(value).strip()
+    limit = MAX_LENGTHS.get(key)
+    if limit is not None and len(text) > limit:
+        fail(key, f"is {len(text)} characters long; at most {limit} fit in a message")
+    return text
 
 
 def _local_datetime(raw: dict[str, Any], key: str, zone: ZoneInfo, fail: Any) -> datetime:

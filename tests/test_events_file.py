@@ -188,6 +188,14 @@ def test_parse_events_keeps_explicit_version_when_policy_text_changes() -> None:
             events_toml(minimal().replace('title = "Сессия"', "title = 1")),
             ["event 's1'", "'title'", "non-empty string"],
         ),
+        (
+            events_toml(minimal().replace('title = "Сессия"', f'title = "{"Т" * 201}"')),
+            ["event 's1'", "'title'", "201 characters long", "at most 200"],
+        ),
+        (
+            events_toml(minimal(extra=f'description = "{"о" * 1501}"\n')),
+            ["event 's1'", "'description'", "at most 1500"],
+        ),
         (events_toml(minimal("dup"), minimal("dup")), ["event 'dup'", "'id'", "used twice"]),
         ("[[events]\nid = 's1'", ["not valid TOML"]),
         ("[event]\nid = 's1'\n", ["no [[events]] tables"]),
