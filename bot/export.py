@@ -183,7 +183,7 @@ def local_time(stored: str, zone: ZoneInfo) -> str:
     )
 
 
-_MINUTES_KEPT = 2048
+_MINUTES = frozenset(f"{minute:02d}" for minute in range(60))
 _UTC_HOUR = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}")
 
 
@@ -193,39 +193,25 @@ class LocalTimes:
     zoneinfo and `zone_label` cost microseconds a call, and an export shows two times a row.
     Within one UTC hour whose two ends have the same whole-hour offset and the same label
     (no zone changes its offset twice within an hour), the local time is that hour's local
-    date and hour plus the stored minutes: worked out once per hour, then kept per minute.
+    date and hour plus the stored minutes: worked out once per hour, then a concatenation.
     Any other hour, and any time not in `utc_iso` form, goes through `local_time`.
     """
 
     def __init__(self, zone: ZoneInfo) -> None:
         self._zone = zone
-        # UTC hour ("2026-11-26T09") -> (local date and hour, zone label), or None when the
-        # hour has no fast path.
+        # UTC hour and colon ("2026-11-26T09:") -> (local date and hour, zone label), or None
+        # when the hour has no fast path.
         self._hours: dict[str, tuple[str, str] | None] = {}
-        # UTC minute ("2026-11-26T09:05") -> the local time shown. Rows come in the order
-        # they were made, so recent minutes are the ones asked again: a small cache will do.
-        self._minutes: dict[str, str] = {}
 
     def __call__(self, stored: str) -> str:
-        shown = self._minutes.get(stored[:16])
-        if shown is not None and stored.endswith("+00:00"):
-            return shown
-        hour = stored[:13]
-        if hour not in self._hours:
-            self._hours[hour] = self._hour(hour)
-        parts = self._hours[hour]
+        parts = self._hours.get(stored[:14])
         minutes = stored[14:16]
-        if (
-            parts is not None
-            and stored[13:14] == ":"
-            and stored.endswith("+00:00")
-            and minutes.isdigit()
-            and minutes.isascii()
-        ):
-            if len(self._minutes) >= _MINUTES_KEPT:
-                self._minutes.clear()
-            shown = self._minutes[stored[:16]] = parts[0] + minutes + parts[1]
-            return shown
+        if parts is not None and minutes in _MINUTES and stored.endswith("+00:00"):
+            return parts[0] + minutes + parts[1]
+        hour = stored[:14]
+        if hour not in self._hours and hour[13:] == ":":
+            self._hours[hour] = self._hour(hour[:13])
+            return self(stored)
         return local_time(stored, self._zone)
 
     def _hour(self, hour: str) -> tuple[str, str] | None:
