@@ -26,12 +26,13 @@ from aiogram.exceptions import (
     TelegramNotFound,
     TelegramRetryAfter,
 )
+from aiogram.types import Message
 from aiolimiter import AsyncLimiter
 
 from bot.clock import Clock
 from bot.retry import RETRIES_OFF
 from bot.texts import t
-from storage.outbox import Outbox, OutboxMessage
+from storage.outbox import Media, Outbox, OutboxMessage
 
 logger = logging.getLogger(__name__)
 
@@ -184,9 +185,7 @@ class Sender:
                 text = t("card_separator").join(row.text for row in batch)
                 try:
                     async with self._chat_limiter(chat_id), self._overall:
-                        message = await self._bot.send_message(
-                            chat_id, text, request_timeout=int(self.limits.request_timeout) or 1
-                        )
+                        message = await self._send(chat_id, text, batch[0].media)
                 except TelegramRetryAfter as error:
                     self.stats.retry_after += 1
                     logger.warning(
@@ -239,6 +238,19 @@ class Sender:
             # The worker ends; the supervisor starts a new one at its next scan.
             logger.exception("Chat %d: outbox worker failed", chat_id)
             await asyncio.sleep(self._backoff(1))
+
+    async def _send(self, chat_id: int, text: str, media: Media | None) -> Message:
+        timeout = int(self.limits.request_timeout) or 1
+        if media is None:
+            return await self._bot.send_message(chat_id, text, request_timeout=timeout)
+        caption = text or None
+        if media.kind == "photo":
+            return await self._bot.send_photo(
+                chat_id, media.file_id, caption=caption, request_timeout=timeout
+            )
+        return await self._bot.send_document(
+            chat_id, media.file_id, caption=caption, request_timeout=timeout
+        )
 
     def _backoff(self, failures: int) -> float:
         delay: float = min(

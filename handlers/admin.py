@@ -34,6 +34,7 @@ from handlers.filters import Magic
 from handlers.registration import reask
 from storage.broadcasts import Broadcasts
 from storage.fsm import transition
+from storage.outbox import Media
 from storage.stats import AdminQueries
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ logger = logging.getLogger(__name__)
 ADMIN_COMMANDS = tuple(name for name, _ in MENU_ADMIN_COMMANDS)
 FIND_LIMIT = 10
 MAX_TEXT = 4096
+MAX_CAPTION = 1024  # what a bot may send under a photo or document
 
 
 class BroadcastForm(StatesGroup):
@@ -299,18 +301,39 @@ async def ask_broadcast_text(
     await bot.send_message(chat_id, t("broadcast_write", title=event.title, count=count))
 
 
+def _broadcast_media(message: Message) -> Media | None:
+    if message.photo:
+        return Media("photo", message.photo[-1].file_id)  # the largest size
+    if message.document:
+        return Media("document", message.document.file_id)
+    return None
+
+
 async def broadcast_written(
-    message: Message, state: FSMContext, catalog: EventCatalog, broadcasts: Broadcasts
+    message: Message, bot: Bot, state: FSMContext, catalog: EventCatalog, broadcasts: Broadcasts
 ) -> None:
-    # html_text keeps the admin's own bold, italics and links, with everything else escaped.
-    text = message.html_text
-    if len(text) > MAX_TEXT:
+    """The announcement: a text, or a photo or document with an optional caption. The
+    preview is exactly what registrants will get, with the buttons under it."""
+    media = _broadcast_media(message)
+    if media is None and not message.text:
+        await message.answer(t("broadcast_text_only"))
+        return
+    # html_text keeps the admin's own bold, italics and links, with everything else escaped;
+    # it is the caption's for a photo or document.
+    text = message.html_text if message.text or message.caption else ""
+    if media is None and len(message.text or "") > MAX_TEXT:
         await message.answer(t("broadcast_too_long"))
+        return
+    if media is not None and len(message.caption or "") > MAX_CAPTION:
+        await message.answer(t("broadcast_caption_too_long"))
         return
     event_id = (await state.get_data())["event_id"]
     event = catalog.get(event_id)
     count = await broadcasts.recipients(event_id)
-    await transition(state, BroadcastForm.confirming, {"event_id": event_id, "text": text})
+    data = {"event_id": event_id, "text": text}
+    if media is not None:
+        data |= {"media_kind": media.kind, "media_file_id": media.file_id}
+    await transition(state, BroadcastForm.confirming, data)
     builder = InlineKeyboardBuilder()
     builder.button(
         text=t("button_broadcast_send", count=count),
@@ -322,11 +345,16 @@ async def broadcast_written(
     )
     title = event.title if event else event_id
     await message.answer(t("broadcast_preview", count=count, title=title))
-    await message.answer(text, reply_markup=builder.as_markup())
-
-
-async def broadcast_not_text(message: Message) -> None:
-    await message.answer(t("broadcast_text_only"))
+    markup = builder.as_markup()
+    caption = text or None
+    if media is None:
+        await message.answer(text, reply_markup=markup)
+    elif media.kind == "photo":
+        await bot.send_photo(message.chat.id, media.file_id, caption=caption, reply_markup=markup)
+    else:
+        await bot.send_document(
+            message.chat.id, media.file_id, caption=caption, reply_markup=markup
+        )
 
 
 async def broadcast_awaiting_button(message: Message) -> None:
@@ -347,9 +375,10 @@ async def broadcast_confirmed(
     if isinstance(callback.message, Message):
         await callback.message.edit_reply_markup(reply_markup=None)
     event = catalog.get(data["event_id"])
+    media = Media(data["media_kind"], data["media_file_id"]) if "media_kind" in data else None
     broadcast = await broadcasts.create(
         event_id=data["event_id"], admin_chat_id=callback.from_user.id, text=data["text"],
-        now=clock(),
+        now=clock(), media=media,
     )  # fmt: skip
     logger.info("Broadcast %d queued for %d registrants", broadcast.id, broadcast.total)
     progress = await bot.send_message(
@@ -411,10 +440,7 @@ def create_router(admin_ids: Iterable[int]) -> Router:
     router.message.register(
         broadcast_cancelled_by_command, Command("cancel"), StateFilter(BroadcastForm)
     )
-    router.message.register(
-        broadcast_written, StateFilter(BroadcastForm.writing), Magic(F.text), is_admin
-    )
-    router.message.register(broadcast_not_text, StateFilter(BroadcastForm.writing), is_admin)
+    router.message.register(broadcast_written, StateFilter(BroadcastForm.writing), is_admin)
     router.message.register(
         broadcast_awaiting_button, StateFilter(BroadcastForm.confirming), is_admin
     )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from storage.database import Database, utc_iso
-from storage.outbox import Outbox
+from storage.outbox import Media, Outbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +56,13 @@ class Broadcasts:
         return int(row[0]) if row else 0
 
     async def create(
-        self, *, event_id: str, admin_chat_id: int, text: str, now: datetime
+        self,
+        *,
+        event_id: str,
+        admin_chat_id: int,
+        text: str,
+        now: datetime,
+        media: Media | None = None,
     ) -> Broadcast:
         """The broadcast and one outbox row per registrant, in one transaction: a restart
         resumes it, and nobody is left out or added twice."""
@@ -77,7 +83,13 @@ class Broadcasts:
             broadcast = Broadcast.from_row(row)
             # A private chat's id is the user's id.
             await self._outbox.add(
-                connection, users, "broadcast", text, now=now, broadcast_id=broadcast.id
+                connection,
+                users,
+                "broadcast",
+                text,
+                now=now,
+                broadcast_id=broadcast.id,
+                media=media,
             )
         return broadcast
 

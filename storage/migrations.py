@@ -118,6 +118,13 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE registrations ADD COLUMN phone_display TEXT;
     CREATE INDEX registrations_by_event ON registrations (event_id);
     """,
+    # 7: announcements with a photo or a document: the file Telegram already holds (the id
+    # of the admin's own upload), sent with the row's text as its caption.
+    """
+    ALTER TABLE outbox ADD COLUMN media_kind TEXT CHECK (media_kind IN ('photo', 'document'));
+    ALTER TABLE outbox ADD COLUMN media_file_id TEXT
+        CHECK ((media_kind IS NULL) = (media_file_id IS NULL));
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -15,6 +15,15 @@ import aiosqlite
 from storage.database import Database, utc_iso
 
 Kind = Literal["card", "digest", "broadcast"]
+MediaKind = Literal["photo", "document"]
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    """A photo or document Telegram already holds, sent again by its file id."""
+
+    kind: MediaKind
+    file_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,11 +32,13 @@ class OutboxMessage:
     chat_id: int
     kind: Kind
     registration_id: int | None
-    text: str
+    text: str  # with media, its caption ("" for none)
     attempts: int
+    media: Media | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> OutboxMessage:
+        kind = row["media_kind"]
         return cls(
             id=row["id"],
             chat_id=row["chat_id"],
@@ -35,6 +46,7 @@ class OutboxMessage:
             registration_id=row["registration_id"],
             text=row["text"],
             attempts=row["attempts"],
+            media=Media(kind, row["media_file_id"]) if kind is not None else None,
         )
 
 
@@ -54,8 +66,10 @@ class Outbox:
         now: datetime,
         registration_id: int | None = None,
         broadcast_id: int | None = None,
+        media: Media | None = None,
     ) -> None:
-        """Queue `text` for each chat inside the caller's transaction."""
+        """Queue `text` (with media, its caption) for each chat inside the caller's
+        transaction."""
         stamp = utc_iso(now)
         for chat_id in chat_ids:
             async with connection.execute(
@@ -74,13 +88,16 @@ class Outbox:
             parked = reason is not None
             await connection.execute(
                 "INSERT INTO outbox (chat_id, kind, registration_id, broadcast_id, text, "
-                "created_at, status, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "media_kind, media_file_id, created_at, status, error) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     target,
                     kind,
                     registration_id,
                     broadcast_id,
                     text,
+                    media.kind if media else None,
+                    media.file_id if media else None,
                     stamp,
                     "failed" if parked else "pending",
                     reason,

@@ -81,11 +81,21 @@ class TelegramUser:
     async def send_sticker(self) -> list[SentMessage]:
         return await self._deliver(sticker_update(self.user, **self._message_fields()))
 
-    async def send_photo(self) -> list[SentMessage]:
-        return await self._deliver(photo_update(self.user, **self._message_fields()))
+    async def send_photo(
+        self, caption: str | None = None, *, caption_entities: list[JSON] | None = None
+    ) -> list[SentMessage]:
+        update = photo_update(
+            self.user, caption=caption, caption_entities=caption_entities, **self._message_fields()
+        )
+        return await self._deliver(update)
 
-    async def send_document(self) -> list[SentMessage]:
-        return await self._deliver(document_update(self.user, **self._message_fields()))
+    async def send_document(
+        self, caption: str | None = None, *, caption_entities: list[JSON] | None = None
+    ) -> list[SentMessage]:
+        update = document_update(
+            self.user, caption=caption, caption_entities=caption_entities, **self._message_fields()
+        )
+        return await self._deliver(update)
 
     async def send_voice(self) -> list[SentMessage]:
         return await self._deliver(voice_update(self.user, **self._message_fields()))

@@ -203,6 +203,7 @@ class SentMessage:
     edits: list[str | None] = field(default_factory=list)
     source: str | None = None
     file_id: str | None = None
+    photo: str | None = None  # the file id of a photo sent
     date: int = 0
     edit_date: int | None = None
 
@@ -214,7 +215,7 @@ class SentMessage:
 
 
 # Methods that post a message and so count against Telegram's send limits.
-_SENDING_METHODS = frozenset({"sendMessage", "sendDocument"})
+_SENDING_METHODS = frozenset({"sendMessage", "sendDocument", "sendPhoto"})
 
 
 @dataclass
@@ -447,6 +448,7 @@ class FakeTelegram:
             "setMyCommands": self._set_my_commands,
             "deleteMyCommands": self._delete_my_commands,
             "sendDocument": self._send_document,
+            "sendPhoto": self._send_photo,
             "sendChatAction": self._send_chat_action,
         }
         # Bot API method names are case-insensitive.
@@ -905,6 +907,31 @@ class FakeTelegram:
         self._store(message)
         return self.message_json(message)
 
+    async def _send_photo(self, params: JSON) -> JSON:
+        """A photo by the file id of one a user sent (uploads are not needed here)."""
+        chat_id = self._target_chat(params)
+        photo = params.get("photo")
+        if not isinstance(photo, str) or not _INCOMING_FILE.fullmatch(photo):
+            raise _bad_request("wrong file identifier/HTTP URL specified")
+        source = params.get("caption")
+        parse_mode = params.get("parse_mode")
+        caption = _render(source, parse_mode) if source else None
+        if caption is not None and len(caption) > MAX_CAPTION_LENGTH:
+            raise _bad_request("message caption is too long")
+        message = SentMessage(
+            message_id=self.next_message_id(chat_id),
+            chat_id=chat_id,
+            text=None,
+            parse_mode=parse_mode,
+            reply_markup=_check_markup(params.get("reply_markup")),
+            caption=caption,
+            source=source,
+            photo=photo,
+            date=_now(),
+        )
+        self._store(message)
+        return self.message_json(message)
+
     async def _send_chat_action(self, params: JSON) -> bool:
         self._target_chat(params)
         if params.get("action") not in _CHAT_ACTIONS:
@@ -972,6 +999,8 @@ class FakeTelegram:
             upload = attached
         elif isinstance(document, str) and document in self._files:
             upload = self._files[document]
+        elif isinstance(document, str) and _INCOMING_FILE.fullmatch(document):
+            upload = UploadedFile(filename="incoming", content=document.encode())
         elif document is None:
             raise _bad_request("there is no document in the request")
         else:
@@ -1182,6 +1211,10 @@ def contact_update(
     return message_update(user, message_id=message_id, chat_id=chat_id, contact=contact)
 
 
+# File ids of what users send in these updates: the bot may send them on.
+_INCOMING_FILE = re.compile(r"(?:photo-[sm]|document)-file-[0-9]+")
+
+
 def _file(kind: str, message_id: int, **fields: Any) -> JSON:
     return {
         "file_id": f"{kind}-file-{message_id}",
@@ -1204,12 +1237,34 @@ def sticker_update(user: JSON, *, message_id: int, chat_id: int | None = None) -
     return message_update(user, message_id=message_id, chat_id=chat_id, sticker=sticker)
 
 
-def photo_update(user: JSON, *, message_id: int, chat_id: int | None = None) -> JSON:
+def photo_update(
+    user: JSON,
+    *,
+    message_id: int,
+    chat_id: int | None = None,
+    caption: str | None = None,
+    caption_entities: list[JSON] | None = None,
+) -> JSON:
     photo = [
         _file("photo-s", message_id, width=90, height=90, file_size=1024),
         _file("photo-m", message_id, width=800, height=800, file_size=65536),
     ]
-    return message_update(user, message_id=message_id, chat_id=chat_id, photo=photo)
+    return message_update(
+        user,
+        message_id=message_id,
+        chat_id=chat_id,
+        photo=photo,
+        **_caption(caption, caption_entities),
+    )
+
+
+def _caption(caption: str | None, entities: list[JSON] | None) -> JSON:
+    fields: JSON = {}
+    if caption is not None:
+        fields["caption"] = caption
+    if entities:
+        fields["caption_entities"] = entities
+    return fields
 
 
 def document_update(
@@ -1219,11 +1274,19 @@ def document_update(
     file_name: str = "resume.pdf",
     mime_type: str = "application/pdf",
     chat_id: int | None = None,
+    caption: str | None = None,
+    caption_entities: list[JSON] | None = None,
 ) -> JSON:
     document = _file(
         "document", message_id, file_name=file_name, mime_type=mime_type, file_size=2048
     )
-    return message_update(user, message_id=message_id, chat_id=chat_id, document=document)
+    return message_update(
+        user,
+        message_id=message_id,
+        chat_id=chat_id,
+        document=document,
+        **_caption(caption, caption_entities),
+    )
 
 
 def voice_update(user: JSON, *, message_id: int, chat_id: int | None = None) -> JSON:

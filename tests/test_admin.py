@@ -182,12 +182,87 @@ async def test_broadcast_can_be_cancelled_and_sends_nothing(
     await add_registration(registrations, clock, 2001)
     await admin.send("/broadcast")
     replies = await admin.send_sticker()
-    assert "пришлите текстовое сообщение" in (replies[0].text or "")
+    assert "пришлите текст, фото или документ" in (replies[0].text or "")
     await admin.send("Текст")
     await admin.click("Отменить")
     assert "Рассылка отменена" in admin.last_text
     assert await db.fetchall("SELECT * FROM outbox WHERE kind = 'broadcast'") == []
     assert fake.messages_to(2001) == []
+
+
+async def test_broadcast_of_a_photo_with_a_caption_as_the_admin_wrote_it(
+    admin: TelegramUser,
+    registrations: Registrations,
+    clock: Clock,
+    fake: FakeTelegram,
+    sender: Sender,
+    bot: Bot,
+    dispatcher: Dispatcher,
+    catalog: EventCatalog,
+    db: Database,
+) -> None:
+    for user_id in (2001, 2002, 2003):
+        await add_registration(registrations, clock, user_id)
+    fake.block(2002)
+    fake.fail("sendPhoto", code=429, description="Too Many Requests: retry after 1",
+              retry_after=1, chat_id=2003)  # fmt: skip
+    caption = "Программа сессии & ссылка <внутри>"
+
+    await admin.send("/broadcast")
+    replies = await admin.send_photo(
+        caption, caption_entities=[{"type": "bold", "offset": 0, "length": 9}]
+    )
+
+    assert "Так увидят сообщение 3 получателей" in (replies[0].text or "")
+    preview = replies[1]
+    assert preview.caption == caption
+    assert preview.photo is not None and preview.photo.startswith("photo-m-file-")  # the largest
+    assert preview.source == "<b>Программа</b> сессии &amp; ссылка &lt;внутри&gt;"
+    await admin.click("Отправить (3)")
+    await sender.idle()
+    await BroadcastReporter(bot, dispatcher["broadcasts"], catalog, clock).report_once()
+
+    for user_id in (2001, 2003):
+        [received] = fake.messages_to(user_id)
+        assert (received.photo, received.caption, received.source) == (
+            preview.photo,
+            caption,
+            preview.source,
+        )
+    assert fake.messages_to(2002) == []
+    assert "Доставлено: 2" in admin.last_text
+    assert "Заблокировали бота: 1" in admin.last_text
+    rows = await db.fetchall(
+        "SELECT chat_id, status, media_kind, media_file_id, text FROM outbox "
+        "WHERE kind = 'broadcast' ORDER BY chat_id"
+    )
+    assert [tuple(row) for row in rows] == [
+        (2001, "sent", "photo", preview.photo, None),
+        (2002, "failed", "photo", preview.photo, preview.source),
+        (2003, "sent", "photo", preview.photo, None),
+    ]
+
+
+async def test_broadcast_of_a_document_without_caption_and_a_caption_too_long(
+    admin: TelegramUser,
+    registrations: Registrations,
+    clock: Clock,
+    fake: FakeTelegram,
+    sender: Sender,
+) -> None:
+    await add_registration(registrations, clock, 2001)
+    await admin.send("/broadcast")
+
+    replies = await admin.send_document("д" * 1025)
+    assert "Подпись длиннее 1024 символов" in (replies[0].text or "")
+    replies = await admin.send_document()
+    assert replies[1].document is not None and replies[1].caption is None
+    await admin.click("Отправить (1)")
+    await sender.idle()
+
+    [received] = fake.messages_to(2001)
+    assert received.document == replies[1].document
+    assert received.caption is None
 
 
 async def test_broadcast_with_nobody_registered_says_so(admin: TelegramUser) -> None:
