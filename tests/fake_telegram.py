@@ -884,28 +884,11 @@ class FakeTelegram:
     async def _send_document(self, params: JSON) -> JSON:
         chat_id = self._target_chat(params)
         upload = self._resolve_document(params)
-        source = params.get("caption")
-        parse_mode = params.get("parse_mode")
-        caption = _render(source, parse_mode) if source else None
-        if caption is not None and len(caption) > MAX_CAPTION_LENGTH:
-            raise _bad_request("message caption is too long")
         file_id = f"fake-document-{len(self._files) + 1}"
         self._files[file_id] = upload
-        message = SentMessage(
-            message_id=self.next_message_id(chat_id),
-            chat_id=chat_id,
-            text=None,
-            parse_mode=parse_mode,
-            reply_markup=_check_markup(params.get("reply_markup")),
-            document=upload.content,
-            filename=upload.filename,
-            caption=caption,
-            source=source,
-            file_id=file_id,
-            date=_now(),
+        return self._send_media(
+            chat_id, params, document=upload.content, filename=upload.filename, file_id=file_id
         )
-        self._store(message)
-        return self.message_json(message)
 
     async def _send_photo(self, params: JSON) -> JSON:
         """A photo by the file id of one a user sent (uploads are not needed here)."""
@@ -913,6 +896,9 @@ class FakeTelegram:
         photo = params.get("photo")
         if not isinstance(photo, str) or not _INCOMING_FILE.fullmatch(photo):
             raise _bad_request("wrong file identifier/HTTP URL specified")
+        return self._send_media(chat_id, params, photo=photo)
+
+    def _send_media(self, chat_id: int, params: JSON, **media: Any) -> JSON:
         source = params.get("caption")
         parse_mode = params.get("parse_mode")
         caption = _render(source, parse_mode) if source else None
@@ -926,8 +912,8 @@ class FakeTelegram:
             reply_markup=_check_markup(params.get("reply_markup")),
             caption=caption,
             source=source,
-            photo=photo,
             date=_now(),
+            **media,
         )
         self._store(message)
         return self.message_json(message)
