@@ -577,7 +577,7 @@ def csv_lines(
             local_time = session.local_time
             # Every session export: the session column, the same for all its rows, done once.
             title = csv_line(cells([session.title], for_csv=True)) + CSV_DELIMITER if every else ""
-            for batch in rows.csv_parts(event):
+            for batch in rows.csv_parts(event, delimiter=CSV_DELIMITER):
                 for registration_id, status, created_at, consent_at, joined, blocked in batch:
                     label = labels.get(status)
                     if label is not None and joined is not None:

@@ -57,9 +57,10 @@ _OF_SESSION = "WHERE registrations.event_id = ? ORDER BY registrations.event_id,
 
 class CsvPart(NamedTuple):
     """A registration for a CSV file: the values from full name to username already joined
-    by SQLite as the CSV line has them, which is much faster than joining seven values in
-    Python (and one value instead of seven to convert). The phone, as people read it, sits
-    behind the apostrophe that keeps a spreadsheet from reading its "+" as a formula.
+    by SQLite with the CSV delimiter, as the line has them, which is much faster than
+    joining seven values in Python (and one value instead of seven to convert). The phone,
+    as people read it, sits behind the apostrophe that keeps a spreadsheet from reading its
+    "+" as a formula.
     Whether the joined text may go into the file as it is, is for the caller to check."""
 
     id: int
@@ -73,13 +74,14 @@ class CsvPart(NamedTuple):
 _CSV_PARTS = f"""
     SELECT registrations.id, registrations.status, registrations.created_at,
            registrations.consent_at,
-           registrations.full_name || ';' || registrations.position || ';'
-           || registrations.organization || ';'
+           registrations.full_name || :delimiter || registrations.position || :delimiter
+           || registrations.organization || :delimiter
            || CASE WHEN registrations.phone_display GLOB '+*' THEN '''' ELSE '' END
-           || registrations.phone_display || ';' || registrations.email || ';'
-           || registrations.user_id || ';' || ifnull(registrations.username, ''),
+           || registrations.phone_display || :delimiter || registrations.email || :delimiter
+           || registrations.user_id || :delimiter || ifnull(registrations.username, ''),
            chats.unreachable_at
-    {_FROM} {_OF_SESSION}
+    {_FROM} WHERE registrations.event_id = :session
+    ORDER BY registrations.event_id, registrations.id
 """
 
 
@@ -130,10 +132,12 @@ class Snapshot:
         while rows := cursor.fetchmany(batch):
             yield from map(_record, rows)
 
-    def csv_parts(self, session: str, *, batch: int = 100) -> Iterator[list[CsvPart]]:
+    def csv_parts(
+        self, session: str, *, delimiter: str, batch: int = 100
+    ) -> Iterator[list[CsvPart]]:
         """The same registrations as `records`, as `CsvPart` tuples, a batch at a time."""
         cursor = self._cursor.connection.cursor()
-        cursor.execute(_CSV_PARTS, (session,))
+        cursor.execute(_CSV_PARTS, {"session": session, "delimiter": delimiter})
         while rows := cursor.fetchmany(batch):
             yield rows
 
