@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import quote
@@ -127,19 +127,19 @@ class Snapshot:
     def records(self, session: str, *, batch: int = 1000) -> Iterator[ExportRecord]:
         """A session's registrations, withdrawn ones included, in the order they were made,
         `batch` rows at a time: memory stays flat however many there are."""
-        cursor = self._cursor.connection.cursor()
-        cursor.execute(f"SELECT {_COLUMNS} {_FROM} {_OF_SESSION}", (session,))
-        while rows := cursor.fetchmany(batch):
-            yield from map(_record, rows)
+        with closing(self._cursor.connection.cursor()) as cursor:
+            cursor.execute(f"SELECT {_COLUMNS} {_FROM} {_OF_SESSION}", (session,))
+            while rows := cursor.fetchmany(batch):
+                yield from map(_record, rows)
 
     def csv_parts(
         self, session: str, *, delimiter: str, batch: int = 100
     ) -> Iterator[list[CsvPart]]:
         """The same registrations as `records`, as `CsvPart` tuples, a batch at a time."""
-        cursor = self._cursor.connection.cursor()
-        cursor.execute(_CSV_PARTS, {"session": session, "delimiter": delimiter})
-        while rows := cursor.fetchmany(batch):
-            yield rows
+        with closing(self._cursor.connection.cursor()) as cursor:
+            cursor.execute(_CSV_PARTS, {"session": session, "delimiter": delimiter})
+            while rows := cursor.fetchmany(batch):
+                yield rows
 
     def record(self, registration_id: int) -> ExportRecord:
         row = self._cursor.execute(
