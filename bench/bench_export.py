@@ -42,6 +42,9 @@ from storage.database import open_database, utc_iso
 from storage.events import EventsRepository
 from storage.export import open_read_only
 
+# openpyxl write-only with lxml, 100,000 × 11 text columns, as the issue measured it.
+ISSUE_BASELINE_SECONDS = 16.6
+ISSUE_ROWS = 100_000
 GOAL_CSV_SECONDS = 1.0
 GOAL_XLSX_SPEEDUP = 3.0
 GOAL_PEAK_MB = 100.0
@@ -441,11 +444,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     csv_result, xlsx_result = results["csv"], results["xlsx"]
     if csv_result is not None:
-        goal(
-            f"CSV ≤ {GOAL_CSV_SECONDS:.0f} s",
-            f"{csv_result.seconds:.2f} s",
-            csv_result.seconds <= GOAL_CSV_SECONDS,
-        )
+        figure = f"{csv_result.seconds:.2f} s"
+        if baseline is not None and count == ISSUE_ROWS:
+            # The issue measured its baseline on its own machine: the same ratio there.
+            scaled = csv_result.seconds * ISSUE_BASELINE_SECONDS / baseline.seconds
+            figure += (
+                f" (on the issue's machine, whose baseline took {ISSUE_BASELINE_SECONDS} s "
+                f"against {baseline.seconds:.1f} s here: about {scaled:.2f} s)"
+            )
+        goal(f"CSV ≤ {GOAL_CSV_SECONDS:.0f} s", figure, csv_result.seconds <= GOAL_CSV_SECONDS)
     if xlsx_result is not None and baseline is not None:
         speedup = baseline.seconds / xlsx_result.seconds
         goal(
