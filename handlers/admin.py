@@ -13,7 +13,7 @@ from pathlib import Path
 from aiogram import Bot, F, Router
 from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.enums import ChatType
-from aiogram.filters import Command, CommandObject, StateFilter
+from aiogram.filters import Command, CommandObject, StateFilter, or_f
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -393,50 +393,57 @@ async def admin_button_refused(callback: CallbackQuery) -> None:
 
 
 def create_router(admin_ids: Iterable[int]) -> Router:
+    router = Router(name="admin")
     is_admin = Magic(F.from_user.id.in_(frozenset(admin_ids)))
-
     # Checked once at the router: a participant's update (nearly every update) skips all
-    # the admin handlers in one filter call instead of one per handler.
-    admin = Router(name="admin_commands")
-    admin.message.filter(is_admin)
-    admin.callback_query.filter(is_admin)
-    admin.message.register(admin_started, Command("start"))
-    admin.message.register(admin_help, Command("help"))
-    admin.message.register(export_started, Command("export"))
-    admin.callback_query.register(
-        export_chosen, AdminCallback.filter(F.action == AdminAction.export_event)
+    # the admin handlers in one filter call instead of one per handler. Others' admin
+    # commands and buttons still come in, to be refused at the end.
+    router.message.filter(
+        Magic(F.chat.type == ChatType.PRIVATE), or_f(is_admin, Command(*ADMIN_COMMANDS))
     )
-    admin.message.register(stats_shown, Command("stats"))
-    admin.message.register(registrations_found, Command("find"))
-    admin.message.register(digest_now, Command("digest"))
-    admin.message.register(broadcast_started, Command("broadcast"))
-    admin.message.register(
+    router.callback_query.filter(
+        Magic(F.message.chat.type == ChatType.PRIVATE), or_f(is_admin, AdminCallback.filter())
+    )
+
+    router.message.register(admin_started, Command("start"), is_admin)
+    router.message.register(admin_help, Command("help"), is_admin)
+    router.message.register(export_started, Command("export"), is_admin)
+    router.callback_query.register(
+        export_chosen, AdminCallback.filter(F.action == AdminAction.export_event), is_admin
+    )
+    router.message.register(stats_shown, Command("stats"), is_admin)
+    router.message.register(registrations_found, Command("find"), is_admin)
+    router.message.register(digest_now, Command("digest"), is_admin)
+    router.message.register(broadcast_started, Command("broadcast"), is_admin)
+    router.message.register(
         broadcast_cancelled_by_command, Command("cancel"), StateFilter(BroadcastForm)
     )
-    admin.message.register(broadcast_written, StateFilter(BroadcastForm.writing), Magic(F.text))
-    admin.message.register(broadcast_not_text, StateFilter(BroadcastForm.writing))
-    admin.message.register(broadcast_awaiting_button, StateFilter(BroadcastForm.confirming))
-    admin.callback_query.register(
-        broadcast_event_chosen, AdminCallback.filter(F.action == AdminAction.broadcast_event)
+    router.message.register(
+        broadcast_written, StateFilter(BroadcastForm.writing), Magic(F.text), is_admin
     )
-    admin.callback_query.register(
+    router.message.register(broadcast_not_text, StateFilter(BroadcastForm.writing), is_admin)
+    router.message.register(
+        broadcast_awaiting_button, StateFilter(BroadcastForm.confirming), is_admin
+    )
+    router.callback_query.register(
+        broadcast_event_chosen,
+        AdminCallback.filter(F.action == AdminAction.broadcast_event),
+        is_admin,
+    )
+    router.callback_query.register(
         broadcast_confirmed,
         StateFilter(BroadcastForm.confirming),
         AdminCallback.filter(F.action == AdminAction.broadcast_send),
+        is_admin,
     )
-    admin.callback_query.register(
+    router.callback_query.register(
         broadcast_cancelled,
         StateFilter(BroadcastForm.confirming),
         AdminCallback.filter(F.action == AdminAction.broadcast_cancel),
+        is_admin,
     )
 
-    # After the admin handlers: whoever reaches these with an admin command is not an admin.
-    refusals = Router(name="admin_refusals")
-    refusals.message.register(admin_refused, Command(*ADMIN_COMMANDS))
-    refusals.callback_query.register(admin_button_refused, AdminCallback.filter(), ~is_admin)
-
-    router = Router(name="admin")
-    router.message.filter(Magic(F.chat.type == ChatType.PRIVATE))
-    router.callback_query.filter(Magic(F.message.chat.type == ChatType.PRIVATE))
-    router.include_routers(admin, refusals)
+    # Registered after the admin handlers: whoever reaches these is not an admin.
+    router.message.register(admin_refused, Command(*ADMIN_COMMANDS))
+    router.callback_query.register(admin_button_refused, AdminCallback.filter(), ~is_admin)
     return router
