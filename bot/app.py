@@ -38,7 +38,7 @@ from bot.config import Settings
 from bot.digest_worker import DigestScheduler
 from bot.events import EventCatalog
 from bot.menu import AdminMenus
-from bot.middlewares import HandledUpdatesMiddleware
+from bot.middlewares import HandledUpdatesMiddleware, UpdateScopeMiddleware
 from bot.polling import poll
 from bot.retry import RetryRequests
 from bot.sender import Limits, Sender
@@ -143,15 +143,18 @@ def create_dispatcher(
     background workers start and stop with it (startup and shutdown hooks)."""
     outbox = Outbox(db)
     cards = CardPublisher(outbox, settings.organizer_chat_ids, catalog)
-    dispatcher = Dispatcher(
-        storage=SQLiteStorage(
-            db,
-            key_builder=DefaultKeyBuilder(
-                with_bot_id=True, with_business_connection_id=True, with_destiny=True
-            ),
+    storage = SQLiteStorage(
+        db,
+        key_builder=DefaultKeyBuilder(
+            with_bot_id=True, with_business_connection_id=True, with_destiny=True
         ),
+    )
+    dispatcher = Dispatcher(
+        storage=storage,
         # One person's quick taps are handled one after another, never interleaved.
         events_isolation=SimpleEventIsolation(),
+        # Registered below, after the update's scope is opened.
+        disable_fsm=True,
         settings=settings,
         catalog=catalog,
         registrations=Registrations(db, cards),
@@ -171,6 +174,10 @@ def create_dispatcher(
         clock=clock,
         limits=limits or Limits(),
     )
+    # Order: the update's scope, then aiogram's FSM middleware (takes the conversation's lock,
+    # reads its row once), then the guard against updates handled before.
+    dispatcher.update.outer_middleware(UpdateScopeMiddleware(dispatcher.fsm, storage))
+    dispatcher.update.outer_middleware(dispatcher.fsm)
     dispatcher.update.outer_middleware(
         HandledUpdatesMiddleware(HandledUpdates(db), clock, on_repeat=repeat_question)
     )

@@ -98,6 +98,9 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # aiogram logs a line per update ("Update id=... is handled"): ~30 us each, and a
+    # busy day's log would be little else. Its warnings and errors still come through.
+    logging.getLogger("aiogram.event").setLevel(logging.WARNING)
     if argv[:1] == ["export"]:
         return export(argv[1:])
     if argv:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Final
 
 from aiogram.fsm.state import State, StatesGroup
@@ -56,11 +56,11 @@ class Draft:
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> Draft:
-        known = {field.name for field in fields(cls)}
-        return cls(**{key: value for key, value in data.items() if key in known})
+        return cls(**{key: value for key, value in data.items() if key in _DRAFT_KEYS})
 
     def to_data(self) -> dict[str, Any]:
-        return asdict(self)
+        # Every field is a JSON scalar: no deep copy (dataclasses.asdict) needed.
+        return {key: getattr(self, key) for key in _DRAFT_KEYS}
 
     def answers(self) -> dict[str, str]:
         return {name: getattr(self, name) or "" for name in FIELDS}
@@ -75,3 +75,6 @@ class Draft:
         if field not in FIELDS:
             raise ValueError(f"{field!r} is not a question of the form")
         return replace(self, **{field: value})  # type: ignore[arg-type]
+
+
+_DRAFT_KEYS: Final = tuple(field.name for field in fields(Draft))

@@ -4,15 +4,39 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiogram import BaseMiddleware
+from aiogram import BaseMiddleware, Bot
 from aiogram.fsm.context import FSMContext
+from aiogram.fsm.middleware import FSMContextMiddleware
 from aiogram.types import TelegramObject, Update
 
 from bot.clock import Clock
-from storage.fsm import HANDLING_UPDATE, SQLiteStorage
+from storage.fsm import SQLiteStorage
 from storage.updates import HandledUpdates
 
 logger = logging.getLogger(__name__)
+
+
+class UpdateScopeMiddleware(BaseMiddleware):
+    """Open the storage's scope of the update (see `UpdateScope` in storage/fsm.py) before
+    aiogram's FSM middleware reads the state: so that read is the only one of the update,
+    and it also tells whether the update was handled before."""
+
+    def __init__(self, fsm: FSMContextMiddleware, storage: SQLiteStorage) -> None:
+        self._fsm = fsm
+        self._storage = storage
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        assert isinstance(event, Update)
+        bot = data["bot"]
+        assert isinstance(bot, Bot)
+        context = self._fsm.resolve_event_context(bot, data)
+        with self._storage.handling(event.update_id, None if context is None else context.key):
+            return await handler(event, data)
 
 
 class HandledUpdatesMiddleware(BaseMiddleware):
@@ -36,15 +60,15 @@ class HandledUpdatesMiddleware(BaseMiddleware):
         data: dict[str, Any],
     ) -> Any:
         assert isinstance(event, Update)
-        if await self._handled.is_handled(event.update_id):
+        context = data.get("state")
+        if isinstance(context, FSMContext) and isinstance(context.storage, SQLiteStorage):
+            handled, moved = await context.storage.seen(context.key, event.update_id)
+        else:
+            handled, moved = await self._handled.is_handled(event.update_id), False
+        if handled:
             logger.info("Update %d was handled before; skipped", event.update_id)
             return None
-        context = data.get("state")
-        if (
-            isinstance(context, FSMContext)
-            and isinstance(context.storage, SQLiteStorage)
-            and await context.storage.moved_by(context.key, event.update_id)
-        ):
+        if moved:
             # Applied, but the process died before marking it: not again, yet the reply
             # may have died with it.
             logger.info(
@@ -54,10 +78,6 @@ class HandledUpdatesMiddleware(BaseMiddleware):
                 await self._on_repeat(event, data)
             await self._handled.mark(event.update_id, now=self._clock())
             return None
-        token = HANDLING_UPDATE.set(event.update_id)
-        try:
-            result = await handler(event, data)
-        finally:
-            HANDLING_UPDATE.reset(token)
+        result = await handler(event, data)
         await self._handled.mark(event.update_id, now=self._clock())
         return result

@@ -27,7 +27,14 @@ from aiogram.enums import ChatType
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject, StateFilter
 from aiogram.fsm.context import FSMContext
-from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove, Update, User
+from aiogram.types import (
+    CallbackQuery,
+    Message,
+    ReplyKeyboardMarkup,
+    ReplyKeyboardRemove,
+    Update,
+    User,
+)
 
 from bot.clock import Clock
 from bot.events import Event, EventCatalog
@@ -58,13 +65,24 @@ from storage.registrations import AlreadyRegistered, NewRegistration, Registrati
 
 logger = logging.getLogger(__name__)
 
+# Telegram's limit on a message's text.
+MESSAGE_LIMIT = 4096
+
 NON_TEXT_KINDS = ("sticker", "photo", "voice", "video", "document", "location", "contact")
 
 
 # --- What the person sees ------------------------------------------------------------------
 
 
-async def ask(bot: Bot, chat_id: int, field: str, draft: Draft, *, preface: str = "") -> None:
+async def ask(
+    bot: Bot,
+    chat_id: int,
+    field: str,
+    draft: Draft,
+    *,
+    preface: str = "",
+    remove_keyboard: bool = False,
+) -> None:
     question = t(f"ask_{field}")
     current = getattr(draft, field)
     if draft.editing is not None and current:
@@ -72,7 +90,11 @@ async def ask(bot: Bot, chat_id: int, field: str, draft: Draft, *, preface: str 
     elif draft.editing is None:
         number = FIELDS.index(field) + 1
         question = t("ask_step", number=number, total=len(FIELDS), question=Html(question))
-    markup = phone_keyboard() if field == "phone" else None
+    markup: ReplyKeyboardMarkup | ReplyKeyboardRemove | None = None
+    if field == "phone":
+        markup = phone_keyboard()
+    elif remove_keyboard:
+        markup = ReplyKeyboardRemove()
     await bot.send_message(chat_id, preface + question, reply_markup=markup)
 
 
@@ -81,11 +103,15 @@ async def show_summary(bot: Bot, chat_id: int, draft: Draft, event: Event) -> No
     await bot.send_message(chat_id, text, reply_markup=summary_keyboard(event.id))
 
 
-async def show_consent(bot: Bot, chat_id: int, event: Event) -> None:
+async def show_consent(bot: Bot, chat_id: int, event: Event, *, preface: str = "") -> None:
     policy = event.privacy_policy or t("consent_default_policy")
-    await bot.send_message(
-        chat_id, t("consent_request", policy=policy), reply_markup=consent_keyboard()
-    )
+    text = t("consent_request", policy=policy)
+    if preface and len(preface) + len(text) > MESSAGE_LIMIT:
+        # A long description and a long policy: two messages rather than a refused one.
+        await bot.send_message(chat_id, preface.rstrip())
+    elif preface:
+        text = preface + text
+    await bot.send_message(chat_id, text, reply_markup=consent_keyboard())
 
 
 def registration_text(registration: Registration, event: Event | None, can_change: bool) -> str:
@@ -186,8 +212,7 @@ async def offer_event(
     greeting = t("greeting", card=event_card(event, deadline=True))
     if event.description:
         greeting += "\n\n" + t("event_description", description=event.description)
-    await bot.send_message(chat_id, greeting)
-    await show_consent(bot, chat_id, event)
+    await show_consent(bot, chat_id, event, preface=greeting + "\n\n")
 
 
 async def start(
@@ -340,18 +365,27 @@ async def accept(
     """Store a valid answer and move on: next question, back to the summary, or save."""
     chat_id = message.chat.id
     draft = Draft.from_data(await state.get_data()).with_answer(field, value)
+    next_field = None if draft.registration_id is not None else draft.next_question()
+    preface = ""
     if field == "phone":
-        # The "share my number" keyboard has done its job.
-        await message.answer(
-            t("phone_saved", phone=shown_value("phone", value)), reply_markup=ReplyKeyboardRemove()
-        )
+        # The "share my number" keyboard has done its job: it goes with the next question,
+        # or alone before a summary (a message has one keyboard).
+        preface = t("phone_saved", phone=shown_value("phone", value))
+        if next_field is None:
+            await message.answer(preface, reply_markup=ReplyKeyboardRemove())
     if draft.registration_id is not None:
         await save_change(message, draft, field, value, bot, state, registrations, catalog, clock)
         return
-    next_field = draft.next_question()
     if next_field is not None:
         await transition(state, FIELD_STATES[next_field], draft.to_data())
-        await ask(bot, chat_id, next_field, draft)
+        await ask(
+            bot,
+            chat_id,
+            next_field,
+            draft,
+            preface=preface + "\n\n" if preface else "",
+            remove_keyboard=bool(preface),
+        )
         return
     draft = replace(draft, editing=None)
     event = catalog.get(draft.event_id)

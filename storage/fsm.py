@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, overload
 
@@ -26,9 +28,6 @@ _EMPTY_DATA = "{}"
 # How many update ids a conversation remembers: more than a person can send between a
 # crash and the moment Telegram delivers the unconfirmed updates again.
 RECENT_UPDATES = 20
-
-# The update being handled, set by the dispatcher's middleware (bot/middlewares.py).
-HANDLING_UPDATE: ContextVar[int | None] = ContextVar("HANDLING_UPDATE", default=None)
 
 
 def _now() -> str:
@@ -65,6 +64,58 @@ async def _write_data(connection: aiosqlite.Connection, key: str, data: Mapping[
     await _prune(connection, key)
 
 
+@dataclass(frozen=True)
+class _Row:
+    state: str | None
+    # JSON text, decoded afresh by each read, so every caller gets its own copy (as from
+    # MemoryStorage).
+    data: str
+    recent: tuple[int, ...]
+    stored: bool
+
+    @property
+    def empty(self) -> bool:
+        # No state and no data means the same as a missing row (see `_prune`).
+        return self.state is None and self.data == _EMPTY_DATA
+
+
+_MISSING = _Row(state=None, data=_EMPTY_DATA, recent=(), stored=False)
+
+# One round trip for all an update needs to know about its conversation before it is handled.
+# handled_updates belongs to storage/updates.py; it is read here only to save that trip.
+_LOAD = """
+    SELECT fsm_states.state, fsm_states.data, fsm_states.recent_updates,
+        EXISTS (SELECT 1 FROM handled_updates WHERE update_id = :update_id) AS handled
+    FROM (SELECT :key AS key) AS wanted LEFT JOIN fsm_states ON fsm_states.key = wanted.key
+"""
+
+
+def _row(state: str | None, data: str | None, recent: str | None) -> _Row:
+    if data is None:
+        return _MISSING
+    return _Row(state=state, data=data, recent=tuple(json.loads(recent or "[]")), stored=True)
+
+
+@dataclass(eq=False)
+class UpdateScope:
+    """The update being handled and the conversation whose lock it holds.
+
+    aiogram's event isolation lets one update of a conversation run at a time, and every
+    write to its row goes through `SQLiteStorage`: while the update runs, the row in the
+    database is the row here. So it is read once (when aiogram's FSM middleware asks for the
+    state, together with whether the update was handled before) and every later
+    get_state/get_data is answered from memory instead of a round trip to aiosqlite's thread.
+    """
+
+    update_id: int
+    key: str | None
+    row: _Row | None = None  # None: not read yet, or unknown after a failed write
+    handled: bool = False
+
+
+_SCOPE: ContextVar[UpdateScope | None] = ContextVar("fsm_update_scope", default=None)
+
+
 class SQLiteStorage(BaseStorage):
     """Behaves like aiogram's `MemoryStorage`, but survives restarts.
 
@@ -87,9 +138,69 @@ class SQLiteStorage(BaseStorage):
         # The Database belongs to the application, which closes it after the dispatcher stops.
         pass
 
+    @contextmanager
+    def handling(self, update_id: int, key: StorageKey | None) -> Iterator[UpdateScope]:
+        """Scope of one update (see `UpdateScope`); `key` is the conversation whose lock the
+        update holds, None when it has none."""
+        scope = UpdateScope(update_id, None if key is None else self._key(key))
+        token = _SCOPE.set(scope)
+        try:
+            yield scope
+        finally:
+            _SCOPE.reset(token)
+
+    def _scope_of(self, db_key: str) -> UpdateScope | None:
+        scope = _SCOPE.get()
+        return scope if scope is not None and scope.key == db_key else None
+
+    async def _load(self, db_key: str, update_id: int) -> tuple[_Row, bool]:
+        [row] = await self._db.fetchall(_LOAD, {"key": db_key, "update_id": update_id})
+        return _row(row["state"], row["data"], row["recent_updates"]), bool(row["handled"])
+
+    async def _read(self, db_key: str) -> _Row:
+        scope = self._scope_of(db_key)
+        if scope is None:
+            rows = await self._db.fetchall(
+                "SELECT state, data, recent_updates FROM fsm_states WHERE key = ?", (db_key,)
+            )
+            return _row(*rows[0]) if rows else _MISSING
+        if scope.row is None:
+            scope.row, scope.handled = await self._load(db_key, scope.update_id)
+        return scope.row
+
+    async def _store(self, scope: UpdateScope, row: _Row, *, prune: bool = False) -> None:
+        """Write the conversation's row in one statement (the scope knows the rest of it)."""
+        assert scope.key is not None
+        try:
+            if prune and row.empty:
+                if row.stored:
+                    await self._db.execute("DELETE FROM fsm_states WHERE key = ?", (scope.key,))
+                row = _MISSING
+            else:
+                await self._db.execute(
+                    """
+                    INSERT INTO fsm_states (key, state, data, recent_updates, updated_at)
+                    VALUES (?, ?, ?, ?, ?)
+                    ON CONFLICT (key) DO UPDATE SET state = excluded.state,
+                        data = excluded.data, recent_updates = excluded.recent_updates,
+                        updated_at = excluded.updated_at
+                    """,
+                    (scope.key, row.state, row.data, json.dumps(row.recent), _now()),
+                )
+                row = replace(row, stored=True)
+        except BaseException:
+            scope.row = None  # whatever happened, the next read asks the database
+            raise
+        scope.row = row
+
     async def set_state(self, key: StorageKey, state: StateType = None) -> None:
         value = state.state if isinstance(state, State) else state
         db_key = self._key(key)
+        scope = self._scope_of(db_key)
+        if scope is not None:
+            row = await self._read(db_key)
+            await self._store(scope, replace(row, state=value), prune=True)
+            return
         async with self._db.transaction() as connection:
             await connection.execute(
                 """
@@ -102,13 +213,7 @@ class SQLiteStorage(BaseStorage):
             await _prune(connection, db_key)
 
     async def get_state(self, key: StorageKey) -> str | None:
-        row = await self._db.fetchone(
-            "SELECT state FROM fsm_states WHERE key = ?", (self._key(key),)
-        )
-        if row is None:
-            return None
-        state: str | None = row["state"]
-        return state
+        return (await self._read(self._key(key))).state
 
     async def set_data(self, key: StorageKey, data: Mapping[str, Any]) -> None:
         # Same check as MemoryStorage: a Mapping that is not a dict is refused too.
@@ -116,19 +221,28 @@ class SQLiteStorage(BaseStorage):
             msg = f"Data must be a dict or dict-like object, got {type(data).__name__}"
             raise DataNotDictLikeError(msg)
         db_key = self._key(key)
+        scope = self._scope_of(db_key)
+        if scope is not None:
+            row = await self._read(db_key)
+            await self._store(scope, replace(row, data=_dump(data)), prune=True)
+            return
         async with self._db.transaction() as connection:
             await _write_data(connection, db_key, data)
 
     async def get_data(self, key: StorageKey) -> dict[str, Any]:
-        row = await self._db.fetchone(
-            "SELECT data FROM fsm_states WHERE key = ?", (self._key(key),)
-        )
-        return {} if row is None else _load(row["data"])
+        return _load((await self._read(self._key(key))).data)
 
     async def update_data(self, key: StorageKey, data: Mapping[str, Any]) -> dict[str, Any]:
+        db_key = self._key(key)
+        scope = self._scope_of(db_key)
+        if scope is not None:
+            cached = await self._read(db_key)
+            current = _load(cached.data)
+            current.update(data)
+            await self._store(scope, replace(cached, data=_dump(current)), prune=True)
+            return current
         # The base class reads and writes in two steps; two handlers updating the same key
         # between them would lose one update, so the whole merge is one transaction.
-        db_key = self._key(key)
         async with self._db.transaction() as connection:
             async with connection.execute(
                 "SELECT data FROM fsm_states WHERE key = ?", (db_key,)
@@ -169,14 +283,19 @@ class SQLiteStorage(BaseStorage):
             raise DataNotDictLikeError(msg)
         value = state.state if isinstance(state, State) else state
         db_key = self._key(key)
-        update_id = HANDLING_UPDATE.get()
+        current = _SCOPE.get()
+        update_id = None if current is None else current.update_id
+        scope = self._scope_of(db_key)
+        if scope is not None:
+            row = await self._read(db_key)
+            recent = _stamped(row.recent, update_id)
+            await self._store(scope, replace(row, state=value, data=_dump(data), recent=recent))
+            return
         async with self._db.transaction() as connection:
             rows = await connection.execute_fetchall(
                 "SELECT recent_updates FROM fsm_states WHERE key = ?", (db_key,)
             )
-            recent: list[int] = json.loads(next(iter(rows))[0]) if rows else []
-            if update_id is not None and update_id not in recent:
-                recent = [*recent, update_id][-RECENT_UPDATES:]
+            recent = tuple(json.loads(next(iter(rows))[0])) if rows else ()
             await connection.execute(
                 """
                 INSERT INTO fsm_states (key, state, data, recent_updates, updated_at)
@@ -184,17 +303,29 @@ class SQLiteStorage(BaseStorage):
                 ON CONFLICT (key) DO UPDATE SET state = excluded.state, data = excluded.data,
                     recent_updates = excluded.recent_updates, updated_at = excluded.updated_at
                 """,
-                (db_key, value, _dump(data), json.dumps(recent), _now()),
+                (db_key, value, _dump(data), json.dumps(_stamped(recent, update_id)), _now()),
             )
+
+    async def seen(self, key: StorageKey, update_id: int) -> tuple[bool, bool]:
+        """Whether `update_id` was handled before, and whether it already moved this
+        conversation: both in one round trip, none when the update's scope has read them."""
+        db_key = self._key(key)
+        scope = self._scope_of(db_key)
+        if scope is not None and scope.update_id == update_id:
+            row = await self._read(db_key)
+            return scope.handled, update_id in row.recent
+        row, handled = await self._load(db_key, update_id)
+        return handled, update_id in row.recent
 
     async def moved_by(self, key: StorageKey, update_id: int) -> bool:
         """Whether `update_id` already moved this conversation."""
-        row = await self._db.fetchone(
-            "SELECT 1 FROM fsm_states, json_each(fsm_states.recent_updates) "
-            "WHERE fsm_states.key = ? AND json_each.value = ?",
-            (self._key(key), update_id),
-        )
-        return row is not None
+        return update_id in (await self._read(self._key(key))).recent
+
+
+def _stamped(recent: tuple[int, ...], update_id: int | None) -> tuple[int, ...]:
+    if update_id is None or update_id in recent:
+        return recent
+    return (*recent, update_id)[-RECENT_UPDATES:]
 
 
 async def transition(context: FSMContext, state: State, data: Mapping[str, Any]) -> None:

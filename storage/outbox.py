@@ -70,39 +70,40 @@ class Outbox:
     ) -> None:
         """Queue `text` (with media, its caption) for each chat inside the caller's
         transaction."""
-        stamp = utc_iso(now)
-        for chat_id in chat_ids:
-            async with connection.execute(
-                "SELECT moved_to FROM chats WHERE chat_id = ? AND moved_to IS NOT NULL",
-                (chat_id,),
-            ) as cursor:
-                moved = await cursor.fetchone()
-            target = moved[0] if moved else chat_id
-            async with connection.execute(
-                "SELECT unreachable FROM chats WHERE chat_id = ?", (target,)
-            ) as cursor:
-                row = await cursor.fetchone()
-            # A chat that refused the bot is not tried again until the bot is back in it:
-            # its new messages wait, parked, with the others.
-            reason: str | None = row[0] if row is not None else None
-            parked = reason is not None
-            await connection.execute(
-                "INSERT INTO outbox (chat_id, kind, registration_id, broadcast_id, text, "
-                "media_kind, media_file_id, created_at, status, error) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    target,
-                    kind,
-                    registration_id,
-                    broadcast_id,
-                    text,
-                    media.kind if media else None,
-                    media.file_id if media else None,
-                    stamp,
-                    "failed" if parked else "pending",
-                    reason,
-                ),
-            )
+        # One statement for all the chats, one round trip to aiosqlite's thread: a chat
+        # that became a supergroup gets the message at its new id, and a chat that refused
+        # the bot is not tried again until the bot is back in it: its new messages wait,
+        # parked, with the others.
+        await connection.executemany(
+            """
+            INSERT INTO outbox (chat_id, kind, registration_id, broadcast_id, text, media_kind,
+                media_file_id, created_at, status, error)
+            SELECT target.chat_id, :kind, :registration_id, :broadcast_id, :text, :media_kind,
+                :media_file_id, :created_at,
+                CASE WHEN chats.unreachable IS NULL THEN 'pending' ELSE 'failed' END,
+                chats.unreachable
+            FROM (
+                SELECT COALESCE(
+                    (SELECT moved_to FROM chats WHERE chat_id = :chat_id AND moved_to IS NOT NULL),
+                    :chat_id
+                ) AS chat_id
+            ) AS target
+            LEFT JOIN chats ON chats.chat_id = target.chat_id
+            """,
+            [
+                {
+                    "chat_id": chat_id,
+                    "kind": kind,
+                    "registration_id": registration_id,
+                    "broadcast_id": broadcast_id,
+                    "text": text,
+                    "media_kind": media.kind if media else None,
+                    "media_file_id": media.file_id if media else None,
+                    "created_at": utc_iso(now),
+                }
+                for chat_id in chat_ids
+            ],
+        )
         self.added.set()
 
     async def enqueue(

@@ -49,7 +49,8 @@ async def test_registration_completes_and_is_stored(
     assert "8 декабря 2026, 23:59 (МСК, UTC+3)" in greeting
     assert "Сессия для НКО & органов власти <онлайн>" in greeting  # escaped, shown as written
     assert "152-ФЗ" in user.last_text
-    assert user.buttons(replies[-1]) == ["✅ Даю согласие", "Не согласен(на)"]
+    assert len(replies) == 1  # the greeting and the consent request, with its buttons
+    assert user.buttons(replies[0]) == ["✅ Даю согласие", "Не согласен(на)"]
 
     replies = await user.click("Даю согласие")
     assert "Шаг 1 из 5" in user.last_text
@@ -64,8 +65,10 @@ async def test_registration_completes_and_is_stored(
     assert user.reply_keyboard is not None
     assert user.reply_keyboard["keyboard"][0][0]["request_contact"] is True
 
-    await user.share_contact("79123456789")
+    replies = await user.share_contact("79123456789")
     assert user.reply_keyboard is None  # removed once the phone is known
+    assert len(replies) == 1  # with the next question
+    assert "Телефон +7 912 345-67-89 записан" in user.last_text
     assert "Шаг 5 из 5" in user.last_text
     replies = await user.send("Maria.Ivanova@Example.RU")
     summary = user.last_text
@@ -291,7 +294,10 @@ async def test_changing_a_field_from_the_summary_asks_only_that_field(
     assert "Главный специалист" not in user.last_text
 
     await user.click("Телефон")
-    await user.send("+7 912 000-11-22")
+    replies = await user.send("+7 912 000-11-22")
+    # The summary has its own buttons: the reply keyboard goes with a message of its own.
+    assert "Телефон +7 912 000-11-22 записан" in (replies[0].text or "")
+    assert user.reply_keyboard is None
     assert "Проверьте, пожалуйста, данные" in user.last_text
     await user.click("Подтвердить")
     [row] = await stored_rows(db)
@@ -529,12 +535,30 @@ async def test_several_open_sessions_are_offered_as_buttons(
     assert "несколько мероприятий" in (replies[0].text or "")
     assert user.buttons(replies[0]) == ["Стратегическая сессия «ЭтНик»", "Пресс-конференция"]
     replies = await user.click("Пресс-конференция")
-    greeting = replies[-2].text or ""
+    greeting = replies[-1].text or ""  # the greeting and the consent request: one message
     assert "20 декабря 2026, 15:00 (МСК+1, UTC+4)" in greeting
     assert "Самара, ул. Ленина, 1" in greeting
     # No policy in the file: the default text.
     assert "Данные обрабатываются по 152-ФЗ." not in user.last_text
     assert "Федеральный закон № 152-ФЗ" in user.last_text
+
+
+async def test_long_description_and_policy_are_sent_apart_when_too_long_together(
+    settings: Settings, fake: FakeTelegram, bot: Bot, clock: Clock, db: Database
+) -> None:
+    # Each as long as the events file allows (bot.events.MAX_LENGTHS), with characters that
+    # HTML escaping lengthens.
+    description = ("Описание & сессия. " * 100)[:1500].strip()
+    policy = ("Условия & обработка данных. " * 100)[:2000].strip()
+    long_event = SECOND_EVENT + f'description = "{description}"\nprivacy_policy = "{policy}"\n'
+    dispatcher = await dispatcher_for(long_event, settings, db, clock)
+    user = TelegramUser(fake, feed_deliver(dispatcher, bot), user_id=1001)
+    replies = await user.send("/start")
+    assert len(replies) == 2
+    assert all(len(message.text or "") <= 4096 for message in replies)
+    assert description.strip() in (replies[0].text or "")
+    assert policy.strip() in (replies[1].text or "")
+    assert user.buttons(replies[1]) == ["✅ Даю согласие", "Не согласен(на)"]
 
 
 async def test_event_removed_from_the_file_keeps_its_registrations_closed(

@@ -1,4 +1,5 @@
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TypedDict
@@ -234,3 +235,109 @@ async def test_data_is_unchanged_when_not_json_serialisable(db: Database) -> Non
         await storage.update_data(KEY, {"when": object()})
 
     assert await storage.get_data(KEY) == {"foo": "bar"}
+
+
+# --- Inside an update's scope (the dispatcher opens one per update, see bot/middlewares.py) ---
+
+
+class CountingDatabase:
+    """The database, counting round trips."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self.trips = 0
+
+    def __getattr__(self, name: str) -> object:
+        self.trips += 1
+        return getattr(self._db, name)
+
+
+async def test_scope_reads_the_row_once_when_asked_many_times(db: Database) -> None:
+    await SQLiteStorage(db).set_state_and_data(KEY, "Form:name", {"step": 1})
+    counting = CountingDatabase(db)
+    storage = SQLiteStorage(counting)  # type: ignore[arg-type]
+
+    with storage.handling(7, KEY):
+        assert await storage.get_state(KEY) == "Form:name"
+        assert await storage.get_data(KEY) == {"step": 1}
+        assert await storage.seen(KEY, 7) == (False, False)
+        assert await storage.get_value(KEY, "step") == 1
+
+    assert counting.trips == 1
+
+
+async def test_scope_writes_in_one_statement_and_matches_the_database(db: Database) -> None:
+    counting = CountingDatabase(db)
+    storage = SQLiteStorage(counting)  # type: ignore[arg-type]
+
+    with storage.handling(7, KEY):
+        await storage.get_state(KEY)
+        trips = counting.trips
+        await storage.set_state_and_data(KEY, Form.name, {"step": 1})
+        assert await storage.update_data(KEY, {"extra": True}) == {"step": 1, "extra": True}
+        await storage.set_state(KEY, "Form:other")
+        assert counting.trips == trips + 3
+        assert await storage.get_state(KEY) == "Form:other"
+        assert await storage.moved_by(KEY, 7)
+
+    fresh = SQLiteStorage(db)
+    assert await fresh.get_state(KEY) == "Form:other"
+    assert await fresh.get_data(KEY) == {"step": 1, "extra": True}
+    assert await fresh.seen(KEY, 7) == (False, True)
+
+
+async def test_scope_deletes_the_row_when_cleared(db: Database) -> None:
+    storage = SQLiteStorage(db)
+    await storage.set_state_and_data(KEY, "Form:name", {"step": 1})
+
+    with storage.handling(8, KEY):
+        await storage.set_state(KEY, None)
+        await storage.set_data(KEY, {})
+        assert await storage.get_state(KEY) is None
+        assert await storage.get_data(KEY) == {}
+
+    assert await db.fetchall("SELECT key FROM fsm_states") == []
+
+
+async def test_scope_reads_again_when_a_write_failed(db: Database) -> None:
+    storage = SQLiteStorage(db)
+    await storage.set_data(KEY, {"foo": "bar"})
+
+    async def locked(sql: str, params: object = ()) -> int:
+        raise sqlite3.OperationalError("database is locked")
+
+    with storage.handling(9, KEY):
+        assert await storage.get_data(KEY) == {"foo": "bar"}
+        with pytest.raises(TypeError):  # refused before any write: the scope stays right
+            await storage.update_data(KEY, {"when": object()})
+        execute = db.execute
+        db.execute = locked  # type: ignore[method-assign]
+        try:
+            with pytest.raises(sqlite3.OperationalError):
+                await storage.set_state_and_data(KEY, "Form:name", {"foo": "lost"})
+        finally:
+            db.execute = execute  # type: ignore[method-assign]
+        # Whatever the failed write did, only the database knows: it is asked again.
+        await db.execute("""UPDATE fsm_states SET data = '{"foo": "baz"}'""")
+        assert await storage.get_data(KEY) == {"foo": "baz"}
+        assert await storage.get_state(KEY) is None
+
+
+async def test_scope_leaves_other_conversations_to_the_database(db: Database) -> None:
+    other = StorageKey(bot_id=42, chat_id=-100, user_id=8)
+    storage = SQLiteStorage(db)
+
+    with storage.handling(10, KEY):
+        await storage.set_state(other, "state")
+        await db.execute("UPDATE fsm_states SET state = 'changed'")
+        assert await storage.get_state(other) == "changed"
+
+
+async def test_scope_tells_an_update_handled_before(db: Database) -> None:
+    storage = SQLiteStorage(db)
+    await db.execute("INSERT INTO handled_updates VALUES (11, '2026-11-26T00:00:00+00:00')")
+
+    with storage.handling(11, KEY):
+        assert await storage.seen(KEY, 11) == (True, False)
+    with storage.handling(12, KEY):
+        assert await storage.seen(KEY, 12) == (False, False)
