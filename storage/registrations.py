@@ -113,7 +113,8 @@ class Registrations:
         stamp = utc_iso(now)
         try:
             async with self._db.transaction() as connection:
-                cursor = await connection.execute(
+                # One round trip to the database thread: the row comes back with the insert.
+                rows = await connection.execute_fetchall(
                     """
                     INSERT INTO registrations (
                         event_id, user_id, username, telegram_name, full_name, position,
@@ -139,8 +140,7 @@ class Registrations:
                         stamp,
                     ),
                 )
-                row = await cursor.fetchone()
-                await cursor.close()
+                row = next(iter(rows), None)
                 assert row is not None
                 registration = Registration.from_row(row)
                 await self._listener(connection, RegistrationChange("created", registration), now)
