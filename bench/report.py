@@ -126,6 +126,9 @@ def run(module: str, arguments: Sequence[str]) -> tuple[list[str], bool]:
     return [*body, *footer], completed.returncode == 0
 
 
+ANALYSIS = ROOT / "bench" / "ANALYSIS.md"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller runs of each benchmark")
@@ -141,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         section, ok = run(module, quick if args.quick else full)
         failed += not ok
         lines += section
+    # What the figures cannot say: what dominates a missed goal and what was tried.
+    lines += ["", ANALYSIS.read_text(encoding="utf-8")]
     args.output.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     print(f"wrote {args.output}", file=sys.stderr)
     return 1 if failed else 0
