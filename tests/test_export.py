@@ -482,7 +482,7 @@ def test_csv_lines_agree_with_the_general_way_on_arbitrary_rows(
     assert lines == _general_way(path, catalog, event_id)
 
 
-def test_csv_lines_read_common_rows_in_one_query_per_session(
+def test_csv_lines_read_only_the_tricky_rows_again_whole(
     exported: Exported,
 ) -> None:
     statements: list[str] = []
