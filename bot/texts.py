@@ -221,6 +221,8 @@ RU: dict[str, str] = {
     "button_broadcast_send": "📨 Отправить ({count})",
     "button_broadcast_cancel": "Отменить",
     "broadcast_press_button": "Нажмите «Отправить» под предпросмотром или /cancel.",
+    "broadcast_not_a_command": "Сейчас я жду текст рассылки, а это команда. Напишите сообщение "
+    "для участников или отмените рассылку — /cancel.",
     "broadcast_cancelled": "Рассылка отменена, ничего не отправлено.",
     "broadcast_progress": "📨 Рассылка по «{title}»: отправлено {done} из {total}…",
     "broadcast_report": "✅ Рассылка по «{title}» завершена.\nДоставлено: {delivered}\n"

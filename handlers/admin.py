@@ -318,6 +318,10 @@ async def broadcast_written(
     if media is None and not message.text:
         await message.answer(t("broadcast_text_only"))
         return
+    if message.text and message.text.startswith("/"):
+        # /me, /help and the like typed mid-way: not an announcement for everyone.
+        await message.answer(t("broadcast_not_a_command"))
+        return
     # html_text keeps the admin's own bold, italics and links, with everything else escaped;
     # it is the caption's for a photo or document.
     text = message.html_text if message.text or message.caption else ""

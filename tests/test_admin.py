@@ -183,6 +183,8 @@ async def test_broadcast_can_be_cancelled_and_sends_nothing(
     await admin.send("/broadcast")
     replies = await admin.send_sticker()
     assert "пришлите текст, фото или документ" in (replies[0].text or "")
+    replies = await admin.send("/me")
+    assert "а это команда" in (replies[0].text or "")
     await admin.send("Текст")
     await admin.click("Отменить")
     assert "Рассылка отменена" in admin.last_text
