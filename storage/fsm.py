@@ -317,10 +317,6 @@ class SQLiteStorage(BaseStorage):
         row, handled = await self._load(db_key, update_id)
         return handled, update_id in row.recent
 
-    async def moved_by(self, key: StorageKey, update_id: int) -> bool:
-        """Whether `update_id` already moved this conversation."""
-        return update_id in (await self._read(self._key(key))).recent
-
 
 def _stamped(recent: tuple[int, ...], update_id: int | None) -> tuple[int, ...]:
     if update_id is None or update_id in recent:

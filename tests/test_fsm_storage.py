@@ -278,7 +278,7 @@ async def test_scope_writes_in_one_statement_and_matches_the_database(db: Databa
         await storage.set_state(KEY, "Form:other")
         assert counting.trips == trips + 3
         assert await storage.get_state(KEY) == "Form:other"
-        assert await storage.moved_by(KEY, 7)
+        assert await storage.seen(KEY, 7) == (False, True)  # moved, not yet marked handled
 
     fresh = SQLiteStorage(db)
     assert await fresh.get_state(KEY) == "Form:other"
