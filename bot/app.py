@@ -206,6 +206,8 @@ async def run(settings: Settings, catalog: EventCatalog) -> None:
             )
         catalog = replace(catalog, archived=tuple(event for event, _ in archived))
         await HandledUpdates(db).prune(now=utc_now())
+        if filled := await Registrations(db).fill_csv_cells():
+            logger.info("Stored the CSV text of %d registrations for exports", filled)
 
         bot = create_bot(settings)
         try:

@@ -8,7 +8,6 @@ memory stays flat whatever the number of registrations.
 from __future__ import annotations
 
 import codecs
-import csv
 import functools
 import os
 import re
@@ -25,6 +24,7 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 from phonenumbers.phonemetadata import PhoneMetadata
 
+from bot.cells import CSV_DELIMITER, CSV_RULE, cells, csv_line
 from bot.events import EventCatalog
 from bot.texts import t
 from bot.timefmt import zone_label
@@ -41,11 +41,6 @@ from storage.export import (
 ExportFormat = Literal["csv", "xlsx"]
 FORMATS: tuple[ExportFormat, ...] = ("csv", "xlsx")
 
-# Excel opens a .csv by double-click with the system's list separator, which is ";" wherever
-# the decimal separator is "," (ru-RU among them): with "," every row would land in one
-# column. A "sep=;" first line would force it too, but Excel then ignores the BOM and shows
-# Cyrillic as mojibake, so the separator is ";" and the BOM stays.
-CSV_DELIMITER = ";"
 # Rows encoded and written at once: few system calls, and each batch's text (Cyrillic takes
 # two bytes a character in a str) well under glibc's 128 KB mmap threshold. Above it every
 # batch is a fresh mmap, zero-filled page by page: 500 rows at a time cost 35,000 page
@@ -63,41 +58,6 @@ class UnknownEvent(LookupError):
 
 
 # --- What each cell holds ---------------------------------------------------------------
-
-# Line breaks, tabs and every other control character (XML 1.0 forbids most of them outright),
-# plus the Unicode line/paragraph separators, lone surrogates and the two non-characters.
-_FLATTEN = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]+")
-# Spreadsheets read a cell starting with = + - @ as a formula (OWASP "CSV injection"), and
-# some skip white space before looking; a leading tab or CR is white space once flattened.
-# So: those four, and every white space character that flattening leaves (a test checks the
-# list is complete).
-_CSV_RISKY_FIRST = frozenset(
-    ("=", "+", "-", "@", *" \xa0\u1680\u202f\u205f\u3000", *map(chr, range(0x2000, 0x200B)))
-)
-
-
-def cells(values: Sequence[object], *, for_csv: bool) -> list[str]:
-    """What the cells of one row hold: the one place that decides it, for both formats.
-
-    Runs of line breaks, tabs and other control characters become one space (one line per
-    registration; XML cannot carry most control characters at all). In CSV a value starting
-    with = + - @ or white space (a tab or CR before flattening) gets a leading apostrophe, so
-    Excel and LibreOffice show it as text instead of evaluating it. XLSX needs no prefix:
-    every value is written as a text cell there, never a formula, so "+7 912 …" stays as is.
-    """
-    texts = [v if v.__class__ is str else ("" if v is None else str(v)) for v in values]
-    # One C-speed scan of the whole row: the rare row with something to flatten goes value by
-    # value (isprintable() is also False for a no-break space, which is left as it is).
-    if not "".join(texts).isprintable():
-        texts = [text if text.isprintable() else _FLATTEN.sub(" ", text) for text in texts]
-    if for_csv:
-        texts = ["'" + text if text[:1] in _CSV_RISKY_FIRST else text for text in texts]
-    return texts
-
-
-def cell(value: object, *, for_csv: bool) -> str:
-    """`cells` for a single value."""
-    return cells((value,), for_csv=for_csv)[0]
 
 
 class _PhoneRule(NamedTuple):
@@ -215,6 +175,14 @@ class LocalTimes:
             return self(stored)
         return local_time(stored, self._zone)
 
+    def parts(self, hour: str) -> tuple[str, str] | None:
+        """For a UTC hour and colon as stored ("2026-11-26T09:"): the local date and hour and
+        the zone label, between which a time's stored minutes go; None when the hour has no
+        fast path."""
+        if hour not in self._hours:
+            self._hours[hour] = self._hour(hour[:13]) if hour[13:] == ":" else None
+        return self._hours[hour]
+
     def _hour(self, hour: str) -> tuple[str, str] | None:
         if not _UTC_HOUR.fullmatch(hour):
             return None
@@ -230,13 +198,50 @@ class LocalTimes:
         return f"{start.day:02d}.{start.month:02d}.{start.year} {start.hour:02d}:", f" ({label})"
 
 
+_MINUTE_BYTES = {minute: minute.encode() for minute in _MINUTES}
+
+
+def _as_cell(text: str) -> bytes | None:
+    """`text` as it goes into a CSV line, when it goes as it is (nothing to flatten, quote
+    or neutralise), else None."""
+    return text.encode() if csv_line(cells([text], for_csv=True)) == text else None
+
+
+class CsvTimes:
+    """`LocalTimes` as they go into a CSV line, UTF-8 bytes: the same per-hour parts, encoded
+    once, around the stored minutes. None for a time that would not go into the line as it
+    is (no time we write; checked once per hour all the same)."""
+
+    def __init__(self, times: LocalTimes) -> None:
+        self._times = times
+        self._hours: dict[str, tuple[bytes, bytes] | None] = {}
+
+    def __call__(self, stored: str) -> bytes | None:
+        parts = self._hours.get(stored[:14])
+        minutes = _MINUTE_BYTES.get(stored[14:16])
+        if parts is not None and minutes is not None and stored.endswith("+00:00"):
+            return parts[0] + minutes + parts[1]
+        hour = stored[:14]
+        if hour not in self._hours:
+            self._hours[hour] = self._parts(hour)
+            if self._hours[hour] is not None:
+                return self(stored)
+        return _as_cell(self._times(stored))
+
+    def _parts(self, hour: str) -> tuple[bytes, bytes] | None:
+        parts = self._times.parts(hour)
+        if parts is None or _as_cell(parts[0] + "00" + parts[1]) is None:
+            return None
+        return parts[0].encode(), parts[1].encode()
+
+
 @dataclass(frozen=True, slots=True)
 class Session:
     """What a row needs of its session: from the events file, or as mirrored in the database
     for a session gone from the file."""
 
     title: str
-    local_time: Callable[[str], str]  # a stored time, shown in the session's zone
+    local_time: LocalTimes  # a stored time, shown in the session's zone
     status_labels: dict[str, str]
 
 
@@ -329,35 +334,18 @@ def _binary_output(target: Target) -> Iterator[BinaryIO]:
         raise
 
 
-class _Lines(list[str]):
-    """A csv.writer target that keeps the lines."""
-
-    write = list.append
-
-
-def csv_line(texts: Sequence[str]) -> str:
-    """One CSV line, without its end, of values that went through `cells`: as csv.writer
-    writes it (quoting a value that holds the delimiter or a quote)."""
-    line = _Lines()
-    csv.writer(line, delimiter=CSV_DELIMITER, lineterminator="").writerow(texts)
-    return line[0]
-
-
-def write_csv(target: Target, header: Sequence[str], lines: Iterable[str]) -> int:
+def write_csv(target: Target, header: Sequence[str], batches: Iterable[list[bytes]]) -> int:
     """UTF-8 with a BOM (so Excel recognises the encoding), ";"-separated, CRLF line ends.
-    `lines` are the rows from `csv_line` (or `csv_lines`); writes them in batches and
-    returns their number."""
+    `batches` are lists of lines, each a `csv_line` encoded, as `csv_lines` yields them;
+    each batch is written at once. Returns the number of lines."""
     count = 0
     with _binary_output(target) as stream:
-        stream.write(codecs.BOM_UTF8)
-        batch = [csv_line(cells(header, for_csv=True))]
-        for count, line in enumerate(lines, start=1):  # noqa: B007 (the count is returned)
-            batch.append(line)
-            if len(batch) >= _ROWS_PER_WRITE:
-                stream.write(("\r\n".join(batch) + "\r\n").encode())
-                batch.clear()
-        if batch:
-            stream.write(("\r\n".join(batch) + "\r\n").encode())
+        stream.write(codecs.BOM_UTF8 + csv_line(cells(header, for_csv=True)).encode() + b"\r\n")
+        for lines in batches:
+            if lines:
+                lines.append(b"")  # the last line's end
+                stream.write(b"\r\n".join(lines))
+                count += len(lines) - 1
     return count
 
 
@@ -542,65 +530,65 @@ class Sessions(dict[str, Session]):
         return session
 
 
-# Delimiters in the line of one registration without the session column.
-_SEPARATORS = sum(not column.every_session_only for column in COLUMNS) - 1
-# A delimiter followed by a character a spreadsheet may read as the start of a formula.
-_RISKY_VALUE = re.compile(
-    re.escape(CSV_DELIMITER) + "[" + "".join(map(re.escape, sorted(_CSV_RISKY_FIRST))) + "]"
-)
-
-
 def csv_lines(
     connection: sqlite3.Connection,
     catalog: EventCatalog,
     event_id: str | None,
     columns: Sequence[Column],
-) -> Iterator[str]:
-    """The CSV lines of an export: each registration's `csv_line(cells(build_row(...)))`.
+) -> Iterator[list[bytes]]:
+    """The CSV lines of an export, UTF-8, a batch at a time: each registration's
+    `csv_line(cells(build_row(...)))`.
 
-    A 100,000-row export spends its time per row, so the common row is built in one go from
-    `CsvPart`, whose middle values SQLite has joined already, and checked once: nothing to
-    flatten (printable), nothing to quote (no quote, no delimiter but ours), no value that
-    starts like a formula (the phone's "+" is behind its apostrophe already). Any other row
-    is read whole and goes the general way. A test checks both ways agree on arbitrary rows;
-    a column added to COLUMNS must be added to `CsvPart` and here too, in its place.
+    A 100,000-row export spends its time per row, so the common row is put together from
+    parts that need nothing more: the session and status as made once per session, the
+    times from `CsvTimes`, and the registrant's own values as stored with them, made by
+    today's rule (`registrant_csv`). `cells` and `csv_line` treat each value on its own, so
+    the parts joined by the delimiter are the line. Any other row (no stored text, an
+    unknown status, a time that needs more) is read whole and goes the general way. A test
+    checks both ways agree on arbitrary rows; a column added to COLUMNS must be added here
+    too, in its place.
     """
     sessions = Sessions(connection, catalog)
-    unreachable = t("export_unreachable_yes")
-    risky_first = _CSV_RISKY_FIRST
-    risky_value = _RISKY_VALUE.search
-    every = event_id is None
+    delimiter = CSV_DELIMITER.encode()
+    unreachable = _as_cell(t("export_unreachable_yes"))
     with snapshot(connection) as rows:
         for event in rows.sessions(event_id):
             session = sessions[event]
-            labels = session.status_labels
-            local_time = session.local_time
-            # Every session export: the session column, the same for all its rows, done once.
-            title = csv_line(cells([session.title], for_csv=True)) + CSV_DELIMITER if every else ""
-            for batch in rows.csv_parts(event, delimiter=CSV_DELIMITER):
-                for registration_id, status, created_at, consent_at, joined, blocked in batch:
-                    label = labels.get(status)
-                    if label is not None and joined is not None:
-                        line = CSV_DELIMITER.join(
-                            (
-                                label,
-                                local_time(created_at),
-                                joined,
-                                local_time(consent_at),
-                                unreachable if blocked else "",
-                            )
+            # Every session export: the session column, the same for all its rows. (csv.writer
+            # writes a lone empty value as "", an empty one among others as nothing.)
+            title = b""
+            if event_id is None:
+                text = csv_line(cells([session.title], for_csv=True)) if session.title else ""
+                title = (text + CSV_DELIMITER).encode()
+            heads = {
+                status: title + label
+                for status, text in session.status_labels.items()
+                if (label := _as_cell(text)) is not None
+            }
+            times = CsvTimes(session.local_time)
+            for batch in rows.csv_rows(event, rule=CSV_RULE, batch=_ROWS_PER_WRITE):
+                lines = []
+                for registration_id, status, created_at, consent_at, registrant, blocked in batch:
+                    head = heads.get(status)
+                    created = times(created_at)
+                    consent = times(consent_at)
+                    if (
+                        head is None
+                        or registrant is None
+                        or created is None
+                        or consent is None
+                        or unreachable is None
+                    ):
+                        record = rows.record(registration_id)
+                        line = csv_line(cells(build_row(record, session, columns), for_csv=True))
+                        lines.append(line.encode())
+                        continue
+                    lines.append(
+                        delimiter.join(
+                            (head, created, registrant, consent, unreachable if blocked else b"")
                         )
-                        if (
-                            label[:1] not in risky_first
-                            and line.isprintable()
-                            and '"' not in line
-                            and line.count(CSV_DELIMITER) == _SEPARATORS
-                            and not risky_value(line)
-                        ):
-                            yield title + line
-                            continue
-                    record = rows.record(registration_id)
-                    yield csv_line(cells(build_row(record, session, columns), for_csv=True))
+                    )
+                yield lines
 
 
 # --- The whole export -------------------------------------------------------------------

@@ -55,30 +55,23 @@ _FROM = """
 _OF_SESSION = "WHERE registrations.event_id = ? ORDER BY registrations.event_id, registrations.id"
 
 
-class CsvPart(NamedTuple):
-    """A registration for a CSV file: the values from full name to username already joined
-    by SQLite with the CSV delimiter, as the line has them, which is much faster than
-    joining seven values in Python (and one value instead of seven to convert). The phone,
-    as people read it, sits behind the apostrophe that keeps a spreadsheet from reading its
-    "+" as a formula.
-    Whether the joined text may go into the file as it is, is for the caller to check."""
+class CsvRow(NamedTuple):
+    """A registration for a CSV file: the registrant's own values come as the text stored
+    with them (`registrant_csv`, bot/cells.py), UTF-8 bytes ready for the file, when the
+    rule that made it is today's; the caller makes the rest of the line."""
 
     id: int
     status: str
     created_at: str
     consent_at: str
-    joined: str | None  # None for a row stored without the phone as people read it
+    cells: bytes | None  # None: no text, or one made by another rule
     unreachable_at: str | None
 
 
-_CSV_PARTS = f"""
+_CSV_ROWS = f"""
     SELECT registrations.id, registrations.status, registrations.created_at,
            registrations.consent_at,
-           registrations.full_name || :delimiter || registrations.position || :delimiter
-           || registrations.organization || :delimiter
-           || CASE WHEN registrations.phone_display GLOB '+*' THEN '''' ELSE '' END
-           || registrations.phone_display || :delimiter || registrations.email || :delimiter
-           || registrations.user_id || :delimiter || ifnull(registrations.username, ''),
+           CASE WHEN registrations.csv_rule = :rule THEN CAST(registrations.csv_cells AS BLOB) END,
            chats.unreachable_at
     {_FROM} WHERE registrations.event_id = :session
     ORDER BY registrations.event_id, registrations.id
@@ -132,12 +125,10 @@ class Snapshot:
             while rows := cursor.fetchmany(batch):
                 yield from map(_record, rows)
 
-    def csv_parts(
-        self, session: str, *, delimiter: str, batch: int = 100
-    ) -> Iterator[list[CsvPart]]:
-        """The same registrations as `records`, as `CsvPart` tuples, a batch at a time."""
+    def csv_rows(self, session: str, *, rule: str, batch: int = 100) -> Iterator[list[CsvRow]]:
+        """The same registrations as `records`, as `CsvRow` tuples, a batch at a time."""
         with closing(self._cursor.connection.cursor()) as cursor:
-            cursor.execute(_CSV_PARTS, {"session": session, "delimiter": delimiter})
+            cursor.execute(_CSV_ROWS, {"session": session, "rule": rule})
             while rows := cursor.fetchmany(batch):
                 yield rows
 

@@ -125,6 +125,26 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE outbox ADD COLUMN media_file_id TEXT
         CHECK ((media_kind IS NULL) = (media_file_id IS NULL));
     """,
+    # 8: the registrant's own values as the middle of their CSV line, made by the cell rule
+    # when they are written, and which rule made them (bot/cells.py): an export of 100,000
+    # rows reads the text instead of making it anew. NULL in older rows (filled at start-up).
+    # A change to those values that does not write the text with them (a hand-made UPDATE)
+    # clears it, so it is never stale; the export makes a cleared text itself.
+    """
+    ALTER TABLE registrations ADD COLUMN csv_cells TEXT;
+    ALTER TABLE registrations ADD COLUMN csv_rule TEXT;
+    CREATE TRIGGER registrations_csv_cells_stale
+        AFTER UPDATE OF full_name, position, organization, phone, phone_display, email,
+            user_id, username ON registrations
+        WHEN NEW.csv_cells IS OLD.csv_cells AND NEW.csv_cells IS NOT NULL AND (
+            NEW.full_name IS NOT OLD.full_name OR NEW.position IS NOT OLD.position
+            OR NEW.organization IS NOT OLD.organization OR NEW.phone IS NOT OLD.phone
+            OR NEW.phone_display IS NOT OLD.phone_display OR NEW.email IS NOT OLD.email
+            OR NEW.user_id IS NOT OLD.user_id OR NEW.username IS NOT OLD.username)
+    BEGIN
+        UPDATE registrations SET csv_cells = NULL, csv_rule = NULL WHERE id = NEW.id;
+    END;
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

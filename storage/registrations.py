@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import aiosqlite
 
+from bot.cells import CSV_RULE, registrant_csv
 from bot.validation import format_phone
 from storage.database import Database, utc_iso
 
@@ -93,6 +95,32 @@ async def _nobody(
     return None
 
 
+# What `registrant_csv` is made of, as stored.
+_CSV_SOURCES = (
+    "full_name",
+    "position",
+    "organization",
+    "phone",
+    "phone_display",
+    "email",
+    "user_id",
+    "username",
+)
+
+
+def _registrant_csv(row: sqlite3.Row | Mapping[str, Any]) -> str:
+    return registrant_csv(
+        row["full_name"],
+        row["position"],
+        row["organization"],
+        # NULL in rows older than schema 6.
+        row["phone_display"] or format_phone(row["phone"]),
+        row["email"],
+        row["user_id"],
+        row["username"],
+    )
+
+
 class AlreadyRegistered(Exception):
     def __init__(self, existing: Registration) -> None:
         super().__init__(f"registration {existing.id} is already active")
@@ -111,6 +139,16 @@ class Registrations:
         re-delivered update racing this one cannot make a second row.
         """
         stamp = utc_iso(now)
+        phone_display = format_phone(new.phone)
+        csv_cells = registrant_csv(
+            new.full_name,
+            new.position,
+            new.organization,
+            phone_display,
+            new.email,
+            new.user_id,
+            new.username,
+        )
         try:
             async with self._db.transaction() as connection:
                 # One round trip to the database thread: the row comes back with the insert.
@@ -119,8 +157,8 @@ class Registrations:
                     INSERT INTO registrations (
                         event_id, user_id, username, telegram_name, full_name, position,
                         organization, phone, phone_display, email, consent_at, consent_version,
-                        status, created_at, updated_at
-                    ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'confirmed', ?, ?)
+                        status, created_at, updated_at, csv_cells, csv_rule
+                    ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'confirmed', ?, ?, ?, ?)
                     RETURNING *
                     """,
                     (
@@ -132,12 +170,14 @@ class Registrations:
                         new.position,
                         new.organization,
                         new.phone,
-                        format_phone(new.phone),
+                        phone_display,
                         new.email,
                         utc_iso(new.consent_at),
                         new.consent_version,
                         stamp,
                         stamp,
+                        csv_cells,
+                        CSV_RULE,
                     ),
                 )
                 row = next(iter(rows), None)
@@ -188,12 +228,22 @@ class Registrations:
             if before is None:
                 return None
             # `field` is one of EDITABLE_FIELDS, never user input; the phone as people read
-            # it changes with the phone.
-            display = format_phone(value) if field == "phone" else None
+            # it, and the CSV text, change with the value.
+            values = {column: before[column] for column in _CSV_SOURCES}
+            values[field] = value
+            if field == "phone":
+                values["phone_display"] = format_phone(value)
             async with connection.execute(
-                f"UPDATE registrations SET {field} = ?, updated_at = ?, "
-                "phone_display = coalesce(?, phone_display) WHERE id = ? RETURNING *",
-                (value, utc_iso(now), display, registration_id),
+                f"UPDATE registrations SET {field} = ?, updated_at = ?, phone_display = ?, "
+                "csv_cells = ?, csv_rule = ? WHERE id = ? RETURNING *",
+                (
+                    value,
+                    utc_iso(now),
+                    values["phone_display"],
+                    _registrant_csv(values),
+                    CSV_RULE,
+                    registration_id,
+                ),
             ) as cursor:
                 after = await cursor.fetchone()
             assert after is not None
@@ -204,6 +254,29 @@ class Registrations:
                 await self._listener(connection, change, now)
         assert change.before is not None
         return change.before, change.registration
+
+    async def fill_csv_cells(self, *, batch: int = 500) -> int:
+        """Store the CSV text of every registration without one made by today's rule (rows
+        older than schema 8, rows changed by hand, a changed rule); returns how many. Run at
+        start-up, a batch per transaction: the bot answers in between."""
+        filled = 0
+        while True:
+            # Read and written in one transaction: no change slips in between.
+            async with self._db.transaction() as connection:
+                rows = list(
+                    await connection.execute_fetchall(
+                        f"SELECT id, {', '.join(_CSV_SOURCES)} FROM registrations "
+                        "WHERE csv_rule IS NOT ? OR csv_cells IS NULL LIMIT ?",
+                        (CSV_RULE, batch),
+                    )
+                )
+                await connection.executemany(
+                    "UPDATE registrations SET csv_cells = ?, csv_rule = ? WHERE id = ?",
+                    [(_registrant_csv(row), CSV_RULE, row["id"]) for row in rows],
+                )
+            if not rows:
+                return filled
+            filled += len(rows)
 
     async def withdraw(
         self, registration_id: int, *, user_id: int, now: datetime

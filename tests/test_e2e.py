@@ -444,7 +444,7 @@ async def test_export_documents_match_the_database_row_by_row(workdir: Path) -> 
     assert csv_bytes.startswith("\ufeff".encode())  # BOM: Excel reads Cyrillic right
     import csv as csv_module
 
-    from bot.export import CSV_DELIMITER
+    from bot.cells import CSV_DELIMITER
 
     csv_rows = list(
         csv_module.reader(io.StringIO(csv_bytes.decode("utf-8-sig")), delimiter=CSV_DELIMITER)

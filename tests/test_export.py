@@ -25,16 +25,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from openpyxl import load_workbook
 
+from bot.cells import CSV_DELIMITER, CSV_RULE, cell, cells, csv_line, registrant_csv
 from bot.events import EventCatalog, parse_events
 from bot.export import (
     COLUMNS,
-    CSV_DELIMITER,
     LocalTimes,
     UnknownEvent,
-    cell,
-    cells,
     columns_for,
-    csv_line,
     csv_lines,
     export_filename,
     export_rows,
@@ -405,6 +402,8 @@ _STORED = st.fixed_dictionaries(
         "user_id": st.integers(min_value=-(2**40), max_value=2**40),
         "username": st.none() | _TEXT,
         "unreachable_at": st.none() | _TEXT,
+        # The CSV text of the registrant's values: stored by today's rule, by another, none.
+        "csv_cells": st.sampled_from(["today's", "another rule's", None]),
     }
 )
 
@@ -422,13 +421,17 @@ def scratch_database(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Ev
     return path, catalog
 
 
+def _user_id(row: dict[str, object], number: int) -> int:
+    return int(str(row["user_id"])) * 100 + number  # one registration each
+
+
 def _store(path: Path, rows: list[dict[str, object]]) -> None:
     connection = sqlite3.connect(path)
     with connection:
         connection.execute("DELETE FROM registrations")
         connection.execute("DELETE FROM chats")
         for number, row in enumerate(rows):
-            user_id = int(str(row["user_id"])) * 100 + number  # one registration each
+            user_id = _user_id(row, number)
             connection.execute(
                 "INSERT INTO registrations (event_id, user_id, username, telegram_name, "
                 "full_name, position, organization, phone, phone_display, email, consent_at, "
@@ -457,6 +460,23 @@ def _store(path: Path, rows: list[dict[str, object]]) -> None:
                 )
     connection.close()
 
+    async def fill() -> None:  # as the bot does at start-up
+        async with open_database(path) as db:
+            await Registrations(db).fill_csv_cells()
+            for number, row in enumerate(rows):
+                if row["csv_cells"] == "another rule's":
+                    await db.execute(
+                        "UPDATE registrations SET csv_rule = 'another' WHERE user_id = ?",
+                        (_user_id(row, number),),
+                    )
+                elif row["csv_cells"] is None:
+                    await db.execute(
+                        "UPDATE registrations SET csv_cells = NULL WHERE user_id = ?",
+                        (_user_id(row, number),),
+                    )
+
+    asyncio.run(fill())
+
 
 def _general_way(path: Path, catalog: EventCatalog, event_id: str | None) -> list[str]:
     columns = columns_for(event_id)
@@ -477,26 +497,103 @@ def test_csv_lines_agree_with_the_general_way_on_arbitrary_rows(
     event_id = None if every else "forum-2026"
 
     with open_read_only(path) as connection:
-        lines = list(csv_lines(connection, catalog, event_id, columns_for(event_id)))
+        lines = [
+            line.decode()
+            for batch in csv_lines(connection, catalog, event_id, columns_for(event_id))
+            for line in batch
+        ]
 
     assert lines == _general_way(path, catalog, event_id)
 
 
-def test_csv_lines_read_only_the_tricky_rows_again_whole(
-    exported: Exported,
-) -> None:
+def _csv_lines_and_whole_reads(exported: Exported) -> tuple[list[str], int]:
     statements: list[str] = []
     with open_read_only(exported.path) as connection:
         connection.set_trace_callback(statements.append)
-        lines = list(csv_lines(connection, exported.catalog, None, columns_for(None)))
+        batches = list(csv_lines(connection, exported.catalog, None, columns_for(None)))
+    lines = [line.decode() for batch in batches for line in batch]
+    return lines, sum("WHERE registrations.id =" in statement for statement in statements)
 
+
+def test_csv_lines_use_the_stored_texts_even_of_tricky_values(exported: Exported) -> None:
+    lines, whole_reads = _csv_lines_and_whole_reads(exported)
+
+    # The formula, "-5" and "@user"; the tab, line break and "=1+1"; the quote and ";": all
+    # stored as the cell rule makes them, so no row is read again whole.
     assert lines == _general_way(exported.path, exported.catalog, None)
-    whole_rows = [s for s in statements if "WHERE registrations.id =" in s]
-    # The fixture's tricky rows go the general way: the formula, "-5" and "@user" in one,
-    # the tab, line break and "=1+1" in another, the quote and ";" in a third; the two
-    # plain ones (one of them from a session gone from the file) do not.
-    assert len(whole_rows) == 3
-    assert len(lines) == 5
+    assert (len(lines), whole_reads) == (5, 0)
+
+
+async def test_a_value_changed_by_hand_clears_its_stored_text_and_the_export_stays_right(
+    exported: Exported,
+) -> None:
+    async with open_database(exported.path) as db:
+        await db.execute(
+            "UPDATE registrations SET position = 'Новая должность' WHERE user_id = 1001"
+        )
+        await db.execute("UPDATE registrations SET csv_rule = 'older' WHERE user_id = 1004")
+        await db.execute("UPDATE registrations SET status = 'withdrawn' WHERE user_id = 1002")
+        stored = await db.fetchall(
+            "SELECT user_id, csv_cells IS NULL AS cleared FROM registrations ORDER BY user_id"
+        )
+
+    lines, whole_reads = _csv_lines_and_whole_reads(exported)
+
+    # The status is not in the stored text: changing it leaves the text alone.
+    assert [(row["user_id"], row["cleared"]) for row in stored] == [
+        (900, 0),
+        (1001, 1),
+        (1002, 0),
+        (1003, 0),
+        (1004, 0),
+    ]
+    assert lines == _general_way(exported.path, exported.catalog, None)
+    assert "Новая должность" in lines[1]
+    assert whole_reads == 2  # 1001's cleared text, 1004's made by another rule
+
+
+async def test_start_up_stores_the_missing_texts_and_an_edit_rewrites_its_own(
+    exported: Exported,
+) -> None:
+    async with open_database(exported.path) as db:
+        registrations = Registrations(db)
+        await db.execute("UPDATE registrations SET csv_cells = NULL, phone_display = NULL")
+        await db.execute("UPDATE registrations SET csv_rule = 'older' WHERE user_id = 1002")
+
+        assert await registrations.fill_csv_cells(batch=2) == 5
+        assert await registrations.fill_csv_cells() == 0
+        (first,) = await registrations.active_for_user(1001)
+        await registrations.update_field(
+            first.id, user_id=1001, field="phone", value="+74951234567", now=datetime.now(UTC)
+        )
+        row = await db.fetchone("SELECT * FROM registrations WHERE user_id = 1001")
+
+    assert row is not None
+    assert row["csv_rule"] == CSV_RULE
+    assert row["csv_cells"] == registrant_csv(
+        row["full_name"],
+        row["position"],
+        row["organization"],
+        "+7 495 123-45-67",
+        row["email"],
+        1001,
+        row["username"],
+    )
+    lines, whole_reads = _csv_lines_and_whole_reads(exported)
+    assert lines == _general_way(exported.path, exported.catalog, None)
+    assert whole_reads == 0
+
+
+def test_the_rule_of_stored_texts_changes_with_the_cell_rule(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import bot.cells
+
+    assert bot.cells.rule_fingerprint() == CSV_RULE
+    monkeypatch.setattr(bot.cells, "CSV_RISKY_FIRST", frozenset("=+-"))
+    changed = bot.cells.rule_fingerprint()
+
+    assert changed != CSV_RULE
 
 
 @pytest.mark.parametrize("event_id", [None, "forum-2026", "sib-2026", "old-2025"])
