@@ -41,10 +41,10 @@ from storage.export import (
 ExportFormat = Literal["csv", "xlsx"]
 FORMATS: tuple[ExportFormat, ...] = ("csv", "xlsx")
 
-# Rows encoded and written at once: few system calls, and each batch's text (Cyrillic takes
-# two bytes a character in a str) well under glibc's 128 KB mmap threshold. Above it every
-# batch is a fresh mmap, zero-filled page by page: 500 rows at a time cost 35,000 page
-# faults and about 1 s more for a 100,000-row XLSX. A sheet row is about 1.5 KB of XML.
+# Rows written at once: few system calls, and each batch (a CSV line is about 700 bytes, an
+# XLSX row about 1.5 KB of XML, twice that as a str of Cyrillic) well under glibc's 128 KB
+# mmap threshold. Above it every batch is a fresh mmap, zero-filled page by page: 500 rows
+# at a time cost 35,000 page faults and about 1 s more for a 100,000-row XLSX.
 _ROWS_PER_WRITE = 100
 _XLSX_ROWS_PER_WRITE = 20
 
@@ -57,7 +57,7 @@ class UnknownEvent(LookupError):
         self.event_id = event_id
 
 
-# --- What each cell holds ---------------------------------------------------------------
+# --- What each column shows (the cell rule itself is bot/cells.py) ----------------------
 
 
 class _PhoneRule(NamedTuple):
@@ -343,9 +343,8 @@ def write_csv(target: Target, header: Sequence[str], batches: Iterable[list[byte
         stream.write(codecs.BOM_UTF8 + csv_line(cells(header, for_csv=True)).encode() + b"\r\n")
         for lines in batches:
             if lines:
-                lines.append(b"")  # the last line's end
-                stream.write(b"\r\n".join(lines))
-                count += len(lines) - 1
+                stream.write(b"\r\n".join(lines) + b"\r\n")
+                count += len(lines)
     return count
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import quote
 
+from storage.migrations import LATEST_VERSION
+
 
 class ExportRecord(NamedTuple):
     """One registration as stored (times are UTC ISO strings)."""
@@ -78,15 +80,32 @@ _CSV_ROWS = f"""
 """
 
 
+class SchemaMismatch(sqlite3.DatabaseError):
+    """The file's schema is not the one this code reads (an export never migrates)."""
+
+
 @contextmanager
 def open_read_only(path: Path | str) -> Iterator[sqlite3.Connection]:
-    """A read-only connection; it never creates the file, never migrates, never writes."""
+    """A read-only connection; it never creates the file, never migrates, never writes.
+    SchemaMismatch when the file was not migrated to this code's schema: an operator who
+    upgraded the code and exports before the bot has started once."""
     # `mode=ro` refuses writes at the SQLite level. The path is percent-encoded, since a
     # file name may hold "?" or "#", which would end the path part of the URI.
     uri = f"file:{quote(str(Path(path).absolute()))}?mode=ro"
     connection = sqlite3.connect(uri, uri=True, check_same_thread=True)
     try:
         connection.execute("PRAGMA busy_timeout = 5000")
+        (version,) = connection.execute("PRAGMA user_version").fetchone()
+        if version < LATEST_VERSION:
+            raise SchemaMismatch(
+                f"its schema version is {version}, older than this code's {LATEST_VERSION}: "
+                "start the bot once (it upgrades the file), then export again"
+            )
+        if version > LATEST_VERSION:
+            raise SchemaMismatch(
+                f"its schema version is {version}, newer than this code knows "
+                f"({LATEST_VERSION}): upgrade the bot"
+            )
         yield connection
     finally:
         connection.close()

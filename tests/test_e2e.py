@@ -428,6 +428,10 @@ async def test_export_documents_match_the_database_row_by_row(workdir: Path) -> 
                 ),
                 now=now,
             )  # fmt: skip
+        # A row whose stored CSV text an older cell rule made, one with none (from before
+        # schema 8): the bot makes them again at start-up.
+        await db.execute("UPDATE registrations SET csv_rule = 'older' WHERE user_id = 2002")
+        await db.execute("UPDATE registrations SET csv_cells = NULL WHERE user_id = 2003")
     fake = FakeTelegram(token=TOKEN)
     async with serve(fake) as base_url, bot_process(workdir, fake, base_url):
         admin = TelegramUser(fake, http_deliver(fake, timeout=30), user_id=500)
@@ -444,7 +448,7 @@ async def test_export_documents_match_the_database_row_by_row(workdir: Path) -> 
     assert csv_bytes.startswith("\ufeff".encode())  # BOM: Excel reads Cyrillic right
     import csv as csv_module
 
-    from bot.cells import CSV_DELIMITER
+    from bot.cells import CSV_DELIMITER, CSV_RULE
 
     csv_rows = list(
         csv_module.reader(io.StringIO(csv_bytes.decode("utf-8-sig")), delimiter=CSV_DELIMITER)
@@ -455,3 +459,7 @@ async def test_export_documents_match_the_database_row_by_row(workdir: Path) -> 
     xlsx_rows = [[cell.value for cell in row] for row in sheet.iter_rows()]
     assert xlsx_rows == [header("forum"), *expected_rows(database, "forum", for_csv=False)]
     assert all(cell.data_type == "s" for row in sheet.iter_rows() for cell in row)
+    async with open_database(database) as db:
+        rules = await db.fetchall("SELECT csv_rule, csv_cells FROM registrations")
+    assert [row["csv_rule"] for row in rules] == [CSV_RULE] * 3
+    assert all(row["csv_cells"] for row in rules)

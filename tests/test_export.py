@@ -45,6 +45,7 @@ from bot.validation import format_phone
 from storage.database import open_database
 from storage.events import EventsRepository
 from storage.export import open_read_only
+from storage.migrations import LATEST_VERSION
 from storage.registrations import NewRegistration, Registrations
 
 MOSCOW = ZoneInfo("Europe/Moscow")
@@ -797,6 +798,14 @@ def test_cli_exports_without_token_and_rejects_unknown_session(
     workdir = tmp_path / "server"
     workdir.mkdir()
     assert not (workdir / ".env").exists()
+    outdated = Exported(tmp_path / "outdated.sqlite3", exported.catalog)
+
+    async def create_outdated() -> None:  # code upgraded, bot not yet started on the file
+        async with open_database(outdated.path, migrate_to=LATEST_VERSION - 1):
+            pass
+
+    asyncio.run(create_outdated())
+    outdated_run = run_cli(outdated, workdir, "--format", "csv", "--output", "old.csv")
     csv_run = run_cli(
         exported, workdir, "--event", "forum-2026", "--format", "csv", "--output", "forum.csv"
     )
@@ -806,7 +815,12 @@ def test_cli_exports_without_token_and_rejects_unknown_session(
     )
     outputs = {
         name: run.communicate(timeout=120)
-        for name, run in (("csv", csv_run), ("xlsx", xlsx_run), ("bad", bad_run))
+        for name, run in (
+            ("csv", csv_run),
+            ("xlsx", xlsx_run),
+            ("bad", bad_run),
+            ("outdated", outdated_run),
+        )
     }
 
     assert csv_run.returncode == 0, outputs["csv"]
@@ -826,3 +840,10 @@ def test_cli_exports_without_token_and_rejects_unknown_session(
     assert outputs["bad"][1].count("\n") == 1
     assert outputs["bad"][1].startswith("error: unknown session 'nope'")
     assert not (workdir / "nope.csv").exists()
+    assert outdated_run.returncode == 1
+    assert outputs["outdated"][1] == (
+        f"error: cannot read {str(outdated.path)!r}: its schema version is "
+        f"{LATEST_VERSION - 1}, older than this code's {LATEST_VERSION}: start the bot once "
+        "(it upgrades the file), then export again\n"
+    )
+    assert not (workdir / "old.csv").exists()
