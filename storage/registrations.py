@@ -258,7 +258,7 @@ class Registrations:
     async def fill_csv_cells(self, *, batch: int = 500) -> int:
         """Store the CSV text of every registration without one made by today's rule (rows
         older than schema 8, rows changed by hand, a changed rule); returns how many. Run at
-        start-up, a batch per transaction: the bot answers in between."""
+        start-up, before polling; a batch per transaction, so none is held for long."""
         filled = 0
         while True:
             # Read and written in one transaction: no change slips in between.
