@@ -259,15 +259,17 @@ class Registrations:
         """Store the CSV text of every registration without one made by today's rule (rows
         older than schema 8, rows changed by hand, a changed rule); returns how many. Run at
         start-up, before polling; a batch per transaction, so none is held for long."""
-        filled = 0
+        filled = last = 0
         while True:
-            # Read and written in one transaction: no change slips in between.
+            # Read and written in one transaction: no change slips in between. On by id, so
+            # each batch reads on from where the last one stopped.
             async with self._db.transaction() as connection:
                 rows = list(
                     await connection.execute_fetchall(
                         f"SELECT id, {', '.join(_CSV_SOURCES)} FROM registrations "
-                        "WHERE csv_rule IS NOT ? OR csv_cells IS NULL LIMIT ?",
-                        (CSV_RULE, batch),
+                        "WHERE id > ? AND (csv_rule IS NOT ? OR csv_cells IS NULL) "
+                        "ORDER BY id LIMIT ?",
+                        (last, CSV_RULE, batch),
                     )
                 )
                 await connection.executemany(
@@ -277,6 +279,7 @@ class Registrations:
             if not rows:
                 return filled
             filled += len(rows)
+            last = rows[-1]["id"]
 
     async def withdraw(
         self, registration_id: int, *, user_id: int, now: datetime
