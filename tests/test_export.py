@@ -29,6 +29,7 @@ from bot.cells import CSV_DELIMITER, CSV_RULE, cell, cells, csv_line, registrant
 from bot.events import EventCatalog, parse_events
 from bot.export import (
     COLUMNS,
+    CsvTimes,
     LocalTimes,
     UnknownEvent,
     columns_for,
@@ -215,6 +216,9 @@ def test_local_times_equal_local_time_around_every_transition(zone: str) -> None
     stored += [(m + timedelta(microseconds=123456)).isoformat() for m in moments[:50]]
 
     assert [times(s) for s in stored] == [local_time(s, tz) for s in stored]
+    # The same as CSV cell bytes, from a fresh cache of each.
+    csv_times = CsvTimes(LocalTimes(tz))
+    assert [csv_times(s) for s in stored] == [local_time(s, tz).encode() for s in stored]
 
 
 def test_local_times_falls_back_when_not_stored_as_utc() -> None:
