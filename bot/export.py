@@ -144,46 +144,65 @@ def local_time(stored: str, zone: ZoneInfo) -> str:
     )
 
 
-_MINUTES = frozenset(f"{minute:02d}" for minute in range(60))
 _UTC_HOUR = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}")
+
+
+@functools.cache
+def _shifted_minutes(shift: int) -> dict[str, tuple[int, str]]:
+    """Stored minutes ("07") -> (0 for the local hour the UTC hour starts in, 1 for the next;
+    the local minutes), in a zone `shift` minutes past a whole-hour offset (India: 30)."""
+    return {
+        f"{minute:02d}": ((minute + shift) // 60, f"{(minute + shift) % 60:02d}")
+        for minute in range(60)
+    }
+
+
+def _hour_prefix(moment: datetime) -> str:
+    return f"{moment.day:02d}.{moment.month:02d}.{moment.year} {moment.hour:02d}:"
+
+
+# A UTC hour's parts: the two local date-and-hour prefixes it spans (the second one only in
+# a zone whose offset is not whole hours), the zone label after the time, the minutes table.
+HourParts = tuple[tuple[str, str], str, dict[str, tuple[int, str]]]
 
 
 class LocalTimes:
     """`local_time` in one zone for many times stored by `utc_iso`, about ten times faster.
 
     zoneinfo and `zone_label` cost microseconds a call, and an export shows two times a row.
-    Within one UTC hour whose two ends have the same whole-hour offset and the same label
-    (no zone changes its offset twice within an hour), the local time is that hour's local
-    date and hour plus the stored minutes: worked out once per hour, then a concatenation.
-    Any other hour, and any time not in `utc_iso` form, goes through `local_time`.
+    Within one UTC hour whose two ends have the same offset (whole minutes) and the same label
+    (no zone changes its offset twice within an hour), the local time is one of two local
+    dates and hours (one, for a whole-hour offset) plus the stored minutes shifted by the
+    offset's odd minutes: worked out once per hour, then a lookup and a concatenation. Any
+    other hour, and any time not in `utc_iso` form, goes through `local_time`.
     """
 
     def __init__(self, zone: ZoneInfo) -> None:
         self._zone = zone
-        # UTC hour and colon ("2026-11-26T09:") -> (local date and hour, zone label), or None
-        # when the hour has no fast path.
-        self._hours: dict[str, tuple[str, str] | None] = {}
+        # UTC hour and colon ("2026-11-26T09:") -> its parts, or None when it has no fast
+        # path.
+        self._hours: dict[str, HourParts | None] = {}
 
     def __call__(self, stored: str) -> str:
         parts = self._hours.get(stored[:14])
-        minutes = stored[14:16]
-        if parts is not None and minutes in _MINUTES and stored.endswith("+00:00"):
-            return parts[0] + minutes + parts[1]
+        if parts is not None and stored.endswith("+00:00"):
+            minutes = parts[2].get(stored[14:16])
+            if minutes is not None:
+                return parts[0][minutes[0]] + minutes[1] + parts[1]
         hour = stored[:14]
         if hour not in self._hours and hour[13:] == ":":
             self._hours[hour] = self._hour(hour[:13])
             return self(stored)
         return local_time(stored, self._zone)
 
-    def parts(self, hour: str) -> tuple[str, str] | None:
-        """For a UTC hour and colon as stored ("2026-11-26T09:"): the local date and hour and
-        the zone label, between which a time's stored minutes go; None when the hour has no
-        fast path."""
+    def parts(self, hour: str) -> HourParts | None:
+        """The parts of a UTC hour and colon as stored ("2026-11-26T09:"); None when the
+        hour has no fast path."""
         if hour not in self._hours:
             self._hours[hour] = self._hour(hour[:13]) if hour[13:] == ":" else None
         return self._hours[hour]
 
-    def _hour(self, hour: str) -> tuple[str, str] | None:
+    def _hour(self, hour: str) -> HourParts | None:
         if not _UTC_HOUR.fullmatch(hour):
             return None
         utc_start = datetime.fromisoformat(f"{hour}:00:00+00:00")
@@ -191,14 +210,29 @@ class LocalTimes:
         end = (utc_start + timedelta(minutes=59, seconds=59)).astimezone(self._zone)
         offset = start.utcoffset()
         label = zone_label(start)
-        if offset is None or offset % timedelta(hours=1) or end.utcoffset() != offset:
+        if offset is None or offset % timedelta(minutes=1) or end.utcoffset() != offset:
             return None
         if zone_label(end) != label:
             return None
-        return f"{start.day:02d}.{start.month:02d}.{start.year} {start.hour:02d}:", f" ({label})"
+        # The UTC hour starts `shift` minutes into a local hour and ends in the next one.
+        shift = offset // timedelta(minutes=1) % 60
+        first = start.replace(minute=0, second=0, tzinfo=None)
+        before = _hour_prefix(first)
+        after = _hour_prefix(first + timedelta(hours=1)) if shift else before
+        return (before, after), f" ({label})", _shifted_minutes(shift)
 
 
-_MINUTE_BYTES = {minute: minute.encode() for minute in _MINUTES}
+@functools.cache
+def _shifted_minute_bytes(shift: int) -> dict[str, tuple[int, bytes]]:
+    """`_shifted_minutes`, the local minutes encoded."""
+    return {
+        stored: (which, local.encode())
+        for stored, (which, local) in _shifted_minutes(shift).items()
+    }
+
+
+# `HourParts`, encoded.
+CsvHourParts = tuple[tuple[bytes, bytes], bytes, dict[str, tuple[int, bytes]]]
 
 
 def _as_cell(text: str) -> bytes | None:
@@ -209,18 +243,19 @@ def _as_cell(text: str) -> bytes | None:
 
 class CsvTimes:
     """`LocalTimes` as they go into a CSV line, UTF-8 bytes: the same per-hour parts, encoded
-    once, around the stored minutes. None for a time that would not go into the line as it
-    is (no time we write; checked once per hour all the same)."""
+    once. None for a time that would not go into the line as it is (no time we write;
+    checked once per hour all the same)."""
 
     def __init__(self, times: LocalTimes) -> None:
         self._times = times
-        self._hours: dict[str, tuple[bytes, bytes] | None] = {}
+        self._hours: dict[str, CsvHourParts | None] = {}
 
     def __call__(self, stored: str) -> bytes | None:
         parts = self._hours.get(stored[:14])
-        minutes = _MINUTE_BYTES.get(stored[14:16])
-        if parts is not None and minutes is not None and stored.endswith("+00:00"):
-            return parts[0] + minutes + parts[1]
+        if parts is not None and stored.endswith("+00:00"):
+            minutes = parts[2].get(stored[14:16])
+            if minutes is not None:
+                return parts[0][minutes[0]] + minutes[1] + parts[1]
         hour = stored[:14]
         if hour not in self._hours:
             self._hours[hour] = self._parts(hour)
@@ -228,11 +263,15 @@ class CsvTimes:
                 return self(stored)
         return _as_cell(self._times(stored))
 
-    def _parts(self, hour: str) -> tuple[bytes, bytes] | None:
+    def _parts(self, hour: str) -> CsvHourParts | None:
         parts = self._times.parts(hour)
-        if parts is None or _as_cell(parts[0] + "00" + parts[1]) is None:
+        if parts is None:
             return None
-        return parts[0].encode(), parts[1].encode()
+        (before, after), zone, minutes = parts
+        if any(_as_cell(prefix + "00" + zone) is None for prefix in {before, after}):
+            return None
+        shift = int(minutes["00"][1])  # where the UTC hour starts in its local hour
+        return (before.encode(), after.encode()), zone.encode(), _shifted_minute_bytes(shift)
 
 
 @dataclass(frozen=True, slots=True)

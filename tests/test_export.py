@@ -25,6 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from openpyxl import load_workbook
 
+import bot.export
 from bot.cells import CSV_DELIMITER, CSV_RULE, cell, cells, csv_line, registrant_csv
 from bot.events import EventCatalog, parse_events
 from bot.export import (
@@ -219,6 +220,32 @@ def test_local_times_equal_local_time_around_every_transition(zone: str) -> None
     # The same as CSV cell bytes, from a fresh cache of each.
     csv_times = CsvTimes(LocalTimes(tz))
     assert [csv_times(s) for s in stored] == [local_time(s, tz).encode() for s in stored]
+
+
+@pytest.mark.parametrize(
+    "zone", ["Europe/Moscow", "Asia/Kolkata", "Asia/Kathmandu", "America/St_Johns"]
+)
+def test_local_times_work_an_hour_out_once_whatever_the_offsets_minutes(
+    zone: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tz = ZoneInfo(zone)
+    slow: list[str] = []
+
+    def counted(stored: str, zone: ZoneInfo) -> str:
+        slow.append(stored)
+        return local_time(stored, zone)
+
+    monkeypatch.setattr(bot.export, "local_time", counted)
+    stored = [f"2026-11-26T09:{m:02d}:{s:02d}.5+00:00" for m in range(60) for s in (0, 59)]
+    times = LocalTimes(tz)
+    csv_times = CsvTimes(LocalTimes(tz))
+
+    texts = [times(s) for s in stored]
+    encoded = [csv_times(s) for s in stored]
+
+    assert slow == []  # one hour, worked out once: no time went through local_time
+    assert texts == [local_time(s, tz) for s in stored]
+    assert encoded == [text.encode() for text in texts]
 
 
 def test_local_times_falls_back_when_not_stored_as_utc() -> None:
