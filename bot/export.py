@@ -161,9 +161,13 @@ def _hour_prefix(moment: datetime) -> str:
     return f"{moment.day:02d}.{moment.month:02d}.{moment.year} {moment.hour:02d}:"
 
 
-# A UTC hour's parts: the two local date-and-hour prefixes it spans (the second one only in
-# a zone whose offset is not whole hours), the zone label after the time, the minutes table.
-HourParts = tuple[tuple[str, str], str, dict[str, tuple[int, str]]]
+class HourParts(NamedTuple):
+    """What a UTC hour's times show, worked out once (indexed by position in hot loops)."""
+
+    prefixes: tuple[str, str]  # the local date and hour it starts in, and the next one
+    zone: str  # " (МСК, UTC+3)", after the time
+    minutes: dict[str, tuple[int, str]]  # `_shifted_minutes(shift)`
+    shift: int  # minutes past a whole-hour offset: 0 but in a few zones (India: 30)
 
 
 class LocalTimes:
@@ -219,7 +223,7 @@ class LocalTimes:
         first = start.replace(minute=0, second=0, tzinfo=None)
         before = _hour_prefix(first)
         after = _hour_prefix(first + timedelta(hours=1)) if shift else before
-        return (before, after), f" ({label})", _shifted_minutes(shift)
+        return HourParts((before, after), f" ({label})", _shifted_minutes(shift), shift)
 
 
 @functools.cache
@@ -231,7 +235,7 @@ def _shifted_minute_bytes(shift: int) -> dict[str, tuple[int, bytes]]:
     }
 
 
-# `HourParts`, encoded.
+# `HourParts` encoded, but the shift.
 CsvHourParts = tuple[tuple[bytes, bytes], bytes, dict[str, tuple[int, bytes]]]
 
 
@@ -267,10 +271,9 @@ class CsvTimes:
         parts = self._times.parts(hour)
         if parts is None:
             return None
-        (before, after), zone, minutes = parts
+        (before, after), zone, _, shift = parts
         if any(_as_cell(prefix + "00" + zone) is None for prefix in {before, after}):
             return None
-        shift = int(minutes["00"][1])  # where the UTC hour starts in its local hour
         return (before.encode(), after.encode()), zone.encode(), _shifted_minute_bytes(shift)
 
 
