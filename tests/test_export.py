@@ -46,7 +46,7 @@ from bot.timefmt import zone_label
 from bot.validation import format_phone
 from storage.database import open_database
 from storage.events import EventsRepository
-from storage.export import open_read_only
+from storage.export import SchemaMismatch, open_read_only
 from storage.migrations import LATEST_VERSION
 from storage.registrations import NewRegistration, Registrations
 
@@ -784,6 +784,17 @@ def test_read_only_connection_cannot_write(exported: Exported) -> None:
         pytest.raises(sqlite3.OperationalError, match="readonly"),
     ):
         connection.execute("DELETE FROM registrations")
+
+
+async def test_export_refuses_a_file_of_a_newer_schema(exported: Exported, tmp_path: Path) -> None:
+    async with open_database(exported.path) as db:
+        await db.execute(f"PRAGMA user_version = {LATEST_VERSION + 1}")  # a newer bot's file
+    output = tmp_path / "out.csv"
+
+    with pytest.raises(SchemaMismatch, match=r"newer than this code knows .*: upgrade the bot"):
+        export_to_file(exported.path, exported.catalog, None, "csv", output)
+
+    assert not output.exists()
 
 
 async def test_export_reads_snapshot_while_bot_writes(exported: Exported, tmp_path: Path) -> None:
