@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO, Literal, NamedTuple
+from typing import BinaryIO, Generic, Literal, NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
 
 import phonenumbers
@@ -161,16 +161,53 @@ def _hour_prefix(moment: datetime) -> str:
     return f"{moment.day:02d}.{moment.month:02d}.{moment.year} {moment.hour:02d}:"
 
 
-class HourParts(NamedTuple):
-    """What a UTC hour's times show, worked out once (indexed by position in hot loops)."""
-
-    prefixes: tuple[str, str]  # the local date and hour it starts in, and the next one
-    zone: str  # " (МСК, UTC+3)", after the time
-    minutes: dict[str, tuple[int, str]]  # `_shifted_minutes(shift)`
-    shift: int  # minutes past a whole-hour offset: 0 but in a few zones (India: 30)
+_Text = TypeVar("_Text", str, bytes)
+_Other = TypeVar("_Other")
 
 
-class LocalTimes:
+# What a UTC hour's times show, worked out once: the local date-and-hour prefixes it starts in
+# and ends in (the same but in a zone whose offset is not whole hours), the zone label after
+# the time (" (МСК, UTC+3)"), `_shifted_minutes(shift)`, and the shift itself. A plain tuple:
+# the hot loop indexes it, and Python indexes an exact tuple fastest.
+HourParts = tuple[tuple[_Text, _Text], _Text, dict[str, tuple[int, _Text]], int]
+
+
+class _PerHour(Generic[_Text, _Other]):
+    """Texts of stored times put together from parts worked out once per UTC hour
+    (`_hour`); a time in an hour without them, or not as `utc_iso` writes it, goes to
+    `_other`. The one hot path of `LocalTimes` and `CsvTimes`."""
+
+    def __init__(self) -> None:
+        # UTC hour and colon ("2026-11-26T09:") -> its parts, or None when it has no fast
+        # path.
+        self._hours: dict[str, HourParts[_Text] | None] = {}
+
+    def __call__(self, stored: str) -> _Text | _Other:
+        parts = self._hours.get(stored[:14])
+        if parts is not None and stored.endswith("+00:00"):
+            minutes = parts[2].get(stored[14:16])
+            if minutes is not None:
+                return parts[0][minutes[0]] + minutes[1] + parts[1]
+        hour = stored[:14]
+        if hour not in self._hours and self.parts(hour) is not None:
+            return self(stored)
+        return self._other(stored)
+
+    def parts(self, hour: str) -> HourParts[_Text] | None:
+        """The parts of a UTC hour and colon as stored ("2026-11-26T09:"); None when the
+        hour has no fast path."""
+        if hour not in self._hours:
+            self._hours[hour] = self._hour(hour) if hour[13:] == ":" else None
+        return self._hours[hour]
+
+    def _hour(self, hour: str) -> HourParts[_Text] | None:
+        raise NotImplementedError
+
+    def _other(self, stored: str) -> _Other:
+        raise NotImplementedError
+
+
+class LocalTimes(_PerHour[str, str]):
     """`local_time` in one zone for many times stored by `utc_iso`, about ten times faster.
 
     zoneinfo and `zone_label` cost microseconds a call, and an export shows two times a row.
@@ -182,34 +219,16 @@ class LocalTimes:
     """
 
     def __init__(self, zone: ZoneInfo) -> None:
+        super().__init__()
         self._zone = zone
-        # UTC hour and colon ("2026-11-26T09:") -> its parts, or None when it has no fast
-        # path.
-        self._hours: dict[str, HourParts | None] = {}
 
-    def __call__(self, stored: str) -> str:
-        parts = self._hours.get(stored[:14])
-        if parts is not None and stored.endswith("+00:00"):
-            minutes = parts[2].get(stored[14:16])
-            if minutes is not None:
-                return parts[0][minutes[0]] + minutes[1] + parts[1]
-        hour = stored[:14]
-        if hour not in self._hours and hour[13:] == ":":
-            self._hours[hour] = self._hour(hour[:13])
-            return self(stored)
+    def _other(self, stored: str) -> str:
         return local_time(stored, self._zone)
 
-    def parts(self, hour: str) -> HourParts | None:
-        """The parts of a UTC hour and colon as stored ("2026-11-26T09:"); None when the
-        hour has no fast path."""
-        if hour not in self._hours:
-            self._hours[hour] = self._hour(hour[:13]) if hour[13:] == ":" else None
-        return self._hours[hour]
-
-    def _hour(self, hour: str) -> HourParts | None:
-        if not _UTC_HOUR.fullmatch(hour):
+    def _hour(self, hour: str) -> HourParts[str] | None:
+        if not _UTC_HOUR.fullmatch(hour[:13]):
             return None
-        utc_start = datetime.fromisoformat(f"{hour}:00:00+00:00")
+        utc_start = datetime.fromisoformat(f"{hour}00:00+00:00")
         start = utc_start.astimezone(self._zone)
         end = (utc_start + timedelta(minutes=59, seconds=59)).astimezone(self._zone)
         offset = start.utcoffset()
@@ -223,7 +242,7 @@ class LocalTimes:
         first = start.replace(minute=0, second=0, tzinfo=None)
         before = _hour_prefix(first)
         after = _hour_prefix(first + timedelta(hours=1)) if shift else before
-        return HourParts((before, after), f" ({label})", _shifted_minutes(shift), shift)
+        return (before, after), f" ({label})", _shifted_minutes(shift), shift
 
 
 @functools.cache
@@ -235,46 +254,33 @@ def _shifted_minute_bytes(shift: int) -> dict[str, tuple[int, bytes]]:
     }
 
 
-# `HourParts` encoded, but the shift.
-CsvHourParts = tuple[tuple[bytes, bytes], bytes, dict[str, tuple[int, bytes]]]
-
-
 def _as_cell(text: str) -> bytes | None:
     """`text` as it goes into a CSV line, when it goes as it is (nothing to flatten, quote
     or neutralise), else None."""
     return text.encode() if csv_line(cells([text], for_csv=True)) == text else None
 
 
-class CsvTimes:
+class CsvTimes(_PerHour[bytes, bytes | None]):
     """`LocalTimes` as they go into a CSV line, UTF-8 bytes: the same per-hour parts, encoded
     once. None for a time that would not go into the line as it is (no time we write;
     checked once per hour all the same)."""
 
     def __init__(self, times: LocalTimes) -> None:
+        super().__init__()
         self._times = times
-        self._hours: dict[str, CsvHourParts | None] = {}
 
-    def __call__(self, stored: str) -> bytes | None:
-        parts = self._hours.get(stored[:14])
-        if parts is not None and stored.endswith("+00:00"):
-            minutes = parts[2].get(stored[14:16])
-            if minutes is not None:
-                return parts[0][minutes[0]] + minutes[1] + parts[1]
-        hour = stored[:14]
-        if hour not in self._hours:
-            self._hours[hour] = self._parts(hour)
-            if self._hours[hour] is not None:
-                return self(stored)
+    def _other(self, stored: str) -> bytes | None:
         return _as_cell(self._times(stored))
 
-    def _parts(self, hour: str) -> CsvHourParts | None:
+    def _hour(self, hour: str) -> HourParts[bytes] | None:
         parts = self._times.parts(hour)
         if parts is None:
             return None
         (before, after), zone, _, shift = parts
         if any(_as_cell(prefix + "00" + zone) is None for prefix in {before, after}):
             return None
-        return (before.encode(), after.encode()), zone.encode(), _shifted_minute_bytes(shift)
+        prefixes = (before.encode(), after.encode())
+        return prefixes, zone.encode(), _shifted_minute_bytes(shift), shift
 
 
 @dataclass(frozen=True, slots=True)
