@@ -37,11 +37,13 @@ from bot.clock import Clock, utc_now
 from bot.config import Settings
 from bot.digest_worker import DigestScheduler
 from bot.events import EventCatalog
+from bot.flood import FloodGate, FloodLimits
 from bot.menu import AdminMenus
 from bot.middlewares import HandledUpdatesMiddleware, UpdateScopeMiddleware
 from bot.polling import poll
 from bot.retry import RetryRequests
 from bot.sender import Limits, Sender
+from bot.updates import Intake
 from handlers import get_routers
 from handlers.common import on_error
 from handlers.registration import repeat_question
@@ -49,6 +51,7 @@ from storage.broadcasts import Broadcasts
 from storage.database import Database, open_database
 from storage.events import EventsRepository
 from storage.fsm import SQLiteStorage
+from storage.inbox import Inbox
 from storage.outbox import Outbox
 from storage.registrations import Registrations
 from storage.stats import AdminQueries
@@ -189,6 +192,26 @@ def create_dispatcher(
     return dispatcher
 
 
+def create_intake(
+    dispatcher: Dispatcher,
+    bot: Bot,
+    *,
+    db: Database,
+    settings: Settings,
+    clock: Clock = utc_now,
+    flood: FloodLimits | None = None,
+) -> Intake:
+    """Where updates go from the poller: flood control, the inbox, each chat's worker."""
+    return Intake(
+        dispatcher,
+        bot,
+        inbox=Inbox(db),
+        handled=HandledUpdates(db),
+        gate=FloodGate(flood or FloodLimits(), exempt=settings.admin_ids),
+        clock=clock,
+    )
+
+
 async def run(settings: Settings, catalog: EventCatalog) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -205,7 +228,6 @@ async def run(settings: Settings, catalog: EventCatalog) -> None:
                 count,
             )
         catalog = replace(catalog, archived=tuple(event for event, _ in archived))
-        await HandledUpdates(db).prune(now=utc_now())
         if filled := await Registrations(db).fill_csv_cells():
             logger.info("Stored the CSV text of %d registrations for exports", filled)
 
@@ -224,7 +246,8 @@ async def run(settings: Settings, catalog: EventCatalog) -> None:
             # long as the process: out of the collector's sight, full collections stay short.
             gc.collect()
             gc.freeze()
-            await poll(dispatcher, bot, stop=stop)
+            intake = create_intake(dispatcher, bot, db=db, settings=settings)
+            await poll(dispatcher, bot, intake, stop=stop)
         finally:
             await bot.session.close()
     logger.info("Stopped cleanly")

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from aiogram import BaseMiddleware, Bot
@@ -14,6 +16,24 @@ from storage.fsm import SQLiteStorage
 from storage.updates import HandledUpdates
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """How an update's handling ended, for the worker that fed it (bot/updates.py): the
+    errors handler below the worker swallows exceptions, so it could not tell otherwise."""
+
+    handled: bool = False
+    failure: str | None = None
+
+
+OUTCOME: ContextVar[Outcome | None] = ContextVar("OUTCOME", default=None)
+
+
+def _handled() -> None:
+    outcome = OUTCOME.get()
+    if outcome is not None:
+        outcome.handled = True
 
 
 class UpdateScopeMiddleware(BaseMiddleware):
@@ -67,6 +87,7 @@ class HandledUpdatesMiddleware(BaseMiddleware):
             handled, moved = await self._handled.is_handled(event.update_id), False
         if handled:
             logger.info("Update %d was handled before; skipped", event.update_id)
+            _handled()
             return None
         if moved:
             # Applied, but the process died before marking it: not again, yet the reply
@@ -77,7 +98,14 @@ class HandledUpdatesMiddleware(BaseMiddleware):
             if self._on_repeat is not None:
                 await self._on_repeat(event, data)
             await self._handled.mark(event.update_id, now=self._clock())
+            _handled()
             return None
-        result = await handler(event, data)
+        try:
+            result = await handler(event, data)
+        except Exception as error:
+            if (outcome := OUTCOME.get()) is not None:
+                outcome.failure = type(error).__name__
+            raise
         await self._handled.mark(event.update_id, now=self._clock())
+        _handled()
         return result

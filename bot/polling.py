@@ -1,8 +1,10 @@
-"""Long polling that confirms an update to Telegram only after it was handled.
+"""Long polling into the inbox (bot/updates.py).
 
-aiogram's `start_polling` advances the offset as soon as a handler task starts, so a crash
-loses whatever was in flight, and on SIGTERM it cancels running handlers. Here a batch is
-handled to the end before its offset is sent back, and a stop request lets the batch finish.
+A batch is confirmed to Telegram (the next getUpdates offset) as soon as it is written to the
+inbox, never before: a crash in between makes Telegram send it again, and the inbox keeps the
+second copy out. aiogram's `start_polling` confirms as soon as a handler task starts, so a
+crash would lose what was in flight, and on SIGTERM it cancels running handlers; here a stop
+lets each chat's worker finish the update in hand, and the rest wait in the inbox.
 """
 
 from __future__ import annotations
@@ -10,43 +12,39 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import suppress
-from typing import Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.exceptions import TelegramUnauthorizedError
 from aiogram.methods import GetUpdates
-from aiogram.types import Update
 from aiogram.utils.backoff import Backoff, BackoffConfig
+
+from bot.updates import Intake
 
 logger = logging.getLogger(__name__)
 
 BACKOFF = BackoffConfig(min_delay=1.0, max_delay=30.0, factor=1.5, jitter=0.1)
 
 
-async def _handle(
-    dispatcher: Dispatcher, bot: Bot, update: Update, workflow_data: dict[str, Any]
-) -> None:
-    try:
-        await dispatcher.feed_update(bot, update, **workflow_data)
-    except Exception:
-        # Errors are normally turned into replies by the errors handler; this is below it.
-        logger.exception("Update %d could not be handled", update.update_id)
+async def _wait_or_stop(stop: asyncio.Event, delay: float) -> None:
+    with suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), delay)
 
 
 async def poll(
     dispatcher: Dispatcher,
     bot: Bot,
+    intake: Intake,
     *,
     stop: asyncio.Event,
     polling_timeout: int = 25,
-    **kwargs: Any,
 ) -> None:
     allowed_updates = dispatcher.resolve_used_update_types()
-    workflow_data = {"dispatcher": dispatcher, "bots": (bot,), **kwargs}
+    workflow_data = {"dispatcher": dispatcher, "bots": (bot,)}
     await dispatcher.emit_startup(bot=bot, **dispatcher.workflow_data, **workflow_data)
     offset: int | None = None
     backoff = Backoff(BACKOFF)
     try:
+        await intake.start()
         while not stop.is_set():
             request = GetUpdates(
                 offset=offset, timeout=polling_timeout, allowed_updates=allowed_updates
@@ -72,23 +70,34 @@ async def poll(
                     error,
                     delay,
                 )
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
+                await _wait_or_stop(stop, delay)
+                continue
+            if not updates:
+                backoff.reset()
+                continue
+            try:
+                await intake.accept(updates)
+            except Exception as error:
+                # Not confirmed: Telegram sends the batch again with the next poll.
+                delay = next(backoff)
+                logger.error(
+                    "Could not write %d updates to the inbox (%s: %s); retrying in %.1f s",
+                    len(updates),
+                    type(error).__name__,
+                    error,
+                    delay,
+                )
+                await _wait_or_stop(stop, delay)
                 continue
             backoff.reset()
-            if not updates:
-                continue
-            # One person's updates stay in order: the dispatcher's event isolation holds a
-            # lock per chat and user, and asyncio locks are first come, first served.
-            await asyncio.gather(
-                *(_handle(dispatcher, bot, update, workflow_data) for update in updates)
-            )
             offset = updates[-1].update_id + 1
         if offset is not None:
-            # Confirm the last batch; without this Telegram would send it again at start.
+            # Confirm the last batch; without this Telegram would send it again at start
+            # (harmless, the inbox keeps it out, but wasted).
             with suppress(Exception):
                 await bot(
                     GetUpdates(offset=offset, timeout=0, limit=1, allowed_updates=allowed_updates)
                 )
     finally:
+        await intake.close()
         await dispatcher.emit_shutdown(bot=bot, **dispatcher.workflow_data, **workflow_data)

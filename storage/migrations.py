@@ -145,6 +145,25 @@ MIGRATIONS: tuple[str, ...] = (
         UPDATE registrations SET csv_cells = NULL, csv_rule = NULL WHERE id = NEW.id;
     END;
     """,
+    # 9: the inbox: every update Telegram delivers is written here before it is confirmed,
+    # and handled from here by its chat's worker (bot/updates.py). A handled update leaves the
+    # inbox as its id enters handled_updates; one that cannot be handled stays, set aside with
+    # its reason, until it is pruned with the handled ids.
+    """
+    CREATE TABLE inbox (
+        update_id   INTEGER PRIMARY KEY,
+        lane        INTEGER NOT NULL,
+        payload     TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        set_aside   TEXT
+    );
+    CREATE TRIGGER inbox_handled AFTER INSERT ON handled_updates
+    BEGIN
+        DELETE FROM inbox WHERE update_id = NEW.update_id;
+    END;
+    CREATE INDEX handled_updates_by_time ON handled_updates (handled_at);
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from collections.abc import Awaitable, Callable
+from contextlib import closing
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tests.fake_telegram import (
@@ -28,13 +32,37 @@ if TYPE_CHECKING:
 Deliver = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-def http_deliver(fake: FakeTelegram, *, timeout: float = 10.0) -> Deliver:
+def http_deliver(
+    fake: FakeTelegram, *, timeout: float = 10.0, database: Path | None = None
+) -> Deliver:
+    """`database`: the bot's SQLite file. Our bot confirms an update once it is in its inbox
+    and handles it after: handled means gone from the inbox. Without it, handled means
+    confirmed (aiogram's own polling, which confirms after handling)."""
+
     async def deliver(update: dict[str, Any]) -> None:
         update_id = fake.push_update(update)
-        # The polling bot confirms an update (next getUpdates offset) only after handling it.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         await fake.wait_confirmed(update_id, timeout=timeout)
+        if database is None:
+            return
+        while _waiting_in_inbox(database, update_id):
+            if loop.time() > deadline:
+                raise AssertionError(f"update {update_id} still in the inbox after {timeout} s")
+            await asyncio.sleep(0.005)
 
     return deliver
+
+
+def _waiting_in_inbox(database: Path, update_id: int) -> bool:
+    try:
+        with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)) as db:
+            row = db.execute(
+                "SELECT 1 FROM inbox WHERE update_id = ? AND set_aside IS NULL", (update_id,)
+            ).fetchone()
+    except sqlite3.OperationalError:
+        return True  # the file is being created or migrated: ask again
+    return row is not None
 
 
 def feed_deliver(dispatcher: Dispatcher, bot: Bot) -> Deliver:

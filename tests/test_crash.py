@@ -25,9 +25,9 @@ USERS = 30
 GROUP, PRIVATE = -100111, 600
 
 
-async def participant(fake: FakeTelegram, user_id: int, rng: random.Random) -> str:
+async def participant(fake: FakeTelegram, database: Path, user_id: int, rng: random.Random) -> str:
     """One person registering at their own pace; returns the last text they saw."""
-    user = TelegramUser(fake, http_deliver(fake, timeout=180), user_id=user_id)
+    user = TelegramUser(fake, http_deliver(fake, timeout=180, database=database), user_id=user_id)
     await asyncio.sleep(rng.uniform(0, 40))
     steps = [
         lambda: user.send("/start"),
@@ -49,6 +49,7 @@ async def participant(fake: FakeTelegram, user_id: int, rng: random.Random) -> s
 async def test_registrations_survive_twenty_kills_exactly_once(tmp_path: Path) -> None:
     (tmp_path / "events.toml").write_text(events_toml(), encoding="utf-8")
     rng = random.Random(SEED)
+    database = tmp_path / "data" / "bot.sqlite3"
     fake = FakeTelegram(token=TOKEN)
     env = bot_env(tmp_path, ORGANIZER_CHAT_IDS=f"{GROUP},{PRIVATE}")
     log = (tmp_path / "bot.log").open("ab")
@@ -61,7 +62,7 @@ async def test_registrations_survive_twenty_kills_exactly_once(tmp_path: Path) -
     async with serve(fake) as base_url:
         env["TELEGRAM_API_URL"] = base_url
         people = [
-            asyncio.create_task(participant(fake, user_id, random.Random(rng.random())))
+            asyncio.create_task(participant(fake, database, user_id, random.Random(rng.random())))
             for user_id in range(1001, 1001 + USERS)
         ]
         moments = []

@@ -111,6 +111,10 @@ def workdir(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def db_file(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "bot.sqlite3"
+
+
 def stored(tmp_path: Path) -> list[dict[str, object]]:
     with sqlite3.connect(f"file:{tmp_path / 'data' / 'bot.sqlite3'}?mode=ro", uri=True) as db:
         db.row_factory = sqlite3.Row
@@ -120,7 +124,12 @@ def stored(tmp_path: Path) -> list[dict[str, object]]:
 async def test_participant_registers_over_http_and_bot_stops_gracefully(workdir: Path) -> None:
     fake = FakeTelegram(token=TOKEN)
     async with serve(fake) as base_url, bot_process(workdir, fake, base_url) as bot:
-        user = TelegramUser(fake, http_deliver(fake, timeout=20), user_id=1001, first_name="Мария")
+        user = TelegramUser(
+            fake,
+            http_deliver(fake, timeout=20, database=db_file(workdir)),
+            user_id=1001,
+            first_name="Мария",
+        )
         await user.send("/start")
         assert "Сессия «ЭтНик»" in fake.messages_to(1001)[0].text  # type: ignore[operator]
         await user.click("Даю согласие")
@@ -157,7 +166,9 @@ async def test_participant_registers_over_http_and_bot_stops_gracefully(workdir:
 async def test_form_continues_after_sigkill_at_the_same_question(workdir: Path) -> None:
     fake = FakeTelegram(token=TOKEN)
     async with serve(fake) as base_url:
-        user = TelegramUser(fake, http_deliver(fake, timeout=20), user_id=1002)
+        user = TelegramUser(
+            fake, http_deliver(fake, timeout=20, database=db_file(workdir)), user_id=1002
+        )
         async with bot_process(workdir, fake, base_url, run=1) as bot:
             await user.send("/start")
             await user.click("Даю согласие")
@@ -270,8 +281,10 @@ async def test_sigterm_lets_the_update_in_hand_finish(workdir: Path) -> None:
 GROUP, PRIVATE, BLOCKED = -100111, 600, 700
 
 
-async def register_over_http(fake: FakeTelegram, user_id: int) -> None:
-    user = TelegramUser(fake, http_deliver(fake, timeout=20), user_id=user_id)
+async def register_over_http(fake: FakeTelegram, workdir: Path, user_id: int) -> None:
+    user = TelegramUser(
+        fake, http_deliver(fake, timeout=20, database=db_file(workdir)), user_id=user_id
+    )
     await user.send("/start")
     await user.click("Даю согласие")
     await user.send("Иванова Мария Петровна")
@@ -294,7 +307,7 @@ async def test_cards_survive_sigkill_and_a_blocked_chat_holds_up_no_one(workdir:
     async with serve(fake) as base_url:
         async with bot_process(workdir, fake, base_url, run=1, ORGANIZER_CHAT_IDS=chats) as bot:
             for user_id in (1001, 1002, 1003):
-                await register_over_http(fake, user_id)
+                await register_over_http(fake, workdir, user_id)
             await wait_until(lambda: any(c.error_code == 0 for c in fake.calls_of("sendMessage")))
             bot.process.kill()
             await bot.wait()
@@ -366,7 +379,9 @@ async def test_broadcast_resumes_after_sigkill_and_reports_what_telegram_saw(
     fake.slow("sendMessage", 0.1)
     text = "Сессия переносится на 13:00 (МСК, UTC+3)"
     async with serve(fake) as base_url:
-        admin = TelegramUser(fake, http_deliver(fake, timeout=20), user_id=500)
+        admin = TelegramUser(
+            fake, http_deliver(fake, timeout=20, database=db_file(workdir)), user_id=500
+        )
         async with bot_process(workdir, fake, base_url, run=1) as bot:
             await admin.send("/broadcast")
             await admin.send(text)
@@ -434,7 +449,9 @@ async def test_export_documents_match_the_database_row_by_row(workdir: Path) -> 
         await db.execute("UPDATE registrations SET csv_cells = NULL WHERE user_id = 2003")
     fake = FakeTelegram(token=TOKEN)
     async with serve(fake) as base_url, bot_process(workdir, fake, base_url):
-        admin = TelegramUser(fake, http_deliver(fake, timeout=30), user_id=500)
+        admin = TelegramUser(
+            fake, http_deliver(fake, timeout=30, database=db_file(workdir)), user_id=500
+        )
         await admin.send("/export")
         [progress] = [m for m in fake.messages_to(500) if m.edits]
         assert progress.edits == ["⏳ Готовлю выгрузку…"]  # edited into the result

@@ -23,8 +23,8 @@ STORM_SECONDS = 20.0
 GROUP, PRIVATE = -100111, 600
 
 
-async def registers(fake: FakeTelegram, user_id: int, rng: random.Random) -> str:
-    user = TelegramUser(fake, http_deliver(fake, timeout=90), user_id=user_id)
+async def registers(fake: FakeTelegram, database: Path, user_id: int, rng: random.Random) -> str:
+    user = TelegramUser(fake, http_deliver(fake, timeout=90, database=database), user_id=user_id)
     await asyncio.sleep(rng.uniform(0, 5))
     await user.send("/start")
     await user.click("Даю согласие")
@@ -46,7 +46,10 @@ async def test_a_storm_loses_and_duplicates_nothing(tmp_path: Path) -> None:
         fake.storm(seconds=STORM_SECONDS, probability=0.25, seed=SEED)
         started = time.monotonic()
         seen = await asyncio.gather(
-            *(registers(fake, uid, random.Random(rng.random())) for uid in range(1, USERS + 1))
+            *(
+                registers(fake, tmp_path / "data" / "bot.sqlite3", uid, random.Random(rng.random()))
+                for uid in range(1, USERS + 1)
+            )
         )
         everything = set(range(1, USERS + 1))
         await wait_until(

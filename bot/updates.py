@@ -1,0 +1,239 @@
+"""The path of an update: flood control, the inbox, then its chat's worker.
+
+Each batch Telegram delivers is written to the inbox (SQLite) in one statement and only
+then confirmed (the next getUpdates offset), so Telegram never waits for a slow chat and
+`kill -9` loses nothing. Each chat has a worker that handles its updates one at a time, in
+order; a chat whose replies wait out a flood limit, or an admin whose upload crawls, holds up
+only itself. A handled update's id goes to handled_updates (HandledUpdatesMiddleware), which
+takes it out of the inbox. An update that fails, or outlasts HANDLING_LIMIT, is set aside
+with its reason and the person is told: no update can stop the bot after every restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Coroutine, Sequence
+from contextlib import suppress
+from typing import Any
+
+from aiogram import Bot, Dispatcher
+from aiogram.dispatcher.middlewares.user_context import UserContextMiddleware
+from aiogram.enums import ChatType
+from aiogram.exceptions import TelegramAPIError
+from aiogram.types import Update
+
+from bot.clock import Clock
+from bot.flood import FloodGate, Verdict
+from bot.middlewares import OUTCOME, Outcome
+from bot.texts import t
+from storage.inbox import Arrival, Inbox
+from storage.updates import HandledUpdates
+
+logger = logging.getLogger(__name__)
+
+# Longer than any reply may take: RetryRequests waits out flood limits of up to 30 s, four
+# times at most. Exports and uploads run as background jobs, not on the update.
+HANDLING_LIMIT = 150.0
+# An update in hand when the process died this many times is set aside at the next start.
+MAX_ATTEMPTS = 3
+# How often handled ids and set-aside updates past their keeping time are deleted.
+PRUNE_EVERY = 3600.0
+
+
+def lane_of(update: Update) -> int:
+    """The worker an update goes to: its chat, else its user (inline queries have no chat)."""
+    context = UserContextMiddleware.resolve_event_context(update)
+    if context.chat is not None:
+        return context.chat.id
+    if context.user is not None:
+        return context.user.id
+    return 0
+
+
+class Intake:
+    """Takes batches from the poller; needs the dispatcher built by `bot.app` (its
+    HandledUpdatesMiddleware marks each update handled)."""
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        bot: Bot,
+        *,
+        inbox: Inbox,
+        handled: HandledUpdates,
+        gate: FloodGate,
+        clock: Clock,
+        limit: float = HANDLING_LIMIT,
+        prune_every: float = PRUNE_EVERY,
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._bot = bot
+        self._inbox = inbox
+        self._handled = handled
+        self._gate = gate
+        self._clock = clock
+        self._limit = limit
+        self._prune_every = prune_every
+        self._workflow_data: dict[str, Any] = {"dispatcher": dispatcher, "bots": (bot,)}
+        # lane -> updates accepted and not yet handled, the one in hand first. A lane's
+        # entry lives as long as its worker: an idle chat leaves nothing behind.
+        self._lanes: dict[int, deque[Update]] = {}
+        self._workers: set[asyncio.Task[None]] = set()
+        self._chores: set[asyncio.Task[None]] = set()
+        self._closing = False
+
+    @property
+    def busy_lanes(self) -> int:
+        return len(self._lanes)
+
+    async def start(self) -> None:
+        """Queue what a previous run left in the inbox, then keep the tables bounded."""
+        for row in await self._inbox.waiting():
+            update = Update.model_validate_json(row.payload, context={"bot": self._bot})
+            if row.attempts >= MAX_ATTEMPTS:
+                await self._set_aside(
+                    update, row.lane, f"in hand at {row.attempts} stops", apologise=True
+                )
+            else:
+                self._submit(row.lane, update)
+        self._chore(self._prune_periodically(), name="prune")
+
+    async def accept(self, updates: Sequence[Update]) -> None:
+        """Durable when this returns: the batch may be confirmed to Telegram."""
+        arrivals: list[Arrival] = []
+        kept: list[tuple[int, Update]] = []
+        dropped: list[tuple[Update, Verdict]] = []
+        for update in updates:
+            verdict = self._gate.check(update)
+            if verdict is Verdict.PASS:
+                lane = lane_of(update)
+                kept.append((lane, update))
+                arrivals.append(
+                    Arrival(
+                        update.update_id,
+                        lane,
+                        update.model_dump_json(by_alias=True, exclude_unset=True),
+                    )
+                )
+            else:
+                dropped.append((update, verdict))
+        fresh = await self._inbox.accept(
+            arrivals, [update.update_id for update, _ in dropped], now=self._clock()
+        )
+        for lane, update in kept:
+            if update.update_id in fresh:
+                self._submit(lane, update)
+        for update, verdict in dropped:
+            self._answer_dropped(update, verdict)
+
+    async def close(self) -> None:
+        """Let each worker finish the update in hand (the rest wait in the inbox)."""
+        self._closing = True
+        for task in self._chores:
+            if task.get_name() == "prune":
+                task.cancel()
+        pending = self._workers | self._chores
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=self._limit)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+
+    def _submit(self, lane: int, update: Update) -> None:
+        queue = self._lanes.get(lane)
+        if queue is None:
+            queue = self._lanes[lane] = deque()
+            worker = asyncio.create_task(self._work(lane, queue), name=f"lane-{lane}")
+            self._workers.add(worker)
+            worker.add_done_callback(self._workers.discard)
+        queue.append(update)
+
+    async def _work(self, lane: int, queue: deque[Update]) -> None:
+        try:
+            while queue and not self._closing:
+                await self._handle(lane, queue[0])
+                queue.popleft()
+        finally:
+            if self._lanes.get(lane) is queue:
+                del self._lanes[lane]
+
+    async def _handle(self, lane: int, update: Update) -> None:
+        outcome = Outcome()
+        token = OUTCOME.set(outcome)
+        try:
+            await asyncio.wait_for(
+                self._dispatcher.feed_update(self._bot, update, **self._workflow_data),
+                self._limit,
+            )
+        except TimeoutError:
+            reason, apologise = f"not handled within {self._limit:g} s", True
+        except Exception as error:
+            # Raised below the errors handler (by a middleware): nobody told the person.
+            logger.exception("Update %d failed outside the handlers", update.update_id)
+            reason, apologise = type(error).__name__, True
+        else:
+            if outcome.handled:
+                return
+            # The errors handler has told the person to try again.
+            reason, apologise = outcome.failure or "not marked handled", False
+        finally:
+            OUTCOME.reset(token)
+        await self._set_aside(update, lane, reason, apologise=apologise)
+
+    async def _set_aside(self, update: Update, lane: int, reason: str, *, apologise: bool) -> None:
+        logger.error("Update %d set aside: %s", update.update_id, reason)
+        try:
+            await self._inbox.set_aside(update.update_id, reason)
+        except Exception as error:
+            # It stays in the inbox and is tried again at the next start.
+            logger.error("Could not set update %d aside: %s", update.update_id, error)
+        if apologise:
+            self._chore(self._apologise(update, lane))
+
+    async def _apologise(self, update: Update, lane: int) -> None:
+        with suppress(TelegramAPIError):
+            if update.callback_query is not None:
+                await update.callback_query.answer()
+        chat = UserContextMiddleware.resolve_event_context(update).chat
+        if chat is not None and chat.type == ChatType.PRIVATE:
+            await self._notify(lane, t("update_set_aside"))
+
+    def _answer_dropped(self, update: Update, verdict: Verdict) -> None:
+        callback = update.callback_query
+        if callback is not None:
+            # Answered even when dropped, so the button stops spinning.
+            text = t("slow_down_button") if verdict is Verdict.WARN else None
+            self._chore(self._quietly(callback.answer(text=text), update.update_id))
+        elif verdict is Verdict.WARN and update.message is not None:
+            self._chore(self._notify(update.message.chat.id, t("slow_down")))
+
+    async def _notify(self, chat_id: int, text: str) -> None:
+        try:
+            await self._bot.send_message(chat_id, text)
+        except TelegramAPIError as error:
+            logger.warning("Could not tell chat %d: %s", chat_id, type(error).__name__)
+
+    async def _quietly(self, call: Awaitable[object], update_id: int) -> None:
+        try:
+            await call
+        except TelegramAPIError as error:
+            logger.info("Update %d: answer failed: %s", update_id, type(error).__name__)
+
+    def _chore(self, coroutine: Coroutine[Any, Any, None], name: str = "chore") -> None:
+        task = asyncio.create_task(coroutine, name=name)
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
+
+    async def _prune_periodically(self) -> None:
+        while True:
+            try:
+                now = self._clock()
+                handled = await self._handled.prune(now=now)
+                aside = await self._inbox.prune(now=now)
+                if handled or aside:
+                    logger.info("Pruned %d handled ids, %d updates set aside", handled, aside)
+            except Exception as error:
+                logger.error("Pruning failed: %s", error)
+            await asyncio.sleep(self._prune_every)

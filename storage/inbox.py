@@ -1,0 +1,127 @@
+"""The inbox: updates written down before Telegram is told they arrived.
+
+An update leaves the inbox when its id is written to handled_updates (a trigger, migration
+9); one that could not be handled stays, set aside with its reason, until it is pruned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+from storage.database import Database, utc_iso
+from storage.updates import KEEP_FOR
+
+T = TypeVar("T")
+
+# Rows written by one statement at most: four parameters each, under SQLite's 32,766.
+MAX_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class Arrival:
+    update_id: int
+    lane: int
+    payload: str
+
+
+@dataclass(frozen=True)
+class Waiting:
+    update_id: int
+    lane: int
+    payload: str
+    attempts: int
+
+
+def _chunks(items: Sequence[T]) -> list[Sequence[T]]:
+    return [items[start : start + MAX_BATCH] for start in range(0, len(items), MAX_BATCH)]
+
+
+class Inbox:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def accept(
+        self, arrivals: Sequence[Arrival], dropped: Sequence[int], *, now: datetime
+    ) -> set[int]:
+        """Write a batch at once: the updates to handle, and those dropped unhandled (they
+        count as handled). Returns the ids new to the bot: neither handled before nor
+        already waiting (Telegram sends an update again when it missed our confirmation)."""
+        at = utc_iso(now)
+        inserts = [
+            (
+                # WHERE true: SQLite's parser needs it before ON CONFLICT after a SELECT.
+                "INSERT INTO inbox (update_id, lane, payload, received_at) "
+                "SELECT column1, column2, column3, column4 FROM (VALUES "
+                + ", ".join(["(?, ?, ?, ?)"] * len(chunk))
+                + ") WHERE column1 NOT IN (SELECT update_id FROM handled_updates) "
+                "ON CONFLICT (update_id) DO NOTHING RETURNING update_id",
+                tuple(
+                    value
+                    for arrival in chunk
+                    for value in (arrival.update_id, arrival.lane, arrival.payload, at)
+                ),
+            )
+            for chunk in _chunks(arrivals)
+        ]
+        marks = [
+            (
+                "INSERT OR IGNORE INTO handled_updates (update_id, handled_at) VALUES "
+                + ", ".join(["(?, ?)"] * len(chunk)),
+                tuple(value for update_id in chunk for value in (update_id, at)),
+            )
+            for chunk in _chunks(dropped)
+        ]
+        if len(inserts) + len(marks) == 1:
+            # One statement is atomic on its own: one round trip instead of three.
+            [(sql, params)] = inserts or marks
+            rows = await self._db.fetchall(sql, params)
+            return {row[0] for row in rows} if inserts else set()
+        fresh: set[int] = set()
+        async with self._db.transaction() as connection:
+            for sql, params in inserts:
+                fresh.update(row[0] for row in await connection.execute_fetchall(sql, params))
+            for sql, params in marks:
+                await connection.execute(sql, params)
+        return fresh
+
+    async def waiting(self) -> list[Waiting]:
+        """What is left to handle, oldest first, after a stop or a crash.
+
+        Each chat's updates are handled one at a time in order, so of each chat's waiting
+        updates only the first can have been in hand when the process stopped: it is the one
+        whose attempt is counted (an update that kills the process is tried three times)."""
+        async with self._db.transaction() as connection:
+            await connection.execute(
+                """
+                UPDATE inbox SET attempts = attempts + 1
+                WHERE update_id IN (
+                    SELECT min(update_id) FROM inbox WHERE set_aside IS NULL GROUP BY lane)
+                """
+            )
+            rows = await connection.execute_fetchall(
+                "SELECT update_id, lane, payload, attempts FROM inbox "
+                "WHERE set_aside IS NULL ORDER BY update_id"
+            )
+        return [Waiting(*row) for row in rows]
+
+    async def set_aside(self, update_id: int, reason: str) -> None:
+        await self._db.execute(
+            "UPDATE inbox SET set_aside = ? WHERE update_id = ?", (reason, update_id)
+        )
+
+    async def set_aside_rows(self) -> list[tuple[int, str]]:
+        rows = await self._db.fetchall(
+            "SELECT update_id, set_aside FROM inbox WHERE set_aside IS NOT NULL ORDER BY update_id"
+        )
+        return [(row[0], row[1]) for row in rows]
+
+    async def prune(self, *, now: datetime) -> int:
+        """Updates set aside are kept as long as handled ids, for diagnosis, then deleted
+        (they hold what a person typed)."""
+        return await self._db.execute(
+            "DELETE FROM inbox WHERE set_aside IS NOT NULL AND received_at < ?",
+            (utc_iso(now - KEEP_FOR),),
+        )
