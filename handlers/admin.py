@@ -25,6 +25,7 @@ from bot.config import Settings
 from bot.digest_worker import DigestScheduler
 from bot.events import Event, EventCatalog
 from bot.export import FORMATS, export_filename, export_to_file
+from bot.limits import MAX_MESSAGE_LENGTH, message_length
 from bot.menu import ADMIN_COMMANDS as MENU_ADMIN_COMMANDS
 from bot.menu import AdminMenus
 from bot.texts import Html, t
@@ -141,13 +142,14 @@ async def stats_shown(
 
 
 def pack_blocks(blocks: list[str], separator: str = "\n\n") -> list[str]:
-    """Blocks joined into as few messages as fit Telegram's 4096 characters."""
+    """Blocks joined into as few messages as fit Telegram's limit."""
     messages: list[str] = []
     for block in blocks:
-        if messages and len(messages[-1]) + len(separator) + len(block) <= MAX_TEXT:
+        length = message_length(messages[-1] + separator + block) if messages else 0
+        if messages and length <= MAX_MESSAGE_LENGTH:
             messages[-1] += separator + block
         else:
-            messages.append(block[:MAX_TEXT])
+            messages.append(block[:MAX_MESSAGE_LENGTH])
     return messages
 
 
