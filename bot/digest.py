@@ -12,13 +12,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.events import Event
+from bot.limits import MAX_MESSAGE_LENGTH, message_length
 from bot.texts import Html, t
 from bot.timefmt import MONTHS_GENITIVE, format_date, format_datetime
 
-# Telegram's limit for one message's text, counted after entity parsing and, to be safe,
-# in UTF-16 code units (an emoji counts twice). The raw HTML is never shorter than what
-# Telegram counts, so measuring it is a safe upper bound.
-MESSAGE_LIMIT = 4096
 MAX_NAMES = 100
 PER_DAY_DAYS = 7
 
@@ -190,10 +187,6 @@ def _event_lines(digest: EventDigest, now: datetime, max_names: int) -> list[_Li
     ]
 
 
-def message_length(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
-
-
 def _pack(lines: list[_Line], limit: int) -> list[str]:
     """Join lines into messages of at most `limit` units, never splitting a line."""
     messages: list[str] = []
@@ -202,14 +195,14 @@ def _pack(lines: list[_Line], limit: int) -> list[str]:
     for line in lines:
         separator = ("\n\n" if line.starts_block else "\n") if parts else ""
         length = message_length(line.text)
-        if parts and size + len(separator) + length > limit:
+        if parts and size + message_length(separator) + length > limit:
             messages.append("".join(parts))
             parts, size, separator = [], 0, ""
             resume = line.resume
             if resume is not None and message_length(resume) + 1 + length <= limit:
                 parts, size, separator = [resume], message_length(resume), "\n"
         parts.append(separator + line.text)
-        size += len(separator) + length
+        size += message_length(separator) + length
     if parts:
         messages.append("".join(parts))
     return messages
@@ -238,4 +231,4 @@ def render_digest(
     lines = [_Line(t("digest_header", date=_day_text(day)), starts_block=True)]
     for digest in digests:
         lines += _event_lines(digest, now, max_names)
-    return _pack(lines, MESSAGE_LIMIT)
+    return _pack(lines, MAX_MESSAGE_LENGTH)

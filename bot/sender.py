@@ -12,31 +12,121 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum, StrEnum
+from typing import Any
 
 from aiogram import Bot
 from aiogram.exceptions import (
     TelegramAPIError,
     TelegramBadRequest,
+    TelegramConflictError,
+    TelegramEntityTooLarge,
     TelegramForbiddenError,
     TelegramMigrateToChat,
-    TelegramNetworkError,
     TelegramNotFound,
     TelegramRetryAfter,
+    TelegramUnauthorizedError,
 )
 from aiogram.types import Message
 from aiolimiter import AsyncLimiter
 
 from bot.clock import Clock
+from bot.limits import MAX_MESSAGE_LENGTH, message_length
 from bot.retry import RETRIES_OFF
 from bot.texts import t
 from storage.outbox import Media, Outbox, OutboxMessage
 
 logger = logging.getLogger(__name__)
 
-MAX_TEXT = 4096
+
+class Blame(StrEnum):
+    """What a Telegram error is about, which decides what the sender does with it."""
+
+    MESSAGE = "message"  # this text or file is refused anywhere: fail it (alone) for good
+    CHAT = "chat"  # this chat refuses the bot: park the chat, keep its messages
+    BOT = "bot"  # the token or the request: no chat or message is at fault; back off
+    TRANSIENT = "transient"  # network, 5xx: back off and try again
+
+
+# Descriptions Telegram gives with a 400 (and some 403s), matched lower-cased as substrings.
+# About the chat: the bot may not (or no longer) write there; an admin can fix it, and
+# Telegram sends the bot no update when a group's permissions change.
+_CHAT_ERRORS = (
+    "chat not found",
+    "not enough rights",  # "...to send text messages to the chat", "...to send photos"...
+    "have no rights to send",
+    "need administrator rights",
+    "chat_admin_required",
+    "chat_write_forbidden",
+    "chat_restricted",
+    "chat_send_",  # CHAT_SEND_PLAIN_FORBIDDEN, CHAT_SEND_PHOTOS_FORBIDDEN, ...
+    "bot was kicked",
+    "bot was blocked",
+    "bot is not a member",
+    "not a member of the",
+    "chat was deactivated",
+    "group chat was deactivated",
+    "user is deactivated",
+    "bot can't initiate conversation",
+    "peer_id_invalid",
+    "channel_private",
+    "topic_closed",
+    "topic_deleted",
+    "message thread not found",
+)
+# About the message: the same text or file would be refused in any chat.
+_MESSAGE_ERRORS = (
+    "message is too long",
+    "message caption is too long",
+    "media_caption_too_long",
+    "entities_too_long",
+    "can't parse entities",
+    "message text is empty",
+    "text must be non-empty",
+    "wrong file identifier",
+    "wrong remote file identifier",
+    "wrong type of the web page content",
+    "failed to get http url content",
+    "file is too big",
+    "photo_invalid_dimensions",
+    "button_",
+)
+
+
+def blame(error: TelegramAPIError | TimeoutError) -> Blame:
+    if isinstance(error, TimeoutError):
+        return Blame.TRANSIENT
+    if isinstance(error, TelegramEntityTooLarge):  # 413, before its base class
+        return Blame.MESSAGE
+    if isinstance(error, TelegramForbiddenError):  # 403: blocked, kicked, deactivated
+        return Blame.CHAT
+    # 401 (token revoked), 404 (wrong token or method: "chat not found" is a 400), 409.
+    if isinstance(error, TelegramUnauthorizedError | TelegramNotFound | TelegramConflictError):
+        return Blame.BOT
+    if not isinstance(error, TelegramBadRequest):
+        return Blame.TRANSIENT  # 5xx, network errors, anything else that is not a 4xx
+    description = error.message.lower()
+    if any(marker in description for marker in _CHAT_ERRORS):
+        return Blame.CHAT
+    if any(marker in description for marker in _MESSAGE_ERRORS):
+        return Blame.MESSAGE
+    # A 400 we do not know: parking keeps the messages and shows the reason in /stats; taken
+    # for a message error, a chat's refusal would lose every card sent to it for good.
+    return Blame.CHAT
+
+
+class _Outcome(Enum):
+    DELIVERED = "delivered"
+    AGAIN = "again"  # flood control waited out: try at once
+    SPLIT = "split"  # a packed message was refused: send its rows one by one
+    REFUSED = "refused"  # the single row was failed for good
+    PARKED = "parked"
+    MOVED = "moved"
+    BACKOFF = "backoff"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +138,9 @@ class Limits:
     backoff_max: float = 60.0
     request_timeout: float = 30.0
     rescan_every: float = 5.0
+    maintain_every: float = 3600.0  # delete old rows, forget idle chats, probe parked ones
+    keep_sent: float = 86400.0  # delivered rows kept this long for diagnosis
+    probe_after: float = 3600.0  # a parked chat is tried again after this long
 
 
 @dataclass(slots=True)
@@ -82,6 +175,10 @@ class Spacing:
         self._next = asyncio.get_running_loop().time() + self._interval
         self._lock.release()
 
+    def idle(self, now: float) -> bool:
+        """Nothing in flight and the interval over: forgetting it changes nothing."""
+        return not self._lock.locked() and self._next <= now
+
 
 def pack(rows: Sequence[OutboxMessage]) -> list[OutboxMessage]:
     """The next message to send: consecutive cards combined while they fit in one text
@@ -89,13 +186,14 @@ def pack(rows: Sequence[OutboxMessage]) -> list[OutboxMessage]:
     batch = [rows[0]]
     if rows[0].kind != "card":
         return batch
-    separator = len(t("card_separator"))
-    length = len(rows[0].text)
+    separator = message_length(t("card_separator"))
+    length = message_length(rows[0].text)
     for row in rows[1:]:
-        if row.kind != "card" or length + separator + len(row.text) > MAX_TEXT:
+        added = separator + message_length(row.text)
+        if row.kind != "card" or length + added > MAX_MESSAGE_LENGTH:
             break
         batch.append(row)
-        length += separator + len(row.text)
+        length += added
     return batch
 
 
@@ -109,11 +207,13 @@ class Sender:
         self.limits = limits or Limits()
         self.stats = SenderStats()
         self._overall = AsyncLimiter(1, 1 / self.limits.overall_per_second)
-        # Kept across workers: a chat's next worker still waits its turn.
+        # Kept across workers: a chat's next worker still waits its turn. Both maps drop a
+        # chat once it is idle (`maintain`), so they hold the chats in use, not all ever.
         self._per_chat: dict[int, Spacing] = {}
         self._workers: dict[int, asyncio.Task[None]] = {}
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
+        self._maintain_at: datetime | None = None
 
     # --- lifecycle (the dispatcher's startup and shutdown hooks) ---------------------------
 
@@ -143,11 +243,39 @@ class Sender:
         ):
             await asyncio.sleep(0.01)
 
+    @property
+    def chats_in_memory(self) -> int:
+        """Chats the sender holds state for (for tests: it stays bounded)."""
+        return len(self._workers.keys() | self._per_chat.keys())
+
+    async def maintain(self) -> None:
+        """The hourly chores: delete rows delivered over a day ago, forget idle chats, and
+        probe chats parked for an hour (`_probe`)."""
+        now = self._clock()
+        deleted = await self._outbox.delete_sent(
+            before=now - timedelta(seconds=self.limits.keep_sent)
+        )
+        if deleted:
+            logger.info("Outbox: %d delivered rows deleted", deleted)
+        self._forget_idle_chats()
+        parked_before = now - timedelta(seconds=self.limits.probe_after)
+        for row in await self._outbox.probes(parked_before=parked_before):
+            worker = self._workers.get(row.chat_id)
+            if worker is None or worker.done():
+                self._start_worker(row.chat_id, self._probe(row))
+
     # --- work ---------------------------------------------------------------------------
 
     async def _supervise(self) -> None:
         while not self._stopping:
             self._outbox.added.clear()
+            now = self._clock()
+            if self._maintain_at is None or now >= self._maintain_at:
+                self._maintain_at = now + timedelta(seconds=self.limits.maintain_every)
+                try:
+                    await self.maintain()
+                except Exception:
+                    logger.exception("Outbox maintenance failed; next time in an hour")
             try:
                 chats = await self._outbox.pending_chats()
             except Exception:
@@ -156,13 +284,28 @@ class Sender:
             for chat_id in chats:
                 worker = self._workers.get(chat_id)
                 if worker is None or worker.done():
-                    worker = asyncio.create_task(self._drain(chat_id), name=f"outbox-{chat_id}")
-                    # A finished worker triggers a rescan: rows added while it was
-                    # finishing are never left waiting.
-                    worker.add_done_callback(lambda _: self._outbox.added.set())
-                    self._workers[chat_id] = worker
+                    self._start_worker(chat_id, self._drain(chat_id))
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._outbox.added.wait(), self.limits.rescan_every)
+
+    def _start_worker(self, chat_id: int, work: Coroutine[Any, Any, None]) -> None:
+        worker = asyncio.create_task(work, name=f"outbox-{chat_id}")
+        # A finished worker triggers a rescan: rows added while it was finishing are
+        # never left waiting.
+        worker.add_done_callback(lambda _: self._outbox.added.set())
+        self._workers[chat_id] = worker
+
+    def _forget_idle_chats(self) -> None:
+        for chat_id in [chat for chat, task in self._workers.items() if task.done()]:
+            del self._workers[chat_id]
+        now = asyncio.get_running_loop().time()
+        idle = [
+            chat_id
+            for chat_id, spacing in self._per_chat.items()
+            if chat_id not in self._workers and spacing.idle(now)
+        ]
+        for chat_id in idle:
+            del self._per_chat[chat_id]
 
     def _chat_limiter(self, chat_id: int) -> Spacing:
         limiter = self._per_chat.get(chat_id)
@@ -175,69 +318,109 @@ class Sender:
     async def _drain(self, chat_id: int) -> None:
         RETRIES_OFF.set(True)  # this worker's own task: 429s and errors are handled here
         failures = 0
+        # Rows up to this id go one by one: a packed message holding them was refused, and
+        # only a row refused on its own is failed.
+        alone_through = 0
         try:
             while not self._stopping:
                 rows = await self._outbox.pending(chat_id)
                 if not rows:
                     return
-                batch = pack(rows)
-                ids = [row.id for row in batch]
-                text = t("card_separator").join(row.text for row in batch)
-                try:
-                    async with self._chat_limiter(chat_id), self._overall:
-                        message = await self._send(chat_id, text, batch[0].media)
-                except TelegramRetryAfter as error:
-                    self.stats.retry_after += 1
-                    logger.warning(
-                        "Chat %d: flood control, waiting %d s", chat_id, error.retry_after
-                    )
-                    await asyncio.sleep(error.retry_after)
-                    continue
-                except TelegramMigrateToChat as error:
-                    logger.warning(
-                        "Chat %d became supergroup %d; following it",
-                        chat_id,
-                        error.migrate_to_chat_id,
-                    )
-                    await self._outbox.chat_moved(chat_id, error.migrate_to_chat_id)
+                batch = [rows[0]] if rows[0].id <= alone_through else pack(rows)
+                outcome = await self._attempt(chat_id, batch)
+                if outcome in (_Outcome.PARKED, _Outcome.MOVED):
                     return
-                except (TelegramForbiddenError, TelegramNotFound) as error:
-                    await self._unreachable(chat_id, error)
-                    return
-                except TelegramBadRequest as error:
-                    if "chat not found" in error.message.lower():
-                        await self._unreachable(chat_id, error)
-                        return
-                    # Telegram refuses this text itself: retrying cannot help.
-                    self.stats.errors += 1
-                    logger.error(
-                        "Chat %d: outbox rows %s refused (%s); skipped", chat_id, ids, error
-                    )
-                    await self._outbox.fail_messages(ids, error=error.message)
-                    continue
-                except (TelegramNetworkError, TelegramAPIError, TimeoutError) as error:
+                if outcome is _Outcome.SPLIT:
+                    alone_through = batch[-1].id
+                elif outcome is _Outcome.BACKOFF:
                     failures += 1
-                    self.stats.errors += 1
                     delay = self._backoff(failures)
-                    logger.warning(
-                        "Chat %d: sending failed (%s: %s); retry %d in %.1f s",
-                        chat_id,
-                        type(error).__name__,
-                        error,
-                        failures,
-                        delay,
-                    )
-                    await self._outbox.count_attempt(ids, error=f"{type(error).__name__}")
+                    logger.warning("Chat %d: retry %d in %.1f s", chat_id, failures, delay)
                     await asyncio.sleep(delay)
-                    continue
-                failures = 0
-                await self._outbox.mark_sent(ids, message_id=message.message_id, now=self._clock())
-                self.stats.sent_messages += 1
-                self.stats.delivered_rows += len(ids)
+                elif outcome is _Outcome.DELIVERED:
+                    failures = 0
         except Exception:
             # The worker ends; the supervisor starts a new one at its next scan.
             logger.exception("Chat %d: outbox worker failed", chat_id)
             await asyncio.sleep(self._backoff(1))
+
+    async def _probe(self, row: OutboxMessage) -> None:
+        """Send a parked chat's first message again; delivered, the chat is back.
+
+        The message itself is the probe because only sending proves sending works: getChat
+        succeeds in a group where the bot may not write, and sendChatAction is not refused
+        for every reason a message is (a right to send photos, a closed topic). A failure
+        costs one request an hour and leaves the chat parked."""
+        RETRIES_OFF.set(True)
+        try:
+            outcome = await self._attempt(row.chat_id, [row])
+            if outcome is _Outcome.DELIVERED:
+                requeued = await self._outbox.chat_is_back(row.chat_id)
+                logger.info("Chat %d is back; %d waiting messages requeued", row.chat_id, requeued)
+        except Exception:
+            logger.exception("Chat %d: probe failed", row.chat_id)
+
+    async def _attempt(self, chat_id: int, batch: Sequence[OutboxMessage]) -> _Outcome:
+        """Send `batch` as one message and record what became of it."""
+        ids = [row.id for row in batch]
+        text = t("card_separator").join(row.text for row in batch)
+        try:
+            async with self._chat_limiter(chat_id), self._overall:
+                message = await self._send(chat_id, text, batch[0].media)
+        except TelegramRetryAfter as error:
+            self.stats.retry_after += 1
+            logger.warning("Chat %d: flood control, waiting %d s", chat_id, error.retry_after)
+            await asyncio.sleep(error.retry_after)
+            return _Outcome.AGAIN
+        except TelegramMigrateToChat as error:
+            logger.warning(
+                "Chat %d became supergroup %d; following it", chat_id, error.migrate_to_chat_id
+            )
+            await self._outbox.chat_moved(chat_id, error.migrate_to_chat_id)
+            return _Outcome.MOVED
+        except (TelegramAPIError, TimeoutError) as error:
+            return await self._failed(chat_id, batch, error)
+        await self._outbox.mark_sent(ids, message_id=message.message_id, now=self._clock())
+        self.stats.sent_messages += 1
+        self.stats.delivered_rows += len(ids)
+        return _Outcome.DELIVERED
+
+    async def _failed(
+        self,
+        chat_id: int,
+        batch: Sequence[OutboxMessage],
+        error: TelegramAPIError | TimeoutError,
+    ) -> _Outcome:
+        ids = [row.id for row in batch]
+        reason = error.message if isinstance(error, TelegramAPIError) else "timeout"
+        at_fault = blame(error)
+        if at_fault is Blame.CHAT:
+            parked = await self._outbox.fail_chat(chat_id, reason=reason, now=self._clock())
+            # Logged once: the chat's messages wait, unretried, until it is back.
+            logger.warning(
+                "Chat %d refuses the bot (%s); %d messages wait until it is back",
+                chat_id,
+                reason,
+                parked,
+            )
+            return _Outcome.PARKED
+        self.stats.errors += 1
+        if at_fault is Blame.MESSAGE:
+            if len(batch) > 1:
+                logger.warning(
+                    "Chat %d: packed rows %s refused (%s); sending them one by one",
+                    chat_id,
+                    ids,
+                    reason,
+                )
+                return _Outcome.SPLIT
+            logger.error("Chat %d: outbox row %d refused (%s); given up", chat_id, ids[0], reason)
+            await self._outbox.fail_message(ids[0], error=reason, now=self._clock())
+            return _Outcome.REFUSED
+        log = logger.error if at_fault is Blame.BOT else logger.warning
+        log("Chat %d: sending failed (%s: %s)", chat_id, type(error).__name__, reason)
+        await self._outbox.count_attempt(ids, error=type(error).__name__)
+        return _Outcome.BACKOFF
 
     async def _send(self, chat_id: int, text: str, media: Media | None) -> Message:
         timeout = int(self.limits.request_timeout) or 1
@@ -257,13 +440,3 @@ class Sender:
             self.limits.backoff_max, self.limits.backoff_base * 2.0 ** (failures - 1)
         )
         return delay * random.uniform(0.5, 1.5)  # jitter: retries from many chats spread out
-
-    async def _unreachable(self, chat_id: int, error: TelegramAPIError) -> None:
-        parked = await self._outbox.fail_chat(chat_id, reason=error.message, now=self._clock())
-        # Logged once: the chat's messages wait, unretried, until the bot is added back.
-        logger.warning(
-            "Chat %d is unreachable (%s); %d messages wait until the bot is back",
-            chat_id,
-            error.message,
-            parked,
-        )

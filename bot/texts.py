@@ -203,6 +203,13 @@ RU: dict[str, str] = {
     "stats_deadline_days": "До конца регистрации: {days} дн.",
     "stats_deadline_today": "Регистрация закрывается сегодня",
     "stats_closed": "Регистрация закрыта",
+    "stats_parked_header": "<b>⚠️ Чаты, куда бот не может писать: {count}</b>\n"
+    "Бот пробует снова раз в час; сообщения ждут.",
+    "stats_parked_item": "• {chat_id} — с {since}, ждут сообщений: {waiting}\n  {reason}",
+    "stats_since_unknown": "неизвестно когда",
+    "stats_failed_header": "<b>❗ Не доставлены (Telegram отклонил сообщение): {count}</b>",
+    "stats_failed_item": "• {count} — {reason} (последнее {last})",
+    "stats_more": "…и ещё {count}",
     # /find
     "find_usage": "Напишите, что искать: /find Иванова, /find 912345, /find @mail.ru",
     "find_none": "Ничего не нашлось по запросу «{query}».",

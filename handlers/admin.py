@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from aiogram import Bot, F, Router
 from aiogram.dispatcher.event.bases import SkipHandler
@@ -25,6 +26,7 @@ from bot.config import Settings
 from bot.digest_worker import DigestScheduler
 from bot.events import Event, EventCatalog
 from bot.export import FORMATS, export_filename, export_to_file
+from bot.limits import MAX_MESSAGE_LENGTH, message_length
 from bot.menu import ADMIN_COMMANDS as MENU_ADMIN_COMMANDS
 from bot.menu import AdminMenus
 from bot.texts import Html, t
@@ -35,12 +37,13 @@ from handlers.registration import reask
 from storage.broadcasts import Broadcasts
 from storage.fsm import transition
 from storage.outbox import Media
-from storage.stats import AdminQueries
+from storage.stats import AdminQueries, OutboxHealth
 
 logger = logging.getLogger(__name__)
 
 ADMIN_COMMANDS = tuple(name for name, _ in MENU_ADMIN_COMMANDS)
 FIND_LIMIT = 10
+OUTBOX_LIMIT = 10  # parked chats and failure reasons listed in /stats
 MAX_TEXT = 4096
 MAX_CAPTION = 1024  # what a bot may send under a photo or document
 
@@ -107,8 +110,43 @@ def deadline_line(event: Event, now_local_days: int) -> str:
     return t("stats_deadline_days", days=now_local_days)
 
 
+def outbox_block(health: OutboxHealth, zone: ZoneInfo) -> str | None:
+    """Parked chats and refused messages, for /stats; None when there are none."""
+    lines = []
+    if health.parked_count:
+        lines.append(t("stats_parked_header", count=health.parked_count))
+        lines += [
+            t(
+                "stats_parked_item",
+                chat_id=chat.chat_id,
+                since=format_datetime(chat.since, zone) if chat.since else t("stats_since_unknown"),
+                waiting=chat.waiting,
+                reason=chat.reason,
+            )
+            for chat in health.parked
+        ]
+        if health.parked_count > len(health.parked):
+            lines.append(t("stats_more", count=health.parked_count - len(health.parked)))
+    if health.failed_count:
+        lines.append(t("stats_failed_header", count=health.failed_count))
+        lines += [
+            t(
+                "stats_failed_item",
+                count=failure.count,
+                reason=failure.reason,
+                last=format_datetime(failure.last, zone),
+            )
+            for failure in health.failures
+        ]
+    return "\n".join(lines) or None
+
+
 async def stats_shown(
-    message: Message, catalog: EventCatalog, admin_queries: AdminQueries, clock: Clock
+    message: Message,
+    catalog: EventCatalog,
+    admin_queries: AdminQueries,
+    clock: Clock,
+    settings: Settings,
 ) -> None:
     now = clock()
     events = list(catalog.events) + list(catalog.archived)
@@ -136,18 +174,22 @@ async def stats_shown(
                 deadline=Html(deadline_line(event, days)),
             )
         )
+    outbox = outbox_block(await admin_queries.outbox_health(limit=OUTBOX_LIMIT), settings.timezone)
+    if outbox is not None:
+        blocks.append(outbox)
     for text in pack_blocks(blocks):
         await message.answer(text)
 
 
 def pack_blocks(blocks: list[str], separator: str = "\n\n") -> list[str]:
-    """Blocks joined into as few messages as fit Telegram's 4096 characters."""
+    """Blocks joined into as few messages as fit Telegram's limit."""
     messages: list[str] = []
     for block in blocks:
-        if messages and len(messages[-1]) + len(separator) + len(block) <= MAX_TEXT:
+        length = message_length(messages[-1] + separator + block) if messages else 0
+        if messages and length <= MAX_MESSAGE_LENGTH:
             messages[-1] += separator + block
         else:
-            messages.append(block[:MAX_TEXT])
+            messages.append(block[:MAX_MESSAGE_LENGTH])
     return messages
 
 

@@ -1,7 +1,7 @@
 """The inbox: updates written down before Telegram is told they arrived.
 
 An update leaves the inbox when its id is written to handled_updates (a trigger, migration
-9); one that could not be handled stays, set aside with its reason, until it is pruned.
+10); one that could not be handled stays, set aside with its reason, until it is pruned.
 """
 
 from __future__ import annotations

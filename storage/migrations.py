@@ -145,7 +145,20 @@ MIGRATIONS: tuple[str, ...] = (
         UPDATE registrations SET csv_cells = NULL, csv_rule = NULL WHERE id = NEW.id;
     END;
     """,
-    # 9: the inbox: every update Telegram delivers is written here before it is confirmed,
+    # 9: when the sender gave a message up for good (Telegram refused the message itself;
+    # its reason is in `error`), told apart from a message parked with its chat (status
+    # 'failed', failed_at NULL), which goes out again when the chat is back. Cards and
+    # digests failed in a chat that is not parked were refused (parked ones are requeued);
+    # older announcements cannot be told apart and stay as they are. Delivered rows are
+    # deleted a day after delivery, found by `outbox_sent`.
+    """
+    ALTER TABLE outbox ADD COLUMN failed_at TEXT;
+    UPDATE outbox SET failed_at = created_at
+        WHERE status = 'failed' AND kind != 'broadcast'
+        AND chat_id NOT IN (SELECT chat_id FROM chats WHERE unreachable IS NOT NULL);
+    CREATE INDEX outbox_sent ON outbox (sent_at) WHERE status = 'sent';
+    """,
+    # 10: the inbox: every update Telegram delivers is written here before it is confirmed,
     # and handled from here by its chat's worker (bot/updates.py). A handled update leaves the
     # inbox as its id enters handled_updates; one that cannot be handled stays, set aside with
     # its reason, until it is pruned with the handled ids.

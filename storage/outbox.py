@@ -134,10 +134,13 @@ class Outbox:
         return [OutboxMessage.from_row(row) for row in rows]
 
     async def mark_sent(self, ids: Iterable[int], *, message_id: int, now: datetime) -> None:
-        # The text goes: a delivered card keeps its ids, not the person's data.
+        # The text goes: a delivered card keeps its ids, not the person's data. Any status
+        # but 'sent': Telegram accepted it, so it is delivered even if its chat was parked
+        # while it was in flight, or it was a parked chat's probe.
         await self._db.executemany(
             "UPDATE outbox SET status = 'sent', text = NULL, sent_at = ?, message_id = ?, "
-            "attempts = attempts + 1, error = NULL WHERE id = ? AND status = 'pending'",
+            "attempts = attempts + 1, error = NULL, failed_at = NULL "
+            "WHERE id = ? AND status != 'sent'",
             [(utc_iso(now), message_id, id_) for id_ in ids],
         )
 
@@ -147,21 +150,24 @@ class Outbox:
             [(error, id_) for id_ in ids],
         )
 
-    async def fail_messages(self, ids: Iterable[int], *, error: str) -> None:
-        """Give up on these messages alone (Telegram refuses them, not the chat)."""
-        await self._db.executemany(
-            "UPDATE outbox SET status = 'failed', attempts = attempts + 1, error = ? "
-            "WHERE id = ? AND status = 'pending'",
-            [(error, id_) for id_ in ids],
+    async def fail_message(self, id_: int, *, error: str, now: datetime) -> None:
+        """Give up on this message for good (Telegram refuses it, not the chat); `error`
+        is what an admin sees in /stats."""
+        await self._db.execute(
+            "UPDATE outbox SET status = 'failed', attempts = attempts + 1, error = ?, "
+            "failed_at = ? WHERE id = ? AND status != 'sent'",
+            (error, utc_iso(now), id_),
         )
 
     async def fail_chat(self, chat_id: int, *, reason: str, now: datetime) -> int:
-        """The chat cannot be reached (bot blocked or removed): park all its messages."""
+        """The chat cannot be written to (bot blocked, removed or without the right to
+        send): park all its messages until it is back."""
         async with self._db.transaction() as connection:
+            # A chat parked again (a probe that failed) keeps the time it was first parked.
             await connection.execute(
                 "INSERT INTO chats (chat_id, unreachable, unreachable_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (chat_id) DO UPDATE SET unreachable = excluded.unreachable, "
-                "unreachable_at = excluded.unreachable_at",
+                "unreachable_at = COALESCE(chats.unreachable_at, excluded.unreachable_at)",
                 (chat_id, reason, utc_iso(now)),
             )
             cursor = await connection.execute(
@@ -183,8 +189,8 @@ class Outbox:
             )
             cursor = await connection.execute(
                 "UPDATE outbox SET status = 'pending', error = NULL "
-                "WHERE chat_id = ? AND status = 'failed' AND text IS NOT NULL "
-                "AND kind != 'broadcast'",
+                "WHERE chat_id = ? AND status = 'failed' AND failed_at IS NULL "
+                "AND text IS NOT NULL AND kind != 'broadcast'",
                 (chat_id,),
             )
             requeued = cursor.rowcount
@@ -203,8 +209,12 @@ class Outbox:
             await connection.execute(
                 "UPDATE chats SET moved_to = ? WHERE moved_to = ?", (new_id, old_id)
             )
+            # Messages parked with the old chat are tried at the new one: a new chat, and
+            # nothing else would unpark them (the old id is gone).
             await connection.execute(
-                "UPDATE outbox SET chat_id = ? WHERE chat_id = ? AND status != 'sent'",
+                "UPDATE outbox SET chat_id = ?, status = CASE WHEN status = 'failed' "
+                "AND failed_at IS NULL AND text IS NOT NULL AND kind != 'broadcast' "
+                "THEN 'pending' ELSE status END WHERE chat_id = ? AND status != 'sent'",
                 (new_id, old_id),
             )
         self.added.set()
@@ -214,3 +224,32 @@ class Outbox:
             "SELECT chat_id, unreachable FROM chats WHERE unreachable IS NOT NULL"
         )
         return {row[0]: row[1] for row in rows}
+
+    async def probes(self, *, parked_before: datetime) -> list[OutboxMessage]:
+        """For each chat parked before `parked_before`, the message that goes out first
+        when it is back: sending it again is the probe."""
+        rows = await self._db.fetchall(
+            """
+            SELECT outbox.* FROM chats
+            JOIN outbox ON outbox.id = (
+                SELECT id FROM outbox
+                WHERE outbox.chat_id = chats.chat_id AND status = 'failed'
+                    AND failed_at IS NULL AND text IS NOT NULL AND kind != 'broadcast'
+                ORDER BY id LIMIT 1)
+            WHERE chats.unreachable IS NOT NULL AND chats.unreachable_at <= ?
+            ORDER BY chats.chat_id
+            """,
+            (utc_iso(parked_before),),
+        )
+        return [OutboxMessage.from_row(row) for row in rows]
+
+    async def delete_sent(self, *, before: datetime) -> int:
+        """Delete messages delivered before `before`: kept until then for diagnosis.
+
+        Not those of a broadcast still running: its progress counts them."""
+        return await self._db.execute(
+            "DELETE FROM outbox WHERE status = 'sent' AND sent_at < ? AND ("
+            "broadcast_id IS NULL OR broadcast_id IN ("
+            "SELECT id FROM broadcasts WHERE finished_at IS NOT NULL))",
+            (utc_iso(before),),
+        )

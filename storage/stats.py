@@ -21,6 +21,34 @@ class EventStats:
     unreachable: int  # confirmed registrants who blocked the bot
 
 
+@dataclass(frozen=True, slots=True)
+class ParkedChat:
+    """A chat the sender does not write to until it is back (bot removed or blocked, no
+    right to send); its cards and digests wait."""
+
+    chat_id: int
+    reason: str
+    since: datetime | None
+    waiting: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFailure:
+    """Messages given up for good with one reason (Telegram refused the message itself)."""
+
+    reason: str
+    count: int
+    last: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxHealth:
+    parked: list[ParkedChat]  # the first few, longest parked first
+    parked_count: int
+    failures: list[DeliveryFailure]  # most frequent reasons first
+    failed_count: int
+
+
 class AdminQueries:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -84,3 +112,53 @@ class AdminQueries:
         )
         assert count is not None
         return [Registration.from_row(row) for row in rows], count[0]
+
+    async def outbox_health(self, *, limit: int) -> OutboxHealth:
+        # Groups and chats with waiting messages: a participant who blocked the bot is
+        # counted per session already, and may be one of thousands.
+        parked_where = (
+            "chats.unreachable IS NOT NULL AND (chats.chat_id < 0 OR EXISTS ("
+            "SELECT 1 FROM outbox WHERE outbox.chat_id = chats.chat_id "
+            "AND outbox.status = 'failed' AND outbox.failed_at IS NULL "
+            "AND outbox.kind != 'broadcast'))"
+        )
+        parked = await self._db.fetchall(
+            f"""
+            SELECT chats.chat_id, chats.unreachable, chats.unreachable_at,
+                (SELECT count(*) FROM outbox WHERE outbox.chat_id = chats.chat_id
+                    AND outbox.status = 'failed' AND outbox.failed_at IS NULL
+                    AND outbox.text IS NOT NULL AND outbox.kind != 'broadcast')
+            FROM chats WHERE {parked_where}
+            ORDER BY chats.unreachable_at IS NULL, chats.unreachable_at, chats.chat_id
+            LIMIT ?
+            """,
+            (limit,),
+        )
+        parked_count = await self._db.fetchone(f"SELECT count(*) FROM chats WHERE {parked_where}")
+        failures = await self._db.fetchall(
+            "SELECT coalesce(error, '?'), count(*), max(failed_at) FROM outbox "
+            "WHERE status = 'failed' AND failed_at IS NOT NULL "
+            "GROUP BY 1 ORDER BY 2 DESC, 3 DESC LIMIT ?",
+            (limit,),
+        )
+        failed_count = await self._db.fetchone(
+            "SELECT count(*) FROM outbox WHERE status = 'failed' AND failed_at IS NOT NULL"
+        )
+        assert parked_count is not None and failed_count is not None
+        return OutboxHealth(
+            parked=[
+                ParkedChat(
+                    chat_id=row[0],
+                    reason=row[1],
+                    since=datetime.fromisoformat(row[2]) if row[2] else None,
+                    waiting=row[3],
+                )
+                for row in parked
+            ],
+            parked_count=parked_count[0],
+            failures=[
+                DeliveryFailure(reason=row[0], count=row[1], last=datetime.fromisoformat(row[2]))
+                for row in failures
+            ],
+            failed_count=failed_count[0],
+        )

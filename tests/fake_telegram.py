@@ -944,7 +944,8 @@ class FakeTelegram:
         text = _render(source, parse_mode)
         if not text.strip():
             raise _bad_request("message text is empty")
-        if len(text) > MAX_TEXT_LENGTH:
+        # Telegram counts UTF-16 code units: an emoji outside the BMP counts twice.
+        if len(text.encode("utf-16-le")) // 2 > MAX_TEXT_LENGTH:
             raise _bad_request("message is too long")
         return text
 

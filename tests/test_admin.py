@@ -295,3 +295,24 @@ async def test_admin_commands_work_in_the_middle_of_a_form(admin: TelegramUser) 
     assert "Зарегистрированы: 0" in (replies[0].text or "")
     await admin.click("Подтвердить")
     assert "Вы зарегистрированы" in admin.last_text
+
+
+async def test_stats_lists_parked_chats_and_refused_messages(
+    admin: TelegramUser, dispatcher: Dispatcher, clock: Clock, db: Database
+) -> None:
+    outbox = dispatcher["outbox"]
+    await outbox.enqueue([-100777, -100888], "card", "Карта", now=clock())
+    await outbox.enqueue([-100888], "card", "Карта <b", now=clock())
+    await outbox.fail_chat(-100777, reason="Bad Request: not enough rights <to> send", now=clock())
+    [_, _, bad] = [row["id"] for row in await db.fetchall("SELECT id FROM outbox ORDER BY id")]
+    await outbox.fail_message(bad, error="Bad Request: can't parse entities", now=clock())
+    # A participant who blocked the bot is counted per session, not listed here.
+    await outbox.fail_chat(2002, reason="Forbidden: bot was blocked by the user", now=clock())
+    [*_, reply] = await admin.send("/stats")
+    text = reply.text or ""
+    assert "Чаты, куда бот не может писать: 1" in text
+    assert "-100777 — с 26 ноября 2026, 12:00 (МСК, UTC+3), ждут сообщений: 1" in text
+    assert "Bad Request: not enough rights <to> send" in text  # escaped, shown as is
+    assert "2002" not in text
+    assert "Не доставлены (Telegram отклонил сообщение): 1" in text
+    assert "1 — Bad Request: can't parse entities (последнее 26 ноября 2026" in text

@@ -10,16 +10,15 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.digest import (
-    MESSAGE_LIMIT,
     EventDigest,
     due_digest_date,
     events_for_digest,
     latest_run_at_or_before,
-    message_length,
     next_run_after,
     render_digest,
 )
 from bot.events import Event
+from bot.limits import MAX_MESSAGE_LENGTH, message_length
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 VLADIVOSTOK = ZoneInfo("Asia/Vladivostok")
@@ -365,7 +364,7 @@ def test_render_digest_splits_a_long_list_without_splitting_lines() -> None:
     messages = render_digest(date(2026, 11, 26), digests, NOW, max_names=100)
 
     assert len(messages) > 1
-    assert all(message_length(message) <= MESSAGE_LIMIT for message in messages)
+    assert all(message_length(message) <= MAX_MESSAGE_LENGTH for message in messages)
     lines = [line for message in messages for line in message.split("\n")]
     for n in range(1, 101):
         expected = f"{n}. Константинопольская-Щербакова Анастасия Ивановна {n} — "

@@ -352,6 +352,9 @@ async def test_telegram_rules_the_bot_must_respect(api_bot: Bot, fake_api: FakeT
         await api_bot.send_message(CHAT, "Кнопка", reply_markup=too_long)
     with pytest.raises(TelegramBadRequest, match="message is too long"):
         await api_bot.send_message(CHAT, "я" * 4097)
+    with pytest.raises(TelegramBadRequest, match="message is too long"):
+        await api_bot.send_message(CHAT, "😀" * 2049)  # 2049 code points, 4098 UTF-16 units
+    await api_bot.send_message(CHAT, "😀" * 2048)
 
     query_id = fake_api.new_callback_query_id()
     await api_bot.answer_callback_query(query_id)

@@ -212,3 +212,28 @@ async def test_failed_step_keeps_previous_version_when_script_breaks(
     async with open_database(path) as db:
         assert await db.schema_version() == LATEST_VERSION
         assert await schema_of(db) == fresh
+
+
+async def test_refused_cards_are_told_from_parked_ones_when_upgrading(tmp_path: Path) -> None:
+    # Before `failed_at`, a failed card in a chat that is not parked was refused for good
+    # (a parked chat's cards are requeued when it is back); in a parked chat it waits.
+    step = next(i for i, sql in enumerate(MIGRATIONS) if "ADD COLUMN failed_at" in sql)
+    path = tmp_path / "bot.sqlite3"
+    async with open_database(path, migrate_to=step) as db:
+        await db.execute("INSERT INTO chats (chat_id, unreachable) VALUES (-2, 'Forbidden')")
+        await db.executemany(
+            "INSERT INTO outbox (chat_id, kind, text, status, created_at, error) "
+            "VALUES (?, ?, 'Карта', ?, ?, ?)",
+            [
+                (-1, "card", "failed", NOW, "Bad Request: can't parse entities"),
+                (-2, "card", "failed", NOW, "Forbidden"),
+                (-1, "card", "pending", NOW, None),
+            ],
+        )
+    async with open_database(path) as db:
+        rows = await db.fetchall("SELECT chat_id, status, failed_at FROM outbox ORDER BY id")
+        assert [tuple(row) for row in rows] == [
+            (-1, "failed", NOW),
+            (-2, "failed", None),
+            (-1, "pending", None),
+        ]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import timedelta
 from itertools import pairwise
 
@@ -289,3 +291,136 @@ async def test_outbox_rows_and_registration_commit_together(
     assert await outbox_rows(db) == []
     outbox = Outbox(db)
     assert await outbox.pending_chats() == []
+
+
+# --- Issue 10: nothing lost to one chat, bounded while running ------------------------------
+
+NO_RIGHTS = "Bad Request: not enough rights to send text messages to the chat"
+
+
+async def queue_cards(dispatcher: Dispatcher, clock: Clock, chat_id: int, *texts: str) -> None:
+    outbox: Outbox = dispatcher["outbox"]
+    for text in texts:
+        await outbox.enqueue([chat_id], "card", text, now=clock())
+
+
+@pytest.fixture
+async def chores_by_hand(bot: Bot, dispatcher: Dispatcher, clock: Clock) -> AsyncIterator[Sender]:
+    """A sender whose hourly chores run only when the test calls `maintain`."""
+    sender = Sender(bot, dispatcher["outbox"], clock, replace(FAST, maintain_every=1e9))
+    await sender.start()
+    yield sender
+    await sender.stop(grace=1)
+
+
+async def test_a_chat_that_lost_the_right_to_send_is_parked_and_its_cards_kept(
+    fake: FakeTelegram,
+    chores_by_hand: Sender,
+    dispatcher: Dispatcher,
+    clock: Clock,
+    db: Database,
+) -> None:
+    sender = chores_by_hand
+    fake.fail("sendMessage", code=400, description=NO_RIGHTS, chat_id=ORGANIZER_CHAT_ID, times=2)
+    await queue_cards(dispatcher, clock, ORGANIZER_CHAT_ID, "Карта 1", "Карта 2", "Карта 3")
+    await sender.idle()
+    rows = await outbox_rows(db)
+    assert [(row["status"], row["failed_at"]) for row in rows] == [("failed", None)] * 3
+    [chat] = await db.fetchall("SELECT * FROM chats")
+    assert chat["unreachable"] == NO_RIGHTS
+    parked_at = chat["unreachable_at"]
+
+    # Within the hour nothing is tried; after it, one probe, refused again: still parked.
+    await sender.maintain()
+    await sender.idle()
+    assert len(fake.calls_of("sendMessage")) == 1
+    clock.advance(timedelta(minutes=61))
+    await sender.maintain()
+    await sender.idle()
+    assert len(fake.calls_of("sendMessage")) == 2
+    [chat] = await db.fetchall("SELECT * FROM chats")
+    assert (chat["unreachable"], chat["unreachable_at"]) == (NO_RIGHTS, parked_at)
+
+    # An admin gives the bot its rights back (Telegram tells the bot nothing): the next
+    # hourly probe delivers the first card and the rest follow.
+    clock.advance(timedelta(minutes=61))
+    await sender.maintain()
+    await sender.idle()
+    texts = [message.text for message in fake.messages_to(ORGANIZER_CHAT_ID)]
+    assert texts == ["Карта 1", "Карта 2\n\nКарта 3"]
+    assert {row["status"] for row in await outbox_rows(db)} == {"sent"}
+    [chat] = await db.fetchall("SELECT * FROM chats")
+    assert chat["unreachable"] is None
+
+
+async def test_a_refused_packed_message_is_resent_row_by_row_and_only_the_bad_row_fails(
+    fake: FakeTelegram, bot: Bot, dispatcher: Dispatcher, clock: Clock, db: Database
+) -> None:
+    await queue_cards(
+        dispatcher, clock, ORGANIZER_CHAT_ID, "Карта 1", "Карта <b>2", "Карта 3", "Карта 4"
+    )
+    sender = Sender(bot, dispatcher["outbox"], clock, FAST)
+    await sender.start()
+    await sender.idle()
+    await sender.stop()
+    assert [message.text for message in fake.messages_to(ORGANIZER_CHAT_ID)] == [
+        "Карта 1",
+        "Карта 3",
+        "Карта 4",
+    ]  # every row of the refused message alone: another of them might be refused too
+    rows = await outbox_rows(db)
+    assert [row["status"] for row in rows] == ["sent", "failed", "sent", "sent"]
+    assert "can't parse entities" in str(rows[1]["error"])
+    assert rows[1]["failed_at"] == "2026-11-26T09:00:00+00:00"
+    assert await db.fetchall("SELECT * FROM chats") == []  # the chat is fine
+
+
+async def test_cards_with_emoji_are_packed_by_utf16_length(
+    fake: FakeTelegram, bot: Bot, dispatcher: Dispatcher, clock: Clock, db: Database
+) -> None:
+    # 1,400 code points each, 2,800 UTF-16 units: two fit 4096 code points, not 4096 units.
+    card = "😀" * 1400
+    await queue_cards(dispatcher, clock, ORGANIZER_CHAT_ID, card, card, card)
+    sender = Sender(bot, dispatcher["outbox"], clock, FAST)
+    await sender.start()
+    await sender.idle()
+    await sender.stop()
+    assert len(fake.messages_to(ORGANIZER_CHAT_ID)) == 3
+    assert {row["status"] for row in await outbox_rows(db)} == {"sent"}
+
+
+async def test_delivered_rows_are_deleted_a_day_later_by_the_running_sender(
+    fake: FakeTelegram, bot: Bot, dispatcher: Dispatcher, clock: Clock, db: Database
+) -> None:
+    await queue_cards(dispatcher, clock, ORGANIZER_CHAT_ID, "Вчерашняя")
+    sender = Sender(bot, dispatcher["outbox"], clock, FAST)
+    await sender.start()
+    await sender.idle()
+    clock.advance(timedelta(hours=23))
+    await queue_cards(dispatcher, clock, ORGANIZER_CHAT_ID, "Сегодняшняя")
+    await sender.idle()
+    assert len(await outbox_rows(db)) == 2
+    clock.advance(timedelta(hours=2))  # the first row is 25 hours old, the second 2
+    dispatcher["outbox"].added.set()  # wakes the loop, which finds its hourly chores due
+    for _ in range(200):
+        if len(await outbox_rows(db)) == 1:
+            break
+        await asyncio.sleep(0.01)
+    await sender.stop()
+    [row] = await outbox_rows(db)
+    assert row["sent_at"] == "2026-11-27T08:00:00+00:00"
+
+
+async def test_idle_chats_are_forgotten(
+    make_user, fake: FakeTelegram, sender: Sender, db: Database
+) -> None:
+    for user_id in (1001, 1002):
+        await register(make_user, user_id)
+    await sender.idle()
+    assert sender.chats_in_memory == 2
+    await asyncio.sleep(FAST.group_interval * 2)  # past the spacing window
+    await sender.maintain()
+    assert sender.chats_in_memory == 0
+    await register(make_user, 1003)  # a forgotten chat is written to as before
+    await sender.idle()
+    assert card_numbers(fake, ORGANIZER_CHAT_ID) == Counter({1: 1, 2: 1, 3: 1})
