@@ -76,7 +76,12 @@ async def export(fake: TimedTelegram) -> float:
     return time.monotonic() - began
 
 
-async def run(participants: int, rows: int, seed: int) -> dict[str, object]:
+NOISES = ("flood", "throttle", "export")
+
+
+async def run(
+    participants: int, rows: int, seed: int, noises: Sequence[str] = NOISES
+) -> dict[str, object]:
     buttons = our_buttons()
     with tempfile.TemporaryDirectory(prefix="bench-noisy-") as tmp:
         directory = Path(tmp)
@@ -93,8 +98,12 @@ async def run(participants: int, rows: int, seed: int) -> dict[str, object]:
             latencies: list[float] = []
             bot_before, _ = process_cpu(bot.pid)
             began = time.monotonic()
-            exporting = asyncio.create_task(export(fake))
-            noise = [asyncio.create_task(flood(fake)), asyncio.create_task(throttled_chat(fake))]
+            exporting = asyncio.create_task(export(fake) if "export" in noises else _zero())
+            noise = [
+                asyncio.create_task(make(fake))
+                for name, make in (("flood", flood), ("throttle", throttled_chat))
+                if name in noises
+            ]
             await asyncio.gather(
                 *(
                     participate(
@@ -125,6 +134,10 @@ async def run(participants: int, rows: int, seed: int) -> dict[str, object]:
         "bot_cpu": bot_after - bot_before,
         "exit_code": exit_code,
     }
+
+
+async def _zero() -> float:
+    return 0.0
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -166,8 +179,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--participants", type=int, default=200, metavar="N")
     parser.add_argument("--rows", type=int, default=100_000, metavar="N")
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument(
+        "--noise", default=",".join(NOISES), help="which neighbours, comma-separated (diagnosis)"
+    )
     args = parser.parse_args(argv)
-    outcome = asyncio.run(run(args.participants, args.rows, args.seed))
+    noises = tuple(name for name in args.noise.split(",") if name)
+    outcome = asyncio.run(run(args.participants, args.rows, args.seed, noises))
     return 0 if report(outcome, args.rows) else 1
 
 
