@@ -7,6 +7,7 @@ import asyncio
 import logging
 import tempfile
 from collections.abc import Iterable
+from contextlib import suppress
 from datetime import date
 from enum import StrEnum
 from functools import partial
@@ -15,7 +16,7 @@ from pathlib import Path
 from aiogram import Bot, F, Router
 from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.enums import ChatType
-from aiogram.exceptions import TelegramAPIError
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import Command, CommandObject, StateFilter, or_f
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
@@ -37,7 +38,7 @@ from bot.validation import format_phone
 from handlers.filters import Magic
 from handlers.registration import reask
 from storage.broadcasts import Broadcasts
-from storage.fsm import transition
+from storage.fsm import end_in, transition
 from storage.outbox import Media
 from storage.stats import AdminQueries
 
@@ -426,17 +427,21 @@ async def broadcast_confirmed(
     clock: Clock,
 ) -> None:
     data = await state.get_data()
-    await state.clear()
-    await callback.answer()
-    if isinstance(callback.message, Message):
-        await callback.message.edit_reply_markup(reply_markup=None)
+    # Delivered again after a crash, the query is answered already or too old, and Telegram
+    # refuses a second answer: the announcement must not depend on it.
+    with suppress(TelegramBadRequest):
+        await callback.answer()
     event = catalog.get(data["event_id"])
     media = Media(data["media_kind"], data["media_file_id"]) if "media_kind" in data else None
+    # The form ends in the broadcast's own transaction: if the write fails, the admin can
+    # press the button again; if the update comes again after it, nothing is sent twice.
     broadcast = await broadcasts.create(
         event_id=data["event_id"], admin_chat_id=callback.from_user.id, text=data["text"],
-        now=clock(), media=media,
+        now=clock(), media=media, alongside=partial(end_in, context=state),
     )  # fmt: skip
     logger.info("Broadcast %d queued for %d registrants", broadcast.id, broadcast.total)
+    if isinstance(callback.message, Message):
+        await callback.message.edit_reply_markup(reply_markup=None)
     progress = await bot.send_message(
         callback.from_user.id,
         t(

@@ -23,7 +23,7 @@ from storage.database import Database
 from storage.registrations import NewRegistration, Registrations
 from tests.client import TelegramUser
 from tests.conftest import ADMIN_ID, Clock
-from tests.fake_telegram import FakeTelegram
+from tests.fake_telegram import FakeTelegram, callback_query_update
 from tests.test_conversation import fill_form
 from tests.test_organizer_cards import FAST
 
@@ -394,3 +394,88 @@ async def test_admin_commands_work_in_the_middle_of_a_form(admin: TelegramUser) 
     assert "Зарегистрированы: 0" in (replies[0].text or "")
     await admin.click("Подтвердить")
     assert "Вы зарегистрированы" in admin.last_text
+
+
+ERROR_TRY_AGAIN = (
+    "Не получилось сохранить: что-то пошло не так на нашей стороне. Ваши ответы не потеряны, "
+    "попробуйте ещё раз через минуту."
+)
+
+
+async def fail_writes(db: Database, table: str, operation: str = "INSERT") -> None:
+    """A real SQLite failure (as a full disk or a broken file would raise) on `table`."""
+    await db.execute(
+        f"CREATE TRIGGER fail_{table} BEFORE {operation} ON {table} "
+        "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+    )
+
+
+async def broadcast_state(db: Database) -> list[str | None]:
+    return [row["state"] for row in await db.fetchall("SELECT state FROM fsm_states")]
+
+
+async def test_broadcast_that_cannot_be_queued_can_be_sent_again(
+    admin: TelegramUser, registrations: Registrations, clock: Clock, db: Database
+) -> None:
+    await add_registration(registrations, clock, 2001)
+    await admin.send("/broadcast")
+    await admin.send("Текст")
+    await fail_writes(db, "broadcasts")
+
+    replies = await admin.click("Отправить (1)")
+
+    assert [m.text for m in replies] == [ERROR_TRY_AGAIN]
+    assert await broadcast_state(db) == ["BroadcastForm:confirming"]
+    assert await db.fetchall("SELECT * FROM outbox WHERE kind = 'broadcast'") == []
+    await db.execute("DROP TRIGGER fail_broadcasts")
+    await admin.click("Отправить (1)")  # the button is still there
+    assert "отправлено 0 из 1" in admin.last_text
+    assert await broadcast_state(db) == []
+    rows = await db.fetchall("SELECT chat_id, text FROM outbox WHERE kind = 'broadcast'")
+    assert [tuple(row) for row in rows] == [(2001, "Текст")]
+
+
+# The process dies (a write fails) where the form ends, or after all but marking the update
+# handled: either way Telegram delivers the button's update again.
+@pytest.mark.parametrize(
+    ("table", "operation"), [("fsm_states", "DELETE"), ("handled_updates", "INSERT")]
+)
+async def test_broadcast_delivered_again_after_a_crash_is_queued_once(
+    table: str,
+    operation: str,
+    admin: TelegramUser,
+    registrations: Registrations,
+    clock: Clock,
+    db: Database,
+    fake: FakeTelegram,
+    dispatcher: Dispatcher,
+    bot: Bot,
+) -> None:
+    await add_registration(registrations, clock, 2001)
+    await add_registration(registrations, clock, 2002)
+    await admin.send("/broadcast")
+    await admin.send("Текст")
+    preview = fake.last_message(ADMIN_ID)
+    [[send, _]] = preview.inline_keyboard
+    update = {
+        "update_id": fake.next_update_id(),
+        **callback_query_update(
+            admin.user,
+            fake.message_json(preview),
+            send["callback_data"],
+            query_id=fake.new_callback_query_id(),
+        ),
+    }
+    await fail_writes(db, table, operation)
+    await dispatcher.feed_raw_update(bot, update)
+    assert admin.last_text == ERROR_TRY_AGAIN
+    await db.execute(f"DROP TRIGGER fail_{table}")
+
+    await dispatcher.feed_raw_update(bot, update)  # Telegram delivers it again
+
+    assert len(await db.fetchall("SELECT * FROM broadcasts")) == 1
+    rows = await db.fetchall("SELECT chat_id FROM outbox WHERE kind = 'broadcast'")
+    assert sorted(row["chat_id"] for row in rows) == [2001, 2002]
+    assert await broadcast_state(db) == []
+    progress = [m for m in fake.messages_to(ADMIN_ID) if "отправлено 0 из 2" in (m.text or "")]
+    assert len(progress) == 1
