@@ -71,7 +71,7 @@ async def export(fake: TimedTelegram) -> float:
     query_id = fake.new_callback_query_id()
     fake.push_update(callback_query_update(user, message, data, query_id=query_id))
     # Done when "preparing…" is edited into the result.
-    while not any(message.edits for message in fake.messages_to(ADMIN)):
+    while not any(message.edits for message in fake.messages_to(ADMIN)):  # noqa: ASYNC110
         await asyncio.sleep(0.1)
     return time.monotonic() - began
 

@@ -38,6 +38,7 @@ from bot.config import Settings
 from bot.digest_worker import DigestScheduler
 from bot.events import EventCatalog
 from bot.flood import FloodGate, FloodLimits
+from bot.jobs import BackgroundJobs
 from bot.menu import AdminMenus
 from bot.middlewares import HandledUpdatesMiddleware, UpdateScopeMiddleware
 from bot.polling import poll
@@ -123,6 +124,8 @@ async def start_workers(
 
 
 async def stop_workers(dispatcher: Dispatcher) -> None:
+    background_jobs: BackgroundJobs = dispatcher["background_jobs"]
+    await background_jobs.stop()
     tasks: list[asyncio.Task[None]] = dispatcher.get("worker_tasks") or []
     for task in tasks:
         task.cancel()
@@ -165,6 +168,7 @@ def create_dispatcher(
         broadcasts=Broadcasts(db, outbox),
         admin_queries=AdminQueries(db),
         admin_menus=AdminMenus(settings.admin_ids),
+        background_jobs=BackgroundJobs(),
         digest=DigestScheduler(
             db=db,
             outbox=outbox,

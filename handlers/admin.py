@@ -7,13 +7,17 @@ import asyncio
 import logging
 import tempfile
 from collections.abc import Iterable
+from contextlib import suppress
+from datetime import date
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from aiogram import Bot, F, Router
 from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.enums import ChatType
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import Command, CommandObject, StateFilter, or_f
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
@@ -26,6 +30,7 @@ from bot.config import Settings
 from bot.digest_worker import DigestScheduler
 from bot.events import Event, EventCatalog
 from bot.export import FORMATS, export_filename, export_to_file
+from bot.jobs import BackgroundJobs
 from bot.limits import MAX_MESSAGE_LENGTH, message_length
 from bot.menu import ADMIN_COMMANDS as MENU_ADMIN_COMMANDS
 from bot.menu import AdminMenus
@@ -35,7 +40,7 @@ from bot.validation import format_phone
 from handlers.filters import Magic
 from handlers.registration import reask
 from storage.broadcasts import Broadcasts
-from storage.fsm import transition
+from storage.fsm import end_in, transition
 from storage.outbox import Media
 from storage.stats import AdminQueries, OutboxHealth
 
@@ -46,6 +51,7 @@ FIND_LIMIT = 10
 OUTBOX_LIMIT = 10  # parked chats and failure reasons listed in /stats
 MAX_TEXT = 4096
 MAX_CAPTION = 1024  # what a bot may send under a photo or document
+REPORT_TIMEOUT = 5.0
 
 
 class BroadcastForm(StatesGroup):
@@ -231,15 +237,21 @@ async def registrations_found(
 # --- /export -------------------------------------------------------------------------------
 
 ALL_EVENTS = "*"
+EXPORT_JOB = "export"
 
 
 async def export_started(
-    message: Message, bot: Bot, catalog: EventCatalog, settings: Settings, clock: Clock
+    message: Message,
+    bot: Bot,
+    catalog: EventCatalog,
+    settings: Settings,
+    clock: Clock,
+    background_jobs: BackgroundJobs,
 ) -> None:
     events = list(catalog.events) + list(catalog.archived)
     if len(events) <= 1:
-        await send_export(bot, message.chat.id, events[0].id if events else None,
-                          catalog, settings, clock)  # fmt: skip
+        await start_export(bot, message.chat.id, events[0].id if events else None,
+                           catalog, settings, clock, background_jobs)  # fmt: skip
         return
     keyboard = InlineKeyboardBuilder()
     for event in events:
@@ -262,39 +274,80 @@ async def export_chosen(
     catalog: EventCatalog,
     settings: Settings,
     clock: Clock,
+    background_jobs: BackgroundJobs,
 ) -> None:
     await callback.answer()
     event_id = None if callback_data.event_id == ALL_EVENTS else callback_data.event_id
-    await send_export(bot, callback.from_user.id, event_id, catalog, settings, clock)
+    await start_export(
+        bot, callback.from_user.id, event_id, catalog, settings, clock, background_jobs
+    )
 
 
-async def send_export(
+async def start_export(
     bot: Bot,
     chat_id: int,
     event_id: str | None,
     catalog: EventCatalog,
     settings: Settings,
     clock: Clock,
+    background_jobs: BackgroundJobs,
+) -> None:
+    """Answer "preparing…" and leave the files and their upload to a background job: an
+    upload can take seconds, and the update must not wait for it."""
+    if background_jobs.running(EXPORT_JOB, chat_id):
+        await bot.send_message(chat_id, t("export_already_running"))
+        return
+    progress = await bot.send_message(chat_id, t("export_preparing"))
+    today = clock().astimezone(settings.timezone).date()
+    job = partial(
+        send_export, bot, chat_id, progress, event_id, catalog, settings.database_path, today
+    )
+    background_jobs.start(EXPORT_JOB, chat_id, job)
+
+
+async def send_export(
+    bot: Bot,
+    chat_id: int,
+    progress: Message,
+    event_id: str | None,
+    catalog: EventCatalog,
+    database_path: Path,
+    today: date,
 ) -> None:
     """Build both files off the event loop (their own read-only connection; WAL lets the
     bot keep writing meanwhile), send them, and turn "preparing…" into the result."""
-    progress = await bot.send_message(chat_id, t("export_preparing"))
-    today = clock().astimezone(settings.timezone).date()
-    with tempfile.TemporaryDirectory(prefix="export-") as folder:
-        try:
+    rows = 0
+    try:
+        with tempfile.TemporaryDirectory(prefix="export-") as folder:
             for fmt in FORMATS:
                 name = export_filename(event_id, fmt, today)
                 path = Path(folder) / name
                 rows = await asyncio.to_thread(
-                    export_to_file, settings.database_path, catalog, event_id, fmt, path
+                    export_to_file, database_path, catalog, event_id, fmt, path
                 )
                 await bot.send_document(chat_id, FSInputFile(path, filename=name))
-        except Exception:
-            logger.exception("Export for chat %d failed", chat_id)
-            await progress.edit_text(t("export_failed"))
-            return
+    except asyncio.CancelledError:
+        await report_job(progress, t("export_interrupted"))
+        raise
+    except Exception as error:
+        logger.error("Export for chat %d failed: %s", chat_id, type(error).__name__, exc_info=error)
+        await report_job(progress, t("export_failed"))
+        return
     logger.info("Export of %s (%d rows) sent to %d", event_id or "all sessions", rows, chat_id)
-    await progress.edit_text(t("export_done", rows=rows))
+    await report_job(progress, t("export_done", rows=rows))
+
+
+async def report_job(progress: Message, text: str) -> None:
+    """Turn a job's "preparing…" message into its outcome; a job cancelled at shutdown
+    gives it a moment only."""
+    try:
+        await asyncio.wait_for(progress.edit_text(text), REPORT_TIMEOUT)
+    except (TelegramAPIError, TimeoutError) as error:
+        logger.warning(
+            "Could not report a job's outcome in chat %d: %s",
+            progress.chat.id,
+            type(error).__name__,
+        )
 
 
 # --- /broadcast ----------------------------------------------------------------------------
@@ -416,17 +469,21 @@ async def broadcast_confirmed(
     clock: Clock,
 ) -> None:
     data = await state.get_data()
-    await state.clear()
-    await callback.answer()
-    if isinstance(callback.message, Message):
-        await callback.message.edit_reply_markup(reply_markup=None)
+    # Delivered again after a crash, the query is answered already or too old, and Telegram
+    # refuses a second answer: the announcement must not depend on it.
+    with suppress(TelegramBadRequest):
+        await callback.answer()
     event = catalog.get(data["event_id"])
     media = Media(data["media_kind"], data["media_file_id"]) if "media_kind" in data else None
+    # The form ends in the broadcast's own transaction: if the write fails, the admin can
+    # press the button again; if the update comes again after it, nothing is sent twice.
     broadcast = await broadcasts.create(
         event_id=data["event_id"], admin_chat_id=callback.from_user.id, text=data["text"],
-        now=clock(), media=media,
+        now=clock(), media=media, alongside=partial(end_in, context=state),
     )  # fmt: skip
     logger.info("Broadcast %d queued for %d registrants", broadcast.id, broadcast.total)
+    if isinstance(callback.message, Message):
+        await callback.message.edit_reply_markup(reply_markup=None)
     progress = await bot.send_message(
         callback.from_user.id,
         t(

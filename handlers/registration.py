@@ -411,13 +411,17 @@ async def save_change(
     assert draft.registration_id is not None and message.from_user is not None
     event = catalog.get(draft.event_id)
     now = clock()
-    await state.clear()
     if event is None or not event.is_open(now):
+        await state.clear()
         await message.answer(t("change_closed"))
         return
+    # The change first, the form's end after: a failed write leaves the question open for
+    # another try. Delivered again after a crash in between, the same change changes
+    # nothing and makes no second card.
     changed = await registrations.update_field(
         draft.registration_id, user_id=message.from_user.id, field=field, value=value, now=now
     )
+    await state.clear()
     if changed is None:
         await message.answer(t("my_none"))
         return

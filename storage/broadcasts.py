@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+
+import aiosqlite
 
 from storage.database import Database, utc_iso
 from storage.outbox import Media, Outbox
@@ -63,9 +66,11 @@ class Broadcasts:
         text: str,
         now: datetime,
         media: Media | None = None,
+        alongside: Callable[[aiosqlite.Connection], Awaitable[None]] | None = None,
     ) -> Broadcast:
         """The broadcast and one outbox row per registrant, in one transaction: a restart
-        resumes it, and nobody is left out or added twice."""
+        resumes it, and nobody is left out or added twice. `alongside` writes in the same
+        transaction (the admin's form ending with it)."""
         async with self._db.transaction() as connection:
             async with connection.execute(
                 "SELECT DISTINCT user_id FROM registrations "
@@ -91,6 +96,8 @@ class Broadcasts:
                 broadcast_id=broadcast.id,
                 media=media,
             )
+            if alongside is not None:
+                await alongside(connection)
         return broadcast
 
     async def set_progress_message(self, broadcast_id: int, message_id: int) -> None:

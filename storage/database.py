@@ -112,7 +112,7 @@ async def _migrate(connection: aiosqlite.Connection, target: int) -> None:
         logger.info("Database schema migrated to version %d", version)
 
 
-def _casefold(value: object) -> str | None:
+def casefold(value: object) -> str | None:
     return value.casefold() if isinstance(value, str) else None
 
 
@@ -146,7 +146,7 @@ async def open_database(
         # for a moment: wait that long before giving up.
         await connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         # SQLite's lower() and LIKE fold ASCII only; searches in Cyrillic need Python's.
-        await connection.create_function("casefold", 1, _casefold, deterministic=True)
+        await connection.create_function("casefold", 1, casefold, deterministic=True)
         await _migrate(connection, len(MIGRATIONS) if migrate_to is None else migrate_to)
         yield Database(connection, path)
     finally:

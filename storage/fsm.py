@@ -317,11 +317,30 @@ class SQLiteStorage(BaseStorage):
         row, handled = await self._load(db_key, update_id)
         return handled, update_id in row.recent
 
+    async def clear_in(self, connection: aiosqlite.Connection, key: StorageKey) -> None:
+        """End a conversation inside the caller's transaction (see `end_in`)."""
+        db_key = self._key(key)
+        scope = self._scope_of(db_key)
+        if scope is not None:
+            # Committed or rolled back with the caller's transaction: the next read asks.
+            scope.row = None
+        await connection.execute("DELETE FROM fsm_states WHERE key = ?", (db_key,))
+
 
 def _stamped(recent: tuple[int, ...], update_id: int | None) -> tuple[int, ...]:
     if update_id is None or update_id in recent:
         return recent
     return (*recent, update_id)[-RECENT_UPDATES:]
+
+
+async def end_in(connection: aiosqlite.Connection, context: FSMContext) -> None:
+    """End the conversation in the same transaction as the write it led to: neither happens
+    without the other, so a failed write leaves the conversation to try again, and an update
+    delivered again after the write finds it ended (no second write)."""
+    if isinstance(context.storage, SQLiteStorage):
+        await context.storage.clear_in(connection, context.key)
+    else:
+        await context.clear()
 
 
 async def transition(context: FSMContext, state: State, data: Mapping[str, Any]) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from pathlib import Path
 
 from bot.events import Event
-from storage.database import Database, utc_iso
+from storage.database import Database, casefold, utc_iso
+from storage.export import open_read_only
 from storage.registrations import Registration
 
 
@@ -92,26 +96,12 @@ class AdminQueries:
 
     async def find(self, query: str, *, limit: int) -> tuple[list[Registration], int]:
         """Registrations whose name, organisation, e-mail or phone contains `query`
-        (any case, Cyrillic included): up to `limit` of them, newest first, and how many."""
-        needle = query.casefold()
-        digits = re.sub(r"\D", "", query)
-        # "8 912 ..." is how Russians type "+7 912 ...".
-        if len(digits) == 11 and digits.startswith("8"):
-            digits = "7" + digits[1:]
-        where = (
-            "instr(casefold(full_name), :q) OR instr(casefold(organization), :q) "
-            "OR instr(casefold(email), :q)"
-            + (" OR instr(phone, :digits)" if len(digits) >= 4 else "")
-        )
-        params = {"q": needle, "digits": digits}
-        count = await self._db.fetchone(f"SELECT count(*) FROM registrations WHERE {where}", params)
-        rows = await self._db.fetchall(
-            f"SELECT * FROM registrations WHERE {where} ORDER BY created_at DESC, id DESC "
-            "LIMIT :limit",
-            {**params, "limit": limit},
-        )
-        assert count is not None
-        return [Registration.from_row(row) for row in rows], count[0]
+        (any case, Cyrillic included): up to `limit` of them, newest first, and how many.
+
+        A search reads every registration (about a second for 100,000): through the bot's
+        one connection it would hold its lock, and every other chat's reply, that long. So
+        it runs in a worker thread on a read-only connection of its own, like an export."""
+        return await asyncio.to_thread(_find, self._db.path, query, limit)
 
     async def outbox_health(self, *, limit: int) -> OutboxHealth:
         # Groups and chats with waiting messages: a participant who blocked the bot is
@@ -162,3 +152,28 @@ class AdminQueries:
             ],
             failed_count=failed_count[0],
         )
+
+
+def _find(path: Path, query: str, limit: int) -> tuple[list[Registration], int]:
+    needle = query.casefold()
+    digits = re.sub(r"\D", "", query)
+    # "8 912 ..." is how Russians type "+7 912 ...".
+    if len(digits) == 11 and digits.startswith("8"):
+        digits = "7" + digits[1:]
+    where = (
+        "instr(casefold(full_name), :q) OR instr(casefold(organization), :q) "
+        "OR instr(casefold(email), :q)" + (" OR instr(phone, :digits)" if len(digits) >= 4 else "")
+    )
+    params = {"q": needle, "digits": digits}
+    with open_read_only(path) as connection:
+        connection.row_factory = sqlite3.Row
+        connection.create_function("casefold", 1, casefold, deterministic=True)
+        count = connection.execute(
+            f"SELECT count(*) FROM registrations WHERE {where}", params
+        ).fetchone()
+        rows = connection.execute(
+            f"SELECT * FROM registrations WHERE {where} ORDER BY created_at DESC, id DESC "
+            "LIMIT :limit",
+            {**params, "limit": limit},
+        ).fetchall()
+    return [Registration.from_row(row) for row in rows], count[0]

@@ -261,6 +261,14 @@ class _SendLimits:
 
 
 @dataclass
+class Hold:
+    method: str
+    chat_id: int | None
+    reached: asyncio.Event = field(default_factory=asyncio.Event)  # a call is waiting
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
 class _Failure:
     method: str | None
     chat_id: int | None
@@ -431,6 +439,7 @@ class FakeTelegram:
         self._storm_in_a_row: dict[tuple[str, int | None], int] = {}
         self.storm_faults: Counter[str] = Counter()
         self._hangs: list[list[Any]] = []
+        self._holds: list[Hold] = []
         self._blocked: set[int] = set()
         self._last_query_id = 0
         self._open_queries: set[str] = set()
@@ -466,6 +475,7 @@ class FakeTelegram:
             if delay := self._latency.get(name):
                 await asyncio.sleep(delay)
             await self._maybe_hang(call)
+            await self._maybe_hold(call)
             await self._storm(call)
             self._inject_faults(call)
             limited = self._enforce_limits(call)
@@ -561,6 +571,20 @@ class FakeTelegram:
                 hang[2] -= 1
                 call.error_code = 0
                 await asyncio.Event().wait()  # until the client gives up and we are cancelled
+
+    def hold(self, method: str, *, chat_id: int | None = None) -> Hold:
+        """Matching calls wait until the test releases them, then go on as usual: an
+        upload as slow as the test wants it."""
+        hold = Hold(self._methods[method.lower()][0], chat_id)
+        self._holds.append(hold)
+        return hold
+
+    async def _maybe_hold(self, call: Call) -> None:
+        chat_id = _chat_id_of(call.params)
+        for hold in self._holds:
+            if hold.method == call.method and hold.chat_id in (None, chat_id):
+                hold.reached.set()
+                await hold.released.wait()
 
     def storm(
         self,

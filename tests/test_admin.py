@@ -1,7 +1,11 @@
-"""Admin commands through the production Dispatcher: access, /stats, /find, /broadcast."""
+"""Admin commands through the production Dispatcher: access, /stats, /find, /export,
+/broadcast."""
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import io
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -10,14 +14,16 @@ import pytest
 from aiogram import Bot, Dispatcher
 
 from bot.broadcast_worker import BroadcastReporter
+from bot.cells import CSV_DELIMITER
 from bot.events import EventCatalog
+from bot.jobs import BackgroundJobs
 from bot.menu import ADMIN_COMMANDS, PARTICIPANT_COMMANDS
 from bot.sender import Sender
 from storage.database import Database
 from storage.registrations import NewRegistration, Registrations
 from tests.client import TelegramUser
 from tests.conftest import ADMIN_ID, Clock
-from tests.fake_telegram import FakeTelegram
+from tests.fake_telegram import FakeTelegram, callback_query_update
 from tests.test_conversation import fill_form
 from tests.test_organizer_cards import FAST
 
@@ -132,6 +138,99 @@ async def test_find_shows_at_most_a_screenful(
     assert "Найдено: 30" in text
     assert len(re.findall(r"^\d+\. ", text, flags=re.MULTILINE)) == 10
     assert "…и ещё 20" in text
+
+
+EXPORT_CSV = "registrations_forum-2026_2026-11-26.csv"
+EXPORT_XLSX = "registrations_forum-2026_2026-11-26.xlsx"
+
+
+async def test_export_answers_at_once_and_uploads_in_the_background(
+    admin: TelegramUser,
+    make_user,
+    registrations: Registrations,
+    clock: Clock,
+    fake: FakeTelegram,
+    dispatcher: Dispatcher,
+) -> None:
+    await add_registration(registrations, clock, 2001, full_name="Иванова Мария Петровна")
+    await add_registration(registrations, clock, 2002, organization='=HYPERLINK("x")')
+    jobs: BackgroundJobs = dispatcher["background_jobs"]
+    upload = fake.hold("sendDocument", chat_id=ADMIN_ID)
+
+    # The update is handled (feed_update returned) while the upload is still held.
+    replies = await admin.send("/export")
+    assert [m.text for m in replies] == ["⏳ Готовлю выгрузку…"]
+    assert jobs.running("export", ADMIN_ID)
+    # Nobody waits for it: a participant and the admin themselves get their replies.
+    participant: TelegramUser = make_user(3001)
+    assert "152-ФЗ" in (await participant.send("/start"))[0].text  # type: ignore[operator]
+    replies = await admin.send("/export")
+    assert [m.text for m in replies] == [
+        "⏳ Выгрузка уже готовится: файлы придут сюда, как только будут готовы."
+    ]
+    await asyncio.wait_for(upload.reached.wait(), 10)  # the file is built, its upload started
+    assert not [m for m in fake.messages_to(ADMIN_ID) if m.document]
+
+    upload.released.set()
+    await asyncio.wait_for(jobs.idle(), 10)
+    assert not jobs.running("export", ADMIN_ID)
+    [progress] = [m for m in fake.messages_to(ADMIN_ID) if m.edits]
+    assert progress.edits == ["⏳ Готовлю выгрузку…"]
+    assert progress.text == "✅ Выгрузка готова: 2 строк, файлы CSV и Excel ниже."
+    documents = {m.filename: m.document for m in fake.messages_to(ADMIN_ID) if m.document}
+    assert sorted(documents) == [EXPORT_CSV, EXPORT_XLSX]
+    csv_bytes = documents[EXPORT_CSV]
+    assert csv_bytes is not None and csv_bytes.startswith("\ufeff".encode())
+    rows = list(csv.reader(io.StringIO(csv_bytes.decode("utf-8-sig")), delimiter=CSV_DELIMITER))
+    assert len(rows) == 3  # the header and the two registrations
+    assert rows[1][2:5] == ["Иванова Мария Петровна", "Специалист", "НКО «Дружба»"]
+    assert rows[2][4] == '\'=HYPERLINK("x")'  # the organisation, as text in a spreadsheet
+    assert documents[EXPORT_XLSX] is not None and documents[EXPORT_XLSX].startswith(b"PK")
+
+    # Done: the next /export is a new job.
+    await admin.send("/export")
+    await asyncio.wait_for(jobs.idle(), 10)
+    assert len([m for m in fake.messages_to(ADMIN_ID) if m.document]) == 4
+
+
+async def test_export_whose_upload_fails_says_so(
+    admin: TelegramUser,
+    registrations: Registrations,
+    clock: Clock,
+    fake: FakeTelegram,
+    dispatcher: Dispatcher,
+) -> None:
+    await add_registration(registrations, clock, 2001)
+    fake.fail("sendDocument", code=400, description="Bad Request: file is too big")
+    replies = await admin.send("/export")
+    assert [m.text for m in replies] == ["⏳ Готовлю выгрузку…"]
+    await asyncio.wait_for(dispatcher["background_jobs"].idle(), 10)
+    [progress] = [m for m in fake.messages_to(ADMIN_ID) if m.edits]
+    assert progress.text == (
+        "Не получилось подготовить выгрузку. Попробуйте ещё раз; если не выйдет — "
+        "выгрузите на сервере: python -m bot export."
+    )
+    assert [m for m in fake.messages_to(ADMIN_ID) if m.document] == []
+    assert len(fake.messages_to(ADMIN_ID)) == 1  # no second message, no traceback
+
+
+async def test_export_cut_short_by_shutdown_says_so(
+    admin: TelegramUser,
+    registrations: Registrations,
+    clock: Clock,
+    fake: FakeTelegram,
+    dispatcher: Dispatcher,
+) -> None:
+    await add_registration(registrations, clock, 2001)
+    upload = fake.hold("sendDocument")  # never released: it outlives the grace period
+    await admin.send("/export")
+    jobs: BackgroundJobs = dispatcher["background_jobs"]
+    await asyncio.wait_for(upload.reached.wait(), 10)
+    await asyncio.wait_for(jobs.stop(grace=0.1), 10)
+    assert not jobs.running("export", ADMIN_ID)
+    assert admin.last_text == (
+        "Выгрузка прервана: бот перезапускается. Через минуту отправьте /export ещё раз."
+    )
 
 
 async def test_broadcast_reaches_every_reachable_registrant_once_with_a_report(
@@ -316,3 +415,88 @@ async def test_stats_lists_parked_chats_and_refused_messages(
     assert "2002" not in text
     assert "Не доставлены (Telegram отклонил сообщение): 1" in text
     assert "1 — Bad Request: can't parse entities (последнее 26 ноября 2026" in text
+
+
+ERROR_TRY_AGAIN = (
+    "Не получилось сохранить: что-то пошло не так на нашей стороне. Ваши ответы не потеряны, "
+    "попробуйте ещё раз через минуту."
+)
+
+
+async def fail_writes(db: Database, table: str, operation: str = "INSERT") -> None:
+    """A real SQLite failure (as a full disk or a broken file would raise) on `table`."""
+    await db.execute(
+        f"CREATE TRIGGER fail_{table} BEFORE {operation} ON {table} "
+        "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+    )
+
+
+async def broadcast_state(db: Database) -> list[str | None]:
+    return [row["state"] for row in await db.fetchall("SELECT state FROM fsm_states")]
+
+
+async def test_broadcast_that_cannot_be_queued_can_be_sent_again(
+    admin: TelegramUser, registrations: Registrations, clock: Clock, db: Database
+) -> None:
+    await add_registration(registrations, clock, 2001)
+    await admin.send("/broadcast")
+    await admin.send("Текст")
+    await fail_writes(db, "broadcasts")
+
+    replies = await admin.click("Отправить (1)")
+
+    assert [m.text for m in replies] == [ERROR_TRY_AGAIN]
+    assert await broadcast_state(db) == ["BroadcastForm:confirming"]
+    assert await db.fetchall("SELECT * FROM outbox WHERE kind = 'broadcast'") == []
+    await db.execute("DROP TRIGGER fail_broadcasts")
+    await admin.click("Отправить (1)")  # the button is still there
+    assert "отправлено 0 из 1" in admin.last_text
+    assert await broadcast_state(db) == []
+    rows = await db.fetchall("SELECT chat_id, text FROM outbox WHERE kind = 'broadcast'")
+    assert [tuple(row) for row in rows] == [(2001, "Текст")]
+
+
+# The process dies (a write fails) where the form ends, or after all but marking the update
+# handled: either way Telegram delivers the button's update again.
+@pytest.mark.parametrize(
+    ("table", "operation"), [("fsm_states", "DELETE"), ("handled_updates", "INSERT")]
+)
+async def test_broadcast_delivered_again_after_a_crash_is_queued_once(
+    table: str,
+    operation: str,
+    admin: TelegramUser,
+    registrations: Registrations,
+    clock: Clock,
+    db: Database,
+    fake: FakeTelegram,
+    dispatcher: Dispatcher,
+    bot: Bot,
+) -> None:
+    await add_registration(registrations, clock, 2001)
+    await add_registration(registrations, clock, 2002)
+    await admin.send("/broadcast")
+    await admin.send("Текст")
+    preview = fake.last_message(ADMIN_ID)
+    [[send, _]] = preview.inline_keyboard
+    update = {
+        "update_id": fake.next_update_id(),
+        **callback_query_update(
+            admin.user,
+            fake.message_json(preview),
+            send["callback_data"],
+            query_id=fake.new_callback_query_id(),
+        ),
+    }
+    await fail_writes(db, table, operation)
+    await dispatcher.feed_raw_update(bot, update)
+    assert admin.last_text == ERROR_TRY_AGAIN
+    await db.execute(f"DROP TRIGGER fail_{table}")
+
+    await dispatcher.feed_raw_update(bot, update)  # Telegram delivers it again
+
+    assert len(await db.fetchall("SELECT * FROM broadcasts")) == 1
+    rows = await db.fetchall("SELECT chat_id FROM outbox WHERE kind = 'broadcast'")
+    assert sorted(row["chat_id"] for row in rows) == [2001, 2002]
+    assert await broadcast_state(db) == []
+    progress = [m for m in fake.messages_to(ADMIN_ID) if "отправлено 0 из 2" in (m.text or "")]
+    assert len(progress) == 1

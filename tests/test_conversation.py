@@ -16,7 +16,7 @@ from storage.events import EventsRepository
 from storage.registrations import Registrations
 from tests.client import Deliver, TelegramUser, feed_deliver
 from tests.conftest import EVENTS_TOML, Clock
-from tests.fake_telegram import FakeTelegram
+from tests.fake_telegram import FakeTelegram, text_update
 
 EVENT_ID = "forum-2026"
 
@@ -645,3 +645,73 @@ async def test_a_locked_database_tells_the_person_and_loses_nothing(
         assert row["state"] == "Form:full_name"
         await user.send("Иванова Мария Петровна")  # the lock is gone: it goes through
         assert "Шаг 2 из 5" in user.last_text
+
+
+ERROR_TRY_AGAIN = (
+    "Не получилось сохранить: что-то пошло не так на нашей стороне. Ваши ответы не потеряны, "
+    "попробуйте ещё раз через минуту."
+)
+
+
+async def fail_writes(db: Database, table: str, operation: str = "UPDATE") -> None:
+    """A real SQLite failure (as a full disk or a broken file would raise) on `table`."""
+    await db.execute(
+        f"CREATE TRIGGER fail_{table} BEFORE {operation} ON {table} "
+        "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+    )
+
+
+async def test_a_change_that_cannot_be_saved_keeps_the_question_open(
+    user: TelegramUser, db: Database
+) -> None:
+    await fill_form(user)
+    await user.click("Подтвердить")
+    await user.send("/me")
+    await user.click("Изменить данные")
+    await user.click("E-mail")
+    await fail_writes(db, "registrations")
+
+    replies = await user.send("new@example.ru")
+
+    assert [m.text for m in replies] == [ERROR_TRY_AGAIN]
+    [row] = await stored_rows(db)
+    assert row["email"] == "Maria.Ivanova@example.ru"  # unchanged
+    [form] = await fsm_rows(db)
+    assert form["state"] == "Form:email"  # the person can simply send it again
+    await db.execute("DROP TRIGGER fail_registrations")
+    replies = await user.send("new@example.ru")
+    assert "Изменения сохранены" in (replies[0].text or "")
+    [row] = await stored_rows(db)
+    assert row["email"] == "new@example.ru"
+    assert await fsm_rows(db) == []
+
+
+async def test_a_change_delivered_again_after_a_crash_is_applied_once(
+    user: TelegramUser, db: Database, dispatcher: Dispatcher, bot: Bot, fake: FakeTelegram
+) -> None:
+    await fill_form(user)
+    await user.click("Подтвердить")
+    await user.send("/me")
+    await user.click("Изменить данные")
+    await user.click("E-mail")
+    # The change is written, then ending the form fails: as if the process died between.
+    await fail_writes(db, "fsm_states")
+    update = {
+        "update_id": fake.next_update_id(),
+        **text_update(user.user, "new@example.ru", message_id=fake.next_message_id(user.chat_id)),
+    }
+    await dispatcher.feed_raw_update(bot, update)
+    assert user.last_text == ERROR_TRY_AGAIN
+    [row] = await stored_rows(db)
+    assert row["email"] == "new@example.ru"
+    await db.execute("DROP TRIGGER fail_fsm_states")
+
+    mark = fake.mark()
+    await dispatcher.feed_raw_update(bot, update)  # Telegram delivers it again
+
+    replies = fake.touched_since(mark, user.chat_id)
+    assert "Изменения сохранены" in (replies[0].text or "")
+    assert await fsm_rows(db) == []
+    cards = await db.fetchall("SELECT text FROM outbox WHERE kind = 'card' ORDER BY id")
+    assert len(cards) == 2  # the registration and one change, not two
+    assert "new@example.ru" in cards[1]["text"]

@@ -453,6 +453,8 @@ async def test_export_documents_match_the_database_row_by_row(workdir: Path) -> 
             fake, http_deliver(fake, timeout=30, database=db_file(workdir)), user_id=500
         )
         await admin.send("/export")
+        # The update ends at "preparing…"; the files follow from a background job.
+        await wait_until(lambda: any(m.edits for m in fake.messages_to(500)))
         [progress] = [m for m in fake.messages_to(500) if m.edits]
         assert progress.edits == ["⏳ Готовлю выгрузку…"]  # edited into the result
         assert "Выгрузка готова: 3 строк" in (progress.text or "")
