@@ -226,6 +226,7 @@ class Outcome:
     bot_cpu: float
     bot_rss_mb: float
     driver_cpu: float
+    api_calls: int
     exit_code: int | None
     problems: list[str]
 
@@ -249,6 +250,7 @@ async def run(kind: str, participants: int, paced: bool, seed: int) -> Outcome:
                 for number in range(participants)
             ]
             latencies: list[float] = []
+            calls_before = len(fake.calls)
             driver_before = time.process_time()
             bot_before, _ = process_cpu(bot.pid)
             began = time.monotonic()
@@ -266,6 +268,7 @@ async def run(kind: str, participants: int, paced: bool, seed: int) -> Outcome:
             total = time.monotonic() - began
             bot_after, bot_rss = process_cpu(bot.pid)
             driver_cpu = time.process_time() - driver_before
+            api_calls = len(fake.calls) - calls_before
             bot.send_signal(signal.SIGTERM)
             try:
                 exit_code: int | None = await asyncio.wait_for(bot.wait(), 30)
@@ -312,6 +315,7 @@ async def run(kind: str, participants: int, paced: bool, seed: int) -> Outcome:
         bot_after - bot_before,
         bot_rss,
         driver_cpu,
+        api_calls,
         exit_code,
         problems[:10],
     )
@@ -346,6 +350,8 @@ def report_paced(outcome: Outcome) -> None:
     print(f"| bot CPU µs per update | {cpu:,.0f} | |")
     print(f"| updates/s one core could do (10⁶ / CPU µs) | {1e6 / cpu:,.0f} | |")
     print(f"| bot peak RSS, MB | {outcome.bot_rss_mb:,.1f} | |")
+    calls = outcome.api_calls / n
+    print(f"| Bot API calls per registration (getUpdates included) | {calls:,.2f} | |")
     notes(outcome)
 
 
@@ -370,6 +376,12 @@ def report_saturation(ours: Outcome, floor: Outcome) -> None:
     row("bot CPU µs per update", floor_cpu, ours_cpu)
     row("updates/s one core could do (10⁶ / CPU µs)", 1e6 / floor_cpu, 1e6 / ours_cpu)
     row("bot peak RSS, MB", floor.bot_rss_mb, ours.bot_rss_mb, ",.1f")
+    row(
+        "Bot API calls per registration (getUpdates included)",
+        floor.api_calls / floor.participants,
+        ours.api_calls / n,
+        ",.2f",
+    )
     stored = f"{ours.stored:,} / {ours.duplicates}"
     print(f"| rows stored / duplicates | {floor.stored:,} / — | {stored} | |")
     notes(ours, floor)

@@ -24,7 +24,7 @@ from typing import Any
 
 from aiogram import Bot, F, Router
 from aiogram.enums import ChatType
-from aiogram.exceptions import TelegramAPIError
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import Command, CommandObject, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.types import (
@@ -39,6 +39,7 @@ from aiogram.types import (
 from bot.clock import Clock
 from bot.events import Event, EventCatalog
 from bot.form import FIELD_STATES, FIELDS, STATE_FIELDS, VALIDATORS, Draft, Form
+from bot.limits import MAX_MESSAGE_LENGTH, message_length
 from bot.render import answers, contacts_line, event_card, shown_value
 from bot.texts import Html, t
 from bot.timefmt import format_datetime
@@ -65,13 +66,21 @@ from storage.registrations import AlreadyRegistered, NewRegistration, Registrati
 
 logger = logging.getLogger(__name__)
 
-# Telegram's limit on a message's text.
-MESSAGE_LIMIT = 4096
-
 NON_TEXT_KINDS = ("sticker", "photo", "voice", "video", "document", "location", "contact")
 
 
 # --- What the person sees ------------------------------------------------------------------
+
+
+def question_text(field: str, draft: Draft) -> str:
+    question = t(f"ask_{field}")
+    current = getattr(draft, field)
+    if draft.editing is not None and current:
+        return t("ask_edit", current=shown_value(field, current), question=Html(question))
+    if draft.editing is None:
+        number = FIELDS.index(field) + 1
+        return t("ask_step", number=number, total=len(FIELDS), question=Html(question))
+    return question
 
 
 async def ask(
@@ -83,13 +92,7 @@ async def ask(
     preface: str = "",
     remove_keyboard: bool = False,
 ) -> None:
-    question = t(f"ask_{field}")
-    current = getattr(draft, field)
-    if draft.editing is not None and current:
-        question = t("ask_edit", current=shown_value(field, current), question=Html(question))
-    elif draft.editing is None:
-        number = FIELDS.index(field) + 1
-        question = t("ask_step", number=number, total=len(FIELDS), question=Html(question))
+    question = question_text(field, draft)
     markup: ReplyKeyboardMarkup | ReplyKeyboardRemove | None = None
     if field == "phone":
         markup = phone_keyboard()
@@ -106,7 +109,7 @@ async def show_summary(bot: Bot, chat_id: int, draft: Draft, event: Event) -> No
 async def show_consent(bot: Bot, chat_id: int, event: Event, *, preface: str = "") -> None:
     policy = event.privacy_policy or t("consent_default_policy")
     text = t("consent_request", policy=policy)
-    if preface and len(preface) + len(text) > MESSAGE_LIMIT:
+    if preface and message_length(preface + text) > MAX_MESSAGE_LENGTH:
         # A long description and a long policy: two messages rather than a refused one.
         await bot.send_message(chat_id, preface.rstrip())
     elif preface:
@@ -278,20 +281,21 @@ async def consent_given(
     callback: CallbackQuery, bot: Bot, state: FSMContext, catalog: EventCatalog, clock: Clock
 ) -> None:
     await callback.answer()
-    await remove_buttons(callback)
-    chat_id = callback.from_user.id
     draft = Draft.from_data(await state.get_data())
     event = catalog.get(draft.event_id)
     now = clock()
     if event is None or not event.is_open(now):
         await state.clear()
-        await bot.send_message(
-            chat_id, closed_text(event, catalog) if event else t("event_not_found")
+        await replace_answered(
+            callback, bot, closed_text(event, catalog) if event else t("event_not_found")
         )
         return
     draft = replace(draft, consent_at=now.isoformat(), consent_version=event.privacy_policy_version)
     await transition(state, Form.full_name, draft.to_data())
-    await ask(bot, chat_id, "full_name", draft, preface=t("consent_given") + "\n\n")
+    # The consent message becomes the record of it and the first question: one call where
+    # removing its buttons and asking would take two.
+    record = event_card(event) + "\n\n" + t("consent_given") + "\n\n"
+    await replace_answered(callback, bot, record + question_text("full_name", draft))
 
 
 async def consent_declined(callback: CallbackQuery, bot: Bot, state: FSMContext) -> None:
@@ -507,9 +511,9 @@ async def registration_confirmed(
         return
     logger.info("Registration %d confirmed for event %s", registration.id, event.id)
     await callback.answer()
-    await bot.send_message(user.id, t("confirmed", card=event_card(event, join_url=True)))
+    # The summary becomes the confirmation (its buttons go with the edit).
+    await replace_answered(callback, bot, t("confirmed", card=event_card(event, join_url=True)))
     await state.clear()
-    await remove_buttons(callback)
 
 
 async def summary_edit(
@@ -654,6 +658,20 @@ async def help_shown(message: Message, bot: Bot, state: FSMContext, catalog: Eve
     await message.answer(t("help"))
     if await state.get_state() is not None:
         await reask(bot, message.chat.id, state, catalog)
+
+
+async def replace_answered(callback: CallbackQuery, bot: Bot, text: str) -> None:
+    """Turn the message whose button was pressed into `text`, without buttons, so it cannot
+    be answered twice; a message that cannot be edited (too old, deleted) gets a new one."""
+    message = callback.message
+    if isinstance(message, Message) and message_length(text) <= MAX_MESSAGE_LENGTH:
+        try:
+            await message.edit_text(text)
+            return
+        except TelegramBadRequest as error:
+            logger.info("Message %d not edited (%s); sending anew", message.message_id, error)
+    await remove_buttons(callback)
+    await bot.send_message(callback.from_user.id, text)
 
 
 async def remove_buttons(callback: CallbackQuery) -> None:

@@ -31,6 +31,18 @@ async def fill_form(user: TelegramUser, *, position: str = "Главный сп�
     await user.send("Maria.Ivanova@Example.RU")
 
 
+async def test_a_registration_takes_as_many_bot_api_calls_as_a_bare_aiogram_form(
+    user: TelegramUser,
+) -> None:
+    # bench/floor_bot.py: a message per step, and an answer to each of the two buttons.
+    await fill_form(user)
+    await user.click("Подтвердить")
+    calls = [
+        call.method for call in user.fake.calls if call.params.get("chat_id") != -1001234567890
+    ]
+    assert len([call for call in calls if call != "setMyCommands"]) == 10, calls
+
+
 async def stored_rows(db: Database) -> list[dict[str, object]]:
     return [dict(row) for row in await db.fetchall("SELECT * FROM registrations ORDER BY id")]
 
@@ -51,9 +63,14 @@ async def test_registration_completes_and_is_stored(
     assert "152-ФЗ" in user.last_text
     assert len(replies) == 1  # the greeting and the consent request, with its buttons
     assert user.buttons(replies[0]) == ["✅ Даю согласие", "Не согласен(на)"]
+    greeting_id = replies[0].message_id
 
     replies = await user.click("Даю согласие")
     assert "Шаг 1 из 5" in user.last_text
+    # The consent request became the record of consent and the first question.
+    assert len(replies) == 1 and replies[0].message_id == greeting_id
+    assert "Согласие на обработку персональных данных получено" in user.last_text
+    assert "10 декабря 2026, 12:00 (МСК, UTC+3)" in user.last_text
     assert user.buttons(replies[0]) == []  # the consent buttons are gone: cannot agree twice
 
     await user.send("  Иванова   Мария Петровна ")
@@ -87,6 +104,9 @@ async def test_registration_completes_and_is_stored(
     assert "Вы зарегистрированы" in user.last_text
     assert "10 декабря 2026, 12:00 (МСК, UTC+3)" in user.last_text
     assert "https://example.org/join" in user.last_text
+    # The summary itself became the confirmation, without its buttons.
+    assert [message.edits for message in replies] == [[summary]]
+    assert user.buttons(replies[0]) == []
 
     [row] = await stored_rows(db)
     assert row["event_id"] == EVENT_ID
