@@ -29,7 +29,8 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.digest_worker import DigestScheduler
 from bot.events import Event, EventCatalog
-from bot.export import FORMATS, export_filename, export_to_file
+from bot.export import FORMATS, export_filename
+from bot.export_process import export_in_process
 from bot.jobs import BackgroundJobs
 from bot.limits import MAX_MESSAGE_LENGTH, message_length
 from bot.menu import ADMIN_COMMANDS as MENU_ADMIN_COMMANDS
@@ -314,17 +315,15 @@ async def send_export(
     database_path: Path,
     today: date,
 ) -> None:
-    """Build both files off the event loop (their own read-only connection; WAL lets the
-    bot keep writing meanwhile), send them, and turn "preparing…" into the result."""
+    """Build both files in a process of their own (their own read-only connection; WAL lets
+    the bot keep writing meanwhile), send them, and turn "preparing…" into the result."""
     rows = 0
     try:
         with tempfile.TemporaryDirectory(prefix="export-") as folder:
             for fmt in FORMATS:
                 name = export_filename(event_id, fmt, today)
                 path = Path(folder) / name
-                rows = await asyncio.to_thread(
-                    export_to_file, database_path, catalog, event_id, fmt, path
-                )
+                rows = await export_in_process(database_path, catalog, event_id, fmt, path)
                 await bot.send_document(chat_id, FSInputFile(path, filename=name))
     except asyncio.CancelledError:
         await report_job(progress, t("export_interrupted"))
