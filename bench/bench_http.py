@@ -4,7 +4,7 @@ on 127.0.0.1 (tests/fake_telegram.py) while N simulated people fill the form at 
 Each person waits for the bot's answer to a step, then pauses 1–3 s (seeded uniform) before
 the next, as people do (the first pause, before /start, spreads arrivals over about 2 s).
 Latency is the time from pushing their update into the fake's queue to the arrival at the fake
-of the bot's first sendMessage to their chat. How many messages each step gets is learnt from
+of the bot's first sendMessage (or editMessageText) to their chat. How many messages each step gets is learnt from
 one calibration participant first, so a step is complete, not just begun, before the next
 answer. With `--no-pauses` everybody answers at once (saturation), and the floor
 (`bench/floor_bot.py`, aiogram's own `start_polling`) is run as a process the same way.
@@ -59,7 +59,7 @@ JSON = dict[str, Any]
 
 
 class TimedTelegram(FakeTelegram):
-    """The fake, noting when each message the bot sends to a chat arrives."""
+    """The fake, noting when each message the bot sends to a chat (or edits) arrives."""
 
     def __init__(self) -> None:
         super().__init__(token=TOKEN)
@@ -71,7 +71,8 @@ class TimedTelegram(FakeTelegram):
     async def handle(self, method: str, params: Mapping[str, Any]) -> Any:
         arrived = time.monotonic()
         result = await super().handle(method, params)
-        if method.lower() == "sendmessage" and isinstance(result, dict):
+        # A reply is a new message or an edit of the one whose button was pressed.
+        if method.lower() in ("sendmessage", "editmessagetext") and isinstance(result, dict):
             chat_id = result["chat"]["id"]
             self.arrivals[chat_id].append(arrived)
             self.last_text[chat_id] = result.get("text", "")
@@ -168,9 +169,10 @@ async def participate(
 
 
 def process_cpu(pid: int) -> tuple[float, float]:
-    """(CPU seconds, peak RSS MB) of a live process, from /proc."""
+    """(CPU seconds, peak RSS MB) of a live process, from /proc. The CPU includes its
+    children that ended (an export's process), so it is all the bot used."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    cpu = sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
     peak = 0.0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -400,8 +402,8 @@ def notes(*outcomes: Outcome) -> None:
             print(f"- PROBLEM ({outcome.kind}): {problem}")
     print(
         "- Latency: from pushing the update into the fake's queue to the arrival of the bot's "
-        "first sendMessage to that chat; it includes waiting for the next getUpdates (at most "
-        "100 updates each; our poller asks again only after a whole batch is handled)."
+        "first message (or edit) to that chat; it includes waiting for the next getUpdates (at "
+        "most 100 updates each; ours asks again as soon as a batch is in its inbox)."
     )
 
 

@@ -168,8 +168,12 @@ def report(outcome: dict[str, object], rows: int) -> bool:
     print(f"| exit code on SIGTERM | {outcome['exit_code']} | 0 |")
     print(
         "\n- Baseline: the same participants alone (bench_http at 200 paced) have p99 in the "
-        "tens of ms; before the per-chat inbox, one flooded or throttled chat delayed every "
-        "other chat's reply by seconds (issue 10)."
+        "tens of ms. The code before the per-chat inbox (9652da9) did not finish this run: a "
+        "participant got no reply for 120 s, behind the flood and the throttled chat."
+    )
+    print(
+        "- Bot CPU includes the export's own process; the export's figure includes its two "
+        f"{UPLOAD_SECONDS:g} s uploads."
     )
     return outcome["stored"] == n and outcome["exit_code"] == 0
 

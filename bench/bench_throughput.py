@@ -172,6 +172,8 @@ class AnsweringSession(BaseSession):
             chat.last_text = params["text"]
         else:
             message_id = params["message_id"]
+            if name == "editMessageText":
+                chat.last_text = params["text"]
         message: JSON = {
             "message_id": message_id,
             "date": int(time.time()),
