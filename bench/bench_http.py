@@ -4,9 +4,9 @@ on 127.0.0.1 (tests/fake_telegram.py) while N simulated people fill the form at 
 Each person waits for the bot's answer to a step, then pauses 1–3 s (seeded uniform) before
 the next, as people do (the first pause, before /start, spreads arrivals over about 2 s).
 Latency is the time from pushing their update into the fake's queue to the arrival at the fake
-of the bot's first sendMessage (or editMessageText) to their chat. How many messages each step gets is learnt from
-one calibration participant first, so a step is complete, not just begun, before the next
-answer. With `--no-pauses` everybody answers at once (saturation), and the floor
+of the bot's first sendMessage (or editMessageText) to their chat. How many messages each step
+gets is learnt from one calibration participant first, so a step is complete, not just begun,
+before the next answer. With `--no-pauses` everybody answers at once (saturation), and the floor
 (`bench/floor_bot.py`, aiogram's own `start_polling`) is run as a process the same way.
 
     python -m bench.bench_http [--participants 1000] [--no-pauses] [--seed S]
