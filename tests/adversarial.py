@@ -24,6 +24,7 @@ import phonenumbers
 from bot.cells import cells
 from bot.config import load_settings
 from bot.events import EVENT_ID_PATTERN, JOIN_URL_PATTERN
+from bot.logs import redact
 from bot.validation import (
     FULL_NAME_PATTERN,
     PHONE_SYMBOLS,
@@ -111,6 +112,8 @@ def _families() -> dict[str, Family]:
         "ids: hyphens": Family("", "-", "1"),
         "time: digits, colon": Family("", "1", ":00"),
         "control characters": Family("a", "\x00\n\u2028", "b"),
+        "log: bot ids and short secrets in turn": Family("", "1" * 25 + ":" + "a" * 29 + "!"),
+        "log: digit and colon in turn": Family("", "1:"),
     }
     return families
 
@@ -157,6 +160,7 @@ TARGETS: dict[str, Callable[[str], object]] = {
             _env_file=None, bot_token=TOKEN, digest_time=text
         ),
         "export cells": lambda text: cells((text,), for_csv=True),
+        "log redaction": lambda text: redact(text, (TOKEN,)),
     }.items()
 }
 
