@@ -436,8 +436,8 @@ class FakeTelegram:
         self._storm_in_a_row: dict[tuple[str, int | None], int] = {}
         self.storm_faults: Counter[str] = Counter()
         self._hangs: list[list[Any]] = []
-        self._garbles: list[list[Any]] = []
         self._blocked: set[int] = set()
+        self._garbles: list[list[Any]] = []
         self._last_query_id = 0
         self._open_queries: set[str] = set()
         self._answered_queries: set[str] = set()
