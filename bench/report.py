@@ -28,6 +28,7 @@ BENCHMARKS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("bench.bench_http", (), ("--participants", "200")),
     ("bench.bench_http", ("--no-pauses",), ("--no-pauses", "--participants", "200")),
     ("bench.bench_cards", (), ("--quick",)),
+    ("bench.bench_validators", (), ("--quick",)),
     ("bench.bench_export", (), ("--quick",)),
     ("bench.bench_noisy", (), ("--participants", "100", "--rows", "20000")),
 )

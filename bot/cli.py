@@ -10,12 +10,12 @@ import argparse
 import asyncio
 import logging
 import sqlite3
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from bot.config import SettingsError, load_data_settings, load_settings
 from bot.events import EventsFileError, load_events
+from bot.logs import Redaction
 from storage.export import open_read_only, stored_events
 
 if TYPE_CHECKING:
@@ -41,27 +41,25 @@ def _export_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def export(argv: list[str]) -> int:
+def export(argv: list[str], redaction: Redaction) -> int:
     args = _export_parser().parse_args(argv)
     output: Path = args.output
     fmt = args.format or output.suffix.lower().removeprefix(".")
     if fmt not in ("csv", "xlsx"):
-        print(
-            f"error: cannot tell the format from {str(output)!r}: give --format csv or xlsx",
-            file=sys.stderr,
+        redaction.error(
+            f"error: cannot tell the format from {str(output)!r}: give --format csv or xlsx"
         )
         return EXIT_CONFIG
     try:
         settings = load_data_settings()
         catalog = load_events(settings.events_file, default_zone=settings.timezone)
     except (SettingsError, EventsFileError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        redaction.error(f"error: {error}")
         return EXIT_CONFIG
     if not settings.database_path.is_file():
-        print(
+        redaction.error(
             f"error: DATABASE_PATH: {str(settings.database_path)!r} does not exist "
-            "(the bot creates it when it first starts; see .env.example)",
-            file=sys.stderr,
+            "(the bot creates it when it first starts; see .env.example)"
         )
         return EXIT_CONFIG
     event_id = None if args.event == "all" else args.event
@@ -71,10 +69,9 @@ def export(argv: list[str]) -> int:
                 known = event_id in stored_events(connection)
             if not known:
                 in_file = ", ".join(event.id for event in catalog)
-                print(
+                redaction.error(
                     f"error: unknown session {event_id!r}: neither in {settings.events_file} "
-                    f"nor in the database (sessions in the file: {in_file}; or --event all)",
-                    file=sys.stderr,
+                    f"nor in the database (sessions in the file: {in_file}; or --event all)"
                 )
                 return EXIT_CONFIG
         # Imported only now: bot.texts brings in aiogram, seconds to import on a small
@@ -85,29 +82,27 @@ def export(argv: list[str]) -> int:
             settings.database_path, catalog, event_id, cast("ExportFormat", fmt), output
         )
     except sqlite3.Error as error:
-        print(f"error: cannot read {str(settings.database_path)!r}: {error}", file=sys.stderr)
+        redaction.error(f"error: cannot read {str(settings.database_path)!r}: {error}")
         return 1
     except OSError as error:
-        print(f"error: cannot write {str(output)!r}: {error}", file=sys.stderr)
+        redaction.error(f"error: cannot write {str(output)!r}: {error}")
         return 1
     print(f"{count} rows written to {output}")
     return 0
 
 
 def main(argv: list[str]) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    redaction = Redaction()
+    redaction.configure(logging.INFO)
     # aiogram logs a line per update ("Update id=... is handled"): ~30 us each, and a
     # busy day's log would be little else. Its warnings and errors still come through.
     logging.getLogger("aiogram.event").setLevel(logging.WARNING)
     if argv[:1] == ["export"]:
-        return export(argv[1:])
+        return export(argv[1:], redaction)
     if argv:
-        print(
+        redaction.error(
             f"error: unknown arguments {' '.join(argv)!r}; run `python -m bot` or "
-            "`python -m bot export --help`",
-            file=sys.stderr,
+            "`python -m bot export --help`"
         )
         return EXIT_CONFIG
     try:
@@ -116,8 +111,9 @@ def main(argv: list[str]) -> int:
         settings = load_settings()
         catalog = load_events(settings.events_file, default_zone=settings.timezone)
     except (SettingsError, EventsFileError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        redaction.error(f"error: {error}")
         return EXIT_CONFIG
+    redaction.keep_secret(settings.bot_token.get_secret_value())
 
     from aiogram.exceptions import TelegramNetworkError
 
@@ -127,10 +123,10 @@ def main(argv: list[str]) -> int:
     try:
         asyncio.run(run(settings, catalog))
     except (MigrationError, StartupError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        redaction.error(f"error: {error}")
         return EXIT_CONFIG
     except TelegramNetworkError as error:
-        print(f"error: cannot reach the Bot API: {error}", file=sys.stderr)
+        redaction.error(f"error: cannot reach the Bot API: {error}")
         return 1
     except KeyboardInterrupt:
         pass

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 # Deep-link payloads allow A-Z a-z 0-9 _ - (64 max); callback data is 64 bytes in all,
 # so ids stay short enough to sit inside a button's payload.
 EVENT_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,32}")
+JOIN_URL_PATTERN = re.compile(r"https?://\S+")
 
 
 class EventsFileError(Exception):
@@ -153,7 +154,7 @@ def _parse_event(raw: Any, position: int, default_zone: ZoneInfo, file: Path) ->
         fail("registration_deadline", "is after the session starts")
 
     join_url = _text(raw, "join_url", fail)
-    if join_url is not None and not re.fullmatch(r"https?://\S+", join_url):
+    if join_url is not None and not JOIN_URL_PATTERN.fullmatch(join_url):
         fail("join_url", "must be an http(s) URL")
 
     policy = _text(raw, "privacy_policy", fail)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from enum import StrEnum
 from functools import lru_cache
+from typing import Annotated
 
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import (
@@ -13,10 +14,16 @@ from aiogram.types import (
     ReplyKeyboardMarkup,
 )
 from aiogram.utils.keyboard import InlineKeyboardBuilder
+from pydantic import Field
 
 from bot.events import Event
 from bot.form import FIELDS
 from bot.texts import LOCALE, t
+
+# A row id as SQLite stores it (rowids start at 1, 64-bit). Callback data comes from the
+# client and can be forged: an id outside this range would make the query raise
+# OverflowError, so the button's filter refuses it and it is answered as an expired button.
+RowId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 
 
 class FormField(StrEnum):
@@ -66,7 +73,7 @@ class MyAction(StrEnum):
 
 class MyCallback(CallbackData, prefix="my"):
     action: MyAction
-    registration_id: int
+    registration_id: RowId
     field: FormField | None = None
 
 

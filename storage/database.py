@@ -116,10 +116,27 @@ def casefold(value: object) -> str | None:
     return value.casefold() if isinstance(value, str) else None
 
 
+def _create_private_folders(folder: Path) -> None:
+    # The folder holds the database and its -wal file: private like them. Only the folders
+    # made here: an existing one (/tmp, a home directory) is the operator's business.
+    # (Path.mkdir(parents=True) would give the parents the umask's mode; the chmod, because
+    # mkdir's own mode goes through the umask too.)
+    missing: list[Path] = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for created in reversed(missing):
+        try:
+            created.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        created.chmod(0o700)
+
+
 def _create_private_file(path: Path) -> None:
     # Personal data (152-FZ): the file must be readable by its owner only, from birth,
     # not chmod-ed after SQLite created it with the umask's mode.
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _create_private_folders(path.parent)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     os.close(fd)
     path.chmod(0o600)

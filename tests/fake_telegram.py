@@ -139,6 +139,11 @@ class DroppedConnection(Exception):
     """The connection breaks before any answer; the request had no effect."""
 
 
+class GarbledResponse(DroppedConnection):
+    """What comes back is not HTTP (a broken proxy): aiohttp's error names the URL, token
+    included. The request had no effect."""
+
+
 class BotAPIError(Exception):
     """A Bot API error answer; `body()` is what Telegram puts on the wire."""
 
@@ -441,6 +446,7 @@ class FakeTelegram:
         self._hangs: list[list[Any]] = []
         self._holds: list[Hold] = []
         self._blocked: set[int] = set()
+        self._garbles: list[list[Any]] = []
         self._last_query_id = 0
         self._open_queries: set[str] = set()
         self._answered_queries: set[str] = set()
@@ -489,6 +495,11 @@ class FakeTelegram:
 
     def _inject_faults(self, call: Call) -> None:
         chat_id = _chat_id_of(call.params)
+        for garble in self._garbles:
+            if garble[0] == call.method and garble[1] > 0:
+                garble[1] -= 1
+                call.error_code = 0
+                raise GarbledResponse
         for failure in self._failures:
             if failure.matches(call.method, chat_id):
                 failure.remaining -= 1
@@ -558,6 +569,10 @@ class FakeTelegram:
             code, description, retry_after=retry_after, migrate_to_chat_id=migrate_to_chat_id
         )
         self._failures.append(_Failure(method, chat_id, error, times))
+
+    def garble(self, method: str, *, times: int = 1) -> None:
+        """The next `times` calls of `method` get bytes that are not an HTTP response."""
+        self._garbles.append([self._methods[method.lower()][0], times])
 
     def hang(self, method: str, *, chat_id: int | None = None, times: int = 1) -> None:
         """The next matching calls never get an answer and have no effect, like a request
@@ -1062,6 +1077,11 @@ async def serve(fake: FakeTelegram) -> AsyncIterator[str]:
             result = await fake.handle(request.match_info["method"], params)
         except BotAPIError as error:
             return web.json_response(error.body(), status=error.code)
+        except GarbledResponse:
+            if request.transport is not None:
+                request.transport.write(b"HTTP/1.1 2OO NOT OK\r\nGarbage\r\n\r\n")
+                request.transport.close()
+            return web.Response(status=500)  # never reaches the client
         except DroppedConnection:
             if request.transport is not None:
                 request.transport.abort()

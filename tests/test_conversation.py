@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import timedelta
 
@@ -11,6 +12,7 @@ from aiogram import Bot, Dispatcher
 from bot.app import create_dispatcher
 from bot.config import Settings
 from bot.events import load_events
+from handlers.keyboards import MyAction
 from storage.database import Database
 from storage.events import EventsRepository
 from storage.registrations import Registrations
@@ -49,6 +51,10 @@ async def stored_rows(db: Database) -> list[dict[str, object]]:
 
 async def fsm_rows(db: Database) -> list[dict[str, object]]:
     return [dict(row) for row in await db.fetchall("SELECT * FROM fsm_states")]
+
+
+async def outbox_rows(db: Database) -> list[dict[str, object]]:
+    return [dict(row) for row in await db.fetchall("SELECT * FROM outbox ORDER BY id")]
 
 
 async def test_registration_completes_and_is_stored(
@@ -451,6 +457,33 @@ async def test_withdrawal_asks_first_and_keeps_history(user: TelegramUser, db: D
     await user.click("Подтвердить")
     rows = await stored_rows(db)
     assert [row["status"] for row in rows] == ["withdrawn", "confirmed"]
+
+
+@pytest.mark.parametrize("registration_id", [2**63, 10**30, -1, -(2**63) - 1, 0])
+async def test_a_forged_registration_id_is_an_expired_button(
+    user: TelegramUser,
+    fake: FakeTelegram,
+    db: Database,
+    caplog: pytest.LogCaptureFixture,
+    registration_id: int,
+) -> None:
+    # SQLite integers are 64-bit: a larger id in a button the client forged used to raise
+    # OverflowError in the query and reach the errors handler.
+    await fill_form(user)
+    await user.click("Подтвердить")
+    await user.send("/me")
+    card = fake.last_message(user.chat_id)
+    before = (await stored_rows(db), await fsm_rows(db), await outbox_rows(db))
+    messages = len(fake.messages_to(user.chat_id))
+    caplog.set_level(logging.INFO)
+    for action in MyAction:
+        for field in ("", "email"):
+            await user.click_data(card, f"my:{action}:{registration_id}:{field}")
+            assert len(fake.messages_to(user.chat_id)) == messages
+            answer = fake.calls_of("answerCallbackQuery")[-1]
+            assert answer.params.get("text") == "Эта кнопка больше не действует."
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert (await stored_rows(db), await fsm_rows(db), await outbox_rows(db)) == before
 
 
 async def test_changes_are_refused_after_the_deadline(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import stat
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,33 @@ async def test_a_read_only_database_refuses_writes_and_keeps_data(tmp_path: Path
 async def set_read_only(db: Database, value: bool) -> None:
     """Stand-in for a full or failing disk: SQLite refuses every write on the connection."""
     await db.fetchall(f"PRAGMA query_only = {'ON' if value else 'OFF'}")
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def make_folder(path: Path, mode: int) -> Path:
+    path.mkdir(exist_ok=True)
+    path.chmod(mode)
+    return path
+
+
+async def test_missing_folders_are_created_private_and_existing_ones_left_alone(
+    tmp_path: Path,
+) -> None:
+    # The folder of personal data: another local user must not list or open its files.
+    parent = make_folder(tmp_path, 0o755)
+    path = parent / "data" / "nested" / "bot.sqlite3"
+    async with open_database(path):
+        pass
+    assert mode(parent / "data") == 0o700
+    assert mode(parent / "data" / "nested") == 0o700
+    assert mode(path) == 0o600
+    assert mode(parent) == 0o755
+
+    # An operator's existing folder keeps the mode they gave it.
+    shared = make_folder(parent / "shared", 0o750)
+    async with open_database(shared / "bot.sqlite3"):
+        pass
+    assert mode(shared) == 0o750

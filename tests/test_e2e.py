@@ -482,3 +482,42 @@ async def test_export_documents_match_the_database_row_by_row(workdir: Path) -> 
         rules = await db.fetchall("SELECT csv_rule, csv_cells FROM registrations")
     assert [row["csv_rule"] for row in rules] == [CSV_RULE] * 3
     assert all(row["csv_cells"] for row in rules)
+
+
+SECRET = TOKEN.split(":", 1)[1]
+
+
+async def test_garbled_answers_are_logged_without_the_token(workdir: Path) -> None:
+    # aiohttp's error for an answer that is not HTTP names the URL, /bot<token>/ in it.
+    fake = FakeTelegram(token=TOKEN)
+    async with serve(fake) as base_url, bot_process(workdir, fake, base_url) as bot:
+        fake.garble("getUpdates")
+        # Every attempt of the reply fails, so the error handler logs the traceback.
+        fake.garble("sendMessage", times=4)
+        user = TelegramUser(fake, http_deliver(fake, timeout=30), user_id=1001)
+        await user.send("/start")
+        assert "что-то пошло не так" in user.last_text
+        await wait_until(lambda: "Update " in bot.output and "getUpdates failed" in bot.output)
+        bot.process.send_signal(signal.SIGTERM)
+        assert await bot.wait() == 0
+    log = bot.output
+    assert "getUpdates failed (TelegramNetworkError" in log
+    assert "Traceback" in log
+    assert log.count("ClientResponseError: 400") >= 2
+    assert "/bot<token redacted>/getUpdates" in log
+    assert "/bot<token redacted>/sendMessage" in log
+    assert TOKEN not in log
+    assert SECRET not in log
+
+
+async def test_a_garbled_answer_at_start_up_is_one_line_without_the_token(
+    workdir: Path,
+) -> None:
+    fake = FakeTelegram(token=TOKEN)
+    fake.garble("getMe", times=10)
+    async with serve(fake) as base_url:
+        code, output = await run_to_exit(workdir, TELEGRAM_API_URL=base_url)
+    assert code == 1
+    assert "error: cannot reach the Bot API: " in output
+    assert "/bot<token redacted>/getMe" in output
+    assert SECRET not in output

@@ -60,6 +60,7 @@ from handlers.keyboards import (
 )
 from storage.database import Database, open_database
 from storage.events import EventsRepository
+from tests.adversarial import FAMILIES, LENGTHS
 from tests.client import TelegramUser, feed_deliver
 from tests.conftest import ADMIN_ID, EVENTS_TOML, ORGANIZER_CHAT_ID, TOKEN, Clock
 from tests.fake_telegram import (
@@ -206,6 +207,14 @@ def long_texts(draw: st.DrawFn) -> str:
     return (unit * (length // len(unit) + 1))[:length]
 
 
+@cache
+@st.composite
+def adversarial_texts(draw: st.DrawFn) -> str:
+    """Runs of separators and the like, built to make a backtracking pattern explode."""
+    family = FAMILIES[draw(st.sampled_from(sorted(FAMILIES)))]
+    return family(draw(st.one_of(st.integers(1, 300), st.sampled_from(LENGTHS))))
+
+
 Noise = tuple[tuple[int, str], ...]
 
 # Pieces to put inside a valid answer, each at a position (wrapped around its length).
@@ -240,6 +249,7 @@ def phones(draw: st.DrawFn) -> str:
             st.from_regex(r"\+?[0-9]{1,16}", fullmatch=True),
             noisy_valid(),
             fuzz_texts(),
+            adversarial_texts(),
         )
     )
 
@@ -280,7 +290,9 @@ def commands(draw: st.DrawFn) -> str:
 def texts(draw: st.DrawFn) -> str:
     # Telegram delivers no empty text message.
     return draw(
-        st.one_of(fuzz_texts(min_size=1), noisy_valid(), long_texts(), commands()).filter(bool)
+        st.one_of(
+            fuzz_texts(min_size=1), noisy_valid(), long_texts(), commands(), adversarial_texts()
+        ).filter(bool)
     )
 
 
