@@ -494,7 +494,9 @@ async def test_garbled_answers_are_logged_without_the_token(workdir: Path) -> No
         fake.garble("getUpdates")
         # Every attempt of the reply fails, so the error handler logs the traceback.
         fake.garble("sendMessage", times=4)
-        user = TelegramUser(fake, http_deliver(fake, timeout=30), user_id=1001)
+        user = TelegramUser(
+            fake, http_deliver(fake, timeout=30, database=db_file(workdir)), user_id=1001
+        )
         await user.send("/start")
         assert "что-то пошло не так" in user.last_text
         await wait_until(lambda: "Update " in bot.output and "getUpdates failed" in bot.output)
