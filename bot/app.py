@@ -32,14 +32,11 @@ from aiogram.methods import (
 )
 
 from bot.broadcast_worker import BroadcastReporter
-from bot.cards import CardPublisher
-from bot.clock import Clock, utc_now
-from bot.config import Settings
 from bot.digest_worker import DigestScheduler
-from bot.events import EventCatalog
+from bot.domain.clock import Clock, utc_now
+from bot.domain.config import Settings
+from bot.domain.events import EventCatalog
 from bot.flood import FloodGate, FloodLimits
-from bot.jobs import BackgroundJobs
-from bot.menu import AdminMenus
 from bot.middlewares import HandledUpdatesMiddleware, UpdateScopeMiddleware
 from bot.polling import poll
 from bot.retry import RetryRequests
@@ -47,9 +44,13 @@ from bot.sender import Limits, Sender
 from bot.updates import Intake
 from handlers import get_routers
 from handlers.common import on_error
+from handlers.jobs import BackgroundJobs
+from handlers.menu import AdminMenus
 from handlers.registration import repeat_question
 from storage.broadcasts import Broadcasts
+from storage.cards import CardPublisher
 from storage.database import Database, open_database
+from storage.digests import Digests
 from storage.events import EventsRepository
 from storage.fsm import SQLiteStorage
 from storage.inbox import Inbox
@@ -169,6 +170,7 @@ def create_dispatcher(
         admin_queries=AdminQueries(db),
         admin_menus=AdminMenus(settings.admin_ids),
         background_jobs=BackgroundJobs(),
+        digests=Digests(db),
         digest=DigestScheduler(
             db=db,
             outbox=outbox,

@@ -24,12 +24,12 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 from phonenumbers.phonemetadata import PhoneMetadata
 
-from bot.cells import CSV_DELIMITER, CSV_RULE, cells, csv_line
-from bot.events import EventCatalog
-from bot.texts import t
-from bot.timefmt import zone_label
-from bot.validation import format_phone
-from storage.export import (
+from bot.domain.cells import CSV_DELIMITER, CSV_RULE, cells, csv_line
+from bot.domain.events import EventCatalog
+from bot.domain.texts import t
+from bot.domain.timefmt import zone_label
+from bot.domain.validation import format_phone
+from storage.export.source import (
     ExportRecord,
     StoredEvent,
     open_read_only,
@@ -57,7 +57,7 @@ class UnknownEvent(LookupError):
         self.event_id = event_id
 
 
-# --- What each column shows (the cell rule itself is bot/cells.py) ----------------------
+# --- What each column shows (the cell rule itself is bot/domain/cells.py) ----------------------
 
 
 class _PhoneRule(NamedTuple):
@@ -295,14 +295,14 @@ class Session:
 
 @dataclass(frozen=True, slots=True)
 class Column:
-    header: str  # key in bot.texts
+    header: str  # key in bot.domain.texts
     value: Callable[[ExportRecord, Session], str]
     width: float  # XLSX column width, in characters of the default font
     every_session_only: bool = False  # shown only when every session is exported
 
 
 # One row per column, in file order: adding a column is one line here plus its header in
-# bot/texts.py.
+# bot/domain/texts.py.
 COLUMNS: tuple[Column, ...] = (
     Column("export_column_session", lambda r, s: s.title, 40, every_session_only=True),
     Column("export_column_status", lambda r, s: s.status_labels.get(r.status, r.status), 14),

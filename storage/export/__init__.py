@@ -1,0 +1,1 @@
+"""Exports: what each cell holds (columns, times), the CSV and XLSX writers, and the files."""
