@@ -41,7 +41,8 @@ from bot.domain.events import EventCatalog, parse_events
 from bot.domain.validation import format_phone
 from storage.database import open_database, utc_iso
 from storage.events import EventsRepository
-from storage.export.files import columns_for, export_rows, export_to_file, header_row
+from storage.export import export_to_file
+from storage.export.columns import columns_for, export_rows, header_row
 from storage.export.source import open_read_only
 
 # openpyxl write-only with lxml, 100,000 × 11 text columns, as the issue measured it.

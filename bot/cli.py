@@ -19,7 +19,7 @@ from bot.logs import Redaction
 from storage.export.source import open_read_only, stored_events
 
 if TYPE_CHECKING:
-    from storage.export.files import ExportFormat
+    from storage.export import ExportFormat
 
 EXIT_CONFIG = 2
 
@@ -76,7 +76,7 @@ def export(argv: list[str], redaction: Redaction) -> int:
                 return EXIT_CONFIG
         # Imported only now: bot.domain.texts brings in aiogram, seconds to import on a small
         # machine, which a mistyped session id should not wait for.
-        from storage.export.files import export_to_file
+        from storage.export import export_to_file
 
         count = export_to_file(
             settings.database_path, catalog, event_id, cast("ExportFormat", fmt), output

@@ -39,7 +39,7 @@ from handlers.menu import AdminMenus
 from handlers.registration import reask
 from storage.broadcasts import Broadcasts
 from storage.digests import Digests
-from storage.export.files import FORMATS, export_filename
+from storage.export import FORMATS, export_filename
 from storage.export.process import export_in_process
 from storage.fsm import end_in, transition
 from storage.outbox import Media

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from bot.domain.events import EventCatalog
-from storage.export.files import ExportFormat, export_to_file
+from storage.export import ExportFormat, export_to_file
 
 
 class ExportProcessError(RuntimeError):
