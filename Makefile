@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint bench fuzz clean
+.PHONY: run test test-fast lint bench fuzz clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +24,15 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest
 
+# Unit, storage and in-process dispatcher tests: the quick loop while working (under 30 s).
+test-fast: $(VENV)/.installed-dev
+	$(PY) -m pytest -m "not slow" -q
+
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(PY) -m pytest -q -p no:randomly tests/test_layers.py
 
 # Benchmarks print their figures and their baseline; no test asserts speed. The report runs
 # each of them (bench/bench_*.py) and writes bench/RESULTS.md; about half an hour on 2 cores.

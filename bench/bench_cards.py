@@ -25,11 +25,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from bot.app import create_bot
-from bot.cards import CardPublisher
-from bot.clock import utc_now
-from bot.config import load_settings
-from bot.events import parse_events
+from bot.domain.clock import utc_now
+from bot.domain.config import load_settings
+from bot.domain.events import parse_events
 from bot.sender import Limits, Sender
+from storage.cards import CardPublisher
 from storage.database import open_database
 from storage.events import EventsRepository
 from storage.outbox import Outbox

@@ -36,13 +36,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from bot.cells import CSV_RULE, cells, registrant_csv
-from bot.events import EventCatalog, parse_events
-from bot.export import columns_for, export_rows, export_to_file, header_row
-from bot.validation import format_phone
+from bot.domain.cells import CSV_RULE, cells, registrant_csv
+from bot.domain.events import EventCatalog, parse_events
+from bot.domain.validation import format_phone
 from storage.database import open_database, utc_iso
 from storage.events import EventsRepository
-from storage.export import open_read_only
+from storage.export import export_to_file
+from storage.export.columns import columns_for, export_rows, header_row
+from storage.export.source import open_read_only
 
 # openpyxl write-only with lxml, 100,000 × 11 text columns, as the issue measured it.
 ISSUE_BASELINE_SECONDS = 16.6
@@ -257,7 +258,7 @@ def _status_mb(field: str) -> float:
 
 
 def measure(kind: str, database: Path, output: Path) -> None:
-    # Importing aiogram (through bot.texts) peaks higher than an export does, so the
+    # Importing aiogram (through bot.domain.texts) peaks higher than an export does, so the
     # high-water mark is reset first (Linux: writing 5 to clear_refs resets VmHWM to the
     # current RSS) and read after: the process's peak during the export alone.
     imports_mb = _status_mb("VmRSS")
@@ -516,7 +517,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"\nEach export runs {RUNS} times, each in a fresh process; the table shows the run of "
         "median wall time. Peak RSS is that process's resident set at its "
         'highest during the export (VmHWM, reset after the imports); "of it the export" is '
-        "that less the RSS before the export (interpreter and imports; bot.texts imports "
+        "that less the RSS before the export (interpreter and imports; bot.domain.texts imports "
         "aiogram, about 150 MB). CPU is the process's user + system time: compare it with wall "
         f"time to see contention (load average at the start: {load})."
     )

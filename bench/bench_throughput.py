@@ -105,7 +105,7 @@ class Buttons:
 
 
 def our_buttons() -> Buttons:
-    from bot.texts import t
+    from bot.domain.texts import t
 
     return Buttons(t("button_consent_agree"), t("button_confirm"), "Вы зарегистрированы")
 
@@ -354,9 +354,9 @@ async def prepare_ours(directory: Path) -> Prepared:
     from dataclasses import replace
 
     from bot.app import create_bot, create_dispatcher
-    from bot.clock import utc_now
-    from bot.config import load_settings
-    from bot.events import load_events
+    from bot.domain.clock import utc_now
+    from bot.domain.config import load_settings
+    from bot.domain.events import load_events
     from storage.database import open_database
     from storage.events import EventsRepository
 

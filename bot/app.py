@@ -6,8 +6,9 @@ import asyncio
 import gc
 import logging
 import signal
-from contextlib import suppress
-from dataclasses import replace
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, replace
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -32,14 +33,11 @@ from aiogram.methods import (
 )
 
 from bot.broadcast_worker import BroadcastReporter
-from bot.cards import CardPublisher
-from bot.clock import Clock, utc_now
-from bot.config import Settings
 from bot.digest_worker import DigestScheduler
-from bot.events import EventCatalog
+from bot.domain.clock import Clock, utc_now
+from bot.domain.config import Settings
+from bot.domain.events import EventCatalog, load_events
 from bot.flood import FloodGate, FloodLimits
-from bot.jobs import BackgroundJobs
-from bot.menu import AdminMenus
 from bot.middlewares import HandledUpdatesMiddleware, UpdateScopeMiddleware
 from bot.polling import poll
 from bot.retry import RetryRequests
@@ -47,9 +45,13 @@ from bot.sender import Limits, Sender
 from bot.updates import Intake
 from handlers import get_routers
 from handlers.common import on_error
+from handlers.jobs import BackgroundJobs
+from handlers.menu import AdminMenus
 from handlers.registration import repeat_question
 from storage.broadcasts import Broadcasts
+from storage.cards import CardPublisher
 from storage.database import Database, open_database
+from storage.digests import Digests
 from storage.events import EventsRepository
 from storage.fsm import SQLiteStorage
 from storage.inbox import Inbox
@@ -169,6 +171,7 @@ def create_dispatcher(
         admin_queries=AdminQueries(db),
         admin_menus=AdminMenus(settings.admin_ids),
         background_jobs=BackgroundJobs(),
+        digests=Digests(db),
         digest=DigestScheduler(
             db=db,
             outbox=outbox,
@@ -216,14 +219,25 @@ def create_intake(
     )
 
 
-async def run(settings: Settings, catalog: EventCatalog) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+@dataclass(frozen=True)
+class Opened:
+    """What the dispatcher needs from start-up."""
 
+    db: Database
+    catalog: EventCatalog
+
+
+@asynccontextmanager
+async def open_app(
+    settings: Settings, *, catalog: EventCatalog | None = None, clock: Clock = utc_now
+) -> AsyncIterator[Opened]:
+    """The one start-up path (run, tests, the fuzz suite and the benchmarks): open and migrate
+    the database, load the events file (unless given) and mirror it, keeping sessions gone
+    from the file that have registrations as archived; make missing CSV texts."""
+    if catalog is None:
+        catalog = load_events(settings.events_file, default_zone=settings.timezone)
     async with open_database(settings.database_path) as db:
-        archived = await EventsRepository(db).sync(catalog, now=utc_now())
+        archived = await EventsRepository(db).sync(catalog, now=clock())
         for event, count in archived:
             logger.warning(
                 "Event %s is no longer in %s but has %d registrations: kept, closed to new ones",
@@ -234,7 +248,17 @@ async def run(settings: Settings, catalog: EventCatalog) -> None:
         catalog = replace(catalog, archived=tuple(event for event, _ in archived))
         if filled := await Registrations(db).fill_csv_cells():
             logger.info("Stored the CSV text of %d registrations for exports", filled)
+        yield Opened(db, catalog)
 
+
+async def run(settings: Settings, catalog: EventCatalog) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    async with open_app(settings, catalog=catalog) as opened:
+        db, catalog = opened.db, opened.catalog
         bot = create_bot(settings)
         try:
             try:

@@ -8,9 +8,9 @@ import logging
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramRetryAfter
 
-from bot.clock import Clock
-from bot.events import EventCatalog
-from bot.texts import t
+from bot.domain.clock import Clock
+from bot.domain.events import EventCatalog
+from bot.domain.texts import t
 from storage.broadcasts import Broadcast, Broadcasts, Progress
 
 logger = logging.getLogger(__name__)

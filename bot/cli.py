@@ -13,13 +13,13 @@ import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from bot.config import SettingsError, load_data_settings, load_settings
-from bot.events import EventsFileError, load_events
+from bot.domain.config import SettingsError, load_data_settings, load_settings
+from bot.domain.events import EventsFileError, load_events
 from bot.logs import Redaction
-from storage.export import open_read_only, stored_events
+from storage.export.source import open_read_only, stored_events
 
 if TYPE_CHECKING:
-    from bot.export import ExportFormat
+    from storage.export import ExportFormat
 
 EXIT_CONFIG = 2
 
@@ -74,9 +74,9 @@ def export(argv: list[str], redaction: Redaction) -> int:
                     f"nor in the database (sessions in the file: {in_file}; or --event all)"
                 )
                 return EXIT_CONFIG
-        # Imported only now: bot.texts brings in aiogram, seconds to import on a small
+        # Imported only now: bot.domain.texts brings in aiogram, seconds to import on a small
         # machine, which a mistyped session id should not wait for.
-        from bot.export import export_to_file
+        from storage.export import export_to_file
 
         count = export_to_file(
             settings.database_path, catalog, event_id, cast("ExportFormat", fmt), output

@@ -14,15 +14,9 @@ from zoneinfo import ZoneInfo
 
 import aiosqlite
 
-from bot.clock import Clock
-from bot.digest import (
-    due_digest_date,
-    events_for_digest,
-    latest_run_at_or_before,
-    next_run_after,
-    render_digest,
-)
-from bot.events import EventCatalog
+from bot.domain.clock import Clock
+from bot.domain.digest import due_digest_date, latest_run_at_or_before, next_run_after
+from bot.domain.events import EventCatalog
 from storage.database import Database
 from storage.digests import Digests
 from storage.outbox import Outbox
@@ -59,14 +53,7 @@ class DigestScheduler:
     async def compose(
         self, now: datetime, *, connection: aiosqlite.Connection | None = None
     ) -> list[str]:
-        """The digest as it would be sent at `now`: new since the previous digest."""
-        last = await self._digests.last(connection)
-        since = last[1] if last else None
-        stats = [
-            await self._digests.stats(event, since, now, final=final, connection=connection)
-            for event, final in events_for_digest(self._catalog.events, now, since)
-        ]
-        return render_digest(now.astimezone(self._zone).date(), stats, now)
+        return await self._digests.compose(self._catalog, self._zone, now, connection=connection)
 
     async def run_due(self) -> bool:
         """Queue the digest if one is due now; True when it did."""

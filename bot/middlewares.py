@@ -11,7 +11,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.middleware import FSMContextMiddleware
 from aiogram.types import TelegramObject, Update
 
-from bot.clock import Clock
+from bot.domain.clock import Clock
 from storage.fsm import SQLiteStorage
 from storage.updates import HandledUpdates
 

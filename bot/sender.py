@@ -34,10 +34,10 @@ from aiogram.exceptions import (
 from aiogram.types import Message
 from aiolimiter import AsyncLimiter
 
-from bot.clock import Clock
-from bot.limits import MAX_MESSAGE_LENGTH, message_length
+from bot.domain.clock import Clock
+from bot.domain.limits import MAX_MESSAGE_LENGTH, message_length
+from bot.domain.texts import t
 from bot.retry import RETRIES_OFF
-from bot.texts import t
 from storage.outbox import Media, Outbox, OutboxMessage
 
 logger = logging.getLogger(__name__)

@@ -24,10 +24,10 @@ from aiogram.enums import ChatType
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import Update
 
-from bot.clock import Clock
+from bot.domain.clock import Clock
+from bot.domain.texts import t
 from bot.flood import FloodGate, Verdict
 from bot.middlewares import OUTCOME, Outcome
-from bot.texts import t
 from storage.inbox import Arrival, Inbox
 from storage.updates import HandledUpdates
 

@@ -25,22 +25,22 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, FSInputFile, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot.clock import Clock
-from bot.config import Settings
-from bot.digest_worker import DigestScheduler
-from bot.events import Event, EventCatalog
-from bot.export import FORMATS, export_filename
-from bot.export_process import export_in_process
-from bot.jobs import BackgroundJobs
-from bot.limits import MAX_MESSAGE_LENGTH, message_length
-from bot.menu import ADMIN_COMMANDS as MENU_ADMIN_COMMANDS
-from bot.menu import AdminMenus
-from bot.texts import Html, t
-from bot.timefmt import format_datetime
-from bot.validation import format_phone
+from bot.domain.clock import Clock
+from bot.domain.config import Settings
+from bot.domain.events import Event, EventCatalog
+from bot.domain.limits import MAX_MESSAGE_LENGTH, message_length
+from bot.domain.texts import Html, t
+from bot.domain.timefmt import format_datetime
+from bot.domain.validation import format_phone
 from handlers.filters import Magic
+from handlers.jobs import BackgroundJobs
+from handlers.menu import ADMIN_COMMANDS as MENU_ADMIN_COMMANDS
+from handlers.menu import AdminMenus
 from handlers.registration import reask
 from storage.broadcasts import Broadcasts
+from storage.digests import Digests
+from storage.export import FORMATS, export_filename
+from storage.export.process import export_in_process
 from storage.fsm import end_in, transition
 from storage.outbox import Media
 from storage.stats import AdminQueries, OutboxHealth
@@ -97,9 +97,11 @@ async def admin_help(message: Message) -> None:
     await message.answer(t("help") + "\n\n" + t("admin_help"))
 
 
-async def digest_now(message: Message, digest: DigestScheduler, clock: Clock) -> None:
+async def digest_now(
+    message: Message, digests: Digests, catalog: EventCatalog, settings: Settings, clock: Clock
+) -> None:
     """The digest as the organisers would get it now, to the admin who asked only."""
-    messages = await digest.compose(clock())
+    messages = await digests.compose(catalog, settings.timezone, clock())
     if not messages:
         await message.answer(t("digest_no_sessions"))
     for text in messages:

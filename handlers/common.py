@@ -12,9 +12,9 @@ from aiogram.filters import Command
 from aiogram.types import CallbackQuery, ErrorEvent, Message
 from aiogram.utils.deep_linking import create_start_link
 
-from bot.clock import Clock
-from bot.events import EventCatalog
-from bot.texts import t
+from bot.domain.clock import Clock
+from bot.domain.events import EventCatalog
+from bot.domain.texts import t
 from handlers.filters import Magic
 
 logger = logging.getLogger(__name__)

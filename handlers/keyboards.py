@@ -16,9 +16,9 @@ from aiogram.types import (
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from pydantic import Field
 
-from bot.events import Event
-from bot.form import FIELDS
-from bot.texts import LOCALE, t
+from bot.domain.events import Event
+from bot.domain.form import FIELDS
+from bot.domain.texts import LOCALE, t
 
 # A row id as SQLite stores it (rowids start at 1, 64-bit). Callback data comes from the
 # client and can be forged: an id outside this range would make the query raise

@@ -9,7 +9,7 @@ from aiogram import Router
 from aiogram.filters import JOIN_TRANSITION, LEAVE_TRANSITION, ChatMemberUpdatedFilter
 from aiogram.types import ChatMemberUpdated
 
-from bot.clock import Clock
+from bot.domain.clock import Clock
 from storage.outbox import Outbox
 
 logger = logging.getLogger(__name__)

@@ -36,14 +36,14 @@ from aiogram.types import (
     User,
 )
 
-from bot.clock import Clock
-from bot.events import Event, EventCatalog
-from bot.form import FIELD_STATES, FIELDS, STATE_FIELDS, VALIDATORS, Draft, Form
-from bot.limits import MAX_MESSAGE_LENGTH, message_length
-from bot.render import answers, contacts_line, event_card, shown_value
-from bot.texts import Html, t
-from bot.timefmt import format_datetime
-from bot.validation import ValidationError, validate_phone
+from bot.domain.clock import Clock
+from bot.domain.events import Event, EventCatalog
+from bot.domain.form import FIELDS, VALIDATORS, Draft
+from bot.domain.limits import MAX_MESSAGE_LENGTH, message_length
+from bot.domain.render import answers, contacts_line, event_card, shown_value
+from bot.domain.texts import Html, t
+from bot.domain.timefmt import format_datetime
+from bot.domain.validation import ValidationError, validate_phone
 from handlers.filters import Magic
 from handlers.keyboards import (
     ConsentAction,
@@ -61,6 +61,7 @@ from handlers.keyboards import (
     summary_keyboard,
     withdraw_keyboard,
 )
+from handlers.states import FIELD_STATES, STATE_FIELDS, Form
 from storage.fsm import transition
 from storage.registrations import AlreadyRegistered, NewRegistration, Registration, Registrations
 

@@ -6,11 +6,12 @@ import sqlite3
 from collections import Counter
 from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiosqlite
 
-from bot.digest import MAX_NAMES, PER_DAY_DAYS, EventDigest
-from bot.events import Event
+from bot.domain.digest import MAX_NAMES, PER_DAY_DAYS, EventDigest, events_for_digest, render_digest
+from bot.domain.events import Event, EventCatalog
 from storage.database import Database, utc_iso
 
 
@@ -116,3 +117,20 @@ class Digests:
             per_day=sorted(per_day.items())[-PER_DAY_DAYS:],
             final=final,
         )
+
+    async def compose(
+        self,
+        catalog: EventCatalog,
+        zone: ZoneInfo,
+        now: datetime,
+        *,
+        connection: aiosqlite.Connection | None = None,
+    ) -> list[str]:
+        """The digest as it would be sent at `now`: new since the previous digest."""
+        last = await self.last(connection)
+        since = last[1] if last else None
+        stats = [
+            await self.stats(event, since, now, final=final, connection=connection)
+            for event, final in events_for_digest(catalog.events, now, since)
+        ]
+        return render_digest(now.astimezone(zone).date(), stats, now)

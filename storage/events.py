@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from bot.events import Event, EventCatalog
+from bot.domain.events import Event, EventCatalog
 from storage.database import Database, utc_iso
 
 

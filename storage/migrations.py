@@ -126,7 +126,7 @@ MIGRATIONS: tuple[str, ...] = (
         CHECK ((media_kind IS NULL) = (media_file_id IS NULL));
     """,
     # 8: the registrant's own values as the middle of their CSV line, made by the cell rule
-    # when they are written, and which rule made them (bot/cells.py): an export of 100,000
+    # when they are written, and which rule made them (bot/domain/cells.py): an export of 100,000
     # rows reads the text instead of making it anew. NULL in older rows (filled at start-up).
     # A change to those values that does not write the text with them (a hand-made UPDATE)
     # clears it, so it is never stale; the export makes a cleared text itself.

@@ -10,8 +10,8 @@ from typing import Any, Literal, Protocol
 
 import aiosqlite
 
-from bot.cells import CSV_RULE, registrant_csv
-from bot.validation import format_phone
+from bot.domain.cells import CSV_RULE, registrant_csv
+from bot.domain.validation import format_phone
 from storage.database import Database, utc_iso
 
 EDITABLE_FIELDS = ("full_name", "position", "organization", "phone", "email")

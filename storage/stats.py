@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from pathlib import Path
 
-from bot.events import Event
+from bot.domain.events import Event
 from storage.database import Database, casefold, utc_iso
-from storage.export import open_read_only
+from storage.export.source import open_read_only
 from storage.registrations import Registration
 
 

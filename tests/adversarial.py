@@ -21,17 +21,17 @@ from dataclasses import asdict, dataclass, field
 import email_validator
 import phonenumbers
 
-from bot.cells import cells
-from bot.config import load_settings
-from bot.events import EVENT_ID_PATTERN, JOIN_URL_PATTERN
-from bot.logs import redact
-from bot.validation import (
+from bot.domain.cells import cells
+from bot.domain.config import load_settings
+from bot.domain.events import EVENT_ID_PATTERN, JOIN_URL_PATTERN
+from bot.domain.validation import (
     FULL_NAME_PATTERN,
     PHONE_SYMBOLS,
     validate_email_address,
     validate_phone,
     validate_text,
 )
+from bot.logs import redact
 
 TOKEN = "7000000001:AAtest-token-for-tests-only-xxxxxxxxxx"
 SEPARATORS = " .'’‘`-"

@@ -11,8 +11,8 @@ import pytest
 from aiogram import Bot, Dispatcher
 
 from bot.app import create_bot, create_dispatcher
-from bot.config import Settings, load_settings
-from bot.events import EventCatalog, load_events
+from bot.domain.config import Settings, load_settings
+from bot.domain.events import EventCatalog, load_events
 from storage.database import Database, open_database
 from storage.events import EventsRepository
 from storage.registrations import Registrations

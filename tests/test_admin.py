@@ -14,11 +14,11 @@ import pytest
 from aiogram import Bot, Dispatcher
 
 from bot.broadcast_worker import BroadcastReporter
-from bot.cells import CSV_DELIMITER
-from bot.events import EventCatalog
-from bot.jobs import BackgroundJobs
-from bot.menu import ADMIN_COMMANDS, PARTICIPANT_COMMANDS
+from bot.domain.cells import CSV_DELIMITER
+from bot.domain.events import EventCatalog
 from bot.sender import Sender
+from handlers.jobs import BackgroundJobs
+from handlers.menu import ADMIN_COMMANDS, PARTICIPANT_COMMANDS
 from storage.database import Database
 from storage.registrations import NewRegistration, Registrations
 from tests.client import TelegramUser

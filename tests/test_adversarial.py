@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.validation import FULL_NAME_PATTERN
+from bot.domain.validation import FULL_NAME_PATTERN
 from tests.adversarial import FAMILIES, LENGTHS, LIMIT, TARGETS
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,8 +10,8 @@ import pytest
 from aiogram import Bot, Dispatcher
 
 from bot.app import create_dispatcher
-from bot.config import Settings
-from bot.events import load_events
+from bot.domain.config import Settings
+from bot.domain.events import load_events
 from handlers.keyboards import MyAction
 from storage.database import Database
 from storage.events import EventsRepository
@@ -599,7 +599,7 @@ async def test_several_open_sessions_are_offered_as_buttons(
 async def test_long_description_and_policy_are_sent_apart_when_too_long_together(
     settings: Settings, fake: FakeTelegram, bot: Bot, clock: Clock, db: Database
 ) -> None:
-    # Each as long as the events file allows (bot.events.MAX_LENGTHS), with characters that
+    # Each as long as the events file allows (bot.domain.events.MAX_LENGTHS), with characters that
     # HTML escaping lengthens.
     description = ("Описание & сессия. " * 100)[:1500].strip()
     policy = ("Условия & обработка данных. " * 100)[:2000].strip()

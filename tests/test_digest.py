@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.digest import (
+from bot.domain.digest import (
     EventDigest,
     due_digest_date,
     events_for_digest,
@@ -17,8 +17,8 @@ from bot.digest import (
     next_run_after,
     render_digest,
 )
-from bot.events import Event
-from bot.limits import MAX_MESSAGE_LENGTH, message_length
+from bot.domain.events import Event
+from bot.domain.limits import MAX_MESSAGE_LENGTH, message_length
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 VLADIVOSTOK = ZoneInfo("Asia/Vladivostok")

@@ -9,7 +9,7 @@ import pytest
 from aiogram import Bot, Dispatcher
 
 from bot.digest_worker import DigestScheduler
-from bot.events import EventCatalog
+from bot.domain.events import EventCatalog
 from bot.sender import Sender
 from storage.database import Database
 from tests.client import TelegramUser

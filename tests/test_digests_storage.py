@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.events import Event, EventCatalog
+from bot.domain.events import Event, EventCatalog
 from storage.database import Database, open_database
 from storage.digests import Digests
 from storage.events import EventsRepository

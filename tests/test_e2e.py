@@ -348,7 +348,7 @@ async def test_broadcast_resumes_after_sigkill_and_reports_what_telegram_saw(
     recipients = list(range(2001, 2031))
     blocked = {2005, 2017}
     async with open_database(workdir / "data" / "bot.sqlite3") as db:
-        from bot.events import parse_events
+        from bot.domain.events import parse_events
         from storage.events import EventsRepository
 
         now = datetime.now(MOSCOW)
@@ -417,7 +417,7 @@ async def test_export_documents_match_the_database_row_by_row(workdir: Path) -> 
 
     from openpyxl import load_workbook
 
-    from bot.events import parse_events
+    from bot.domain.events import parse_events
     from storage.database import open_database
     from storage.events import EventsRepository
     from storage.registrations import NewRegistration, Registrations
@@ -467,7 +467,7 @@ async def test_export_documents_match_the_database_row_by_row(workdir: Path) -> 
     assert csv_bytes.startswith("\ufeff".encode())  # BOM: Excel reads Cyrillic right
     import csv as csv_module
 
-    from bot.cells import CSV_DELIMITER, CSV_RULE
+    from bot.domain.cells import CSV_DELIMITER, CSV_RULE
 
     csv_rows = list(
         csv_module.reader(io.StringIO(csv_bytes.decode("utf-8-sig")), delimiter=CSV_DELIMITER)

@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.events import Event, EventCatalog, EventsFileError, load_events, parse_events
+from bot.domain.events import Event, EventCatalog, EventsFileError, load_events, parse_events
 
 FILE = Path("conf/events.toml")
 MOSCOW = ZoneInfo("Europe/Moscow")

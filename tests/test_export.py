@@ -25,28 +25,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from openpyxl import load_workbook
 
-import bot.export
-from bot.cells import CSV_DELIMITER, CSV_RULE, cell, cells, csv_line, registrant_csv
-from bot.events import EventCatalog, parse_events
-from bot.export import (
-    COLUMNS,
-    CsvTimes,
-    LocalTimes,
-    UnknownEvent,
-    columns_for,
-    csv_lines,
-    export_filename,
-    export_rows,
-    export_to_file,
-    local_time,
-    phone_for_people,
-)
-from bot.texts import t
-from bot.timefmt import zone_label
-from bot.validation import format_phone
+import storage.export.times
+from bot.domain.cells import CSV_DELIMITER, CSV_RULE, cell, cells, csv_line, registrant_csv
+from bot.domain.events import EventCatalog, parse_events
+from bot.domain.texts import t
+from bot.domain.timefmt import zone_label
+from bot.domain.validation import format_phone
 from storage.database import open_database
 from storage.events import EventsRepository
-from storage.export import SchemaMismatch, open_read_only
+from storage.export import UnknownEvent, export_filename, export_to_file
+from storage.export.columns import COLUMNS, columns_for, export_rows, phone_for_people
+from storage.export.csv import csv_lines
+from storage.export.source import SchemaMismatch, open_read_only
+from storage.export.times import CsvTimes, LocalTimes, local_time
 from storage.migrations import LATEST_VERSION
 from storage.registrations import NewRegistration, Registrations
 
@@ -235,7 +226,7 @@ def test_local_times_work_an_hour_out_once_whatever_the_offsets_minutes(
         slow.append(stored)
         return local_time(stored, zone)
 
-    monkeypatch.setattr(bot.export, "local_time", counted)
+    monkeypatch.setattr(storage.export.times, "local_time", counted)
     stored = [f"2026-11-26T09:{m:02d}:{s:02d}.5+00:00" for m in range(60) for s in (0, 59)]
     times = LocalTimes(tz)
     csv_times = CsvTimes(LocalTimes(tz))
@@ -619,11 +610,11 @@ async def test_start_up_stores_the_missing_texts_and_an_edit_rewrites_its_own(
 def test_the_rule_of_stored_texts_changes_with_the_cell_rule(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import bot.cells
+    import bot.domain.cells
 
-    assert bot.cells.rule_fingerprint() == CSV_RULE
-    monkeypatch.setattr(bot.cells, "CSV_RISKY_FIRST", frozenset("=+-"))
-    changed = bot.cells.rule_fingerprint()
+    assert bot.domain.cells.rule_fingerprint() == CSV_RULE
+    monkeypatch.setattr(bot.domain.cells, "CSV_RISKY_FIRST", frozenset("=+-"))
+    changed = bot.domain.cells.rule_fingerprint()
 
     assert changed != CSV_RULE
 

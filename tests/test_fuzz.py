@@ -43,11 +43,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.app import create_bot, create_dispatcher
-from bot.config import Settings, load_settings
-from bot.events import load_events
-from bot.form import FIELDS, VALIDATORS
-from bot.texts import t
-from bot.validation import ValidationError, validate_text
+from bot.domain.config import Settings, load_settings
+from bot.domain.events import load_events
+from bot.domain.form import FIELDS, VALIDATORS
+from bot.domain.texts import t
+from bot.domain.validation import ValidationError, validate_text
 from handlers.keyboards import (
     ConsentAction,
     ConsentCallback,

@@ -15,7 +15,7 @@ from aiogram.exceptions import (
 )
 from aiogram.methods import SendMessage
 
-from bot.limits import MAX_MESSAGE_LENGTH, message_length
+from bot.domain.limits import MAX_MESSAGE_LENGTH, message_length
 from bot.sender import Blame, blame, pack
 from storage.outbox import OutboxMessage
 

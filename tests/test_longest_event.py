@@ -1,6 +1,6 @@
 """A session whose every text is as long as the events file allows: every message still fits.
 
-The events file limits its texts (bot.events.MAX_LENGTHS) so that the longest greeting,
+The events file limits its texts (bot.domain.events.MAX_LENGTHS) so that the longest greeting,
 consent question, summary, card and digest stay within Telegram's 4096 characters, HTML
 escaping included: the values here are full of "&" and "<", which escaping makes longer.
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.events import MAX_LENGTHS
+from bot.domain.events import MAX_LENGTHS
 from bot.sender import Limits, Sender
 from tests.client import TelegramUser
 from tests.conftest import ADMIN_ID, ORGANIZER_CHAT_ID

@@ -14,7 +14,7 @@ import pytest
 from aiogram import Bot, Dispatcher
 
 from bot.app import create_bot
-from bot.config import Settings
+from bot.domain.config import Settings
 from bot.sender import Limits, Sender
 from storage.database import Database
 from storage.outbox import Outbox

@@ -14,10 +14,10 @@ from aiogram import BaseMiddleware, Bot, Dispatcher
 from aiogram.types import Message, TelegramObject, Update
 
 from bot.app import create_intake
-from bot.config import Settings
+from bot.domain.config import Settings
+from bot.domain.texts import t
 from bot.flood import FloodLimits
 from bot.polling import poll
-from bot.texts import t
 from bot.updates import Intake
 from storage.database import Database, utc_iso
 from storage.inbox import Arrival, Inbox

@@ -2,7 +2,7 @@ from string import Formatter
 
 import pytest
 
-from bot.texts import CATALOGUES, RU, Html, t, th
+from bot.domain.texts import CATALOGUES, RU, Html, t, th
 
 # Telegram's limit for one message's text, counted after entity parsing; the raw
 # template is a safe upper bound.

@@ -3,7 +3,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.timefmt import MONTHS_GENITIVE, format_date, format_datetime, zone_label
+from bot.domain.timefmt import MONTHS_GENITIVE, format_date, format_datetime, zone_label
 
 
 def at(zone: str, *fields: int) -> datetime:

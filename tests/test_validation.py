@@ -5,9 +5,9 @@ from typing import Any
 
 import pytest
 
-from bot import validation
-from bot.texts import RU
-from bot.validation import (
+from bot.domain import validation
+from bot.domain.texts import RU
+from bot.domain.validation import (
     MAX_INPUT_LENGTH,
     TEXT_LIMITS,
     ValidationError,

@@ -7,11 +7,11 @@ from datetime import datetime
 
 import aiosqlite
 
-from bot.events import EventCatalog
-from bot.form import FIELDS
-from bot.render import answers, shown_value
-from bot.texts import Html, t
-from bot.timefmt import format_datetime
+from bot.domain.events import EventCatalog
+from bot.domain.form import FIELDS
+from bot.domain.render import answers, shown_value
+from bot.domain.texts import Html, t
+from bot.domain.timefmt import format_datetime
 from storage.outbox import Outbox
 from storage.registrations import RegistrationChange
 

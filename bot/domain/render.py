@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from bot.events import Event
-from bot.texts import Html, t, th
-from bot.timefmt import format_datetime
-from bot.validation import format_phone
+from bot.domain.events import Event
+from bot.domain.texts import Html, t, th
+from bot.domain.timefmt import format_datetime
+from bot.domain.validation import format_phone
 
 
 def event_card(event: Event, *, deadline: bool = False, join_url: bool = False) -> Html:

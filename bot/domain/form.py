@@ -6,27 +6,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, Final
 
-from aiogram.fsm.state import State, StatesGroup
-
-from bot.validation import validate_email_address, validate_phone, validate_text
+from bot.domain.validation import validate_email_address, validate_phone, validate_text
 
 FIELDS: Final = ("full_name", "position", "organization", "phone", "email")
 
-
-class Form(StatesGroup):
-    consent = State()
-    full_name = State()
-    position = State()
-    organization = State()
-    phone = State()
-    email = State()
-    summary = State()
-
-
-FIELD_STATES: Final[dict[str, State]] = {name: getattr(Form, name) for name in FIELDS}
-STATE_FIELDS: Final[dict[str | None, str]] = {
-    state.state: name for name, state in FIELD_STATES.items()
-}
 
 VALIDATORS: Final[dict[str, Callable[[str], str]]] = {
     "full_name": lambda text: validate_text("full_name", text),

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from bot.events import Event
-from bot.limits import MAX_MESSAGE_LENGTH, message_length
-from bot.texts import Html, t
-from bot.timefmt import MONTHS_GENITIVE, format_date, format_datetime
+from bot.domain.events import Event
+from bot.domain.limits import MAX_MESSAGE_LENGTH, message_length
+from bot.domain.texts import Html, t
+from bot.domain.timefmt import MONTHS_GENITIVE, format_date, format_datetime
 
 MAX_NAMES = 100
 PER_DAY_DAYS = 7

@@ -14,8 +14,8 @@ import pickle
 import sys
 from pathlib import Path
 
-from bot.events import EventCatalog
-from bot.export import ExportFormat, export_to_file
+from bot.domain.events import EventCatalog
+from storage.export import ExportFormat, export_to_file
 
 
 class ExportProcessError(RuntimeError):
@@ -33,7 +33,7 @@ async def export_in_process(
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bot.export_process",
+        "storage.export.process",
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

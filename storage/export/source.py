@@ -59,7 +59,7 @@ _OF_SESSION = "WHERE registrations.event_id = ? ORDER BY registrations.event_id,
 
 class CsvRow(NamedTuple):
     """A registration for a CSV file: the registrant's own values come as the text stored
-    with them (`registrant_csv`, bot/cells.py), UTF-8 bytes ready for the file, when the
+    with them (`registrant_csv`, bot/domain/cells.py), UTF-8 bytes ready for the file, when the
     rule that made it is today's; the caller makes the rest of the line."""
 
     id: int

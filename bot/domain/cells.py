@@ -1,6 +1,6 @@
 """What each cell of an export holds: the one rule, for CSV and XLSX alike.
 
-Kept apart from the writers (bot/export.py) because the storage layer uses it too: the
+Kept apart from the writers (storage/export/) because the storage layer uses it too: the
 registrant's own values are stored as CSV text when they are written (`registrant_csv`), so an
 export of 100,000 rows does not redo this row by row.
 """

@@ -1,0 +1,94 @@
+"""Imports run one way: wiring (bot/) → handlers/ → storage/ → domain (bot/domain/).
+
+Read from the source (every import statement, those inside functions and TYPE_CHECKING blocks
+too), so a violation fails `make lint` and CI before anything runs. ARCHITECTURE.md explains
+the layers.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# layer -> prefixes of modules it must not import.
+FORBIDDEN: dict[str, tuple[str, ...]] = {
+    "domain": ("aiogram", "aiosqlite", "storage", "handlers", "bot"),
+    "storage": ("aiogram", "handlers", "bot"),
+    "handlers": ("bot",),
+}
+# What a layer may import although a prefix above forbids it.
+ALLOWED: dict[str, tuple[str, ...]] = {
+    "domain": ("bot.domain",),
+    "storage": ("bot.domain",),
+    "handlers": ("bot.domain",),
+}
+# The FSM storage is aiogram's adapter: it alone may import aiogram's FSM types.
+ALLOWED_IN: dict[str, tuple[str, ...]] = {
+    "storage/fsm.py": ("aiogram.fsm", "aiogram.exceptions"),
+}
+
+
+def layer_of(path: Path) -> str | None:
+    parts = path.relative_to(ROOT).parts
+    if parts[:2] == ("bot", "domain"):
+        return "domain"
+    if parts[0] in ("storage", "handlers"):
+        return parts[0]
+    return None
+
+
+def imported(tree: ast.AST) -> list[tuple[int, str]]:
+    names: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.append((node.lineno, node.module))
+    return names
+
+
+def within(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == prefix or name.startswith(prefix + ".") for prefix in prefixes)
+
+
+def violations() -> list[str]:
+    found = []
+    for path in sorted(ROOT.glob("*/**/*.py")):
+        layer = layer_of(path)
+        if layer is None:
+            continue
+        relative = path.relative_to(ROOT).as_posix()
+        allowed = ALLOWED.get(layer, ()) + ALLOWED_IN.get(relative, ())
+        for line, name in imported(ast.parse(path.read_text(encoding="utf-8"))):
+            if within(name, FORBIDDEN[layer]) and not within(name, allowed):
+                found.append(f"{relative}:{line}: the {layer} layer imports {name}")
+    return found
+
+
+def test_imports_run_one_way() -> None:
+    assert violations() == []
+
+
+@pytest.mark.parametrize(
+    ("relative", "source", "expected"),
+    [
+        ("bot/domain/x.py", "from storage.outbox import Outbox", "imports storage.outbox"),
+        ("bot/domain/x.py", "import aiogram", "imports aiogram"),
+        ("storage/x.py", "from bot.sender import Sender", "imports bot.sender"),
+        ("storage/x.py", "from aiogram.fsm.state import State", "imports aiogram.fsm.state"),
+        ("handlers/x.py", "def f():\n    from bot.app import run", "imports bot.app"),
+    ],
+)
+def test_the_check_sees_an_import_against_the_layers(
+    relative: str, source: str, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(source, encoding="utf-8")
+    monkeypatch.setattr(f"{__name__}.ROOT", tmp_path)
+    [found] = violations()
+    assert found.endswith(expected)
