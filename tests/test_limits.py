@@ -16,7 +16,8 @@ from aiogram.exceptions import (
 from aiogram.methods import SendMessage
 
 from bot.domain.limits import MAX_MESSAGE_LENGTH, message_length
-from bot.sender import Blame, blame, pack
+from bot.sender import pack
+from bot.telegram_errors import Blame, blame
 from storage.outbox import OutboxMessage
 
 
