@@ -68,7 +68,7 @@ class StartupError(Exception):
 
 
 # aiogram parses every answer as pydantic's `Response[T]`, a generic class pydantic caches
-# only weakly: once garbage-collected it is built again (~20 ms each time, several times a
+# only weakly: once garbage-collected it is built again (costly each time, several times a
 # minute under load). Holding the ones the bot uses keeps them built.
 _RESPONSE_TYPES: list[object] = []
 

@@ -94,7 +94,7 @@ def export(argv: list[str], redaction: Redaction) -> int:
 def main(argv: list[str]) -> int:
     redaction = Redaction()
     redaction.configure(logging.INFO)
-    # aiogram logs a line per update ("Update id=... is handled"): ~30 us each, and a
+    # aiogram logs a line per update ("Update id=... is handled"): a cost on every update, and a
     # busy day's log would be little else. Its warnings and errors still come through.
     logging.getLogger("aiogram.event").setLevel(logging.WARNING)
     if argv[:1] == ["export"]:

@@ -98,7 +98,7 @@ class AdminQueries:
         """Registrations whose name, organisation, e-mail or phone contains `query`
         (any case, Cyrillic included): up to `limit` of them, newest first, and how many.
 
-        A search reads every registration (about a second for 100,000): through the bot's
+        A search reads every registration (long on a big table): through the bot's
         one connection it would hold its lock, and every other chat's reply, that long. So
         it runs in a worker thread on a read-only connection of its own, like an export."""
         return await asyncio.to_thread(_find, self._db.path, query, limit)

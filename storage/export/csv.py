@@ -18,8 +18,8 @@ from storage.export.times import CsvTimes, as_cell
 
 # Rows written at once: few system calls, and each batch (a CSV line is about 700 bytes, an
 # XLSX row about 1.5 KB of XML, twice that as a str of Cyrillic) well under glibc's 128 KB
-# mmap threshold. Above it every batch is a fresh mmap, zero-filled page by page: 500 rows
-# at a time cost 35,000 page faults and about 1 s more for a 100,000-row XLSX.
+# mmap threshold. Above it every batch is a fresh mmap, zero-filled page by page (measured in
+# bench/ANALYSIS.md).
 _ROWS_PER_WRITE = 100
 
 

@@ -1,9 +1,9 @@
 """An export built in a process of its own.
 
-Building 100,000 rows is seconds of pure-Python CPU. In a thread it holds the GIL against the
+A large export is seconds of pure-Python CPU. In a thread it holds the GIL against the
 event loop, and every hop to aiosqlite's thread and every HTTP reply waits for it in turn:
-participants' replies slowed from tens of ms to ~0.7 s at p99 during an export
-(bench/bench_noisy.py). A child process runs on the other core and shares no lock with the
+participants' replies slowed several times over during an export (bench/bench_noisy.py,
+bench/ANALYSIS.md). A child process runs on the other core and shares no lock with the
 bot; it reads its own read-only snapshot, as the thread did.
 """
 

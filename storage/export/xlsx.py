@@ -145,7 +145,7 @@ def write_xlsx(
     count = 0
     with (
         binary_output(target) as stream,
-        # Level 1: the sheet is repetitive XML, so the fastest level is only ~10% larger.
+        # Level 1: the sheet is repetitive XML, so the fastest level is barely larger.
         zipfile.ZipFile(stream, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive,
     ):
         archive.writestr("[Content_Types].xml", _CONTENT_TYPES)
