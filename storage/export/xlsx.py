@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from bot.domain.cells import cells
 from storage.export.files import Target, binary_output
 
+# Rows per write, kept under glibc's mmap threshold as in csv.py (an XLSX row is longer).
 _XLSX_ROWS_PER_WRITE = 20
 
 _XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
