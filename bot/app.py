@@ -43,11 +43,9 @@ from bot.polling import poll
 from bot.retry import RetryRequests
 from bot.sender import Limits, Sender
 from bot.updates import Intake
-from handlers import get_routers
-from handlers.common import on_error
+from handlers import get_routers, on_error, repeat_question
 from handlers.jobs import BackgroundJobs
 from handlers.menu import AdminMenus
-from handlers.registration import repeat_question
 from storage.broadcasts import Broadcasts
 from storage.cards import CardPublisher
 from storage.database import Database, open_database

@@ -7,6 +7,7 @@ expression is checked in place. Measured in bench/ (the framework-floor benchmar
 
 The same goes for a `State` used as a filter (`register(handler, Form.phone)`): `State`
 is a plain callable, so the routers wrap states in `StateFilter`, which is async.
+tests/test_router_filters.py walks the production routers and fails on any synchronous one.
 """
 
 from __future__ import annotations

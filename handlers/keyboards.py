@@ -1,4 +1,5 @@
-"""Inline buttons (CallbackData with StrEnum fields) and the one reply keyboard."""
+"""Every keyboard and callback factory, participants' and admins': inline buttons (CallbackData
+with StrEnum fields) and the one reply keyboard."""
 
 from __future__ import annotations
 
@@ -77,10 +78,40 @@ class MyCallback(CallbackData, prefix="my"):
     field: FormField | None = None
 
 
-def events_keyboard(events: Iterable[Event]) -> InlineKeyboardMarkup:
+class AdminAction(StrEnum):
+    export_event = "export"
+    broadcast_event = "bevent"
+    broadcast_send = "bsend"
+    broadcast_cancel = "bcancel"
+
+
+class AdminCallback(CallbackData, prefix="admin"):
+    action: AdminAction
+    event_id: str = ""
+
+
+# The event id of the export's "all sessions" button.
+ALL_EVENTS = "*"
+
+
+def events_keyboard(
+    events: Iterable[Event], admin_action: AdminAction | None = None, *, all_events: bool = False
+) -> InlineKeyboardMarkup:
+    """A button per session: a participant's choice, or with `admin_action` an admin's (the
+    export's, with an "all sessions" button when `all_events`; the broadcast's)."""
     builder = InlineKeyboardBuilder()
     for event in events:
-        builder.button(text=event.title[:60], callback_data=EventChoice(event_id=event.id))
+        choice: CallbackData = (
+            EventChoice(event_id=event.id)
+            if admin_action is None
+            else AdminCallback(action=admin_action, event_id=event.id)
+        )
+        builder.button(text=event.title[:60], callback_data=choice)
+    if admin_action is not None and all_events:
+        builder.button(
+            text=t("button_all_events"),
+            callback_data=AdminCallback(action=admin_action, event_id=ALL_EVENTS),
+        )
     builder.adjust(1)
     return builder.as_markup()
 
@@ -188,4 +219,18 @@ def withdraw_keyboard(registration_id: int) -> InlineKeyboardMarkup:
         callback_data=MyCallback(action=MyAction.withdraw_no, registration_id=registration_id),
     )
     builder.adjust(2)
+    return builder.as_markup()
+
+
+def broadcast_keyboard(event_id: str, count: int) -> InlineKeyboardMarkup:
+    # One row: "send" and "cancel" side by side under the preview.
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=t("button_broadcast_send", count=count),
+        callback_data=AdminCallback(action=AdminAction.broadcast_send, event_id=event_id),
+    )
+    builder.button(
+        text=t("button_broadcast_cancel"),
+        callback_data=AdminCallback(action=AdminAction.broadcast_cancel, event_id=event_id),
+    )
     return builder.as_markup()

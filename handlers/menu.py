@@ -9,25 +9,28 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
 
+from bot.domain.texts import t
+
 logger = logging.getLogger(__name__)
 
+# (command, key of its description in the texts catalogue), in the menu's order.
 PARTICIPANT_COMMANDS = (
-    ("start", "Зарегистрироваться"),
-    ("me", "Мои регистрации"),
-    ("cancel", "Прервать анкету"),
-    ("help", "Справка"),
+    ("start", "command_start"),
+    ("me", "command_me"),
+    ("cancel", "command_cancel"),
+    ("help", "command_help"),
 )
 ADMIN_COMMANDS = (
-    ("export", "Выгрузка CSV и Excel"),
-    ("stats", "Цифры по сессиям"),
-    ("find", "Поиск регистрации"),
-    ("broadcast", "Рассылка участникам"),
-    ("digest", "Сводка сейчас"),
+    ("export", "command_export"),
+    ("stats", "command_stats"),
+    ("find", "command_find"),
+    ("broadcast", "command_broadcast"),
+    ("digest", "command_digest"),
 )
 
 
 def _commands(pairs: Iterable[tuple[str, str]]) -> list[BotCommand]:
-    return [BotCommand(command=name, description=text) for name, text in pairs]
+    return [BotCommand(command=name, description=t(key)) for name, key in pairs]
 
 
 class AdminMenus:

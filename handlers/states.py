@@ -1,4 +1,5 @@
-"""The conversations' states (aiogram FSM): one state per question of the form."""
+"""The conversations' states (aiogram FSM): one state per question of the form; the admin's
+broadcast."""
 
 from __future__ import annotations
 
@@ -17,6 +18,11 @@ class Form(StatesGroup):
     phone = State()
     email = State()
     summary = State()
+
+
+class BroadcastForm(StatesGroup):
+    writing = State()
+    confirming = State()
 
 
 FIELD_STATES: Final[dict[str, State]] = {name: getattr(Form, name) for name in FIELDS}

@@ -21,6 +21,16 @@ class Html(str):
 
 
 RU: dict[str, str] = {
+    # The command menu (descriptions: at most 256 characters)
+    "command_start": "Зарегистрироваться",
+    "command_me": "Мои регистрации",
+    "command_cancel": "Прервать анкету",
+    "command_help": "Справка",
+    "command_export": "Выгрузка CSV и Excel",
+    "command_stats": "Цифры по сессиям",
+    "command_find": "Поиск регистрации",
+    "command_broadcast": "Рассылка участникам",
+    "command_digest": "Сводка сейчас",
     # Events
     "event_card": "<b>{title}</b>\n📅 {when}\n📍 {location}",
     "event_card_unknown": "<b>Мероприятие удалено из расписания</b>",

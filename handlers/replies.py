@@ -1,0 +1,189 @@
+"""What a person sees, shared by the conversations: a question, the consent request, the summary,
+a registration, a refusal with the question again, and the answered message made final.
+
+Every handlers module that puts the form in front of someone comes here, so none of them
+reaches into another's internals (the admin refusal re-asks a participant's question too).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import suppress
+from typing import Any
+
+from aiogram import Bot
+from aiogram.enums import ChatType
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.fsm.context import FSMContext
+from aiogram.types import (
+    CallbackQuery,
+    Message,
+    ReplyKeyboardMarkup,
+    ReplyKeyboardRemove,
+    Update,
+)
+
+from bot.domain.clock import Clock
+from bot.domain.events import Event, EventCatalog
+from bot.domain.form import FIELDS, Draft
+from bot.domain.limits import MAX_MESSAGE_LENGTH, message_length
+from bot.domain.render import answers, contacts_line, event_card, shown_value
+from bot.domain.texts import Html, t
+from bot.domain.timefmt import format_datetime
+from handlers.keyboards import (
+    consent_keyboard,
+    phone_keyboard,
+    registration_keyboard,
+    summary_keyboard,
+)
+from handlers.states import STATE_FIELDS, Form
+from storage.registrations import Registration
+
+logger = logging.getLogger(__name__)
+
+
+def question_text(field: str, draft: Draft) -> str:
+    question = t(f"ask_{field}")
+    current = getattr(draft, field)
+    if draft.editing is not None and current:
+        return t("ask_edit", current=shown_value(field, current), question=Html(question))
+    if draft.editing is None:
+        number = FIELDS.index(field) + 1
+        return t("ask_step", number=number, total=len(FIELDS), question=Html(question))
+    return question
+
+
+async def ask(
+    bot: Bot,
+    chat_id: int,
+    field: str,
+    draft: Draft,
+    *,
+    preface: str = "",
+    remove_keyboard: bool = False,
+) -> None:
+    question = question_text(field, draft)
+    markup: ReplyKeyboardMarkup | ReplyKeyboardRemove | None = None
+    if field == "phone":
+        markup = phone_keyboard()
+    elif remove_keyboard:
+        markup = ReplyKeyboardRemove()
+    await bot.send_message(chat_id, preface + question, reply_markup=markup)
+
+
+async def show_summary(bot: Bot, chat_id: int, draft: Draft, event: Event) -> None:
+    text = t("summary", card=event_card(event), answers=answers(draft.answers()))
+    await bot.send_message(chat_id, text, reply_markup=summary_keyboard(event.id))
+
+
+async def show_consent(bot: Bot, chat_id: int, event: Event, *, preface: str = "") -> None:
+    policy = event.privacy_policy or t("consent_default_policy")
+    text = t("consent_request", policy=policy)
+    if preface and message_length(preface + text) > MAX_MESSAGE_LENGTH:
+        # A long description and a long policy: two messages rather than a refused one.
+        await bot.send_message(chat_id, preface.rstrip())
+    elif preface:
+        text = preface + text
+    await bot.send_message(chat_id, text, reply_markup=consent_keyboard())
+
+
+def registration_text(registration: Registration, event: Event | None, can_change: bool) -> str:
+    card = event_card(event, join_url=True) if event else t("event_card_unknown")
+    text = t(
+        "my_registration",
+        card=Html(card),
+        answers=answers({field: getattr(registration, field) for field in FIELDS}),
+        registered_at=format_datetime(registration.created_at, event.timezone if event else None),
+    )
+    return text if can_change else text + "\n\n" + t("my_registration_closed")
+
+
+async def show_registration(
+    bot: Bot, chat_id: int, registration: Registration, catalog: EventCatalog, clock: Clock
+) -> None:
+    event = catalog.get(registration.event_id)
+    can_change = event is not None and event.is_open(clock())
+    await bot.send_message(
+        chat_id,
+        registration_text(registration, event, can_change),
+        reply_markup=registration_keyboard(registration.id, can_change=can_change),
+    )
+
+
+def closed_text(event: Event, catalog: EventCatalog) -> str:
+    text = t(
+        "event_closed",
+        title=event.title,
+        deadline=format_datetime(event.registration_deadline),
+    )
+    return text + contacts_line([event.contact] if event.contact else catalog.contacts())
+
+
+async def reask(bot: Bot, chat_id: int, state: FSMContext, catalog: EventCatalog) -> None:
+    """Put the current question (or button choice) in front of the person again."""
+    current = await state.get_state()
+    if current is None or not current.startswith(f"{Form.__full_group_name__}:"):
+        return
+    draft = Draft.from_data(await state.get_data())
+    event = catalog.get(draft.event_id)
+    if current == Form.consent.state and event:
+        await bot.send_message(chat_id, t("consent_press_button"))
+        await show_consent(bot, chat_id, event)
+    elif current == Form.summary.state and event:
+        await bot.send_message(chat_id, t("summary_press_button"))
+        await show_summary(bot, chat_id, draft, event)
+    elif current in STATE_FIELDS:
+        await ask(bot, chat_id, STATE_FIELDS[current], draft)
+
+
+async def repeat_question(update: Update, data: dict[str, Any]) -> None:
+    """For an update that already moved the form (delivered again after a crash): its
+    reply may have been lost with the process, so the person gets the question again."""
+    state, bot, catalog = data.get("state"), data.get("bot"), data.get("catalog")
+    if not isinstance(state, FSMContext) or not isinstance(bot, Bot) or catalog is None:
+        return
+    if update.callback_query is not None:
+        with suppress(TelegramAPIError):
+            await update.callback_query.answer()
+    chat = update.message.chat if update.message else None
+    if chat is None and update.callback_query is not None:
+        chat = update.callback_query.message.chat if update.callback_query.message else None
+    if chat is not None and chat.type == ChatType.PRIVATE:
+        await reask(bot, chat.id, state, catalog)
+
+
+async def reject(
+    bot: Bot, chat_id: int, state: FSMContext, catalog: EventCatalog, reason: str, **params: object
+) -> None:
+    await bot.send_message(chat_id, t("rejected", reason=Html(t(f"reason_{reason}", **params))))
+    await reask(bot, chat_id, state, catalog)
+
+
+async def replace_answered(callback: CallbackQuery, bot: Bot, text: str) -> None:
+    """Turn the message whose button was pressed into `text`, without buttons, so it cannot
+    be answered twice; a message that cannot be edited (too old, deleted) gets a new one."""
+    message = callback.message
+    if isinstance(message, Message) and message_length(text) <= MAX_MESSAGE_LENGTH:
+        try:
+            await message.edit_text(text)
+            return
+        except TelegramBadRequest as error:
+            logger.info("Message %d not edited (%s); sending anew", message.message_id, error)
+    await remove_buttons(callback)
+    await bot.send_message(callback.from_user.id, text)
+
+
+async def remove_buttons(callback: CallbackQuery) -> None:
+    """Take the buttons off the message that was answered, so it cannot be answered twice."""
+    if isinstance(callback.message, Message) and callback.message.reply_markup:
+        await callback.message.edit_reply_markup(reply_markup=None)
+
+
+async def end_form_by_button(
+    callback: CallbackQuery, bot: Bot, state: FSMContext, farewell: str
+) -> None:
+    """The draft goes, nothing is stored, and the pressed buttons go too."""
+    await callback.answer()
+    await remove_buttons(callback)
+    await state.clear()
+    await bot.send_message(callback.from_user.id, farewell)

@@ -1,0 +1,101 @@
+"""Every filter and handler of the production dispatcher runs on the event loop.
+
+aiogram runs a filter or handler that is not a coroutine function through `asyncio.to_thread`
+(`CallableObject.call`): a plain `F.text` or a `State` used as a filter costs a thread hop per
+update that reaches it. handlers/filters.py wraps magic filters in `Magic` and states go in a
+`StateFilter`; this test walks the routers so that a plain one cannot slip back in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from aiogram import Dispatcher, F, Router
+from aiogram.dispatcher.event.handler import CallableObject, FilterObject
+from aiogram.filters import Command, StateFilter, or_f
+from aiogram.filters.logic import _InvertFilter, _LogicFilter
+from aiogram.types import Message
+
+from handlers.filters import Magic
+from handlers.states import Form
+
+
+def nested(filter_: FilterObject) -> Iterator[FilterObject]:
+    """The filter and those inside it: `or_f`, `and_f` and `~` call theirs the same way."""
+    yield filter_
+    inner = filter_.callback
+    if isinstance(inner, _InvertFilter):
+        yield from nested(inner.target)
+    elif isinstance(inner, _LogicFilter):
+        for target in getattr(inner, "targets", ()):
+            yield from nested(target)
+
+
+def callables(router: Router, path: str = "") -> Iterator[tuple[str, CallableObject]]:
+    """(where, callable) for every handler and filter under `router`, router-level ones too."""
+    path = f"{path}/{router.name}"
+    for event, observer in router.observers.items():
+        # Router-level filters (`router.message.filter(...)`) live in the observer's own
+        # handler object; aiogram has no public accessor for them.
+        for filter_ in observer._handler.filters or ():
+            for each in nested(filter_):
+                yield f"{path}.{event} (router filter)", each
+        for handler in observer.handlers:
+            name = getattr(handler.callback, "__name__", repr(handler.callback))
+            yield f"{path}.{event}: {name}", handler
+            for filter_ in handler.filters or ():
+                for each in nested(filter_):
+                    yield f"{path}.{event}: {name} (filter {each.callback!r})", each
+    for sub_router in router.sub_routers:
+        yield from callables(sub_router, path)
+
+
+def run_in_threads(router: Router) -> list[str]:
+    return [where for where, item in callables(router) if not item.awaitable]
+
+
+def test_production_filters_and_handlers_are_all_awaitable(dispatcher: Dispatcher) -> None:
+    walked = list(callables(dispatcher))
+    # The walk reaches the participant form and the admin commands (not only the top).
+    assert any("/participant/registration.message: answer_typed" in where for where, _ in walked)
+    assert any("/admin/admin_commands.message: stats_shown" in where for where, _ in walked)
+    assert run_in_threads(dispatcher) == []
+
+
+async def _handler(message: Message) -> None:
+    pass
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        (F.text,),
+        (Form.phone,),  # a State is a plain callable, unlike StateFilter
+        (or_f(Magic(F.text), F.contact),),
+        (~Magic(F.text), ~F.contact),
+    ],
+    ids=["magic", "state", "inside_or_f", "inverted"],
+)
+def test_walk_finds_a_synchronous_filter_when_one_is_added(
+    dispatcher: Dispatcher, filters: tuple[object, ...]
+) -> None:
+    throwaway = Router(name="throwaway")
+    throwaway.message.register(_handler, Command("x"), *filters)
+    dispatcher.include_router(throwaway)
+
+    [found] = run_in_threads(dispatcher)
+
+    assert "/throwaway.message: _handler (filter " in found
+
+
+def test_walk_finds_a_synchronous_router_filter_and_handler() -> None:
+    parent, child = Router(name="parent"), Router(name="child")
+    parent.message.filter(F.chat.type == "private")
+    child.message.register(lambda message: None, StateFilter(Form.phone))
+    parent.include_router(child)
+
+    assert run_in_threads(parent) == [
+        "/parent.message (router filter)",
+        "/parent/child.message: <lambda>",
+    ]
