@@ -1,4 +1,5 @@
-"""Fallbacks, registered last: groups, messages no one else took, stale buttons, errors."""
+"""Fallbacks, after every audience's router: groups, messages no one else took, stale buttons,
+errors."""
 
 from __future__ import annotations
 
