@@ -21,7 +21,6 @@ from bot.polling import poll
 from bot.updates import Intake
 from storage.database import Database, utc_iso
 from storage.inbox import Arrival, Inbox
-from tests.conftest import ADMIN_ID, Clock
 from tests.fake_telegram import (
     FakeTelegram,
     callback_query_update,
@@ -29,6 +28,7 @@ from tests.fake_telegram import (
     text_update,
     user_json,
 )
+from tests.helpers import ADMIN_ID, Clock
 
 pytestmark = pytest.mark.timeout(60)
 
