@@ -133,6 +133,7 @@ EXPORT_CSV = "registrations_forum-2026_2026-11-26.csv"
 EXPORT_XLSX = "registrations_forum-2026_2026-11-26.xlsx"
 
 
+@pytest.mark.slow  # about 1.5 s: the upload is held while the admin waits
 async def test_export_answers_at_once_and_uploads_in_the_background(
     admin: TelegramUser,
     make_user,

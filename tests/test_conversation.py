@@ -653,6 +653,7 @@ async def test_update_applied_before_a_crash_but_not_marked_is_not_applied_again
     assert '"position": null' in str(row["data"])
 
 
+@pytest.mark.slow  # waits out the retry's real backoff
 async def test_a_reply_that_hits_a_server_error_is_retried(
     user: TelegramUser, fake: FakeTelegram
 ) -> None:

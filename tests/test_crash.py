@@ -17,6 +17,9 @@ from tests.client import TelegramUser, http_deliver
 from tests.fake_telegram import FakeTelegram, serve
 from tests.helpers import TOKEN, bot_env, card_numbers, db_file, upcoming_event_toml, wait_until
 
+# Starts and kills the real bot process for a minute or more.
+pytestmark = pytest.mark.slow
+
 SEED = int(os.environ.get("CRASH_SEED", "20261126"))
 KILLS = 20
 USERS = 30

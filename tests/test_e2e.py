@@ -28,6 +28,9 @@ from tests.helpers import (
     wait_until,
 )
 
+# Every test here starts the real bot process (`make test-fast` leaves them out).
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

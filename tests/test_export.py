@@ -474,6 +474,7 @@ def _general_way(path: Path, catalog: EventCatalog, event_id: str | None) -> lis
         ]
 
 
+@pytest.mark.slow  # 150 hypothesis examples, each a fresh database: over 10 s
 @settings(max_examples=150, deadline=None)
 @given(rows=st.lists(_STORED, min_size=1, max_size=4), every=st.booleans())
 def test_csv_lines_agree_with_the_general_way_on_arbitrary_rows(
@@ -789,6 +790,7 @@ def run_cli(
     )
 
 
+@pytest.mark.slow  # runs `python -m bot export` as subprocesses
 def test_cli_exports_without_token_and_rejects_unknown_session(
     exported: Exported, tmp_path: Path
 ) -> None:

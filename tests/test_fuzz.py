@@ -81,6 +81,9 @@ from tests.fake_telegram import (
 )
 from tests.helpers import ADMIN_ID, EVENTS_TOML, ORGANIZER_CHAT_ID, TOKEN, Clock
 
+# Hypothesis drives whole conversations: seconds per test.
+pytestmark = pytest.mark.slow
+
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 # Without FUZZ_EXAMPLES (`make test`) the same examples run every time.
 DERANDOMIZE = "FUZZ_EXAMPLES" not in os.environ

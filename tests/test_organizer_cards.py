@@ -121,6 +121,7 @@ async def http_sender(
         await bot.session.close()
 
 
+@pytest.mark.slow  # an HTTP server, and real retry waits
 @pytest.mark.parametrize("fault", ["429", "500", "502", "timeout"])
 async def test_cards_arrive_exactly_once_despite_telegram_faults(
     make_user, fake: FakeTelegram, http_sender: Sender, db: Database, fault: str

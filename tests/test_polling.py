@@ -115,6 +115,7 @@ async def running(
         await app.stopped()
 
 
+@pytest.mark.slow  # a chat waits out a real retry_after of seconds
 async def test_a_chat_waiting_out_a_flood_limit_delays_no_other_chat(running: Running) -> None:
     fake = running.fake
     fake.fail("sendMessage", code=429, description="Too Many Requests: retry after 3",

@@ -15,6 +15,9 @@ from tests.client import TelegramUser, http_deliver
 from tests.fake_telegram import FakeTelegram, serve
 from tests.helpers import TOKEN, bot_process, card_numbers, db_file, upcoming_event_toml, wait_until
 
+# Runs the real bot process through a 20-second storm.
+pytestmark = pytest.mark.slow
+
 SEED = 7
 USERS = 12
 STORM_SECONDS = 20.0
