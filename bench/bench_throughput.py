@@ -328,20 +328,25 @@ async def _nothing() -> None:
     return None
 
 
+def events_toml() -> str:
+    # Both bots run on the real clock: the session is always a few days ahead. Imported here,
+    # not at the top, so that the floor bot's process loads none of the bot's modules.
+    from tests.helpers import upcoming_event_toml
+
+    return upcoming_event_toml(
+        title="Стратегическая сессия «ЭтНик»",
+        privacy_policy="Данные обрабатываются по 152-ФЗ.",
+        privacy_policy_version="v1",
+    )
+
+
 async def prepare_ours(directory: Path) -> Prepared:
     from contextlib import AsyncExitStack
 
     from bot.app import create_bot, create_dispatcher, open_app
     from bot.domain.config import load_settings
-    from tests.helpers import upcoming_event_toml
 
-    # Both bots run on the real clock: the session is always a few days ahead.
-    events = upcoming_event_toml(
-        title="Стратегическая сессия «ЭтНик»",
-        privacy_policy="Данные обрабатываются по 152-ФЗ.",
-        privacy_policy_version="v1",
-    )
-    (directory / "events.toml").write_text(events, encoding="utf-8")
+    (directory / "events.toml").write_text(events_toml(), encoding="utf-8")
     settings = load_settings(
         _env_file=None,
         bot_token=TOKEN,
