@@ -24,14 +24,12 @@ from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from bot.app import create_bot
+from bot.app import create_bot, open_app
 from bot.domain.clock import utc_now
 from bot.domain.config import load_settings
 from bot.domain.events import parse_events
 from bot.sender import Limits, Sender
 from storage.cards import CardPublisher
-from storage.database import open_database
-from storage.events import EventsRepository
 from storage.outbox import Outbox
 from storage.registrations import NewRegistration, Registrations
 from tests.fake_telegram import FakeTelegram, serve
@@ -220,17 +218,7 @@ async def run(count: int, directory: Path) -> Results:
     catalog = parse_events(EVENTS_TOML, file=Path("bench-events.toml"), default_zone=zone)
     fake = FakeTelegram(token=TOKEN)
     fake.enforce_limits()
-    async with open_database(directory / "bench.sqlite3") as db, serve(fake) as base_url:
-        await EventsRepository(db).sync(catalog, now=utc_now())
-        outbox = Outbox(db)
-        registrations = Registrations(db, CardPublisher(outbox, (GROUP_ID, PRIVATE_ID), catalog))
-        new = people(count)
-
-        began = time.perf_counter()
-        # A burst: every registration at once, as if all confirmed in the same instant.
-        created = await asyncio.gather(*(registrations.create(n, now=utc_now()) for n in new))
-        insert_seconds = time.perf_counter() - began
-
+    async with serve(fake) as base_url:
         settings = load_settings(
             _env_file=None,
             bot_token=TOKEN,
@@ -238,22 +226,35 @@ async def run(count: int, directory: Path) -> Results:
             database_path=directory / "bench.sqlite3",
             organizer_chat_ids=f"{GROUP_ID},{PRIVATE_ID}",
         )
-        bot = create_bot(settings)
-        sender = Sender(bot, outbox, utc_now, Limits())
-        # Never worse than the naive sender, or something is stuck.
-        deadline = count * 3.0 + 60
-        start = time.monotonic()
-        await sender.start()
-        reporter = asyncio.create_task(progress(fake, sender, start))
-        try:
-            await asyncio.wait_for(sender.idle(), deadline)
-            finished = True
-        except TimeoutError:
-            finished = False
-        total_seconds = time.monotonic() - start
-        reporter.cancel()
-        await sender.stop(grace=5)
-        await bot.session.close()
+        # The bot's own start-up: the database migrated, the sessions mirrored.
+        async with open_app(settings, catalog=catalog) as opened:
+            db, catalog = opened.db, opened.catalog
+            outbox = Outbox(db)
+            publisher = CardPublisher(outbox, (GROUP_ID, PRIVATE_ID), catalog)
+            registrations = Registrations(db, publisher)
+            new = people(count)
+
+            began = time.perf_counter()
+            # A burst: every registration at once, as if all confirmed in the same instant.
+            created = await asyncio.gather(*(registrations.create(n, now=utc_now()) for n in new))
+            insert_seconds = time.perf_counter() - began
+
+            bot = create_bot(settings)
+            sender = Sender(bot, outbox, utc_now, Limits())
+            # Never worse than the naive sender, or something is stuck.
+            deadline = count * 3.0 + 60
+            start = time.monotonic()
+            await sender.start()
+            reporter = asyncio.create_task(progress(fake, sender, start))
+            try:
+                await asyncio.wait_for(sender.idle(), deadline)
+                finished = True
+            except TimeoutError:
+                finished = False
+            total_seconds = time.monotonic() - start
+            reporter.cancel()
+            await sender.stop(grace=5)
+            await bot.session.close()
 
     return Results(
         registrations=count,

@@ -31,10 +31,8 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
-from zoneinfo import ZoneInfo
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -50,7 +48,6 @@ WARM_UP = 20
 UPDATES_PER_REGISTRATION = 8
 GOAL_SPEED = 1.0
 GOAL_RSS = 1.2
-MOSCOW = ZoneInfo("Europe/Moscow")
 
 JSON = dict[str, Any]
 
@@ -63,24 +60,6 @@ ORGANIZATIONS = (
     "Министерство внутренней политики и общественных отношений Саратовской области",
     "Редакция газеты «Саратовские вести» & партнёры",
 )
-
-
-def events_toml() -> str:
-    # Both bots run on the real clock: the session is always a few days ahead.
-    starts = (datetime.now(MOSCOW) + timedelta(days=10)).replace(hour=12, minute=0, second=0)
-    deadline = starts - timedelta(days=2)
-    return f"""
-[[events]]
-id = "forum"
-title = "Стратегическая сессия «ЭтНик»"
-starts_at = {starts:%Y-%m-%dT%H:%M:%S}
-timezone = "Europe/Moscow"
-registration_deadline = {deadline:%Y-%m-%dT%H:%M:%S}
-location = "Онлайн"
-contact = "org@example.ru"
-privacy_policy = "Данные обрабатываются по 152-ФЗ."
-privacy_policy_version = "v1"
-"""
 
 
 def answers_for(number: int) -> list[str]:
@@ -349,16 +328,23 @@ async def _nothing() -> None:
     return None
 
 
+def events_toml() -> str:
+    # Both bots run on the real clock: the session is always a few days ahead. Imported here,
+    # not at the top, so that the floor bot's process loads none of the bot's modules.
+    from tests.helpers import upcoming_event_toml
+
+    return upcoming_event_toml(
+        title="Стратегическая сессия «ЭтНик»",
+        privacy_policy="Данные обрабатываются по 152-ФЗ.",
+        privacy_policy_version="v1",
+    )
+
+
 async def prepare_ours(directory: Path) -> Prepared:
     from contextlib import AsyncExitStack
-    from dataclasses import replace
 
-    from bot.app import create_bot, create_dispatcher
-    from bot.domain.clock import utc_now
+    from bot.app import create_bot, create_dispatcher, open_app
     from bot.domain.config import load_settings
-    from bot.domain.events import load_events
-    from storage.database import open_database
-    from storage.events import EventsRepository
 
     (directory / "events.toml").write_text(events_toml(), encoding="utf-8")
     settings = load_settings(
@@ -370,10 +356,8 @@ async def prepare_ours(directory: Path) -> Prepared:
         organizer_chat_ids=",".join(str(chat) for chat in ORGANIZER_CHAT_IDS),
     )
     stack = AsyncExitStack()
-    db = await stack.enter_async_context(open_database(settings.database_path))
-    catalog = load_events(settings.events_file, default_zone=settings.timezone)
-    archived = await EventsRepository(db).sync(catalog, now=utc_now())
-    catalog = replace(catalog, archived=tuple(event for event, _ in archived))
+    opened = await stack.enter_async_context(open_app(settings))
+    db, catalog = opened.db, opened.catalog
     session = AnsweringSession()
     bot = create_bot(settings, session=session)
     dispatcher = create_dispatcher(settings=settings, db=db, catalog=catalog)

@@ -3,53 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from aiogram import Bot, Dispatcher
 
-from bot.app import create_bot, create_dispatcher
+from bot.app import Opened, create_bot, create_dispatcher, open_app
 from bot.domain.config import Settings, load_settings
-from bot.domain.events import EventCatalog, load_events
-from storage.database import Database, open_database
-from storage.events import EventsRepository
+from bot.domain.events import EventCatalog
+from bot.sender import Sender
+from storage.database import Database
 from storage.registrations import Registrations
 from tests.client import TelegramUser, feed_deliver
 from tests.fake_telegram import FakeSession, FakeTelegram
-
-TOKEN = "7000000001:AAtest-token-for-tests-only-xxxxxxxxxx"
-ADMIN_ID = 500
-ORGANIZER_CHAT_ID = -1001234567890
-
-EVENTS_TOML = """
-[[events]]
-id = "forum-2026"
-title = "Стратегическая сессия «ЭтНик»"
-starts_at = 2026-12-10T12:00:00
-timezone = "Europe/Moscow"
-registration_deadline = 2026-12-08T23:59:00
-location = "Онлайн"
-description = "Сессия для НКО & органов власти <онлайн>"
-join_url = "https://example.org/join"
-contact = "org@example.ru"
-privacy_policy = "Данные обрабатываются по 152-ФЗ."
-privacy_policy_version = "v1"
-"""
-
-
-class Clock:
-    """The time handlers see; tests move it."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
+from tests.helpers import ADMIN_ID, EVENTS_TOML, FAST, ORGANIZER_CHAT_ID, TOKEN, Clock
 
 
 @pytest.fixture
@@ -77,16 +45,20 @@ def settings(tmp_path: Path, events_file: Path) -> Settings:
 
 
 @pytest.fixture
-async def db(settings: Settings) -> AsyncIterator[Database]:
-    async with open_database(settings.database_path) as database:
-        yield database
+async def opened(settings: Settings, clock: Clock) -> AsyncIterator[Opened]:
+    # The production start-up: migrated database, the events file loaded and mirrored.
+    async with open_app(settings, clock=clock) as app:
+        yield app
 
 
 @pytest.fixture
-async def catalog(settings: Settings, db: Database, clock: Clock) -> EventCatalog:
-    events = load_events(settings.events_file, default_zone=settings.timezone)
-    archived = await EventsRepository(db).sync(events, now=clock())
-    return replace(events, archived=tuple(event for event, _ in archived))
+def db(opened: Opened) -> Database:
+    return opened.db
+
+
+@pytest.fixture
+def catalog(opened: Opened) -> EventCatalog:
+    return opened.catalog
 
 
 @pytest.fixture
@@ -104,6 +76,15 @@ async def bot(settings: Settings, fake: FakeTelegram) -> AsyncIterator[Bot]:
 @pytest.fixture
 def dispatcher(settings: Settings, db: Database, catalog: EventCatalog, clock: Clock) -> Dispatcher:
     return create_dispatcher(settings=settings, db=db, catalog=catalog, clock=clock)
+
+
+@pytest.fixture
+async def sender(bot: Bot, dispatcher: Dispatcher, clock: Clock) -> AsyncIterator[Sender]:
+    """The outbox's sender, started, on Telegram's limits scaled down (FAST)."""
+    sender = Sender(bot, dispatcher["outbox"], clock, FAST)
+    await sender.start()
+    yield sender
+    await sender.stop(grace=1)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import asyncio
 import csv
 import io
 import re
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -22,10 +21,8 @@ from handlers.menu import ADMIN_COMMANDS, PARTICIPANT_COMMANDS
 from storage.database import Database
 from storage.registrations import NewRegistration, Registrations
 from tests.client import TelegramUser
-from tests.conftest import ADMIN_ID, Clock
 from tests.fake_telegram import FakeTelegram, callback_query_update
-from tests.test_conversation import fill_form
-from tests.test_organizer_cards import FAST
+from tests.helpers import ADMIN_ID, Clock, fill_form
 
 EVENT_ID = "forum-2026"
 
@@ -59,14 +56,6 @@ async def add_registration(
 def admin(make_user) -> TelegramUser:  # type: ignore[no-untyped-def]
     user: TelegramUser = make_user(ADMIN_ID, first_name="Админ")
     return user
-
-
-@pytest.fixture
-async def sender(bot: Bot, dispatcher: Dispatcher, clock: Clock) -> AsyncIterator[Sender]:
-    sender = Sender(bot, dispatcher["outbox"], clock, FAST)
-    await sender.start()
-    yield sender
-    await sender.stop(grace=1)
 
 
 ADMIN_ONLY = ["/export", "/stats", "/find Иванова", "/broadcast", "/digest"]
@@ -144,6 +133,7 @@ EXPORT_CSV = "registrations_forum-2026_2026-11-26.csv"
 EXPORT_XLSX = "registrations_forum-2026_2026-11-26.xlsx"
 
 
+@pytest.mark.slow  # about 1.5 s: the upload is held while the admin waits
 async def test_export_answers_at_once_and_uploads_in_the_background(
     admin: TelegramUser,
     make_user,

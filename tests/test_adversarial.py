@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 100
 
 
+@pytest.mark.slow  # a subprocess timing every validator: seconds
 @pytest.mark.timeout(TIMEOUT + 20)
 def test_no_validator_takes_over_a_second_on_adversarial_input() -> None:
     # In a child process: a backtracking pattern cannot be interrupted from a thread.

@@ -17,20 +17,10 @@ from storage.database import Database
 from storage.events import EventsRepository
 from storage.registrations import Registrations
 from tests.client import Deliver, TelegramUser, feed_deliver
-from tests.conftest import EVENTS_TOML, Clock
 from tests.fake_telegram import FakeTelegram, text_update
+from tests.helpers import EVENTS_TOML, Clock, fill_form, set_read_only
 
 EVENT_ID = "forum-2026"
-
-
-async def fill_form(user: TelegramUser, *, position: str = "Главный специалист") -> None:
-    await user.send("/start")
-    await user.click("Даю согласие")
-    await user.send("Иванова Мария Петровна")
-    await user.send(position)
-    await user.send("Министерство культуры Саратовской области")
-    await user.share_contact("79123456789")
-    await user.send("Maria.Ivanova@Example.RU")
 
 
 async def test_a_registration_takes_as_many_bot_api_calls_as_a_bare_aiogram_form(
@@ -539,8 +529,6 @@ async def test_group_start_points_to_the_private_chat(
 async def test_database_failure_tells_the_person_and_keeps_the_form(
     user: TelegramUser, db: Database
 ) -> None:
-    from tests.test_database import set_read_only
-
     await user.send("/start")
     await user.click("Даю согласие")
     await user.send("Иванова Мария Петровна")
@@ -665,6 +653,7 @@ async def test_update_applied_before_a_crash_but_not_marked_is_not_applied_again
     assert '"position": null' in str(row["data"])
 
 
+@pytest.mark.slow  # waits out the retry's real backoff
 async def test_a_reply_that_hits_a_server_error_is_retried(
     user: TelegramUser, fake: FakeTelegram
 ) -> None:

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from tests.client import TelegramUser, http_deliver
-from tests.conftest import TOKEN
 from tests.fake_telegram import FakeTelegram, serve
-from tests.test_e2e import bot_env, events_toml, wait_until
-from tests.test_organizer_cards import card_numbers
+from tests.helpers import TOKEN, bot_env, card_numbers, db_file, upcoming_event_toml, wait_until
+
+# Starts and kills the real bot process for a minute or more.
+pytestmark = pytest.mark.slow
 
 SEED = int(os.environ.get("CRASH_SEED", "20261126"))
 KILLS = 20
@@ -47,9 +48,9 @@ async def participant(fake: FakeTelegram, database: Path, user_id: int, rng: ran
 
 @pytest.mark.timeout(600)
 async def test_registrations_survive_twenty_kills_exactly_once(tmp_path: Path) -> None:
-    (tmp_path / "events.toml").write_text(events_toml(), encoding="utf-8")
+    (tmp_path / "events.toml").write_text(upcoming_event_toml(), encoding="utf-8")
     rng = random.Random(SEED)
-    database = tmp_path / "data" / "bot.sqlite3"
+    database = db_file(tmp_path)
     fake = FakeTelegram(token=TOKEN)
     env = bot_env(tmp_path, ORGANIZER_CHAT_IDS=f"{GROUP},{PRIVATE}")
     log = (tmp_path / "bot.log").open("ab")
@@ -95,7 +96,7 @@ async def test_registrations_survive_twenty_kills_exactly_once(tmp_path: Path) -
     # Every person saw their registration confirmed (or, after a redelivery, shown).
     assert all("Вы зарегистрированы" in text or "Вы уже зарегистрированы" in text
                or "Зарегистрированы" in text for text in seen), seen  # fmt: skip
-    with sqlite3.connect(tmp_path / "data" / "bot.sqlite3") as db:
+    with sqlite3.connect(db_file(tmp_path)) as db:
         rows = db.execute("SELECT user_id, status, position FROM registrations").fetchall()
         forms = db.execute("SELECT count(*) FROM fsm_states WHERE state IS NOT NULL").fetchone()
     # Exactly one registration per person, every answer where it belongs.

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from storage.database import Database, open_database
+from storage.database import open_database
+from tests.helpers import set_read_only
 
 
 async def test_transactions_on_the_shared_connection_never_mix(tmp_path: Path) -> None:
@@ -45,11 +46,6 @@ async def test_a_read_only_database_refuses_writes_and_keeps_data(tmp_path: Path
             await db.execute("INSERT INTO t VALUES ('lost')")
         await set_read_only(db, False)
         assert [row[0] for row in await db.fetchall("SELECT value FROM t")] == ["kept"]
-
-
-async def set_read_only(db: Database, value: bool) -> None:
-    """Stand-in for a full or failing disk: SQLite refuses every write on the connection."""
-    await db.fetchall(f"PRAGMA query_only = {'ON' if value else 'OFF'}")
 
 
 def mode(path: Path) -> int:

@@ -2,33 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from aiogram import Bot, Dispatcher
+from aiogram import Dispatcher
 
 from bot.digest_worker import DigestScheduler
 from bot.domain.events import EventCatalog
 from bot.sender import Sender
 from storage.database import Database
 from tests.client import TelegramUser
-from tests.conftest import ADMIN_ID, ORGANIZER_CHAT_ID, Clock
 from tests.fake_telegram import FakeTelegram
-from tests.test_conversation import fill_form
-from tests.test_organizer_cards import FAST
+from tests.helpers import ADMIN_ID, ORGANIZER_CHAT_ID, Clock, fill_form
 
 # 09:00 in Moscow is 06:00 UTC.
 BEFORE = datetime(2026, 11, 26, 5, 59, tzinfo=UTC)
 AT = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def sender(bot: Bot, dispatcher: Dispatcher, clock: Clock) -> AsyncIterator[Sender]:
-    sender = Sender(bot, dispatcher["outbox"], clock, FAST)
-    await sender.start()
-    yield sender
-    await sender.stop(grace=1)
 
 
 def scheduler(

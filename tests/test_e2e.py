@@ -3,120 +3,45 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sqlite3
 import stat
 import sys
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from tests.client import TelegramUser, http_deliver
-from tests.conftest import TOKEN
 from tests.fake_telegram import FakeTelegram, serve
+from tests.helpers import (
+    MOSCOW,
+    TOKEN,
+    bot_env,
+    bot_process,
+    card_numbers,
+    db_file,
+    expected_rows,
+    header,
+    register_over_http,
+    upcoming_event_toml,
+    wait_until,
+)
+
+# Every test here starts the real bot process (`make test-fast` leaves them out).
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-MOSCOW = ZoneInfo("Europe/Moscow")
-
-
-def events_toml() -> str:
-    # The process runs on the real clock: the session is always a few days ahead.
-    starts = (datetime.now(MOSCOW) + timedelta(days=10)).replace(hour=12, minute=0, second=0)
-    deadline = starts - timedelta(days=2)
-    return f"""
-[[events]]
-id = "forum"
-title = "Сессия «ЭтНик»"
-starts_at = {starts:%Y-%m-%dT%H:%M:%S}
-timezone = "Europe/Moscow"
-registration_deadline = {deadline:%Y-%m-%dT%H:%M:%S}
-location = "Онлайн"
-contact = "org@example.ru"
-"""
-
-
-class BotProcess:
-    def __init__(self, process: asyncio.subprocess.Process, log: Path) -> None:
-        self.process = process
-        self.log = log
-
-    @property
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-    async def wait(self, timeout: float = 15) -> int:  # noqa: ASYNC109
-        return await asyncio.wait_for(self.process.wait(), timeout)
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = 40) -> None:  # noqa: ASYNC109
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
-def bot_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG")}
-    env.update(
-        BOT_TOKEN=TOKEN,
-        DATABASE_PATH=str(tmp_path / "data" / "bot.sqlite3"),
-        EVENTS_FILE=str(tmp_path / "events.toml"),
-        ADMIN_IDS="500",
-        ORGANIZER_CHAT_IDS="",
-        PYTHONUNBUFFERED="1",
-    )
-    env.update(extra)
-    return env
-
-
-@asynccontextmanager
-async def bot_process(
-    tmp_path: Path, fake: FakeTelegram, base_url: str, run: int = 0, **env: str
-) -> AsyncIterator[BotProcess]:
-    log = tmp_path / f"bot-{run}.log"
-    with log.open("wb") as sink:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
-            cwd=tmp_path,  # no .env of the developer's here
-            env=bot_env(tmp_path, TELEGRAM_API_URL=base_url, **env),
-            stdout=sink,
-            stderr=sink,
-        )
-    running = BotProcess(process, log)
-    polls = len(fake.calls_of("getUpdates"))
-    try:
-        await wait_until(
-            lambda: len(fake.calls_of("getUpdates")) > polls or process.returncode is not None
-        )
-        assert process.returncode is None, running.output
-        yield running
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
-    (tmp_path / "events.toml").write_text(events_toml(), encoding="utf-8")
+    (tmp_path / "events.toml").write_text(upcoming_event_toml(), encoding="utf-8")
     return tmp_path
 
 
-def db_file(tmp_path: Path) -> Path:
-    return tmp_path / "data" / "bot.sqlite3"
-
-
 def stored(tmp_path: Path) -> list[dict[str, object]]:
-    with sqlite3.connect(f"file:{tmp_path / 'data' / 'bot.sqlite3'}?mode=ro", uri=True) as db:
+    with sqlite3.connect(f"file:{db_file(tmp_path)}?mode=ro", uri=True) as db:
         db.row_factory = sqlite3.Row
         return [dict(row) for row in db.execute("SELECT * FROM registrations")]
 
@@ -250,7 +175,7 @@ async def test_missing_token_variable_points_at_botfather(workdir: Path) -> None
 
 async def test_broken_events_file_names_file_event_and_key(workdir: Path) -> None:
     (workdir / "events.toml").write_text(
-        events_toml().replace('timezone = "Europe/Moscow"', 'timezone = "Europe/Mosсow"'),
+        upcoming_event_toml().replace('timezone = "Europe/Moscow"', 'timezone = "Europe/Mosсow"'),
         encoding="utf-8",
     )
     code, output = await run_to_exit(workdir)
@@ -281,24 +206,7 @@ async def test_sigterm_lets_the_update_in_hand_finish(workdir: Path) -> None:
 GROUP, PRIVATE, BLOCKED = -100111, 600, 700
 
 
-async def register_over_http(fake: FakeTelegram, workdir: Path, user_id: int) -> None:
-    user = TelegramUser(
-        fake, http_deliver(fake, timeout=20, database=db_file(workdir)), user_id=user_id
-    )
-    await user.send("/start")
-    await user.click("Даю согласие")
-    await user.send("Иванова Мария Петровна")
-    await user.send("Главный специалист")
-    await user.send("Министерство культуры")
-    await user.send("+7 912 345-67-89")
-    await user.send(f"user{user_id}@example.ru")
-    await user.click("Подтвердить")
-    assert "Вы зарегистрированы" in user.last_text
-
-
 async def test_cards_survive_sigkill_and_a_blocked_chat_holds_up_no_one(workdir: Path) -> None:
-    from tests.test_organizer_cards import card_numbers
-
     fake = FakeTelegram(token=TOKEN)
     chats = f"{GROUP},{PRIVATE},{BLOCKED}"
     fake.block(BLOCKED)
@@ -352,7 +260,9 @@ async def test_broadcast_resumes_after_sigkill_and_reports_what_telegram_saw(
         from storage.events import EventsRepository
 
         now = datetime.now(MOSCOW)
-        catalog = parse_events(events_toml(), file=workdir / "events.toml", default_zone=MOSCOW)
+        catalog = parse_events(
+            upcoming_event_toml(), file=workdir / "events.toml", default_zone=MOSCOW
+        )
         await EventsRepository(db).sync(catalog, now=now)
         for user_id in recipients:
             await Registrations(db).create(
@@ -421,7 +331,6 @@ async def test_export_documents_match_the_database_row_by_row(workdir: Path) -> 
     from storage.database import open_database
     from storage.events import EventsRepository
     from storage.registrations import NewRegistration, Registrations
-    from tests.test_export import expected_rows, header
 
     database = workdir / "data" / "bot.sqlite3"
     tricky = [
@@ -431,7 +340,9 @@ async def test_export_documents_match_the_database_row_by_row(workdir: Path) -> 
     ]
     async with open_database(database) as db:
         now = datetime.now(MOSCOW)
-        catalog = parse_events(events_toml(), file=workdir / "events.toml", default_zone=MOSCOW)
+        catalog = parse_events(
+            upcoming_event_toml(), file=workdir / "events.toml", default_zone=MOSCOW
+        )
         await EventsRepository(db).sync(catalog, now=now)
         for user_id, (name, position, organization) in enumerate(tricky, start=2001):
             await Registrations(db).create(

@@ -28,8 +28,6 @@ from openpyxl import load_workbook
 import storage.export.times
 from bot.domain.cells import CSV_DELIMITER, CSV_RULE, cell, cells, csv_line, registrant_csv
 from bot.domain.events import EventCatalog, parse_events
-from bot.domain.texts import t
-from bot.domain.timefmt import zone_label
 from bot.domain.validation import format_phone
 from storage.database import open_database
 from storage.events import EventsRepository
@@ -40,6 +38,7 @@ from storage.export.source import SchemaMismatch, open_read_only
 from storage.export.times import CsvTimes, LocalTimes, local_time
 from storage.migrations import LATEST_VERSION
 from storage.registrations import NewRegistration, Registrations
+from tests.helpers import expected_rows, header
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 FORMULA = '=HYPERLINK("http://x","y")'
@@ -338,50 +337,6 @@ async def exported(tmp_path: Path) -> AsyncIterator[Exported]:
     yield Exported(path, catalog)
 
 
-def expected_rows(database: Path, event_id: str | None, *, for_csv: bool) -> list[list[str]]:
-    """The database's registrations as the export must show them, formatted independently of
-    the export's fast paths, through the same `cell`."""
-    status = {"confirmed": "подтверждена", "withdrawn": "отменена"}
-
-    def shown(stored: str, zone: ZoneInfo) -> str:
-        local = datetime.fromisoformat(stored).astimezone(zone)
-        return f"{local:%d.%m.%Y %H:%M} ({zone_label(local)})"
-
-    connection = sqlite3.connect(database)
-    connection.row_factory = sqlite3.Row
-    rows = connection.execute(
-        "SELECT r.*, e.title, e.timezone, c.unreachable FROM registrations r "
-        "JOIN events e ON e.id = r.event_id LEFT JOIN chats c ON c.chat_id = r.user_id "
-        "WHERE ? IS NULL OR r.event_id = ? ORDER BY e.starts_at, e.id, r.created_at, r.id",
-        (event_id, event_id),
-    ).fetchall()
-    connection.close()
-    result = []
-    for row in rows:
-        zone = ZoneInfo(row["timezone"])
-        values = [
-            status[row["status"]],
-            shown(row["created_at"], zone),
-            row["full_name"],
-            row["position"],
-            row["organization"],
-            format_phone(row["phone"]),
-            row["email"],
-            str(row["user_id"]),
-            row["username"] or "",
-            shown(row["consent_at"], zone),
-            "да" if row["unreachable"] else "",
-        ]
-        if event_id is None:
-            values.insert(0, row["title"])
-        result.append([cell(value, for_csv=for_csv) for value in values])
-    return result
-
-
-def header(event_id: str | None) -> list[str]:
-    return [t(column.header) for column in columns_for(event_id)]
-
-
 def read_csv(path: Path) -> list[list[str]]:
     with path.open(encoding="utf-8-sig", newline="") as file:
         return list(csv.reader(file, delimiter=CSV_DELIMITER))
@@ -510,6 +465,7 @@ def _general_way(path: Path, catalog: EventCatalog, event_id: str | None) -> lis
         ]
 
 
+@pytest.mark.slow  # 150 hypothesis examples, each a fresh database: over 10 s
 @settings(max_examples=150, deadline=None)
 @given(rows=st.lists(_STORED, min_size=1, max_size=4), every=st.booleans())
 def test_csv_lines_agree_with_the_general_way_on_arbitrary_rows(
@@ -825,6 +781,7 @@ def run_cli(
     )
 
 
+@pytest.mark.slow  # runs `python -m bot export` as subprocesses
 def test_cli_exports_without_token_and_rejects_unknown_session(
     exported: Exported, tmp_path: Path
 ) -> None:

@@ -67,7 +67,8 @@ def fake_api() -> FakeTelegram:
     return FakeTelegram()
 
 
-@pytest.fixture(params=["http", "in_process"])
+# Over HTTP, each test starts a server: `make test-fast` keeps the in-process half.
+@pytest.fixture(params=[pytest.param("http", marks=pytest.mark.slow), "in_process"])
 async def api_bot(request: pytest.FixtureRequest, fake_api: FakeTelegram) -> AsyncIterator[Bot]:
     if request.param == "in_process":
         yield Bot(fake_api.token, session=FakeSession(fake_api))
@@ -377,6 +378,7 @@ async def test_commands_are_stored_per_scope(api_bot: Bot, fake_api: FakeTelegra
     assert fake_api.commands_for() == []
 
 
+@pytest.mark.slow  # starts the HTTP server
 async def test_both_modes_send_identical_parameters() -> None:
     async def send_through(make_session: Callable[[FakeTelegram, str], Any]) -> JSON:
         fake = FakeTelegram()
@@ -487,6 +489,7 @@ def test_update_builders_parse_as_aiogram_updates() -> None:
     assert group.message is not None and group.message.chat.type == "supergroup"
 
 
+@pytest.mark.slow  # starts the HTTP server
 async def test_http_endpoint_accepts_get_json_and_rejects_unknown(fake_api: FakeTelegram) -> None:
     async with serve(fake_api) as base_url, aiohttp.ClientSession() as http:
         api = f"{base_url}/bot{fake_api.token}"
@@ -587,6 +590,7 @@ async def test_user_conversation_in_process(fake_api: FakeTelegram) -> None:
     assert [m.text for m in await user.send_document()] == ["Не понимаю"]
 
 
+@pytest.mark.slow  # starts the HTTP server
 async def test_user_conversation_over_http_with_a_polling_bot(fake_api: FakeTelegram) -> None:
     dispatcher = Dispatcher()
     dispatcher.include_router(toy_router())

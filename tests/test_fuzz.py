@@ -19,7 +19,7 @@ import os
 import unicodedata
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -42,9 +42,8 @@ from email_validator import EmailNotValidError, validate_email
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.app import create_bot, create_dispatcher
+from bot.app import create_bot, create_dispatcher, open_app
 from bot.domain.config import Settings, load_settings
-from bot.domain.events import load_events
 from bot.domain.form import FIELDS, VALIDATORS
 from bot.domain.texts import t
 from bot.domain.validation import ValidationError, validate_text
@@ -58,11 +57,9 @@ from handlers.keyboards import (
     SummaryAction,
     SummaryCallback,
 )
-from storage.database import Database, open_database
-from storage.events import EventsRepository
+from storage.database import Database
 from tests.adversarial import FAMILIES, LENGTHS
 from tests.client import TelegramUser, feed_deliver
-from tests.conftest import ADMIN_ID, EVENTS_TOML, ORGANIZER_CHAT_ID, TOKEN, Clock
 from tests.fake_telegram import (
     JSON,
     MAX_CALLBACK_DATA_BYTES,
@@ -82,6 +79,10 @@ from tests.fake_telegram import (
     text_update,
     voice_update,
 )
+from tests.helpers import ADMIN_ID, EVENTS_TOML, ORGANIZER_CHAT_ID, TOKEN, Clock
+
+# Hypothesis drives whole conversations: seconds per test.
+pytestmark = pytest.mark.slow
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 # Without FUZZ_EXAMPLES (`make test`) the same examples run every time.
@@ -512,14 +513,11 @@ async def fuzz_app(directory: Path) -> AsyncIterator[App]:
     errors = _ErrorRecords()
     logging.getLogger().addHandler(errors)
     try:
-        async with open_database(app_settings.database_path) as db:
-            events = load_events(events_file, default_zone=app_settings.timezone)
-            archived = await EventsRepository(db).sync(events, now=clock())
-            catalog = replace(events, archived=tuple(event for event, _ in archived))
+        async with open_app(app_settings, clock=clock) as opened:
             dispatcher = create_dispatcher(
-                settings=app_settings, db=db, catalog=catalog, clock=clock
+                settings=app_settings, db=opened.db, catalog=opened.catalog, clock=clock
             )
-            yield App(app_settings, db, dispatcher, clock, errors)
+            yield App(app_settings, opened.db, dispatcher, clock, errors)
     finally:
         logging.getLogger().removeHandler(errors)
 

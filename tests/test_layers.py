@@ -92,3 +92,24 @@ def test_the_check_sees_an_import_against_the_layers(
     monkeypatch.setattr(f"{__name__}.ROOT", tmp_path)
     [found] = violations()
     assert found.endswith(expected)
+
+
+def test_no_test_module_is_imported_by_another() -> None:
+    """No test module (nor conftest) is imported by another test or a benchmark: what they
+    share lives in tests/helpers.py (functions) and tests/conftest.py (fixtures)."""
+    found = []
+    for path in sorted([*ROOT.glob("tests/**/*.py"), *ROOT.glob("bench/**/*.py")]):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = [name for _, name in imported(tree)]
+        names += [
+            f"tests.{alias.name}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module == "tests"
+            for alias in node.names
+        ]
+        found += [
+            f"{path.relative_to(ROOT).as_posix()} imports {name}"
+            for name in names
+            if name.startswith(("tests.test_", "tests.conftest"))
+        ]
+    assert found == []

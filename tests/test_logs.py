@@ -4,7 +4,7 @@ import sys
 import pytest
 
 from bot.logs import REDACTED, RedactingFormatter, Redaction, redact
-from tests.conftest import TOKEN
+from tests.helpers import TOKEN
 
 SECRET = TOKEN.split(":", 1)[1]
 URL = f"http://127.0.0.1:8081/bot{TOKEN}/sendMessage"

@@ -14,9 +14,8 @@ import pytest
 from bot.domain.events import MAX_LENGTHS
 from bot.sender import Limits, Sender
 from tests.client import TelegramUser
-from tests.conftest import ADMIN_ID, ORGANIZER_CHAT_ID
 from tests.fake_telegram import MAX_TEXT_LENGTH, FakeTelegram
-from tests.test_conversation import fill_form
+from tests.helpers import ADMIN_ID, ORGANIZER_CHAT_ID, fill_form
 
 
 def longest(key: str) -> str:

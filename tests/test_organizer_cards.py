@@ -19,19 +19,10 @@ from bot.sender import Limits, Sender
 from storage.database import Database
 from storage.outbox import Outbox
 from tests.client import TelegramUser, feed_deliver
-from tests.conftest import ORGANIZER_CHAT_ID, Clock
 from tests.fake_telegram import FakeTelegram, my_chat_member_update, serve, user_json
-from tests.test_conversation import fill_form
+from tests.helpers import FAST, ORGANIZER_CHAT_ID, Clock, card_numbers, fill_form, set_read_only
 
 PRIVATE_ORGANIZER = 500  # ADMIN_ID in conftest; also an organiser chat here
-FAST = Limits(
-    private_interval=0.05,
-    group_interval=0.05,
-    overall_per_second=1000,
-    backoff_base=0.01,
-    request_timeout=0.3,
-    rescan_every=0.05,
-)
 
 
 @pytest.fixture
@@ -40,22 +31,6 @@ def settings(settings):  # type: ignore[no-untyped-def]
     return settings.model_copy(
         update={"organizer_chat_ids": (ORGANIZER_CHAT_ID, PRIVATE_ORGANIZER)}
     )
-
-
-@pytest.fixture
-async def sender(bot: Bot, dispatcher: Dispatcher, clock: Clock) -> AsyncIterator[Sender]:
-    sender = Sender(bot, dispatcher["outbox"], clock, FAST)
-    await sender.start()
-    yield sender
-    await sender.stop(grace=1)
-
-
-def card_numbers(fake: FakeTelegram, chat_id: int) -> Counter[int]:
-    """Registration numbers of the cards a chat received, combined messages included."""
-    numbers: Counter[int] = Counter()
-    for message in fake.messages_to(chat_id):
-        numbers.update(int(n) for n in re.findall(r"регистрац\w+ №(\d+)", message.text or ""))
-    return numbers
 
 
 async def register(make_user, user_id: int) -> TelegramUser:  # type: ignore[no-untyped-def]
@@ -146,6 +121,7 @@ async def http_sender(
         await bot.session.close()
 
 
+@pytest.mark.slow  # an HTTP server, and real retry waits
 @pytest.mark.parametrize("fault", ["429", "500", "502", "timeout"])
 async def test_cards_arrive_exactly_once_despite_telegram_faults(
     make_user, fake: FakeTelegram, http_sender: Sender, db: Database, fault: str
@@ -280,8 +256,6 @@ async def test_cards_to_one_chat_are_spaced_by_the_limit(
 async def test_outbox_rows_and_registration_commit_together(
     make_user, db: Database, fake: FakeTelegram
 ) -> None:
-    from tests.test_database import set_read_only
-
     user: TelegramUser = make_user(1001)
     await fill_form(user)
     await set_read_only(db, True)

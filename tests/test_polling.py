@@ -21,7 +21,6 @@ from bot.polling import poll
 from bot.updates import Intake
 from storage.database import Database, utc_iso
 from storage.inbox import Arrival, Inbox
-from tests.conftest import ADMIN_ID, Clock
 from tests.fake_telegram import (
     FakeTelegram,
     callback_query_update,
@@ -29,6 +28,7 @@ from tests.fake_telegram import (
     text_update,
     user_json,
 )
+from tests.helpers import ADMIN_ID, Clock
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -115,6 +115,7 @@ async def running(
         await app.stopped()
 
 
+@pytest.mark.slow  # a chat waits out a real retry_after of seconds
 async def test_a_chat_waiting_out_a_flood_limit_delays_no_other_chat(running: Running) -> None:
     fake = running.fake
     fake.fail("sendMessage", code=429, description="Too Many Requests: retry after 3",

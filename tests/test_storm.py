@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from tests.client import TelegramUser, http_deliver
-from tests.conftest import TOKEN
 from tests.fake_telegram import FakeTelegram, serve
-from tests.test_e2e import bot_process, events_toml, wait_until
-from tests.test_organizer_cards import card_numbers
+from tests.helpers import TOKEN, bot_process, card_numbers, db_file, upcoming_event_toml, wait_until
+
+# Runs the real bot process through a 20-second storm.
+pytestmark = pytest.mark.slow
 
 SEED = 7
 USERS = 12
@@ -36,7 +37,7 @@ async def registers(fake: FakeTelegram, database: Path, user_id: int, rng: rando
 
 @pytest.mark.timeout(300)
 async def test_a_storm_loses_and_duplicates_nothing(tmp_path: Path) -> None:
-    (tmp_path / "events.toml").write_text(events_toml(), encoding="utf-8")
+    (tmp_path / "events.toml").write_text(upcoming_event_toml(), encoding="utf-8")
     rng = random.Random(SEED)
     fake = FakeTelegram(token=TOKEN)
     async with (
@@ -47,7 +48,7 @@ async def test_a_storm_loses_and_duplicates_nothing(tmp_path: Path) -> None:
         started = time.monotonic()
         seen = await asyncio.gather(
             *(
-                registers(fake, tmp_path / "data" / "bot.sqlite3", uid, random.Random(rng.random()))
+                registers(fake, db_file(tmp_path), uid, random.Random(rng.random()))
                 for uid in range(1, USERS + 1)
             )
         )
@@ -66,7 +67,7 @@ async def test_a_storm_loses_and_duplicates_nothing(tmp_path: Path) -> None:
         assert await bot.wait() == 0
 
     assert all("Вы зарегистрированы" in text for text in seen)
-    with sqlite3.connect(tmp_path / "data" / "bot.sqlite3") as db:
+    with sqlite3.connect(db_file(tmp_path)) as db:
         users = sorted(row[0] for row in db.execute("SELECT user_id FROM registrations"))
         pending = db.execute("SELECT count(*) FROM outbox WHERE status != 'sent'").fetchone()
     assert users == list(range(1, USERS + 1))

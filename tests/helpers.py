@@ -1,0 +1,271 @@
+"""Plain helpers shared by test modules (fixtures live in conftest.py): identities, the sample
+events file, the movable clock, fast send limits, a participant's form, the real bot process,
+and the export oracle. No test module imports another; they all import from here."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import sqlite3
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from bot.domain.cells import cell
+from bot.domain.texts import t
+from bot.domain.timefmt import zone_label
+from bot.domain.validation import format_phone
+from bot.sender import Limits
+from storage.database import Database
+from storage.export.files import columns_for
+from tests.client import TelegramUser, http_deliver
+from tests.fake_telegram import FakeTelegram
+
+TOKEN = "7000000001:AAtest-token-for-tests-only-xxxxxxxxxx"
+ADMIN_ID = 500
+ORGANIZER_CHAT_ID = -1001234567890
+MOSCOW = ZoneInfo("Europe/Moscow")
+
+
+# --- the events file --------------------------------------------------------------------------
+
+
+def event_toml(**fields: str | datetime) -> str:
+    """One `[[events]]` table, keys in the order given: a datetime is written as its wall-clock
+    time without the offset (the file's form: `timezone` names the zone), a string as a TOML
+    basic string."""
+    lines = ["[[events]]"]
+    for key, value in fields.items():
+        if isinstance(value, datetime):
+            lines.append(f"{key} = {value:%Y-%m-%dT%H:%M:%S}")
+        else:
+            # A JSON string is a valid TOML basic string (the same escapes).
+            lines.append(f"{key} = {json.dumps(value, ensure_ascii=False)}")
+    return "\n".join(lines) + "\n"
+
+
+# The in-process tests' session: their clock stands on 26 November 2026, before its deadline.
+EVENTS_TOML = event_toml(
+    id="forum-2026",
+    title="Стратегическая сессия «ЭтНик»",
+    starts_at=datetime(2026, 12, 10, 12, 0, tzinfo=MOSCOW),
+    timezone="Europe/Moscow",
+    registration_deadline=datetime(2026, 12, 8, 23, 59, tzinfo=MOSCOW),
+    location="Онлайн",
+    description="Сессия для НКО & органов власти <онлайн>",
+    join_url="https://example.org/join",
+    contact="org@example.ru",
+    privacy_policy="Данные обрабатываются по 152-ФЗ.",
+    privacy_policy_version="v1",
+)
+
+
+def upcoming_event_toml(**fields: str) -> str:
+    """A session ten days ahead of the real clock, for processes that run on it."""
+    starts = (datetime.now(MOSCOW) + timedelta(days=10)).replace(hour=12, minute=0, second=0)
+    values: dict[str, str | datetime] = {
+        "id": "forum",
+        "title": "Сессия «ЭтНик»",
+        "starts_at": starts,
+        "timezone": "Europe/Moscow",
+        "registration_deadline": starts - timedelta(days=2),
+        "location": "Онлайн",
+        "contact": "org@example.ru",
+    }
+    return event_toml(**(values | fields))
+
+
+# --- time and limits --------------------------------------------------------------------------
+
+
+class Clock:
+    """The time handlers see; tests move it."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
+
+
+# Telegram's limits scaled down so that a test waits milliseconds, not seconds.
+FAST = Limits(
+    private_interval=0.05,
+    group_interval=0.05,
+    overall_per_second=1000,
+    backoff_base=0.01,
+    request_timeout=0.3,
+    rescan_every=0.05,
+)
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 40) -> None:  # noqa: ASYNC109
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+# --- what people and organisers see -----------------------------------------------------------
+
+
+async def fill_form(user: TelegramUser, *, position: str = "Главный специалист") -> None:
+    """Every step up to the summary, the last one left to confirm."""
+    await user.send("/start")
+    await user.click("Даю согласие")
+    await user.send("Иванова Мария Петровна")
+    await user.send(position)
+    await user.send("Министерство культуры Саратовской области")
+    await user.share_contact("79123456789")
+    await user.send("Maria.Ivanova@Example.RU")
+
+
+def card_numbers(fake: FakeTelegram, chat_id: int) -> Counter[int]:
+    """Registration numbers of the cards a chat received, combined messages included."""
+    numbers: Counter[int] = Counter()
+    for message in fake.messages_to(chat_id):
+        numbers.update(int(n) for n in re.findall(r"регистрац\w+ №(\d+)", message.text or ""))
+    return numbers
+
+
+async def set_read_only(db: Database, value: bool) -> None:
+    """Stand-in for a full or failing disk: SQLite refuses every write on the connection."""
+    await db.fetchall(f"PRAGMA query_only = {'ON' if value else 'OFF'}")
+
+
+# --- the real bot process ---------------------------------------------------------------------
+
+
+def db_file(workdir: Path) -> Path:
+    return workdir / "data" / "bot.sqlite3"
+
+
+def bot_env(workdir: Path, **extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG")}
+    env.update(
+        BOT_TOKEN=TOKEN,
+        DATABASE_PATH=str(db_file(workdir)),
+        EVENTS_FILE=str(workdir / "events.toml"),
+        ADMIN_IDS=str(ADMIN_ID),
+        ORGANIZER_CHAT_IDS="",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+class BotProcess:
+    def __init__(self, process: asyncio.subprocess.Process, log: Path) -> None:
+        self.process = process
+        self.log = log
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    async def wait(self, timeout: float = 15) -> int:  # noqa: ASYNC109
+        return await asyncio.wait_for(self.process.wait(), timeout)
+
+
+@asynccontextmanager
+async def bot_process(
+    workdir: Path, fake: FakeTelegram, base_url: str, run: int = 0, **env: str
+) -> AsyncIterator[BotProcess]:
+    """`python -m bot` against the fake at `base_url`, yielded once it polls."""
+    log = workdir / f"bot-{run}.log"
+    with log.open("wb") as sink:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            cwd=workdir,  # no .env of the developer's here
+            env=bot_env(workdir, TELEGRAM_API_URL=base_url, **env),
+            stdout=sink,
+            stderr=sink,
+        )
+    running = BotProcess(process, log)
+    polls = len(fake.calls_of("getUpdates"))
+    try:
+        await wait_until(
+            lambda: len(fake.calls_of("getUpdates")) > polls or process.returncode is not None
+        )
+        assert process.returncode is None, running.output
+        yield running
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def register_over_http(fake: FakeTelegram, workdir: Path, user_id: int) -> None:
+    """A whole registration with the bot process in `workdir`, confirmed."""
+    user = TelegramUser(
+        fake, http_deliver(fake, timeout=20, database=db_file(workdir)), user_id=user_id
+    )
+    await user.send("/start")
+    await user.click("Даю согласие")
+    await user.send("Иванова Мария Петровна")
+    await user.send("Главный специалист")
+    await user.send("Министерство культуры")
+    await user.send("+7 912 345-67-89")
+    await user.send(f"user{user_id}@example.ru")
+    await user.click("Подтвердить")
+    assert "Вы зарегистрированы" in user.last_text
+
+
+# --- the export oracle ------------------------------------------------------------------------
+
+
+def expected_rows(database: Path, event_id: str | None, *, for_csv: bool) -> list[list[str]]:
+    """The database's registrations as the export must show them, formatted independently of
+    the export's fast paths, through the same `cell`."""
+    status = {"confirmed": "подтверждена", "withdrawn": "отменена"}
+
+    def shown(stored: str, zone: ZoneInfo) -> str:
+        local = datetime.fromisoformat(stored).astimezone(zone)
+        return f"{local:%d.%m.%Y %H:%M} ({zone_label(local)})"
+
+    connection = sqlite3.connect(database)
+    connection.row_factory = sqlite3.Row
+    rows = connection.execute(
+        "SELECT r.*, e.title, e.timezone, c.unreachable FROM registrations r "
+        "JOIN events e ON e.id = r.event_id LEFT JOIN chats c ON c.chat_id = r.user_id "
+        "WHERE ? IS NULL OR r.event_id = ? ORDER BY e.starts_at, e.id, r.created_at, r.id",
+        (event_id, event_id),
+    ).fetchall()
+    connection.close()
+    result = []
+    for row in rows:
+        zone = ZoneInfo(row["timezone"])
+        values = [
+            status[row["status"]],
+            shown(row["created_at"], zone),
+            row["full_name"],
+            row["position"],
+            row["organization"],
+            format_phone(row["phone"]),
+            row["email"],
+            str(row["user_id"]),
+            row["username"] or "",
+            shown(row["consent_at"], zone),
+            "да" if row["unreachable"] else "",
+        ]
+        if event_id is None:
+            values.insert(0, row["title"])
+        result.append([cell(value, for_csv=for_csv) for value in values])
+    return result
+
+
+def header(event_id: str | None) -> list[str]:
+    return [t(column.header) for column in columns_for(event_id)]
