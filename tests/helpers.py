@@ -23,7 +23,7 @@ from bot.domain.timefmt import zone_label
 from bot.domain.validation import format_phone
 from bot.sender import Limits
 from storage.database import Database
-from storage.export.files import columns_for
+from storage.export.columns import columns_for
 from tests.client import TelegramUser, http_deliver
 from tests.fake_telegram import FakeTelegram
 
