@@ -368,7 +368,8 @@ async def prepare_ours(directory: Path) -> Prepared:
         organizer_chat_ids=",".join(str(chat) for chat in ORGANIZER_CHAT_IDS),
     )
     stack = AsyncExitStack()
-    db = await stack.enter_async_context(open_database(settings.database_path))
+    on_loop = os.environ.get("SQLITE_ON_LOOP", "1") != "0"
+    db = await stack.enter_async_context(open_database(settings.database_path, on_loop=on_loop))
     catalog = load_events(settings.events_file, default_zone=settings.timezone)
     archived = await EventsRepository(db).sync(catalog, now=utc_now())
     catalog = replace(catalog, archived=tuple(event for event, _ in archived))
