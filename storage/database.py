@@ -247,6 +247,13 @@ class Database:
     async def fetchall(
         self, sql: str, params: Params = (), *, heavy: bool = False
     ) -> list[sqlite3.Row]:
+        # A statement on the loop's thread runs to its end without yielding: when nobody
+        # holds the lock, nobody can take it meanwhile, so it need not be taken.
+        if not heavy and not self._lock.locked() and self._enter(sql):
+            try:
+                return self._raw.execute(sql, params).fetchall()
+            finally:
+                self._leave(sql)
         async with self._lock:
             if not heavy and self._enter(sql):
                 try:
@@ -261,6 +268,11 @@ class Database:
     async def execute(self, sql: str, params: Params = (), *, heavy: bool = False) -> int:
         """One statement, atomic on its own (the connection is in autocommit mode);
         returns the number of rows changed."""
+        if not heavy and not self._lock.locked() and self._enter(sql):  # as in fetchall
+            try:
+                return self._raw.execute(sql, params).rowcount
+            finally:
+                self._leave(sql)
         async with self._lock:
             if not heavy and self._enter(sql):
                 try:
