@@ -219,7 +219,12 @@ def report(outcomes: Sequence[Outcome], participants: int, stall_for: float) -> 
     print(
         '- "During the stall": the update was pushed while fsync was held. A sync counts as '
         "held when it waited 1 ms or more. Latency as in bench_http (push to the first "
-        "sendMessage to that chat)."
+        "sendMessage to that chat). Fewer replies are asked for during the stall when "
+        "replies stall: each person waits for the answer before the next step."
+    )
+    print(
+        "- CPU per update at this load (about 40 updates/s) is mostly the cost of polling "
+        "and waking up; bench_throughput and bench_http --no-pauses measure CPU per update."
     )
     for outcome in outcomes:
         counts = Counter(name for name, _, _ in outcome.syncs)
