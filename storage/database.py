@@ -24,8 +24,8 @@ Params = tuple[Any, ...] | dict[str, Any]
 # A checkpoint copies what the WAL holds into the database file and fsyncs both: about one
 # a second keeps the WAL small (a second of writes) without an fsync per commit.
 CHECKPOINT_INTERVAL = 1.0
-# About 40 MB of WAL (4 KiB pages) not copied because readers (an export) hold old
-# snapshots: then a checkpoint waits for them (not at all: it gives up if they are there).
+# About 40 MB of WAL (4 KiB pages) that never started again: then a checkpoint takes the
+# write lock for a moment (see _Checkpointer._checkpoint).
 RESTART_AFTER_FRAMES = 10_000
 # A WAL file that grew in a burst is cut back to this at the first commit after it restarts.
 WAL_SIZE_LIMIT = 8 * 1024 * 1024
@@ -147,9 +147,12 @@ class _Checkpointer:
         with self.gate:
             # PASSIVE takes no lock that writers need: commits go on while it copies.
             busy, log, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            if not busy and log > copied >= 0 and log >= self._restart_after:
-                # Readers kept it from copying everything, for a long time: wait for them
-                # (not at all, with timeout=0) so that the WAL starts again.
+            if log >= self._restart_after:
+                # The WAL never started again: each checkpoint found new writes after it
+                # (a restart needs a write that comes after a complete copy), or readers
+                # held old snapshots. RESTART takes the write lock (waiting for no one, with
+                # timeout=0; then writes go to aiosqlite's thread, through the gate) so the
+                # next write starts the WAL again. Rare: at about 40 MB of WAL.
                 busy, log, copied = connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
             self.checkpoints += 1
             if not busy and log == copied and not self.pending:

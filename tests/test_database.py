@@ -169,3 +169,23 @@ async def test_a_failed_transaction_leaves_nothing_on_either_thread(
                     await connection.execute("INSERT INTO t VALUES ('kept')")
         assert [row[0] for row in await db.fetchall("SELECT value FROM t")] == ["kept"]
         assert not db._raw.in_transaction
+
+
+async def test_a_big_wal_is_copied_whole_and_starts_again(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    async with open_database(path, checkpoint_interval=60) as db:
+        assert db._wal is not None
+        db._wal._restart_after = 10  # RESTART as well as PASSIVE
+        await db.execute("CREATE TABLE t (value TEXT)")
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            for _ in range(3):
+                await db.executemany("INSERT INTO t VALUES (?)", [("x" * 500,)] * 100)
+            db._wal._checkpoint(other)
+            assert db._wal.pending != 0 and db._wal.failures == 0
+            await db.execute("INSERT INTO t VALUES ('next')")  # aiosqlite's thread
+            busy, log, copied = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        finally:
+            other.close()
+        assert (busy, copied) == (0, log)
+        assert log < 10  # the WAL started again from its beginning
