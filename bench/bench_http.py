@@ -182,9 +182,15 @@ def process_cpu(pid: int) -> tuple[float, float]:
 
 @asynccontextmanager
 async def bot_process(
-    kind: str, directory: Path, fake: FakeTelegram, base_url: str
+    kind: str,
+    directory: Path,
+    fake: FakeTelegram,
+    base_url: str,
+    *,
+    extra_env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     env = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG")}
+    env.update(extra_env or {})
     env.update(
         BOT_TOKEN=TOKEN,
         TELEGRAM_API_URL=base_url,

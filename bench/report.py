@@ -31,6 +31,7 @@ BENCHMARKS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("bench.bench_validators", (), ("--quick",)),
     ("bench.bench_export", (), ("--quick",)),
     ("bench.bench_noisy", (), ("--participants", "100", "--rows", "20000")),
+    ("bench.bench_stall", (), ("--participants", "50", "--stall", "5", "--stall-at", "4")),
 )
 
 

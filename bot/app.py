@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -234,7 +235,9 @@ async def open_app(
     from the file that have registrations as archived; make missing CSV texts."""
     if catalog is None:
         catalog = load_events(settings.events_file, default_zone=settings.timezone)
-    async with open_database(settings.database_path) as db:
+    # SQLITE_ON_LOOP=0: every statement on aiosqlite's thread, as before (for A/B benchmarks).
+    on_loop = os.environ.get("SQLITE_ON_LOOP", "1") != "0"
+    async with open_database(settings.database_path, on_loop=on_loop) as db:
         archived = await EventsRepository(db).sync(catalog, now=clock())
         for event, count in archived:
             logger.warning(

@@ -69,7 +69,7 @@ class DigestScheduler:
         due = due_digest_date(now, self._at, self._zone, last[0])
         if due is None:
             return False
-        async with self._db.transaction() as connection:
+        async with self._db.transaction(heavy=True) as connection:
             # Read and marked in one transaction: the numbers are one snapshot.
             messages = await self.compose(now, connection=connection)
             if not await self._digests.record(connection, due, now):

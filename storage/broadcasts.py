@@ -71,7 +71,7 @@ class Broadcasts:
         """The broadcast and one outbox row per registrant, in one transaction: a restart
         resumes it, and nobody is left out or added twice. `alongside` writes in the same
         transaction (the admin's form ending with it)."""
-        async with self._db.transaction() as connection:
+        async with self._db.transaction(heavy=True) as connection:
             async with connection.execute(
                 "SELECT DISTINCT user_id FROM registrations "
                 "WHERE event_id = ? AND status = 'confirmed' ORDER BY user_id",

@@ -1,4 +1,4 @@
-"""The one SQLite connection: PRAGMAs, migrations, serialised transactions."""
+"""The one SQLite connection: PRAGMAs, migrations, serialised transactions, checkpoints."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import asyncio
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +21,15 @@ logger = logging.getLogger(__name__)
 
 Params = tuple[Any, ...] | dict[str, Any]
 
+# A checkpoint copies what the WAL holds into the database file and fsyncs both: about one
+# a second keeps the WAL small (a second of writes) without an fsync per commit.
+CHECKPOINT_INTERVAL = 1.0
+# About 40 MB of WAL (4 KiB pages) that never started again: then a checkpoint takes the
+# write lock for a moment (see _Checkpointer._checkpoint).
+RESTART_AFTER_FRAMES = 10_000
+# A WAL file that grew in a burst is cut back to this at the first commit after it restarts.
+WAL_SIZE_LIMIT = 8 * 1024 * 1024
+
 
 class MigrationError(RuntimeError):
     pass
@@ -32,25 +42,188 @@ def utc_iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat()
 
 
-class Database:
-    """A single aiosqlite connection shared by the whole bot.
+class _OnLoop(aiosqlite.Connection):
+    """aiosqlite's API over the bot's sqlite3 connection, run on the calling thread (the
+    event loop's). Every aiosqlite method and cursor goes through `_execute`, which here
+    calls at once: no queue, no future, no hand-off to another thread. The callers of a
+    transaction keep their code and their `aiosqlite.Connection` annotations."""
 
-    aiosqlite runs every call on one thread but has no notion of per-task transactions:
-    two handlers interleaving BEGIN … COMMIT on one connection would commit each other's
-    halves. So every statement and every transaction takes `_lock`, which makes a
-    transaction atomic with respect to all other users of the connection.
+    def __init__(self, connection: sqlite3.Connection) -> None:  # no thread of its own
+        self._running = True
+        self._connection = connection
+        self._iter_chunk_size = 64
+
+    def __del__(self) -> None:
+        pass  # the connection belongs to the aiosqlite.Connection that opened it
+
+    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    async def close(self) -> None:
+        raise RuntimeError("the bot's connection is closed by open_database")
+
+
+class _Checkpointer:
+    """Checkpoints of the WAL on a thread and a connection of their own, so that the event
+    loop's thread never waits for the disk.
+
+    In WAL mode with synchronous=NORMAL a commit writes to the WAL (the page cache) and
+    does not fsync; a checkpoint fsyncs the WAL and the database file. One more fsync is
+    hidden in SQLite: the first write after a checkpoint has copied the whole WAL restarts
+    it from the beginning, and syncs the new WAL header first (sqlite.org ticket
+    ff5be73dee). `gate` and `pending` keep that write off the loop: the loop writes only
+    when it holds `gate` (never waiting for it) and no restart is pending; otherwise the
+    write goes to aiosqlite's thread, as every write did before.
     """
 
-    def __init__(self, connection: aiosqlite.Connection, path: Path) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        interval: float = CHECKPOINT_INTERVAL,
+        restart_after: int = RESTART_AFTER_FRAMES,
+    ) -> None:
+        self.gate = threading.Lock()
+        # An epoch (> 0) while the next write may restart the WAL; 0 when it cannot. At
+        # start-up the WAL may be empty: its first write syncs the header.
+        self.pending = 1
+        self._epoch = 1
+        self._path = path
+        self._interval = interval
+        self._restart_after = restart_after
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
+        self.checkpoints = 0
+        self.failures = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        # Joined off the loop: a checkpoint may be waiting for a slow disk.
+        await asyncio.to_thread(self._thread.join)
+
+    def enter(self) -> bool:
+        """Whether a write may run on the loop's thread now; if so, `leave` after it."""
+        if not self.gate.acquire(blocking=False):
+            return False  # a checkpoint is running: it may end with the WAL copied whole
+        if self.pending:
+            self.gate.release()
+            return False
+        return True
+
+    def leave(self) -> None:
+        self.gate.release()
+
+    def wrote(self, epoch: int) -> None:
+        """A write that changed rows committed on aiosqlite's thread while restart `epoch`
+        was pending: it restarted the WAL (or appended to a WAL still in use)."""
+        if epoch and self.gate.acquire(blocking=False):
+            if self.pending == epoch:
+                self.pending = 0
+            self.gate.release()
+
+    def _run(self) -> None:
+        connection: sqlite3.Connection | None = None
+        while not self._stop.wait(self._interval):
+            try:
+                if connection is None:
+                    # timeout=0: RESTART never waits for readers while it holds the lock
+                    # that writers need.
+                    connection = sqlite3.connect(self._path, timeout=0, isolation_level=None)
+                self._checkpoint(connection)
+            except sqlite3.Error as error:
+                self.failures += 1
+                logger.warning(
+                    "WAL checkpoint failed (%s); trying again in %.0f s",
+                    error.sqlite_errorname,
+                    self._interval,
+                )
+        if connection is not None:
+            connection.close()
+
+    def _checkpoint(self, connection: sqlite3.Connection) -> None:
+        with self.gate:
+            # PASSIVE takes no lock that writers need: commits go on while it copies.
+            busy, log, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if log >= self._restart_after:
+                # The WAL never started again: each checkpoint found new writes after it
+                # (a restart needs a write that comes after a complete copy), or readers
+                # held old snapshots. RESTART takes the write lock (waiting for no one, with
+                # timeout=0; then writes go to aiosqlite's thread, through the gate) so the
+                # next write starts the WAL again. Rare: at about 40 MB of WAL.
+                busy, log, copied = connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            self.checkpoints += 1
+            if not busy and log == copied and not self.pending:
+                self._epoch += 1
+                self.pending = self._epoch
+
+
+def _reads_only(sql: str) -> bool:
+    return sql.lstrip()[:6].upper() == "SELECT"
+
+
+class Database:
+    """A single SQLite connection shared by the whole bot.
+
+    The connection has no notion of per-task transactions: two handlers interleaving
+    BEGIN … COMMIT on it would commit each other's halves. So every statement and every
+    transaction takes `_lock`, which makes a transaction atomic with respect to all other
+    users of the connection, and keeps the two threads that may use the connection (the
+    event loop's and aiosqlite's) from ever using it at once.
+
+    Short statements and transactions (point reads, single-row writes, an update's marks,
+    a registration with its cards) run on the event loop's thread: a round trip to
+    aiosqlite's thread costs more CPU than most of them. Long ones (`heavy=True`: start-up
+    work, a broadcast's recipients, aggregates for /stats and digests, pruning) run on
+    aiosqlite's thread. Nothing on the loop's thread waits for the disk: see `_Checkpointer`.
+    """
+
+    def __init__(
+        self,
+        connection: aiosqlite.Connection,
+        path: Path,
+        *,
+        checkpointer: _Checkpointer | None = None,
+    ) -> None:
         self._connection = connection
         self._lock = asyncio.Lock()
         self.path = path
+        # None: everything on aiosqlite's thread, SQLite checkpointing on its own (as
+        # before the loop took the short statements; kept for A/B benchmarks).
+        self._wal = checkpointer
+        self._raw: sqlite3.Connection = connection._conn
+        self._on_loop = _OnLoop(self._raw)
+
+    def _enter(self, sql: str | None) -> bool:
+        """Whether to run on the loop's thread (a write: holding the gate until `_leave`)."""
+        if self._wal is None:
+            return False
+        if sql is not None and _reads_only(sql):
+            return True
+        return self._wal.enter()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self, *, heavy: bool = False) -> AsyncIterator[aiosqlite.Connection]:
         # IMMEDIATE takes the write lock up front, so a transaction never fails half-way
         # with SQLITE_BUSY on upgrade from a read lock.
         async with self._lock:
+            if not heavy and self._enter(None):
+                assert self._wal is not None
+                try:
+                    self._raw.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield self._on_loop
+                    except BaseException:
+                        self._raw.rollback()
+                        raise
+                    else:
+                        self._raw.commit()
+                finally:
+                    self._wal.leave()
+                return
+            epoch, changes = self._before_thread()
             await self._connection.execute("BEGIN IMMEDIATE")
             try:
                 yield self._connection
@@ -59,23 +232,64 @@ class Database:
                 raise
             else:
                 await self._connection.commit()
+            self._after_thread(epoch, changes)
 
-    # Each aiosqlite call is a round trip to its thread: these take one each.
+    def _before_thread(self) -> tuple[int, int]:
+        return (0 if self._wal is None else self._wal.pending), self._raw.total_changes
 
-    async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
-        rows = await self.fetchall(sql, params)
+    def _after_thread(self, epoch: int, changes: int) -> None:
+        if self._wal is not None and epoch and self._raw.total_changes != changes:
+            self._wal.wrote(epoch)
+
+    async def fetchone(
+        self, sql: str, params: Params = (), *, heavy: bool = False
+    ) -> sqlite3.Row | None:
+        rows = await self.fetchall(sql, params, heavy=heavy)
         return rows[0] if rows else None
 
-    async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+    async def fetchall(
+        self, sql: str, params: Params = (), *, heavy: bool = False
+    ) -> list[sqlite3.Row]:
+        # A statement on the loop's thread runs to its end without yielding: when nobody
+        # holds the lock, nobody can take it meanwhile, so it need not be taken.
+        if not heavy and not self._lock.locked() and self._enter(sql):
+            try:
+                return self._raw.execute(sql, params).fetchall()
+            finally:
+                self._leave(sql)
         async with self._lock:
-            return list(await self._connection.execute_fetchall(sql, params))
+            if not heavy and self._enter(sql):
+                try:
+                    return self._raw.execute(sql, params).fetchall()
+                finally:
+                    self._leave(sql)
+            epoch, changes = self._before_thread()
+            rows = list(await self._connection.execute_fetchall(sql, params))
+            self._after_thread(epoch, changes)
+            return rows
 
-    async def execute(self, sql: str, params: Params = ()) -> int:
+    async def execute(self, sql: str, params: Params = (), *, heavy: bool = False) -> int:
         """One statement, atomic on its own (the connection is in autocommit mode);
         returns the number of rows changed."""
+        if not heavy and not self._lock.locked() and self._enter(sql):  # as in fetchall
+            try:
+                return self._raw.execute(sql, params).rowcount
+            finally:
+                self._leave(sql)
         async with self._lock:
+            if not heavy and self._enter(sql):
+                try:
+                    return self._raw.execute(sql, params).rowcount
+                finally:
+                    self._leave(sql)
+            epoch, changes = self._before_thread()
             cursor = await self._connection.execute(sql, params)
+            self._after_thread(epoch, changes)
             return cursor.rowcount
+
+    def _leave(self, sql: str) -> None:
+        if self._wal is not None and not _reads_only(sql):
+            self._wal.leave()
 
     async def executemany(self, sql: str, params: Iterable[Params]) -> None:
         async with self.transaction() as connection:
@@ -144,16 +358,26 @@ def _create_private_file(path: Path) -> None:
 
 @asynccontextmanager
 async def open_database(
-    path: Path | str, *, migrate_to: int | None = None, busy_timeout_ms: int = 5000
+    path: Path | str,
+    *,
+    migrate_to: int | None = None,
+    busy_timeout_ms: int = 5000,
+    on_loop: bool = True,
+    checkpoint_interval: float = CHECKPOINT_INTERVAL,
 ) -> AsyncIterator[Database]:
     """Open (creating if needed) and migrate the database; close it on exit.
 
     `migrate_to` stops at an older schema version: tests use it to check upgrades.
+    `on_loop=False` puts every statement on aiosqlite's thread and leaves checkpoints to
+    SQLite (how the bot worked before; benchmarks compare the two).
     """
     path = Path(path)
     _create_private_file(path)
     # WAL and SHM side files inherit the main file's permissions in SQLite.
-    connection = await aiosqlite.connect(path, isolation_level=None)
+    # check_same_thread=False: the event loop's thread uses the connection too, never at
+    # the same time as aiosqlite's (Database._lock).
+    connection = await aiosqlite.connect(path, isolation_level=None, check_same_thread=False)
+    checkpointer: _Checkpointer | None = None
     try:
         connection.row_factory = sqlite3.Row
         await connection.execute("PRAGMA journal_mode = WAL")
@@ -165,6 +389,15 @@ async def open_database(
         # SQLite's lower() and LIKE fold ASCII only; searches in Cyrillic need Python's.
         await connection.create_function("casefold", 1, casefold, deterministic=True)
         await _migrate(connection, len(MIGRATIONS) if migrate_to is None else migrate_to)
-        yield Database(connection, path)
+        if on_loop:
+            # No checkpoint inside a commit: they run on the checkpointer's thread.
+            await connection.execute("PRAGMA wal_autocheckpoint = 0")
+            await connection.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
+            checkpointer = _Checkpointer(path, interval=checkpoint_interval)
+            checkpointer.start()
+        yield Database(connection, path, checkpointer=checkpointer)
     finally:
+        if checkpointer is not None:
+            await checkpointer.stop()
+        # The last connection to close copies the WAL into the file (on aiosqlite's thread).
         await connection.close()

@@ -65,7 +65,7 @@ class Digests:
 
         async def fetchall(sql: str, params: dict[str, Any]) -> list[sqlite3.Row]:
             if connection is None:
-                return await self._db.fetchall(sql, params)
+                return await self._db.fetchall(sql, params, heavy=True)
             async with connection.execute(sql, params) as cursor:
                 return list(await cursor.fetchall())
 

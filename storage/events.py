@@ -21,7 +21,7 @@ class EventsRepository:
         its registrations, and is returned with its number of active registrations.
         """
         stamp = utc_iso(now)
-        async with self._db.transaction() as connection:
+        async with self._db.transaction(heavy=True) as connection:
             await connection.executemany(
                 """
                 INSERT INTO events (id, title, starts_at, timezone, registration_deadline,

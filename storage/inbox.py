@@ -124,4 +124,5 @@ class Inbox:
         return await self._db.execute(
             "DELETE FROM inbox WHERE set_aside IS NOT NULL AND received_at < ?",
             (utc_iso(now - KEEP_FOR),),
+            heavy=True,
         )

@@ -252,4 +252,5 @@ class Outbox:
             "broadcast_id IS NULL OR broadcast_id IN ("
             "SELECT id FROM broadcasts WHERE finished_at IS NOT NULL))",
             (utc_iso(before),),
+            heavy=True,
         )

@@ -263,7 +263,7 @@ class Registrations:
         while True:
             # Read and written in one transaction: no change slips in between. On by id, so
             # each batch reads on from where the last one stopped.
-            async with self._db.transaction() as connection:
+            async with self._db.transaction(heavy=True) as connection:
                 rows = list(
                     await connection.execute_fetchall(
                         f"SELECT id, {', '.join(_CSV_SOURCES)} FROM registrations "

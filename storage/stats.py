@@ -77,12 +77,14 @@ class AdminQueries:
                 "today": utc_iso(local_today),
                 "week": utc_iso(local_today - timedelta(days=6)),
             },
+            heavy=True,
         )
         forms = await self._db.fetchone(
             "SELECT count(*) FROM fsm_states WHERE state LIKE 'Form:%' "
             "AND json_extract(data, '$.event_id') = ? "
             "AND json_extract(data, '$.registration_id') IS NULL",
             (event.id,),
+            heavy=True,
         )
         assert row is not None and forms is not None
         return EventStats(
@@ -123,16 +125,21 @@ class AdminQueries:
             LIMIT ?
             """,
             (limit,),
+            heavy=True,
         )
-        parked_count = await self._db.fetchone(f"SELECT count(*) FROM chats WHERE {parked_where}")
+        parked_count = await self._db.fetchone(
+            f"SELECT count(*) FROM chats WHERE {parked_where}", heavy=True
+        )
         failures = await self._db.fetchall(
             "SELECT coalesce(error, '?'), count(*), max(failed_at) FROM outbox "
             "WHERE status = 'failed' AND failed_at IS NOT NULL "
             "GROUP BY 1 ORDER BY 2 DESC, 3 DESC LIMIT ?",
             (limit,),
+            heavy=True,
         )
         failed_count = await self._db.fetchone(
-            "SELECT count(*) FROM outbox WHERE status = 'failed' AND failed_at IS NOT NULL"
+            "SELECT count(*) FROM outbox WHERE status = 'failed' AND failed_at IS NOT NULL",
+            heavy=True,
         )
         assert parked_count is not None and failed_count is not None
         return OutboxHealth(

@@ -51,5 +51,7 @@ class HandledUpdates:
 
     async def prune(self, *, now: datetime) -> int:
         return await self._db.execute(
-            "DELETE FROM handled_updates WHERE handled_at < ?", (utc_iso(now - KEEP_FOR),)
+            "DELETE FROM handled_updates WHERE handled_at < ?",
+            (utc_iso(now - KEEP_FOR),),
+            heavy=True,
         )
