@@ -16,7 +16,7 @@ bot's /export does.
 constant_memory mode, pyexcelerate, rustpy-xlsxwriter); they are not project dependencies.
 
 Longer than our ~400-line rule on purpose: a benchmark reads top to bottom as one story (its
-driver, its measurement, its report beside the baseline), and no other module uses its parts.
+driver, its measurement and its report beside the baseline).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ before the next answer. With `--no-pauses` everybody answers at once (saturation
     python -m bench.bench_http [--participants 1000] [--no-pauses] [--seed S]
 
 Longer than our ~400-line rule on purpose: a benchmark reads top to bottom as one story (its
-driver, its measurement, its report beside the baseline), and no other module uses its parts.
+driver, its measurement and its report beside the baseline).
 """
 
 from __future__ import annotations

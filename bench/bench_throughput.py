@@ -13,7 +13,7 @@ fresh subprocess, so peak RSS (`ru_maxrss`: interpreter, imports, run) is its ow
     python -m bench.bench_throughput --profile [--participants N]   # ours, pyinstrument or cProfile
 
 Longer than our ~400-line rule on purpose: a benchmark reads top to bottom as one story (its
-driver, its measurement, its report beside the baseline), and no other module uses its parts.
+driver, its measurement and its report beside the baseline).
 """
 
 from __future__ import annotations
