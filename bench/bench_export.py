@@ -261,7 +261,7 @@ def _status_mb(field: str) -> float:
 
 
 def measure(kind: str, database: Path, output: Path) -> None:
-    # Importing aiogram (through bot.domain.texts) peaks higher than an export does, so the
+    # Importing the libraries may peak higher than an export does, so the
     # high-water mark is reset first (Linux: writing 5 to clear_refs resets VmHWM to the
     # current RSS) and read after: the process's peak during the export alone.
     imports_mb = _status_mb("VmRSS")
@@ -520,8 +520,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"\nEach export runs {RUNS} times, each in a fresh process; the table shows the run of "
         "median wall time. Peak RSS is that process's resident set at its "
         'highest during the export (VmHWM, reset after the imports); "of it the export" is '
-        "that less the RSS before the export (interpreter and imports; bot.domain.texts imports "
-        "aiogram, about 150 MB). CPU is the process's user + system time: compare it with wall "
+        "that less the RSS before the export (interpreter and imports; the export imports no "
+        "aiogram). CPU is the process's user + system time: compare it with wall "
         f"time to see contention (load average at the start: {load})."
     )
     print("\n" + table(goals))

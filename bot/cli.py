@@ -74,8 +74,8 @@ def export(argv: list[str], redaction: Redaction) -> int:
                     f"nor in the database (sessions in the file: {in_file}; or --event all)"
                 )
                 return EXIT_CONFIG
-        # Imported only now: bot.domain.texts brings in aiogram, seconds to import on a small
-        # machine, which a mistyped session id should not wait for.
+        # Imported only now: the writers and phonenumbers' metadata take a moment to import,
+        # which a mistyped session id should not wait for.
         from storage.export import export_to_file
 
         count = export_to_file(
