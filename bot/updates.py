@@ -91,7 +91,16 @@ class Intake:
     async def start(self) -> None:
         """Queue what a previous run left in the inbox, then keep the tables bounded."""
         for row in await self._inbox.waiting():
-            update = Update.model_validate_json(row.payload, context={"bot": self._bot})
+            try:
+                update = Update.model_validate_json(row.payload, context={"bot": self._bot})
+            except ValueError as error:
+                # Written by another version of aiogram, say: one unreadable row must not
+                # stop every start.
+                logger.error(
+                    "Update %d set aside: unreadable (%s)", row.update_id, type(error).__name__
+                )
+                await self._inbox.set_aside(row.update_id, "unreadable")
+                continue
             if row.attempts >= MAX_ATTEMPTS:
                 await self._set_aside(
                     update, row.lane, f"in hand at {row.attempts} stops", apologise=True

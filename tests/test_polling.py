@@ -413,3 +413,20 @@ async def test_a_group_gets_at_most_one_pointer_a_minute(
     await app.stopped()
     assert len(app.texts_to(group)) == 1
     assert "личном чате" in app.texts_to(group)[0]
+
+
+async def test_an_unreadable_update_left_in_the_inbox_does_not_stop_the_start(
+    dispatcher: Dispatcher,
+    bot: Bot,
+    fake: FakeTelegram,
+    db: Database,
+    settings: Settings,
+    clock: Clock,
+) -> None:
+    inbox = Inbox(db)
+    await inbox.accept([Arrival(50, 1001, '{"update_id": "not a number"}')], [], now=clock())
+    app = start(dispatcher, bot, fake, db, settings, clock)
+    after = app.send(1001, "/help")
+    await app.handled(after)
+    await app.stopped()
+    assert await inbox_rows(db) == [(50, 1, "unreadable")]
