@@ -73,28 +73,22 @@ class Broadcasts:
         transaction (the admin's form ending with it)."""
         async with self._db.transaction(heavy=True) as connection:
             async with connection.execute(
-                "SELECT DISTINCT user_id FROM registrations "
-                "WHERE event_id = ? AND status = 'confirmed' ORDER BY user_id",
+                "SELECT count(DISTINCT user_id) FROM registrations "
+                "WHERE event_id = ? AND status = 'confirmed'",
                 (event_id,),
             ) as cursor:
-                users = [row[0] for row in await cursor.fetchall()]
+                counted = await cursor.fetchone()
+            total = int(counted[0]) if counted else 0
             async with connection.execute(
                 "INSERT INTO broadcasts (event_id, admin_chat_id, total, created_at) "
                 "VALUES (?, ?, ?, ?) RETURNING *",
-                (event_id, admin_chat_id, len(users), utc_iso(now)),
+                (event_id, admin_chat_id, total, utc_iso(now)),
             ) as cursor:
                 row = await cursor.fetchone()
             assert row is not None
             broadcast = Broadcast.from_row(row)
-            # A private chat's id is the user's id.
-            await self._outbox.add(
-                connection,
-                users,
-                "broadcast",
-                text,
-                now=now,
-                broadcast_id=broadcast.id,
-                media=media,
+            await self._outbox.add_for_registrants(
+                connection, event_id, text, now=now, broadcast_id=broadcast.id, media=media
             )
             if alongside is not None:
                 await alongside(connection)

@@ -106,6 +106,50 @@ class Outbox:
         )
         self.added.set()
 
+    async def add_for_registrants(
+        self,
+        connection: aiosqlite.Connection,
+        event_id: str,
+        text: str,
+        *,
+        now: datetime,
+        broadcast_id: int,
+        media: Media | None = None,
+    ) -> None:
+        """`add` for every person registered for `event_id` (a private chat's id is its
+        user's), as one statement: tens of thousands of rows are SQLite's work alone, so the
+        transaction holding the connection stays short."""
+        await connection.execute(
+            """
+            INSERT INTO outbox (chat_id, kind, registration_id, broadcast_id, text, media_kind,
+                media_file_id, created_at, status, error)
+            SELECT target.chat_id, 'broadcast', NULL, :broadcast_id, :text, :media_kind,
+                :media_file_id, :created_at,
+                CASE WHEN chats.unreachable IS NULL THEN 'pending' ELSE 'failed' END,
+                chats.unreachable
+            FROM (
+                SELECT COALESCE(moved.moved_to, users.user_id) AS chat_id
+                FROM (
+                    SELECT DISTINCT user_id FROM registrations
+                    WHERE event_id = :event_id AND status = 'confirmed'
+                ) AS users
+                LEFT JOIN chats AS moved
+                    ON moved.chat_id = users.user_id AND moved.moved_to IS NOT NULL
+                ORDER BY users.user_id
+            ) AS target
+            LEFT JOIN chats ON chats.chat_id = target.chat_id
+            """,
+            {
+                "event_id": event_id,
+                "broadcast_id": broadcast_id,
+                "text": text,
+                "media_kind": media.kind if media else None,
+                "media_file_id": media.file_id if media else None,
+                "created_at": utc_iso(now),
+            },
+        )
+        self.added.set()
+
     async def enqueue(
         self,
         chat_ids: Iterable[int],
