@@ -213,7 +213,8 @@ class Terminal:
         self.line(say(seat.title))
         pending = self._pending[seat.chat_id]
         self._pending[seat.chat_id] = []
-        for message in dict.fromkeys(pending):
+        # A message touched twice while away (sent, then edited) is shown once, as it is now.
+        for message in {id(message): message for message in pending}.values():
             self._show(message)
 
     # --- what the bot sent ----------------------------------------------------------------
