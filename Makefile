@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-fast lint bench fuzz clean
+.PHONY: run try test test-fast lint bench fuzz clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ $(VENV)/.installed-dev: pyproject.toml | $(PY)
 
 run: $(VENV)/.installed
 	$(PY) -m bot
+
+# The real bot against the fake Bot API, chatted with in this terminal: no token, no network.
+try: $(VENV)/.installed
+	$(PY) -m bot try
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest

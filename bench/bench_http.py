@@ -1,5 +1,5 @@
 """Participants over real HTTP: the real `python -m bot` process polls the fake Bot API server
-on 127.0.0.1 (tests/fake_telegram/) while N simulated people fill the form at once.
+on 127.0.0.1 (bot/sandbox/fake_telegram/) while N simulated people fill the form at once.
 
 Each person waits for the bot's answer to a step, then pauses 1–3 s (seeded uniform) before
 the next, as people do (the first pause, before /start, spreads arrivals over about 2 s).

@@ -2,6 +2,8 @@
 
 `python -m bot export --event ID --format csv|xlsx --output FILE` writes an export on the
 server, with no Telegram and no token: it reads DATABASE_PATH, EVENTS_FILE and TIMEZONE only.
+
+`python -m bot try` chats with the bot in the terminal against the fake Bot API (bot/sandbox/).
 """
 
 from __future__ import annotations
@@ -99,10 +101,14 @@ def main(argv: list[str]) -> int:
     logging.getLogger("aiogram.event").setLevel(logging.WARNING)
     if argv[:1] == ["export"]:
         return export(argv[1:], redaction)
+    if argv == ["try"]:
+        from bot.sandbox.run import main as sandbox
+
+        return sandbox()
     if argv:
         redaction.error(
             f"error: unknown arguments {' '.join(argv)!r}; run `python -m bot` or "
-            "`python -m bot export --help`"
+            "`python -m bot export --help`, or `python -m bot try`"
         )
         return EXIT_CONFIG
     try:

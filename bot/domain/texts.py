@@ -270,6 +270,50 @@ RU: dict[str, str] = {
     "export_status_confirmed": "подтверждена",
     "export_status_withdrawn": "отменена",
     "export_sheet_name": "Регистрации",
+    # The sandbox (`make try`): lines printed in the terminal, never sent to Telegram
+    "sandbox_starting": "Песочница: запускаю бота — без токена и без сети…",
+    "sandbox_folder": "Временная папка: {folder} (удаляется при выходе)",
+    "sandbox_demo_added": "В {file} нет открытой сессии: добавлена демо-сессия на {date}.",
+    "sandbox_help": (
+        "Вы — участник. Пишите ответы, кнопки нажимайте их номером, /команды — как в Telegram. "
+        ":admin — чат администратора (это тоже вы: /export, /stats, /broadcast), "
+        ":org — чат организаторов (карточки и сводка), :me — обратно, :quit — выход."
+    ),
+    "sandbox_seat_me": "── ваш чат с ботом ──",
+    "sandbox_seat_admin": "── чат администратора ──",
+    "sandbox_seat_org": "── чат организаторов (группа) ──",
+    "sandbox_prompt_me": "вы › ",
+    "sandbox_prompt_admin": "админ › ",
+    "sandbox_prompt_org": "организаторы › ",
+    "sandbox_bot": "── бот ──",
+    "sandbox_bot_edited": "── бот (изменено) ──",
+    "sandbox_url_button": "  ↗ {text}: {url}",
+    "sandbox_pressed": "→ {text}",
+    "sandbox_shared": "→ вы поделились номером {phone}",
+    "sandbox_file_saved": "📎 {name} сохранён: {path}",
+    "sandbox_news": "· новое сообщение в {seat}",
+    "sandbox_unknown_command": "Нет команды {command}. Есть :me, :admin, :org, :quit.",
+    "sandbox_no_button": (
+        "Нет кнопки [{number}]: нажать можно кнопку, показанную после вашего последнего действия."
+    ),
+    "sandbox_interrupted": "Ctrl-C: останавливаю песочницу.",
+    "sandbox_end_of_input": "Ввод закончен (Ctrl-D): останавливаю песочницу.",
+    "sandbox_stopped": "Песочница остановлена, временная папка удалена.",
+    "sandbox_bot_stopped": "Бот остановился сам (код {code}): {line}",
+    "sandbox_bot_not_started": "Бот не начал работу за {seconds} с: {line}",
+    "sandbox_refused": (
+        "Песочница не запускается: бот был бы направлен на {url}, а она работает только "
+        "с поддельным Bot API на 127.0.0.1."
+    ),
+    "sandbox_failed": "Песочница остановлена из-за ошибки: {error}",
+    "sandbox_demo_title": "Демо-сессия песочницы",
+    "sandbox_demo_location": "Онлайн",
+    "sandbox_demo_description": (
+        "Эту сессию добавила песочница (make try): в файле сессий нет открытой регистрации."
+    ),
+    "sandbox_demo_policy": (
+        "Песочница: данные хранятся во временной папке и удаляются при выходе."
+    ),
 }
 
 CATALOGUES: dict[str, dict[str, str]] = {"ru": RU}

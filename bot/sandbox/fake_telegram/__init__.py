@@ -10,9 +10,9 @@ queue), `fake` (FakeTelegram, the Bot API methods), `transport` (`serve` over HT
 `FakeSession` in-process), `updates` (incoming update builders).
 """
 
-from tests.fake_telegram.fake import FakeTelegram
-from tests.fake_telegram.faults import Hold
-from tests.fake_telegram.model import (
+from bot.sandbox.fake_telegram.fake import FakeTelegram
+from bot.sandbox.fake_telegram.faults import Hold
+from bot.sandbox.fake_telegram.model import (
     GROUP_CHAT_ID,
     JSON,
     BotAPIError,
@@ -23,14 +23,14 @@ from tests.fake_telegram.model import (
     UploadedFile,
     chat_json,
 )
-from tests.fake_telegram.rules import (
+from bot.sandbox.fake_telegram.rules import (
     MAX_CALLBACK_DATA_BYTES,
     MAX_CAPTION_LENGTH,
     MAX_TEXT_LENGTH,
     render_html,
 )
-from tests.fake_telegram.transport import MAX_UPLOAD_BYTES, FakeSession, serve
-from tests.fake_telegram.updates import (
+from bot.sandbox.fake_telegram.transport import MAX_UPLOAD_BYTES, FakeSession, serve
+from bot.sandbox.fake_telegram.updates import (
     callback_query_update,
     contact_update,
     document_update,

@@ -7,8 +7,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeAlias
 
-from tests.fake_telegram.faults import Faults
-from tests.fake_telegram.model import (
+from bot.sandbox.fake_telegram.faults import Faults
+from bot.sandbox.fake_telegram.model import (
     JSON,
     BotAPIError,
     Call,
@@ -20,8 +20,8 @@ from tests.fake_telegram.model import (
     now,
     parse_params,
 )
-from tests.fake_telegram.polling import UpdateQueue
-from tests.fake_telegram.rules import (
+from bot.sandbox.fake_telegram.polling import UpdateQueue
+from bot.sandbox.fake_telegram.rules import (
     BOT_COMMAND,
     CHAT_ACTIONS,
     MAX_CAPTION_LENGTH,
@@ -30,7 +30,7 @@ from tests.fake_telegram.rules import (
     render,
     visible_text,
 )
-from tests.fake_telegram.updates import INCOMING_FILE
+from bot.sandbox.fake_telegram.updates import INCOMING_FILE
 
 _Handler: TypeAlias = Callable[[JSON], Awaitable[Any]]
 

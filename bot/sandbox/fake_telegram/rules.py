@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from html import unescape
 from typing import Any
 
-from tests.fake_telegram.model import JSON, BotAPIError, bad_request
+from bot.sandbox.fake_telegram.model import JSON, BotAPIError, bad_request
 
 # Limits documented at https://core.telegram.org/bots/api#sendmessage and #sendDocument.
 MAX_TEXT_LENGTH = 4096

@@ -12,14 +12,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.fake_telegram.model import (
+from bot.sandbox.fake_telegram.model import (
     BotAPIError,
     Call,
     DroppedConnection,
     GarbledResponse,
     chat_id_of,
 )
-from tests.fake_telegram.rules import SENDING_METHODS, SendLimits
+from bot.sandbox.fake_telegram.rules import SENDING_METHODS, SendLimits
 
 
 @dataclass

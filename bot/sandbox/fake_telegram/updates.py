@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tests.fake_telegram.model import JSON, chat_json, now
+from bot.sandbox.fake_telegram.model import JSON, chat_json, now
 
 
 def user_json(

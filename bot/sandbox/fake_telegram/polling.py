@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import cast
 
-from tests.fake_telegram.model import JSON
+from bot.sandbox.fake_telegram.model import JSON
 
 
 class UpdateQueue:

@@ -13,8 +13,8 @@ from aiogram.exceptions import TelegramNetworkError
 from aiogram.methods.base import TelegramMethod, TelegramType
 from aiohttp import web
 
-from tests.fake_telegram.fake import FakeTelegram
-from tests.fake_telegram.model import (
+from bot.sandbox.fake_telegram.fake import FakeTelegram
+from bot.sandbox.fake_telegram.model import (
     JSON,
     BotAPIError,
     DroppedConnection,
