@@ -173,6 +173,9 @@ def test_person_registers_exports_and_quits_leaving_nothing(sandbox: Pty, tmp_pa
     sandbox.enter(":org")
     sandbox.expect("чат организаторов")
     sandbox.expect(r"Иванова Мария Петровна[\s\S]*Министерство культуры")
+    sandbox.enter("/digest")
+    sandbox.expect("/digest спрашивают в личном чате")
+    sandbox.expect(r"Сводка за[\s\S]*Демо-сессия песочницы")
 
     sandbox.enter(":admin")
     sandbox.expect("чат администратора")

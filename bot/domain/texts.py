@@ -277,7 +277,7 @@ RU: dict[str, str] = {
     "sandbox_help": (
         "Вы — участник. Пишите ответы, кнопки нажимайте их номером, /команды — как в Telegram. "
         ":admin — чат администратора (это тоже вы: /export, /stats, /broadcast), "
-        ":org — чат организаторов (карточки и сводка), :me — обратно, :quit — выход."
+        ":org — чат организаторов (карточки и сводка, /digest), :me — обратно, :quit — выход."
     ),
     "sandbox_seat_me": "── ваш чат с ботом ──",
     "sandbox_seat_admin": "── чат администратора ──",
@@ -292,6 +292,8 @@ RU: dict[str, str] = {
     "sandbox_shared": "→ вы поделились номером {phone}",
     "sandbox_file_saved": "📎 {name} сохранён: {path}",
     "sandbox_news": "· новое сообщение в {seat}",
+    "sandbox_digest_via_admin": "/digest спрашивают в личном чате с ботом (так в Telegram): "
+    "отправлено из :admin, ответ — здесь.",
     "sandbox_unknown_command": "Нет команды {command}. Есть :me, :admin, :org, :quit.",
     "sandbox_no_button": (
         "Нет кнопки [{number}]: нажать можно кнопку, показанную после вашего последнего действия."

@@ -75,6 +75,9 @@ class Terminal:
         self._pending: dict[int, list[SentMessage]] = {seat.chat_id: [] for seat in SEATS.values()}
         self._saved: dict[tuple[int, int], Path] = {}
         self._prompted = False
+        # A chat whose new messages are shown in the current seat too: /digest typed under
+        # :org is asked in the admin's private chat, where the bot answers it.
+        self._mirrored: int | None = None
 
     # --- input ----------------------------------------------------------------------------
 
@@ -172,6 +175,13 @@ class Terminal:
             return
         self._buttons = []
         seat = self._seat
+        self._mirrored = None
+        if seat.name == ":org" and text.split()[0] == "/digest":
+            # In Telegram an organiser asks for the digest in their private chat with the
+            # bot (it answers admin commands there only); the answer is shown here.
+            self.line(say("sandbox_digest_via_admin"))
+            seat = SEATS[":admin"]
+            self._mirrored = seat.chat_id
         message_id = self.fake.next_message_id(seat.chat_id)
         update = text_update(seat.user, text, message_id=message_id, chat_id=seat.chat_id)
         self.fake.push_update(update)
@@ -210,6 +220,7 @@ class Terminal:
     def _switch(self, seat: Seat) -> None:
         self._seat = seat
         self._buttons = []
+        self._mirrored = None
         self.line(say(seat.title))
         pending = self._pending[seat.chat_id]
         self._pending[seat.chat_id] = []
@@ -231,7 +242,7 @@ class Terminal:
                     touched = self.fake.touched_since(self._mark, seat.chat_id)
                     for message in touched:
                         self._save_document(message)
-                    if seat.chat_id == self._seat.chat_id:
+                    if seat.chat_id in (self._seat.chat_id, self._mirrored):
                         for message in touched:
                             self._show(message)
                     elif touched:
