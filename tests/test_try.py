@@ -214,3 +214,21 @@ def test_ctrl_c_or_ctrl_d_stops_with_one_line_and_no_traceback(
     assert not folder.exists()
     assert processes_in(folder) == []
     assert "Traceback" not in sandbox.output
+
+
+@pytest.mark.parametrize(
+    "url", ["https://api.telegram.org", "http://10.0.0.5:8081", "http://localhost.evil:80"]
+)
+def test_the_sandbox_never_hands_the_bot_an_address_off_this_machine(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.sandbox.run import SandboxError, bot_environment
+
+    # A developer's real settings in the environment are never passed on.
+    monkeypatch.setenv("BOT_TOKEN", "123456789:AAreal-token-of-a-real-bot-xxxxxxxxxxxx")
+    monkeypatch.setenv("TELEGRAM_API_URL", "https://api.telegram.org")
+    with pytest.raises(SandboxError, match=r"127\.0\.0\.1"):
+        bot_environment(tmp_path, tmp_path / "events.toml", "Europe/Moscow", url)
+    env = bot_environment(tmp_path, tmp_path / "events.toml", "Europe/Moscow", "http://127.0.0.1:9")
+    assert env["TELEGRAM_API_URL"] == "http://127.0.0.1:9"
+    assert env["BOT_TOKEN"] != os.environ["BOT_TOKEN"]
