@@ -41,7 +41,7 @@ from bot.domain.events import EventCatalog, load_events
 from bot.flood import FloodGate, FloodLimits
 from bot.middlewares import HandledUpdatesMiddleware, UpdateScopeMiddleware
 from bot.polling import poll
-from bot.retry import RetryRequests
+from bot.retry import ButtonAnswersBestEffort, RetryRequests
 from bot.sender import Limits, Sender
 from bot.updates import Intake
 from handlers import get_routers, on_error, repeat_question
@@ -92,6 +92,8 @@ def create_bot(settings: Settings, session: BaseSession | None = None) -> Bot:
         session = AiohttpSession(
             api=TelegramAPIServer.from_base(settings.telegram_api_url), timeout=20
         )
+    # Outermost first: a button's answer is given up only after RetryRequests' retries.
+    session.middleware(ButtonAnswersBestEffort())
     session.middleware(RetryRequests())
     return Bot(
         settings.bot_token.get_secret_value(),

@@ -8,19 +8,24 @@ import asyncio
 import logging
 import random
 from contextvars import ContextVar
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from aiogram.client.session.middlewares.base import (
     BaseRequestMiddleware,
     NextRequestMiddlewareType,
 )
-from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError
-from aiogram.methods import GetUpdates
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
+from aiogram.methods import AnswerCallbackQuery, GetUpdates, Response
 from aiogram.methods.base import TelegramType
 
 if TYPE_CHECKING:
     from aiogram import Bot
-    from aiogram.methods import Response, TelegramMethod
+    from aiogram.methods import TelegramMethod
 
 logger = logging.getLogger(__name__)
 
@@ -64,3 +69,25 @@ class RetryRequests(BaseRequestMiddleware):
                 )
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+class ButtonAnswersBestEffort(BaseRequestMiddleware):
+    """An answer to a button press only stops the button's spinner. If Telegram will not take
+    it (a press delivered again after a crash is "too old"; a storm outlasting the retries),
+    the handler goes on with the person's step instead of failing it. Registered before
+    RetryRequests, so this sees what is left after the retries."""
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        answering = isinstance(method, AnswerCallbackQuery)
+        try:
+            return await make_request(bot, method)
+        except TelegramAPIError as error:
+            if not answering:
+                raise
+            logger.info("A button's answer was not taken (%s); going on", type(error).__name__)
+            return Response[TelegramType](ok=True, result=cast("TelegramType", True))

@@ -12,6 +12,7 @@ from aiogram import Bot, Dispatcher
 from bot.app import create_dispatcher
 from bot.domain.config import Settings
 from bot.domain.events import load_events
+from bot.domain.texts import t
 from handlers.keyboards import MyAction
 from storage.database import Database
 from storage.events import EventsRepository
@@ -757,3 +758,23 @@ async def test_a_change_delivered_again_after_a_crash_is_applied_once(
     cards = await db.fetchall("SELECT text FROM outbox WHERE kind = 'card' ORDER BY id")
     assert len(cards) == 2  # the registration and one change, not two
     assert "new@example.ru" in cards[1]["text"]
+
+
+@pytest.mark.parametrize(
+    ("code", "description"),
+    [
+        (400, "Bad Request: query is too old and response timeout expired or query ID is invalid"),
+        (502, "Bad Gateway"),
+    ],
+)
+async def test_a_button_answer_telegram_refuses_does_not_cost_the_step(
+    user: TelegramUser, fake: FakeTelegram, db: Database, code: int, description: str
+) -> None:
+    await user.send("/start")
+    fake.fail("answerCallbackQuery", code=code, description=description, times=10)
+    [reply] = await user.click("Даю согласие")
+    # The spinner's answer is lost; the consent and the first question are not.
+    assert "Шаг 1 из 5" in (reply.text or "")
+    assert t("error_try_again") not in user.last_text
+    [row] = await fsm_rows(db)
+    assert row["state"] == "Form:full_name"
