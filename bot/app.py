@@ -43,7 +43,7 @@ from bot.middlewares import HandledUpdatesMiddleware, UpdateScopeMiddleware
 from bot.polling import poll
 from bot.retry import ButtonAnswersBestEffort, RetryRequests
 from bot.sender import Limits, Sender
-from bot.updates import Intake
+from bot.updates import HANDLING_LIMIT, PRUNE_EVERY, Intake
 from handlers import get_routers, on_error, repeat_question
 from handlers.jobs import BackgroundJobs
 from handlers.menu import AdminMenus
@@ -208,6 +208,8 @@ def create_intake(
     settings: Settings,
     clock: Clock = utc_now,
     flood: FloodLimits | None = None,
+    limit: float = HANDLING_LIMIT,
+    prune_every: float = PRUNE_EVERY,
 ) -> Intake:
     """Where updates go from the poller: flood control, the inbox, each chat's worker."""
     return Intake(
@@ -217,6 +219,8 @@ def create_intake(
         handled=HandledUpdates(db),
         gate=FloodGate(flood or FloodLimits(), exempt=settings.admin_ids),
         clock=clock,
+        limit=limit,
+        prune_every=prune_every,
     )
 
 

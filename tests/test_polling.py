@@ -82,37 +82,47 @@ class Running:
         await asyncio.wait_for(self.task, 10)
 
 
-def start(
-    dispatcher: Dispatcher,
-    bot: Bot,
-    fake: FakeTelegram,
-    db: Database,
-    settings: Settings,
-    clock: Clock,
-    **intake_options: Any,
-) -> Running:
-    flood = intake_options.pop("flood", None)
-    intake = create_intake(dispatcher, bot, db=db, settings=settings, clock=clock, flood=flood)
-    for name, value in intake_options.items():
-        setattr(intake, f"_{name}", value)
-    stop = asyncio.Event()
-    task = asyncio.create_task(poll(dispatcher, bot, intake, stop=stop, polling_timeout=1))
-    return Running(fake, intake, db, stop, task, [])
+Launch = Callable[..., Running]
 
 
 @pytest.fixture
-async def running(
+async def launch(
     dispatcher: Dispatcher,
     bot: Bot,
     fake: FakeTelegram,
     db: Database,
     settings: Settings,
     clock: Clock,
-) -> AsyncIterator[Running]:
-    app = start(dispatcher, bot, fake, db, settings, clock)
-    yield app
-    if not app.task.done():
-        await app.stopped()
+) -> AsyncIterator[Launch]:
+    """Start the production poller and intake (options: `create_intake`'s); stopped at the
+    end of the test if the test did not stop it."""
+    launched: list[Running] = []
+
+    def launch(**options: Any) -> Running:
+        intake = create_intake(dispatcher, bot, db=db, settings=settings, clock=clock, **options)
+        stop = asyncio.Event()
+        task = asyncio.create_task(poll(dispatcher, bot, intake, stop=stop, polling_timeout=1))
+        launched.append(Running(fake, intake, db, stop, task, []))
+        return launched[-1]
+
+    yield launch
+    for app in launched:
+        if not app.task.done():
+            await app.stopped()
+
+
+@pytest.fixture
+async def running(launch: Launch) -> Running:
+    return launch()
+
+
+def stored_update(bot: Bot, update_id: int, text: str) -> tuple[Update, str]:
+    """An update of user 1001 as the inbox stores it."""
+    update = Update.model_validate(
+        {"update_id": update_id, **text_update(user_json(1001), text, message_id=update_id)},
+        context={"bot": bot},
+    )
+    return update, update.model_dump_json(by_alias=True, exclude_unset=True)
 
 
 @pytest.mark.slow  # a chat waits out a real retry_after of seconds
@@ -163,20 +173,14 @@ async def test_stop_lets_the_update_in_hand_finish_and_keeps_the_rest(
 
 
 async def test_what_a_stop_left_is_handled_at_the_next_start(
-    dispatcher: Dispatcher,
-    bot: Bot,
-    fake: FakeTelegram,
+    launch: Launch,
     db: Database,
-    settings: Settings,
+    bot: Bot,
     clock: Clock,
 ) -> None:
-    update = Update.model_validate(
-        {"update_id": 77, **text_update(user_json(1001), "/help", message_id=1)},
-        context={"bot": bot},
-    )
-    payload = update.model_dump_json(by_alias=True, exclude_unset=True)
+    _, payload = stored_update(bot, 77, "/help")
     await Inbox(db).accept([Arrival(77, 1001, payload)], [], now=clock())
-    app = start(dispatcher, bot, fake, db, settings, clock)
+    app = launch()
     await until(lambda: bool(app.texts_to(1001)))
     await app.stopped()
     assert "/cancel" in app.texts_to(1001)[0]
@@ -185,18 +189,15 @@ async def test_what_a_stop_left_is_handled_at_the_next_start(
 
 
 async def test_an_update_delivered_again_has_no_second_effect(
-    dispatcher: Dispatcher,
-    bot: Bot,
-    fake: FakeTelegram,
     db: Database,
-    settings: Settings,
+    fake: FakeTelegram,
+    bot: Bot,
     clock: Clock,
+    dispatcher: Dispatcher,
+    settings: Settings,
 ) -> None:
     intake = create_intake(dispatcher, bot, db=db, settings=settings, clock=clock)
-    update = Update.model_validate(
-        {"update_id": 5, **text_update(user_json(1001), "/help", message_id=1)},
-        context={"bot": bot},
-    )
+    update, _ = stored_update(bot, 5, "/help")
     await intake.accept([update])
     # Telegram sends it again while it waits (our confirmation was lost), and after.
     await intake.accept([update])
@@ -208,15 +209,12 @@ async def test_an_update_delivered_again_has_no_second_effect(
 
 
 async def test_an_update_that_runs_too_long_is_set_aside_and_the_person_told(
-    dispatcher: Dispatcher,
-    bot: Bot,
-    fake: FakeTelegram,
+    launch: Launch,
     db: Database,
-    settings: Settings,
-    clock: Clock,
+    fake: FakeTelegram,
 ) -> None:
     fake.slow("sendMessage", 0.6)
-    app = start(dispatcher, bot, fake, db, settings, clock, limit=0.3)
+    app = launch(limit=0.3)
     stuck = app.send(1001, "/help")
     await until(lambda: t("update_set_aside") in app.texts_to(1001), timeout=5)
     fake.slow("sendMessage", 0)
@@ -235,15 +233,12 @@ class Explode(BaseMiddleware):
 
 
 async def test_a_failing_update_is_set_aside_once_with_its_reason(
-    dispatcher: Dispatcher,
-    bot: Bot,
-    fake: FakeTelegram,
+    launch: Launch,
     db: Database,
-    settings: Settings,
-    clock: Clock,
+    dispatcher: Dispatcher,
 ) -> None:
     dispatcher.message.outer_middleware(Explode())
-    app = start(dispatcher, bot, fake, db, settings, clock)
+    app = launch()
     boom = app.send(1001, "boom")
     after = app.send(1001, "/help")
     await app.handled(after)
@@ -256,25 +251,19 @@ async def test_a_failing_update_is_set_aside_once_with_its_reason(
 
 
 async def test_an_update_in_hand_at_three_crashes_is_set_aside(
-    dispatcher: Dispatcher,
-    bot: Bot,
-    fake: FakeTelegram,
+    launch: Launch,
     db: Database,
-    settings: Settings,
+    bot: Bot,
     clock: Clock,
 ) -> None:
     inbox = Inbox(db)
     for update_id, text in ((40, "/help"), (41, "/cancel")):
-        update = Update.model_validate(
-            {"update_id": update_id, **text_update(user_json(1001), text, message_id=update_id)},
-            context={"bot": bot},
-        )
-        payload = update.model_dump_json(by_alias=True, exclude_unset=True)
+        _, payload = stored_update(bot, update_id, text)
         await inbox.accept([Arrival(update_id, 1001, payload)], [], now=clock())
     # Two starts that died with update 40 in hand (each counts an attempt of the first).
     await inbox.waiting()
     await inbox.waiting()
-    app = start(dispatcher, bot, fake, db, settings, clock)
+    app = launch()
     await until(lambda: len(app.texts_to(1001)) >= 2)
     await app.stopped()
     texts = app.texts_to(1001)
@@ -284,16 +273,13 @@ async def test_an_update_in_hand_at_three_crashes_is_set_aside(
 
 
 async def test_handled_ids_and_set_aside_updates_are_pruned_while_running(
-    dispatcher: Dispatcher,
-    bot: Bot,
-    fake: FakeTelegram,
+    launch: Launch,
     db: Database,
-    settings: Settings,
     clock: Clock,
 ) -> None:
     old = utc_iso(clock() - timedelta(days=3))
     recent = utc_iso(clock() - timedelta(hours=1))
-    app = start(dispatcher, bot, fake, db, settings, clock, prune_every=0.05)
+    app = launch(prune_every=0.05)
     await until(lambda: app.intake.busy_lanes == 0)
     await db.execute("INSERT INTO handled_updates VALUES (1, ?), (2, ?)", (old, recent))
     await db.execute(
@@ -311,14 +297,10 @@ async def test_handled_ids_and_set_aside_updates_are_pruned_while_running(
 
 
 async def test_a_flooding_person_is_asked_once_to_slow_down_and_the_rest_dropped(
-    dispatcher: Dispatcher,
-    bot: Bot,
-    fake: FakeTelegram,
+    launch: Launch,
     db: Database,
-    settings: Settings,
-    clock: Clock,
 ) -> None:
-    app = start(dispatcher, bot, fake, db, settings, clock, flood=FloodLimits(updates=5))
+    app = launch(flood=FloodLimits(updates=5))
     ids = [app.send(1001, "/help") for _ in range(9)]
     other = app.send(1002, "/help")
     await app.handled(other)
@@ -334,14 +316,9 @@ async def test_a_flooding_person_is_asked_once_to_slow_down_and_the_rest_dropped
 
 
 async def test_admins_are_not_flood_limited(
-    dispatcher: Dispatcher,
-    bot: Bot,
-    fake: FakeTelegram,
-    db: Database,
-    settings: Settings,
-    clock: Clock,
+    launch: Launch,
 ) -> None:
-    app = start(dispatcher, bot, fake, db, settings, clock, flood=FloodLimits(updates=3))
+    app = launch(flood=FloodLimits(updates=3))
     ids = [app.send(ADMIN_ID, "/cancel") for _ in range(6)]
     await app.handled(ids[-1])
     await app.stopped()
@@ -349,14 +326,10 @@ async def test_admins_are_not_flood_limited(
 
 
 async def test_a_dropped_button_press_is_still_answered(
-    dispatcher: Dispatcher,
-    bot: Bot,
+    launch: Launch,
     fake: FakeTelegram,
-    db: Database,
-    settings: Settings,
-    clock: Clock,
 ) -> None:
-    app = start(dispatcher, bot, fake, db, settings, clock, flood=FloodLimits(updates=2))
+    app = launch(flood=FloodLimits(updates=2))
     user = user_json(1001)
     message = {"message_id": 1, "chat": {"id": 1001, "type": "private"}, "date": 0, "text": "x"}
     ids = [
@@ -375,14 +348,10 @@ async def test_a_dropped_button_press_is_still_answered(
 
 
 async def test_an_album_counts_as_one_message(
-    dispatcher: Dispatcher,
-    bot: Bot,
+    launch: Launch,
     fake: FakeTelegram,
-    db: Database,
-    settings: Settings,
-    clock: Clock,
 ) -> None:
-    app = start(dispatcher, bot, fake, db, settings, clock, flood=FloodLimits(updates=2))
+    app = launch(flood=FloodLimits(updates=2))
     user = user_json(1001)
     album = []
     for n in range(1, 9):
@@ -398,14 +367,9 @@ async def test_an_album_counts_as_one_message(
 
 
 async def test_a_group_gets_at_most_one_pointer_a_minute(
-    dispatcher: Dispatcher,
-    bot: Bot,
-    fake: FakeTelegram,
-    db: Database,
-    settings: Settings,
-    clock: Clock,
+    launch: Launch,
 ) -> None:
-    app = start(dispatcher, bot, fake, db, settings, clock)
+    app = launch()
     group = -100777
     ids = [app.send(1000 + n, "/start", chat_id=group) for n in range(6)]
     for update_id in ids:
@@ -416,16 +380,13 @@ async def test_a_group_gets_at_most_one_pointer_a_minute(
 
 
 async def test_an_unreadable_update_left_in_the_inbox_does_not_stop_the_start(
-    dispatcher: Dispatcher,
-    bot: Bot,
-    fake: FakeTelegram,
+    launch: Launch,
     db: Database,
-    settings: Settings,
     clock: Clock,
 ) -> None:
     inbox = Inbox(db)
     await inbox.accept([Arrival(50, 1001, '{"update_id": "not a number"}')], [], now=clock())
-    app = start(dispatcher, bot, fake, db, settings, clock)
+    app = launch()
     after = app.send(1001, "/help")
     await app.handled(after)
     await app.stopped()
