@@ -10,11 +10,13 @@ is open), withdraw (asked twice). One handler per button (`MyAction`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from aiogram import Bot, F, Router
+from aiogram import BaseMiddleware, Bot, F, Router
 from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery, Message, TelegramObject
 
 from bot.domain.clock import Clock
 from bot.domain.events import Event, EventCatalog
@@ -56,21 +58,33 @@ async def my_registrations(
 # --- Guards shared by the buttons -------------------------------------------------------------
 
 
-async def own_registration(
-    callback: CallbackQuery, callback_data: MyCallback, registrations: Registrations
-) -> Registration | None:
-    """The confirmed registration the button is about, or None once the button has been
-    answered as expired: callback data can be forged or outlive the registration."""
-    registration = await registrations.get(callback_data.registration_id)
-    if (
-        registration is None
-        or registration.user_id != callback.from_user.id
-        or registration.status != "confirmed"
-    ):
-        await callback.answer(t("button_expired"))
-        await remove_buttons(callback)
-        return None
-    return registration
+class OwnRegistration(BaseMiddleware):
+    """Every button of a card is about one registration: each handler gets it as
+    `registration`, confirmed and the presser's own, or is not called and the button is
+    answered as expired (callback data can be forged or outlive the registration)."""
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        assert isinstance(event, CallbackQuery)
+        callback_data = data["callback_data"]
+        registrations = data["registrations"]
+        assert isinstance(callback_data, MyCallback)
+        assert isinstance(registrations, Registrations)
+        registration = await registrations.get(callback_data.registration_id)
+        if (
+            registration is None
+            or registration.user_id != event.from_user.id
+            or registration.status != "confirmed"
+        ):
+            await event.answer(t("button_expired"))
+            await remove_buttons(event)
+            return None
+        data["registration"] = registration
+        return await handler(event, data)
 
 
 def open_event(registration: Registration, catalog: EventCatalog, clock: Clock) -> Event | None:
@@ -100,15 +114,11 @@ def title_of(registration: Registration, catalog: EventCatalog) -> str:
 
 async def registration_shown(
     callback: CallbackQuery,
-    callback_data: MyCallback,
-    registrations: Registrations,
+    registration: Registration,
     catalog: EventCatalog,
     clock: Clock,
 ) -> None:
     """The card's own buttons again ("back" from the field buttons)."""
-    registration = await own_registration(callback, callback_data, registrations)
-    if registration is None:
-        return
     can_change = open_event(registration, catalog, clock) is not None
     await callback.answer()
     if isinstance(callback.message, Message):
@@ -119,14 +129,10 @@ async def registration_shown(
 
 async def change_requested(
     callback: CallbackQuery,
-    callback_data: MyCallback,
-    registrations: Registrations,
+    registration: Registration,
     catalog: EventCatalog,
     clock: Clock,
 ) -> None:
-    registration = await own_registration(callback, callback_data, registrations)
-    if registration is None:
-        return
     if open_event(registration, catalog, clock) is None:
         await callback.answer(t("change_closed"), show_alert=True)
         return
@@ -137,17 +143,14 @@ async def change_requested(
 
 async def field_change_requested(
     callback: CallbackQuery,
+    registration: Registration,
     callback_data: MyCallback,
     bot: Bot,
     state: FSMContext,
-    registrations: Registrations,
     catalog: EventCatalog,
     clock: Clock,
 ) -> None:
     """The field's question, as in the form; the answer is saved at once (no summary)."""
-    registration = await own_registration(callback, callback_data, registrations)
-    if registration is None:
-        return
     if open_event(registration, catalog, clock) is None:
         await callback.answer(t("change_closed"), show_alert=True)
         return
@@ -169,14 +172,10 @@ async def field_change_requested(
 
 async def withdrawal_requested(
     callback: CallbackQuery,
-    callback_data: MyCallback,
+    registration: Registration,
     bot: Bot,
-    registrations: Registrations,
     catalog: EventCatalog,
 ) -> None:
-    registration = await own_registration(callback, callback_data, registrations)
-    if registration is None:
-        return
     await callback.answer()
     await bot.send_message(
         callback.from_user.id,
@@ -187,16 +186,13 @@ async def withdrawal_requested(
 
 async def withdrawal_confirmed(
     callback: CallbackQuery,
-    callback_data: MyCallback,
+    registration: Registration,
     bot: Bot,
     state: FSMContext,
     registrations: Registrations,
     catalog: EventCatalog,
     clock: Clock,
 ) -> None:
-    registration = await own_registration(callback, callback_data, registrations)
-    if registration is None:
-        return
     if await refused_mid_form(callback, bot, state, catalog):
         return
     await callback.answer()
@@ -212,11 +208,9 @@ async def withdrawal_confirmed(
 
 
 async def withdrawal_declined(
-    callback: CallbackQuery, callback_data: MyCallback, registrations: Registrations
+    callback: CallbackQuery,
+    registration: Registration,
 ) -> None:
-    registration = await own_registration(callback, callback_data, registrations)
-    if registration is None:
-        return
     await callback.answer()
     if isinstance(callback.message, Message):
         await callback.message.edit_text(t("withdraw_kept"))
@@ -225,6 +219,7 @@ async def withdrawal_declined(
 def create_router() -> Router:
     router = Router(name="my_registrations")
     router.message.register(my_registrations, Command("me"))
+    router.callback_query.middleware(OwnRegistration())
     on_button = router.callback_query.register
     on_button(registration_shown, MyCallback.filter(F.action == MyAction.show))
     on_button(change_requested, MyCallback.filter(F.action == MyAction.change))

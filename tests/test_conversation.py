@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 
@@ -475,6 +476,24 @@ async def test_a_forged_registration_id_is_an_expired_button(
             assert answer.params.get("text") == "Эта кнопка больше не действует."
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     assert (await stored_rows(db), await fsm_rows(db), await outbox_rows(db)) == before
+
+
+async def test_buttons_about_someone_elses_registration_change_nothing(
+    user: TelegramUser, make_user: Callable[..., TelegramUser], fake: FakeTelegram, db: Database
+) -> None:
+    await fill_form(user)
+    await user.click("Подтвердить")
+    [row] = await stored_rows(db)
+    stranger = make_user(2002)
+    await stranger.send("/start")
+    before = (await stored_rows(db), await outbox_rows(db))
+    for action in MyAction:
+        await stranger.click_data(
+            fake.last_message(stranger.chat_id), f"my:{action}:{row['id']}:email"
+        )
+        answer = fake.calls_of("answerCallbackQuery")[-1]
+        assert answer.params.get("text") == "Эта кнопка больше не действует."
+    assert (await stored_rows(db), await outbox_rows(db)) == before
 
 
 async def test_changes_are_refused_after_the_deadline(
