@@ -47,10 +47,12 @@ from bot.updates import HANDLING_LIMIT, PRUNE_EVERY, Intake
 from handlers import get_routers, on_error, repeat_question
 from handlers.jobs import BackgroundJobs
 from handlers.menu import AdminMenus
+from storage.audit import AuditLog
 from storage.broadcasts import Broadcasts
 from storage.cards import CardPublisher
 from storage.database import Database, open_database
 from storage.digests import Digests
+from storage.erasure import PersonalData
 from storage.events import EventsRepository
 from storage.fsm import SQLiteStorage
 from storage.inbox import Inbox
@@ -167,6 +169,8 @@ def create_dispatcher(
         settings=settings,
         catalog=catalog,
         registrations=Registrations(db, cards),
+        personal_data=PersonalData(db, cards),
+        audit=AuditLog(db),
         outbox=outbox,
         broadcasts=Broadcasts(db, outbox),
         admin_queries=AdminQueries(db),

@@ -10,6 +10,7 @@ from handlers import (
     admin,
     broadcast,
     common,
+    forget,
     my_registrations,
     organizer,
     refusals,
@@ -30,7 +31,7 @@ def get_routers(admin_ids: Iterable[int]) -> list[Router]:
        they work even in the middle of a form; /start sets the admin's menu and goes on.
     2. admin_refusals (private chats of everyone else): admin commands and buttons are
        refused, before the form could take "/stats" for an answer.
-    3. participant (private chats): starting and consent, /me, then the form; the commands
+    3. participant (private chats): starting and consent, /me, /forget, then the form; the commands
        come before the form's handlers, which take any message in their state.
     4. common: groups, then whatever message or button no one else took, so it comes after
        everything that could take one.
@@ -55,6 +56,7 @@ def get_routers(admin_ids: Iterable[int]) -> list[Router]:
             None,
             start.create_router(),
             my_registrations.create_router(),
+            forget.create_router(),
             registration.create_router(),
         ),
         common.create_router(),

@@ -78,6 +78,15 @@ class MyCallback(CallbackData, prefix="my"):
     field: FormField | None = None
 
 
+class ForgetAction(StrEnum):
+    yes = "yes"
+    no = "no"
+
+
+class ForgetCallback(CallbackData, prefix="forget"):
+    action: ForgetAction
+
+
 class AdminAction(StrEnum):
     export_event = "export"
     broadcast_event = "bevent"
@@ -233,4 +242,14 @@ def broadcast_keyboard(event_id: str, count: int) -> InlineKeyboardMarkup:
         text=t("button_broadcast_cancel"),
         callback_data=AdminCallback(action=AdminAction.broadcast_cancel, event_id=event_id),
     )
+    return builder.as_markup()
+
+
+def forget_keyboard() -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=t("button_forget_yes"), callback_data=ForgetCallback(action=ForgetAction.yes)
+    )
+    builder.button(text=t("button_forget_no"), callback_data=ForgetCallback(action=ForgetAction.no))
+    builder.adjust(1)
     return builder.as_markup()

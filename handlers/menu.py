@@ -1,4 +1,4 @@
-"""The command menu: participants see their four commands; each admin also sees theirs."""
+"""The command menu: participants see their five commands; each admin also sees theirs."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ PARTICIPANT_COMMANDS = (
     ("start", "command_start"),
     ("me", "command_me"),
     ("cancel", "command_cancel"),
+    ("forget", "command_forget"),
     ("help", "command_help"),
 )
 ADMIN_COMMANDS = (

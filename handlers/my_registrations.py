@@ -31,6 +31,7 @@ from handlers.keyboards import (
 )
 from handlers.replies import ask, reask, remove_buttons, show_registration
 from handlers.states import FIELD_STATES
+from storage.erasure import PersonalData
 from storage.fsm import transition
 from storage.registrations import Registration, Registrations
 
@@ -189,14 +190,15 @@ async def withdrawal_confirmed(
     registration: Registration,
     bot: Bot,
     state: FSMContext,
-    registrations: Registrations,
+    personal_data: PersonalData,
     catalog: EventCatalog,
     clock: Clock,
 ) -> None:
     if await refused_mid_form(callback, bot, state, catalog):
         return
     await callback.answer()
-    withdrawn = await registrations.withdraw(
+    # Consent withdrawn: the personal data goes with the registration (152-FZ art. 21 §5).
+    withdrawn = await personal_data.withdraw(
         registration.id, user_id=callback.from_user.id, now=clock()
     )
     if isinstance(callback.message, Message):
@@ -204,7 +206,7 @@ async def withdrawal_confirmed(
             t("withdrawn" if withdrawn else "button_expired", title=title_of(registration, catalog))
         )
     if withdrawn:
-        logger.info("Registration %d withdrawn", registration.id)
+        logger.info("Registration %d withdrawn and its personal data erased", registration.id)
 
 
 async def withdrawal_declined(

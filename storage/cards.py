@@ -17,16 +17,17 @@ from storage.registrations import RegistrationChange
 
 
 def render_card(change: RegistrationChange, catalog: EventCatalog, now: datetime) -> str:
-    registration = change.registration
-    event = catalog.get(registration.event_id)
+    event = catalog.get(change.event_id)
     zone = event.timezone if event else None
     event_line = (
         t("card_event", title=event.title, when=format_datetime(event.starts_at, event.timezone))
         if event
-        else t("card_event", title=registration.event_id, when="—")
+        else t("card_event", title=change.event_id, when="—")
     )
     at = format_datetime(now, zone)
+    registration = change.registration
     if change.kind == "created":
+        assert registration is not None
         username = f" @{registration.username}" if registration.username else ""
         return t(
             "card_created",
@@ -44,6 +45,7 @@ def render_card(change: RegistrationChange, catalog: EventCatalog, now: datetime
             at=at,
         )
     if change.kind == "changed":
+        assert registration is not None
         assert change.before is not None and change.field is not None
         return t(
             "card_changed",
@@ -55,14 +57,9 @@ def render_card(change: RegistrationChange, catalog: EventCatalog, now: datetime
             new=shown_value(change.field, getattr(registration, change.field)),
             at=at,
         )
-    return t(
-        "card_withdrawn",
-        id=registration.id,
-        event=Html(event_line),
-        full_name=registration.full_name,
-        organization=registration.organization,
-        at=at,
-    )
+    # The person's data is gone: the session and the number only (the organisers have the
+    # earlier card with the name).
+    return t(f"card_{change.kind}", id=change.id, event=Html(event_line), at=at)
 
 
 class CardPublisher:
@@ -84,5 +81,5 @@ class CardPublisher:
             "card",
             render_card(change, self._catalog, now),
             now=now,
-            registration_id=change.registration.id,
+            registration_id=change.id,
         )

@@ -27,8 +27,14 @@ CHECKPOINT_INTERVAL = 1.0
 # About 40 MB of WAL (4 KiB pages) that never started again: then a checkpoint takes the
 # write lock for a moment (see _Checkpointer._checkpoint).
 RESTART_AFTER_FRAMES = 10_000
+# How soon a TRUNCATE checkpoint that a reader or writer kept from completing is tried again.
+TRUNCATE_RETRY = 0.2
 # A WAL file that grew in a burst is cut back to this at the first commit after it restarts.
 WAL_SIZE_LIMIT = 8 * 1024 * 1024
+
+
+# The schema version that brought erasure (storage/migrations.py, step 11).
+SECURE_DELETE_SINCE = 11
 
 
 class MigrationError(RuntimeError):
@@ -92,15 +98,23 @@ class _Checkpointer:
         self._interval = interval
         self._restart_after = restart_after
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
         self.checkpoints = 0
         self.failures = 0
+        # TRUNCATE requests (after an erasure): numbered; `_truncated` is the highest number
+        # a completed TRUNCATE covers. Waiters are woken on their loop.
+        self._requested = 0
+        self._truncated = 0
+        self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._waiters_lock = threading.Lock()
 
     def start(self) -> None:
         self._thread.start()
 
     async def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         # Joined off the loop: a checkpoint may be waiting for a slow disk.
         await asyncio.to_thread(self._thread.join)
 
@@ -124,16 +138,48 @@ class _Checkpointer:
                 self.pending = 0
             self.gate.release()
 
+    def request_truncate(self) -> int:
+        """Ask for a TRUNCATE checkpoint as soon as one can complete; returns the request's
+        number for `truncated`."""
+        with self._waiters_lock:
+            self._requested += 1
+            number = self._requested
+        self._wake.set()
+        return number
+
+    async def truncated(self, number: int) -> None:
+        """Return once a TRUNCATE checkpoint that began after request `number` completed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._waiters_lock:
+            if self._truncated >= number:
+                return
+            self._waiters.append((number, loop, future))
+        await future
+
     def _run(self) -> None:
         connection: sqlite3.Connection | None = None
-        while not self._stop.wait(self._interval):
+        delay = self._interval
+        while True:
+            self._wake.wait(delay)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
             try:
                 if connection is None:
-                    # timeout=0: RESTART never waits for readers while it holds the lock
-                    # that writers need.
+                    # timeout=0: RESTART and TRUNCATE never wait for readers while they
+                    # hold the lock that writers need.
                     connection = sqlite3.connect(self._path, timeout=0, isolation_level=None)
+                if self._requested > self._truncated:
+                    # A reader holding an old snapshot (an export) keeps the WAL in use: try
+                    # again every TRUNCATE_RETRY seconds until it completes.
+                    delay = self._interval if self._truncate(connection) else TRUNCATE_RETRY
+                    continue
+                delay = self._interval
                 self._checkpoint(connection)
             except sqlite3.Error as error:
+                if self._requested > self._truncated:
+                    delay = TRUNCATE_RETRY
                 self.failures += 1
                 logger.warning(
                     "WAL checkpoint failed (%s); trying again in %.0f s",
@@ -142,6 +188,28 @@ class _Checkpointer:
                 )
         if connection is not None:
             connection.close()
+
+    def _truncate(self, connection: sqlite3.Connection) -> bool:
+        """Copy the whole WAL into the file and cut the WAL to zero bytes, so that no page
+        image of an erased row survives in it (PRAGMA secure_delete clears the file's own
+        copies). False when a reader or a writer kept it from completing."""
+        with self._waiters_lock:
+            number = self._requested
+        with self.gate:
+            busy, _, _ = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if busy:
+                return False
+            self.checkpoints += 1
+            # The next write starts a new WAL and syncs its header: off the loop's thread.
+            self._epoch += 1
+            self.pending = self._epoch
+        with self._waiters_lock:
+            self._truncated = max(self._truncated, number)
+            ready = [waiter for waiter in self._waiters if waiter[0] <= self._truncated]
+            self._waiters = [waiter for waiter in self._waiters if waiter[0] > self._truncated]
+        for _, loop, future in ready:
+            loop.call_soon_threadsafe(_resolve, future)
+        return True
 
     def _checkpoint(self, connection: sqlite3.Connection) -> None:
         with self.gate:
@@ -158,6 +226,11 @@ class _Checkpointer:
             if not busy and log == copied and not self.pending:
                 self._epoch += 1
                 self.pending = self._epoch
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _reads_only(sql: str) -> bool:
@@ -195,6 +268,7 @@ class Database:
         self._wal = checkpointer
         self._raw: sqlite3.Connection = connection._conn
         self._on_loop = _OnLoop(self._raw)
+        self._scrubs = 0
 
     def _enter(self, sql: str | None) -> bool:
         """Whether to run on the loop's thread (a write: holding the gate until `_leave`)."""
@@ -295,13 +369,35 @@ class Database:
         async with self.transaction() as connection:
             await connection.executemany(sql, params)
 
+    def scrub_wal(self) -> int:
+        """Ask for the WAL to be copied into the file and cut to zero bytes as soon as no
+        reader holds an old snapshot: after an erasure, the WAL's page images still hold the
+        erased values. Does not wait; `wal_scrubbed` does."""
+        if self._wal is not None:
+            return self._wal.request_truncate()
+        self._scrubs += 1
+        return self._scrubs
+
+    async def wal_scrubbed(self, number: int) -> None:
+        """Return once the WAL was cut after request `number` (see `scrub_wal`)."""
+        if self._wal is not None:
+            await self._wal.truncated(number)
+            return
+        # Without the checkpointer's thread (A/B benchmarks): here, retried the same way.
+        while True:
+            row = await self.fetchone("PRAGMA wal_checkpoint(TRUNCATE)", heavy=True)
+            if row is not None and not row[0]:
+                return
+            await asyncio.sleep(TRUNCATE_RETRY)
+
     async def schema_version(self) -> int:
         row = await self.fetchone("PRAGMA user_version")
         assert row is not None
         return int(row[0])
 
 
-async def _migrate(connection: aiosqlite.Connection, target: int) -> None:
+async def _migrate(connection: aiosqlite.Connection, target: int) -> int:
+    """Apply the steps past the file's version; returns the version it had."""
     async with connection.execute("PRAGMA user_version") as cursor:
         row = await cursor.fetchone()
     current = int(row[0]) if row else 0
@@ -310,20 +406,39 @@ async def _migrate(connection: aiosqlite.Connection, target: int) -> None:
             f"database schema version {current} is newer than this bot knows "
             f"({len(MIGRATIONS)}); upgrade the bot"
         )
-    for version in range(current + 1, target + 1):
-        script = MIGRATIONS[version - 1]
-        # executescript() commits first, so BEGIN/COMMIT live inside the script itself:
-        # a failing step leaves the previous version intact.
-        try:
-            await connection.executescript(
-                f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;"
-            )
-        except sqlite3.Error as error:
-            await connection.rollback()
+    # A step may make a table anew (SQLite cannot drop NOT NULL in place): with foreign keys
+    # on, dropping the old table would fail on the rows that refer to it. So they are off
+    # during the steps (the pragma is ignored inside a transaction) and checked before each
+    # commit, as sqlite.org/lang_altertable.html describes.
+    await connection.execute("PRAGMA foreign_keys = OFF")
+    try:
+        for version in range(current + 1, target + 1):
+            await _step(connection, version)
+    finally:
+        await connection.execute("PRAGMA foreign_keys = ON")
+    return current
+
+
+async def _step(connection: aiosqlite.Connection, version: int) -> None:
+    try:
+        # executescript() commits first, then runs the script, whose BEGIN leaves the
+        # transaction open: the check and the version go in the same transaction.
+        await connection.executescript(f"BEGIN IMMEDIATE;\n{MIGRATIONS[version - 1]}")
+        async with connection.execute("PRAGMA foreign_key_check") as cursor:
+            broken = await cursor.fetchone()
+        if broken is not None:
             raise MigrationError(
-                f"migration to schema version {version} failed: {error}"
-            ) from error
-        logger.info("Database schema migrated to version %d", version)
+                f"migration to schema version {version} failed: a row of {broken[0]} "
+                f"refers to a missing row of {broken[2]}"
+            )
+        await connection.execute(f"PRAGMA user_version = {version}")
+        await connection.commit()
+    except (sqlite3.Error, MigrationError) as error:
+        await connection.rollback()
+        if isinstance(error, MigrationError):
+            raise
+        raise MigrationError(f"migration to schema version {version} failed: {error}") from error
+    logger.info("Database schema migrated to version %d", version)
 
 
 def casefold(value: object) -> str | None:
@@ -388,7 +503,18 @@ async def open_database(
         await connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         # SQLite's lower() and LIKE fold ASCII only; searches in Cyrillic need Python's.
         await connection.create_function("casefold", 1, casefold, deterministic=True)
-        await _migrate(connection, len(MIGRATIONS) if migrate_to is None else migrate_to)
+        # Deleted and overwritten values are zeroed in the file, not left in free space:
+        # an erasure (152-FZ) must leave no copy that a look at the file's bytes would find.
+        await connection.execute("PRAGMA secure_delete = ON")
+        target = len(MIGRATIONS) if migrate_to is None else migrate_to
+        was = await _migrate(connection, target)
+        if 0 < was < SECURE_DELETE_SINCE <= target:
+            # The file was written before secure_delete: its free space may still hold what
+            # was deleted (withdrawn people's data, delivered cards). VACUUM writes the file
+            # anew without it; TRUNCATE empties the WAL that VACUUM went through. Once.
+            await connection.execute("VACUUM")
+            await connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            logger.info("Database rewritten once, without the free space of older versions")
         if on_loop:
             # No checkpoint inside a commit: they run on the checkpointer's thread.
             await connection.execute("PRAGMA wal_autocheckpoint = 0")

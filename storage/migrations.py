@@ -177,6 +177,117 @@ MIGRATIONS: tuple[str, ...] = (
     END;
     CREATE INDEX handled_updates_by_time ON handled_updates (handled_at);
     """,
+    # 11: personal data kept only while its purpose needs it (152-FZ). A registration's
+    # personal columns may now be NULL: erased, the row keeps its session, status, times and
+    # consent record, so counts and the record of erasures hold. `erased_at` says when; a
+    # CHECK keeps "erased" and "all personal columns empty" the same thing. (SQLite cannot
+    # drop NOT NULL in place: the table is made anew, the documented way, with foreign keys
+    # off around the step; see storage/database.py: _migrate.) Registrations withdrawn before
+    # this step are erased by it: the bot had told those people their data would be removed.
+    # `audit` is the record of erasures and of who read personal data (exports, searches,
+    # announcements), kept three years; `meta` holds when retention began, so an upgrade
+    # erases nothing by surprise.
+    """
+    CREATE TABLE audit (
+        id              INTEGER PRIMARY KEY,
+        at              TEXT NOT NULL,
+        action          TEXT NOT NULL CHECK (action IN ('erase', 'export', 'find', 'broadcast')),
+        -- erase: withdrawal, forget, admin, retention, draft_expiry
+        reason          TEXT,
+        -- 'participant', 'admin <id>', 'retention', 'operator', 'upgrade': never a
+        -- participant's id, which is personal data itself
+        actor           TEXT NOT NULL,
+        registration_id INTEGER,
+        event_id        TEXT,
+        -- erase: the columns that held a value, comma-separated
+        fields          TEXT,
+        -- export, find, broadcast: how many registrations it showed or reached
+        row_count       INTEGER
+    );
+    CREATE INDEX audit_by_time ON audit (at);
+
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    INSERT INTO meta (key, value)
+        VALUES ('retention_since', strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now'));
+
+    INSERT INTO audit (at, action, reason, actor, registration_id, event_id, fields)
+        SELECT strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now'), 'erase', 'withdrawal', 'upgrade',
+            id, event_id,
+            rtrim(
+                CASE WHEN full_name IS NOT NULL THEN 'full_name,' ELSE '' END
+                || CASE WHEN position IS NOT NULL THEN 'position,' ELSE '' END
+                || CASE WHEN organization IS NOT NULL THEN 'organization,' ELSE '' END
+                || CASE WHEN phone IS NOT NULL THEN 'phone,' ELSE '' END
+                || CASE WHEN email IS NOT NULL THEN 'email,' ELSE '' END
+                || CASE WHEN user_id IS NOT NULL THEN 'user_id,' ELSE '' END
+                || CASE WHEN username IS NOT NULL THEN 'username,' ELSE '' END
+                || CASE WHEN telegram_name IS NOT NULL THEN 'telegram_name,' ELSE '' END,
+                ','
+            )
+        FROM registrations WHERE status = 'withdrawn';
+
+    CREATE TABLE registrations_new (
+        id              INTEGER PRIMARY KEY,
+        event_id        TEXT NOT NULL REFERENCES events (id),
+        user_id         INTEGER,
+        username        TEXT,
+        telegram_name   TEXT,
+        full_name       TEXT CHECK (length(full_name) BETWEEN 1 AND 200),
+        position        TEXT CHECK (length(position) BETWEEN 1 AND 200),
+        organization    TEXT CHECK (length(organization) BETWEEN 1 AND 300),
+        phone           TEXT CHECK (phone GLOB '+[1-9]*' AND length(phone) <= 16),
+        email           TEXT CHECK (email LIKE '%_@_%' AND length(email) <= 254),
+        consent_at      TEXT NOT NULL,
+        consent_version TEXT NOT NULL,
+        status          TEXT NOT NULL CHECK (status IN ('confirmed', 'withdrawn')),
+        created_at      TEXT NOT NULL,
+        updated_at      TEXT NOT NULL,
+        phone_display   TEXT,
+        csv_cells       TEXT,
+        csv_rule        TEXT,
+        erased_at       TEXT,
+        CHECK ((erased_at IS NULL) = (
+            user_id IS NOT NULL AND telegram_name IS NOT NULL AND full_name IS NOT NULL
+            AND position IS NOT NULL AND organization IS NOT NULL AND phone IS NOT NULL
+            AND email IS NOT NULL)),
+        CHECK (erased_at IS NULL OR (username IS NULL AND phone_display IS NULL
+            AND csv_cells IS NULL AND csv_rule IS NULL))
+    );
+    INSERT INTO registrations_new
+        SELECT id, event_id, user_id, username, telegram_name, full_name, position,
+            organization, phone, email, consent_at, consent_version, status, created_at,
+            updated_at, phone_display, csv_cells, csv_rule, NULL
+        FROM registrations WHERE status = 'confirmed';
+    INSERT INTO registrations_new
+        SELECT id, event_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, consent_at,
+            consent_version, status, created_at, updated_at, NULL, NULL, NULL,
+            strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now')
+        FROM registrations WHERE status = 'withdrawn';
+    DROP TABLE registrations;
+    ALTER TABLE registrations_new RENAME TO registrations;
+    CREATE UNIQUE INDEX registrations_one_active
+        ON registrations (event_id, user_id) WHERE status = 'confirmed';
+    CREATE INDEX registrations_by_user ON registrations (user_id);
+    CREATE INDEX registrations_by_event ON registrations (event_id);
+    CREATE TRIGGER registrations_csv_cells_stale
+        AFTER UPDATE OF full_name, position, organization, phone, phone_display, email,
+            user_id, username ON registrations
+        WHEN NEW.csv_cells IS OLD.csv_cells AND NEW.csv_cells IS NOT NULL AND (
+            NEW.full_name IS NOT OLD.full_name OR NEW.position IS NOT OLD.position
+            OR NEW.organization IS NOT OLD.organization OR NEW.phone IS NOT OLD.phone
+            OR NEW.phone_display IS NOT OLD.phone_display OR NEW.email IS NOT OLD.email
+            OR NEW.user_id IS NOT OLD.user_id OR NEW.username IS NOT OLD.username)
+    BEGIN
+        UPDATE registrations SET csv_cells = NULL, csv_rule = NULL WHERE id = NEW.id;
+    END;
+
+    -- Undelivered copies of withdrawn people's cards that the sender gave up on.
+    DELETE FROM outbox WHERE status = 'failed' AND registration_id IN (
+        SELECT id FROM registrations WHERE erased_at IS NOT NULL);
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

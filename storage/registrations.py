@@ -74,8 +74,12 @@ class Registration:
 
 @dataclass(frozen=True, slots=True)
 class RegistrationChange:
-    kind: Literal["created", "changed", "withdrawn"]
-    registration: Registration  # as it is now
+    kind: Literal["created", "changed", "withdrawn", "erased", "erased_on_request"]
+    id: int
+    event_id: str
+    # "created", "changed": the registration as it is now. The others carry none: its
+    # personal data is gone (storage/erasure.py).
+    registration: Registration | None = None
     before: Registration | None = None  # for "changed"
     field: str | None = None  # for "changed"
 
@@ -89,7 +93,7 @@ class ChangeListener(Protocol):
     ) -> None: ...
 
 
-async def _nobody(
+async def nobody(
     connection: aiosqlite.Connection, change: RegistrationChange, now: datetime
 ) -> None:
     return None
@@ -128,7 +132,7 @@ class AlreadyRegistered(Exception):
 
 
 class Registrations:
-    def __init__(self, db: Database, listener: ChangeListener = _nobody) -> None:
+    def __init__(self, db: Database, listener: ChangeListener = nobody) -> None:
         self._db = db
         self._listener = listener
 
@@ -183,7 +187,11 @@ class Registrations:
                 row = next(iter(rows), None)
                 assert row is not None
                 registration = Registration.from_row(row)
-                await self._listener(connection, RegistrationChange("created", registration), now)
+                await self._listener(
+                    connection,
+                    RegistrationChange("created", registration.id, new.event_id, registration),
+                    now,
+                )
         except sqlite3.IntegrityError:
             existing = await self.active(new.event_id, new.user_id)
             if existing is None:
@@ -192,8 +200,10 @@ class Registrations:
         return registration
 
     async def get(self, registration_id: int) -> Registration | None:
+        """The registration, unless its personal data was erased (then there is nothing of
+        the person to show or change)."""
         row = await self._db.fetchone(
-            "SELECT * FROM registrations WHERE id = ?", (registration_id,)
+            "SELECT * FROM registrations WHERE id = ? AND erased_at IS NULL", (registration_id,)
         )
         return Registration.from_row(row) if row else None
 
@@ -247,13 +257,11 @@ class Registrations:
             ) as cursor:
                 after = await cursor.fetchone()
             assert after is not None
-            change = RegistrationChange(
-                "changed", Registration.from_row(after), Registration.from_row(before), field
-            )
-            if getattr(change.before, field) != getattr(change.registration, field):
+            old, new = Registration.from_row(before), Registration.from_row(after)
+            if getattr(old, field) != getattr(new, field):
+                change = RegistrationChange("changed", new.id, new.event_id, new, old, field)
                 await self._listener(connection, change, now)
-        assert change.before is not None
-        return change.before, change.registration
+        return old, new
 
     async def fill_csv_cells(self, *, batch: int = 500) -> int:
         """Store the CSV text of every registration without one made by today's rule (rows
@@ -280,19 +288,3 @@ class Registrations:
                 return filled
             filled += len(rows)
             last = rows[-1]["id"]
-
-    async def withdraw(
-        self, registration_id: int, *, user_id: int, now: datetime
-    ) -> Registration | None:
-        async with self._db.transaction() as connection:
-            async with connection.execute(
-                "UPDATE registrations SET status = 'withdrawn', updated_at = ? "
-                "WHERE id = ? AND user_id = ? AND status = 'confirmed' RETURNING *",
-                (utc_iso(now), registration_id, user_id),
-            ) as cursor:
-                row = await cursor.fetchone()
-            if row is None:
-                return None
-            registration = Registration.from_row(row)
-            await self._listener(connection, RegistrationChange("withdrawn", registration), now)
-        return registration

@@ -14,6 +14,7 @@ from bot.domain.config import Settings, load_settings
 from bot.domain.events import EventCatalog
 from bot.sender import Sender
 from storage.database import Database
+from storage.erasure import PersonalData
 from storage.registrations import Registrations
 from tests.client import TelegramUser, feed_deliver
 from tests.fake_telegram import FakeSession, FakeTelegram
@@ -90,6 +91,11 @@ async def sender(bot: Bot, dispatcher: Dispatcher, clock: Clock) -> AsyncIterato
 @pytest.fixture
 def registrations(db: Database) -> Registrations:
     return Registrations(db)
+
+
+@pytest.fixture
+def personal_data(db: Database) -> PersonalData:
+    return PersonalData(db)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from bot.sender import Sender
 from handlers.jobs import BackgroundJobs
 from handlers.menu import ADMIN_COMMANDS, PARTICIPANT_COMMANDS
 from storage.database import Database
+from storage.erasure import PersonalData
 from storage.registrations import NewRegistration, Registrations
 from tests.client import TelegramUser
 from tests.fake_telegram import FakeTelegram, callback_query_update
@@ -82,7 +83,7 @@ async def test_stats_per_session(
     clock.advance(timedelta(days=10))
     await add_registration(registrations, clock, 2002)
     await add_registration(registrations, clock, 2003)
-    await registrations.withdraw(3, user_id=2003, now=clock())
+    await PersonalData(db).withdraw(3, user_id=2003, now=clock())
     half: TelegramUser = make_user(2004)
     await half.send("/start")
     await half.click("Даю согласие")
@@ -226,6 +227,7 @@ async def test_export_cut_short_by_shutdown_says_so(
 async def test_broadcast_reaches_every_reachable_registrant_once_with_a_report(
     admin: TelegramUser,
     registrations: Registrations,
+    personal_data: PersonalData,
     clock: Clock,
     fake: FakeTelegram,
     sender: Sender,
@@ -235,7 +237,7 @@ async def test_broadcast_reaches_every_reachable_registrant_once_with_a_report(
 ) -> None:
     for user_id in range(2001, 2006):
         await add_registration(registrations, clock, user_id)
-    await registrations.withdraw(5, user_id=2005, now=clock())  # withdrawn: not a recipient
+    await personal_data.withdraw(5, user_id=2005, now=clock())  # withdrawn: not a recipient
     fake.block(2002)
     fake.fail("sendMessage", code=429, description="Too Many Requests: retry after 1",
               retry_after=1, chat_id=2003)  # fmt: skip

@@ -12,6 +12,7 @@ import pytest
 from bot.domain.events import Event, EventCatalog
 from storage.database import Database, open_database
 from storage.digests import Digests
+from storage.erasure import PersonalData
 from storage.events import EventsRepository
 from storage.registrations import NewRegistration, Registration, Registrations
 
@@ -73,7 +74,7 @@ async def test_stats_lists_new_confirmed_registrations_since_the_previous_digest
     await register(database, 3, since + timedelta(microseconds=1), name="<b>Иван</b> & Co")
     await register(database, 4, NOW)
     withdrawn = await register(database, 5, NOW - timedelta(hours=1))
-    await Registrations(database).withdraw(withdrawn.id, user_id=5, now=NOW)
+    await PersonalData(database).withdraw(withdrawn.id, user_id=5, now=NOW)
     await register(database, 6, NOW + timedelta(seconds=1))  # after this digest
     await register(database, 7, NOW - timedelta(hours=2), event=OTHER)
 
@@ -125,7 +126,7 @@ async def test_stats_per_day_keeps_the_seven_latest_days_with_confirmed_registra
         await register(database, user_id, NOW - timedelta(days=10 - user_id, hours=-1))
     await register(database, 10, NOW - timedelta(days=1, hours=-2))
     gone = await register(database, 11, NOW - timedelta(hours=1))
-    await Registrations(database).withdraw(gone.id, user_id=11, now=NOW)
+    await PersonalData(database).withdraw(gone.id, user_id=11, now=NOW)
 
     stats = await Digests(database).stats(EVENT, None, NOW)
 

@@ -30,6 +30,7 @@ from bot.domain.cells import CSV_DELIMITER, CSV_RULE, cell, cells, csv_line, reg
 from bot.domain.events import EventCatalog, parse_events
 from bot.domain.validation import format_phone
 from storage.database import open_database
+from storage.erasure import PersonalData
 from storage.events import EventsRepository
 from storage.export import UnknownEvent, export_filename, export_to_file
 from storage.export.columns import COLUMNS, columns_for, export_rows, phone_for_people
@@ -317,7 +318,11 @@ async def exported(tmp_path: Path) -> AsyncIterator[Exported]:
             ),
             now=at + timedelta(hours=5, minutes=30),
         )
-        await registrations.withdraw(third.id, user_id=1003, now=at + timedelta(hours=6))
+        # Withdrawn before withdrawal erased (schema 11): its values stay, to be exported.
+        await db.execute(
+            "UPDATE registrations SET status = 'withdrawn', updated_at = ? WHERE id = ?",
+            ((at + timedelta(hours=6)).isoformat(), third.id),
+        )
         await registrations.create(
             _new(
                 1004,
@@ -634,6 +639,25 @@ def test_csv_shows_values_as_a_person_reads_them(exported: Exported, tmp_path: P
     assert second[8] == ""
     assert third[:1] == ["отменена"]
     assert third[3:6] == ["Менеджер по связям", "' ООО «Тест» =1+1", "'+7 845 212-34-56"]
+
+
+async def test_an_erased_registration_is_exported_with_its_status_and_no_personal_data(
+    exported: Exported, tmp_path: Path
+) -> None:
+    async with open_database(exported.path) as db:
+        (second,) = await Registrations(db).active_for_user(1002)
+        await PersonalData(db).withdraw(second.id, user_id=1002, now=datetime.now(UTC))
+    csv_path, xlsx_path = tmp_path / "out.csv", tmp_path / "out.xlsx"
+
+    export_to_file(exported.path, exported.catalog, "forum-2026", "csv", csv_path)
+    export_to_file(exported.path, exported.catalog, "forum-2026", "xlsx", xlsx_path)
+
+    for rows in (read_csv(csv_path)[1:], read_xlsx(xlsx_path)[1:]):
+        assert len(rows) == 3
+        assert rows[1][0] == "отменена"
+        assert rows[1][2:9] == [""] * 7  # name, position, organisation, phone, e-mail, ids
+        assert rows[1][9] == "26.11.2026 11:58 (МСК, UTC+3)"  # the consent record stays
+    assert read_csv(csv_path)[1:] == expected_rows(exported.path, "forum-2026", for_csv=True)
 
 
 @pytest.mark.parametrize("event_id", [None, "forum-2026", "old-2025"])

@@ -26,6 +26,7 @@ RU: dict[str, str] = {
     "command_me": "Мои регистрации",
     "command_cancel": "Прервать анкету",
     "command_help": "Справка",
+    "command_forget": "Удалить все мои данные",
     "command_export": "Выгрузка CSV и Excel",
     "command_stats": "Цифры по сессиям",
     "command_find": "Поиск регистрации",
@@ -138,10 +139,25 @@ RU: dict[str, str] = {
     "withdraw_kept": "Хорошо, регистрация сохранена.",
     "field_updated": "✅ Изменения сохранены.",
     "change_closed": "Изменить данные уже нельзя: регистрация закрыта.",
+    # /forget (152-FZ art. 21 §5: consent withdrawn, data destroyed)
+    "forget_confirm": "Удалить все ваши данные? Будут удалены ФИО, должность, место работы, "
+    "телефон, e-mail и данные Telegram во всех ваших регистрациях ({registrations}), "
+    "незаконченная анкета и сообщения, которые ждут отправки вам. Регистрации будут отменены, "
+    "организаторы получат уведомление только с номером регистрации. Отменить удаление будет "
+    "нельзя.",
+    "forget_nothing": "У нас нет ваших персональных данных: ни регистраций, ни незаконченной "
+    "анкеты.",
+    "button_forget_yes": "Да, удалить всё",
+    "button_forget_no": "Нет, оставить",
+    "forget_done": "Готово: ваши данные удалены (регистраций: {registrations}). Если захотите "
+    "зарегистрироваться снова — /start.",
+    "forget_done_nothing": "Ваших данных у нас уже нет.",
+    "forget_kept": "Хорошо, ничего не удалено.",
     # Commands and fallbacks
     "help": "Я регистрирую участников мероприятий.\n\n"
     "/start — зарегистрироваться\n/me — мои регистрации: посмотреть, изменить, отменить\n"
-    "/cancel — прервать заполнение анкеты\n/help — эта справка",
+    "/cancel — прервать заполнение анкеты\n/forget — удалить все мои данные\n"
+    "/help — эта справка",
     "cancelled": "Анкета удалена, данные не сохранены. Начать заново — /start.",
     "nothing_to_cancel": "Сейчас нечего отменять. Зарегистрироваться — /start, мои регистрации "
     "— /me.",
@@ -187,8 +203,11 @@ RU: dict[str, str] = {
     "card_created": "🆕 <b>Новая регистрация №{id}</b>\n{event}\n\n{answers}\n{telegram}\n🕒 {at}",
     "card_changed": "✏️ <b>Изменение регистрации №{id}</b>\n{event}\n{full_name}\n"
     "<b>{field}:</b> {old} → {new}\n🕒 {at}",
-    "card_withdrawn": "❌ <b>Отмена регистрации №{id}</b>\n{event}\n{full_name}, "
-    "{organization}\n🕒 {at}",
+    "card_withdrawn": "❌ <b>Отмена регистрации №{id}</b>\n{event}\nДанные участника удалены."
+    "\n🕒 {at}",
+    "card_erased": "🗑 <b>Участник удалил свои данные: регистрация №{id}</b>\n{event}\n🕒 {at}",
+    "card_erased_on_request": "🗑 <b>Данные участника удалены по его запросу: регистрация №{id}"
+    "</b>\n{event}\n🕒 {at}",
     "card_event": "{title} · {when}",
     "card_telegram": '<b>Telegram:</b> <a href="tg://user?id={user_id}">{name}</a>{username}',
     "card_separator": "\n\n",

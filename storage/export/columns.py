@@ -104,6 +104,12 @@ def phone_for_people(e164: str) -> str:
     return f"+{code} {national}"
 
 
+def _phone(record: ExportRecord) -> str:
+    if record.phone is None:
+        return ""
+    return record.phone_display or phone_for_people(record.phone)
+
+
 @dataclass(frozen=True, slots=True)
 class Session:
     """What a row needs of its session: from the events file, or as mirrored in the database
@@ -128,12 +134,13 @@ COLUMNS: tuple[Column, ...] = (
     Column("export_column_session", lambda r, s: s.title, 40, every_session_only=True),
     Column("export_column_status", lambda r, s: s.status_labels.get(r.status, r.status), 14),
     Column("export_column_registered_at", lambda r, s: s.local_time(r.created_at), 29),
-    Column("export_column_full_name", lambda r, s: r.full_name, 36),
-    Column("export_column_position", lambda r, s: r.position, 30),
-    Column("export_column_organization", lambda r, s: r.organization, 40),
-    Column("export_column_phone", lambda r, s: r.phone_display or phone_for_people(r.phone), 19),
-    Column("export_column_email", lambda r, s: r.email, 30),
-    Column("export_column_user_id", lambda r, s: str(r.user_id), 14),
+    # An erased registration's personal columns are empty (NULL).
+    Column("export_column_full_name", lambda r, s: r.full_name or "", 36),
+    Column("export_column_position", lambda r, s: r.position or "", 30),
+    Column("export_column_organization", lambda r, s: r.organization or "", 40),
+    Column("export_column_phone", lambda r, s: _phone(r), 19),
+    Column("export_column_email", lambda r, s: r.email or "", 30),
+    Column("export_column_user_id", lambda r, s: "" if r.user_id is None else str(r.user_id), 14),
     Column("export_column_username", lambda r, s: r.username or "", 20),
     Column("export_column_consent_at", lambda r, s: s.local_time(r.consent_at), 29),
     # Registrants who blocked the bot: announcements no longer reach them.

@@ -25,13 +25,14 @@ class ExportRecord(NamedTuple):
     event_id: str
     status: str
     created_at: str
-    full_name: str
-    position: str
-    organization: str
-    phone: str  # E.164
+    # The personal columns are None once erased (storage/erasure.py).
+    full_name: str | None
+    position: str | None
+    organization: str | None
+    phone: str | None  # E.164
     phone_display: str | None  # as people read it; None in rows older than schema 6
-    email: str
-    user_id: int
+    email: str | None
+    user_id: int | None
     username: str | None
     consent_at: str
     unreachable_at: str | None  # the person blocked the bot (their private chat is unreachable)

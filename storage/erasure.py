@@ -1,0 +1,282 @@
+"""Erasure of personal data (152-FZ art. 9 §2, art. 21 §4–5): on withdrawal, on the person's
+request (/forget), on an admin's or the operator's, when the purpose is achieved (retention).
+
+One transaction per erasure: the registration's personal columns, every undelivered copy
+of them (cards, digests), the record in `audit` and the organisers' card commit together or
+not at all. The row stays with its session, status, times and consent record, so counts
+and the record hold. After the commit the WAL is scrubbed (`Database.scrub_wal`): with
+`PRAGMA secure_delete` that leaves no copy of an erased value in the file or its WAL.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from html import escape
+from typing import Literal
+
+import aiosqlite
+
+from storage.audit import PARTICIPANT, AuditEntry, Reason, record_in
+from storage.database import Database, utc_iso
+from storage.registrations import ChangeListener, RegistrationChange, nobody
+
+# A registration's personal data, as stored; an erasure empties each and records which held
+# a value. (phone_display, csv_cells and csv_rule are copies made of them, emptied too.)
+PERSONAL_COLUMNS = (
+    "full_name",
+    "position",
+    "organization",
+    "phone",
+    "email",
+    "user_id",
+    "username",
+    "telegram_name",
+)
+
+_ERASE = f"""
+    UPDATE registrations SET
+        {", ".join(f"{column} = NULL" for column in PERSONAL_COLUMNS)},
+        phone_display = NULL, csv_cells = NULL, csv_rule = NULL,
+        erased_at = :now, updated_at = :now,
+        status = CASE WHEN :withdraw THEN 'withdrawn' ELSE status END
+    WHERE id = :id AND erased_at IS NULL
+"""
+
+# An undelivered message that holds erased data is given up, its text emptied. Not deleted: the
+# sender may have it in flight, and SQLite would give a new row its id, which the sender
+# would then mark delivered.
+_DROP_MESSAGES = (
+    "UPDATE outbox SET status = 'failed', text = NULL, media_kind = NULL, "
+    "media_file_id = NULL, error = 'personal data erased', failed_at = ?"
+)
+
+CardKind = Literal["withdrawn", "erased", "erased_on_request"]
+
+# Extra work inside the erasure's transaction (ending the person's conversation).
+Within = Callable[[aiosqlite.Connection], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Erased:
+    registration_id: int
+    event_id: str
+    status: str  # before the erasure
+    fields: tuple[str, ...]  # the personal columns that held a value
+
+
+@dataclass(frozen=True, slots=True)
+class Forgotten:
+    """What /forget erased: registrations, an unfinished form, messages queued to the person."""
+
+    registrations: tuple[Erased, ...]
+    drafts: int
+    messages: int
+
+    @property
+    def anything(self) -> bool:
+        return bool(self.registrations or self.drafts or self.messages)
+
+
+class PersonalData:
+    """Every way personal data leaves the database."""
+
+    def __init__(self, db: Database, listener: ChangeListener = nobody) -> None:
+        self._db = db
+        self._listener = listener
+
+    async def held(self, user_id: int) -> tuple[int, int]:
+        """What /forget would erase of a person, besides an unfinished form: (registrations
+        holding their data, messages queued to them)."""
+        row = await self._db.fetchone(
+            "SELECT (SELECT count(*) FROM registrations WHERE user_id = :user), "
+            "(SELECT count(*) FROM outbox WHERE chat_id = :user AND status != 'sent')",
+            {"user": user_id},
+        )
+        assert row is not None
+        return int(row[0]), int(row[1])
+
+    async def withdraw(self, registration_id: int, *, user_id: int, now: datetime) -> Erased | None:
+        """The person's own confirmed registration, withdrawn and erased; None if there is
+        none (already withdrawn, someone else's, never existed)."""
+        async with self._db.transaction() as connection:
+            rows = await _select(
+                connection,
+                "id = ? AND user_id = ? AND status = 'confirmed'",
+                (registration_id, user_id),
+            )
+            if not rows:
+                return None
+            [erased] = await self._erase_in(
+                connection,
+                rows,
+                reason=Reason.withdrawal,
+                actor=PARTICIPANT,
+                now=now,
+                withdraw=True,
+                card="withdrawn",
+            )
+        self._db.scrub_wal()
+        return erased
+
+    async def forget(
+        self, user_id: int, *, now: datetime, within: Within | None = None
+    ) -> Forgotten:
+        """Everything the bot holds about a person: their registrations (withdrawn, if still
+        confirmed), messages queued to them, their parked chat and set-aside updates;
+        `within` ends their conversation (the unfinished form) in the same transaction."""
+        async with self._db.transaction() as connection:
+            rows = await _select(connection, "user_id = ?", (user_id,))
+            erased = await self._erase_in(
+                connection,
+                rows,
+                reason=Reason.forget,
+                actor=PARTICIPANT,
+                now=now,
+                withdraw=True,
+                card="erased",
+            )
+            drafts = 0
+            if within is not None:
+                before = connection.total_changes
+                await within(connection)
+                drafts = connection.total_changes - before
+            messages = await _changed(
+                connection,
+                f"{_DROP_MESSAGES} WHERE chat_id = ? AND status != 'sent' AND text IS NOT NULL",
+                (utc_iso(now), user_id),
+            )
+            # A private chat's id is its user's id: whether they blocked the bot, and any
+            # update of theirs that could not be handled (its payload is their message).
+            await connection.execute("DELETE FROM chats WHERE chat_id = ?", (user_id,))
+            await connection.execute(
+                "DELETE FROM inbox WHERE lane = ? AND set_aside IS NOT NULL", (user_id,)
+            )
+            if drafts and not erased:
+                await record_in(
+                    connection,
+                    [
+                        AuditEntry(
+                            now, "erase", PARTICIPANT, reason=Reason.forget, fields=("draft",)
+                        )
+                    ],
+                )
+        forgotten = Forgotten(tuple(erased), drafts, messages)
+        if forgotten.anything:
+            self._db.scrub_wal()
+        return forgotten
+
+    async def erase(
+        self, registration_ids: Sequence[int], *, reason: Reason, actor: str, now: datetime
+    ) -> list[Erased]:
+        """Erase the given registrations (an admin's /erase, the operator's CLI, retention);
+        those erased before are skipped. Organisers get a card unless it is retention."""
+        if not registration_ids:
+            return []
+        placeholders = ", ".join("?" * len(registration_ids))
+        async with self._db.transaction() as connection:
+            rows = await _select(connection, f"id IN ({placeholders})", tuple(registration_ids))
+            erased = await self._erase_in(
+                connection,
+                rows,
+                reason=reason,
+                actor=actor,
+                now=now,
+                withdraw=False,
+                card=None if reason is Reason.retention else "erased_on_request",
+            )
+        if erased:
+            self._db.scrub_wal()
+        return erased
+
+    async def _erase_in(
+        self,
+        connection: aiosqlite.Connection,
+        rows: Sequence[sqlite3.Row],
+        *,
+        reason: Reason,
+        actor: str,
+        now: datetime,
+        withdraw: bool,
+        card: CardKind | None,
+    ) -> list[Erased]:
+        stamp = utc_iso(now)
+        erased = [
+            Erased(
+                row["id"],
+                row["event_id"],
+                row["status"],
+                tuple(column for column in PERSONAL_COLUMNS if row[column] is not None),
+            )
+            for row in rows
+        ]
+        if not erased:
+            return []
+        await connection.executemany(
+            _ERASE, [{"id": row["id"], "now": stamp, "withdraw": withdraw} for row in rows]
+        )
+        ids = [entry.registration_id for entry in erased]
+        placeholders = ", ".join("?" * len(ids))
+        # Undelivered cards about these registrations carry the very values erased.
+        await connection.execute(
+            f"{_DROP_MESSAGES} WHERE registration_id IN ({placeholders}) AND status != 'sent'",
+            [stamp, *ids],
+        )
+        # A digest not yet delivered names the day's new registrants: their names go.
+        for row in rows:
+            await _redact_digests(connection, row["full_name"], row["organization"])
+        await record_in(
+            connection,
+            [
+                AuditEntry(
+                    now,
+                    "erase",
+                    actor,
+                    reason=reason,
+                    registration_id=entry.registration_id,
+                    event_id=entry.event_id,
+                    fields=entry.fields,
+                )
+                for entry in erased
+            ],
+        )
+        if card is not None:
+            for entry in erased:
+                if card == "withdrawn" and entry.status != "confirmed":
+                    continue
+                change = RegistrationChange(card, entry.registration_id, entry.event_id)
+                await self._listener(connection, change, now)
+        return erased
+
+
+async def _select(
+    connection: aiosqlite.Connection, where: str, params: tuple[object, ...]
+) -> list[sqlite3.Row]:
+    columns = ", ".join(PERSONAL_COLUMNS)
+    async with connection.execute(
+        f"SELECT id, event_id, status, {columns} FROM registrations "
+        f"WHERE erased_at IS NULL AND {where} ORDER BY id",
+        params,
+    ) as cursor:
+        return list(await cursor.fetchall())
+
+
+async def _changed(connection: aiosqlite.Connection, sql: str, params: tuple[object, ...]) -> int:
+    async with connection.execute(sql, params) as cursor:
+        return cursor.rowcount
+
+
+async def _redact_digests(
+    connection: aiosqlite.Connection, full_name: str | None, organization: str | None
+) -> None:
+    for value in (full_name, organization):
+        if not value:
+            continue
+        shown = escape(value, quote=False)  # as the digest shows it (bot/domain/texts.py: t)
+        await connection.execute(
+            "UPDATE outbox SET text = replace(text, ?, '—') "
+            "WHERE kind = 'digest' AND status != 'sent' AND instr(text, ?)",
+            (shown, shown),
+        )
