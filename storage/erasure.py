@@ -92,7 +92,8 @@ class PersonalData:
         holding their data, messages queued to them)."""
         row = await self._db.fetchone(
             "SELECT (SELECT count(*) FROM registrations WHERE user_id = :user), "
-            "(SELECT count(*) FROM outbox WHERE chat_id = :user AND status != 'sent')",
+            "(SELECT count(*) FROM outbox WHERE chat_id = :user AND status != 'sent' "
+            "AND text IS NOT NULL)",
             {"user": user_id},
         )
         assert row is not None

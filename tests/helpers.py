@@ -11,7 +11,7 @@ import re
 import sqlite3
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -270,3 +270,42 @@ def expected_rows(database: Path, event_id: str | None, *, for_csv: bool) -> lis
 
 def header(event_id: str | None) -> list[str]:
     return [t(column.header) for column in columns_for(event_id)]
+
+
+# --- personal data ----------------------------------------------------------------------------
+
+# What fill_form types, and how it is stored and shown.
+TRACES = (
+    "Иванова Мария Петровна",
+    "Главный специалист",
+    "Министерство культуры Саратовской области",
+    "79123456789",
+    "+7 912 345-67-89",
+    "Maria.Ivanova",
+    "Example.RU",
+    "example.ru",
+)
+
+
+def database_bytes(path: Path) -> dict[Path, bytes]:
+    """The database file and its WAL, as bytes."""
+    wal = Path(f"{path}-wal")
+    return {path: path.read_bytes(), wal: wal.read_bytes() if wal.exists() else b""}
+
+
+def assert_no_trace_in(path: Path, values: Iterable[str] = TRACES) -> None:
+    for value in values:
+        for file, content in database_bytes(path).items():
+            assert value.encode() not in content, f"{value!r} is still in {file.name}"
+
+
+async def assert_no_trace(db: Database, values: Iterable[str] = TRACES) -> None:
+    """After the WAL is cut (as each erasure asks), neither the file nor its WAL holds any
+    of `values`, as bytes."""
+    await db.wal_scrubbed(db.scrub_wal())
+    assert_no_trace_in(db.path, values)
+
+
+def assert_traces(db: Database, value: str = TRACES[0]) -> None:
+    """The check above can fail: before an erasure the values are there."""
+    assert any(value.encode() in content for content in database_bytes(db.path).values())

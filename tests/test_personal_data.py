@@ -1,0 +1,208 @@
+"""Personal data leaves the database when its purpose ends (152-FZ): withdrawal and /forget,
+through the production Dispatcher, each ending with a look at the bytes of the database file
+and its WAL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.sender import Sender
+from storage.database import Database, open_database
+from storage.erasure import PersonalData
+from tests.client import TelegramUser
+from tests.fake_telegram import FakeTelegram
+from tests.helpers import ORGANIZER_CHAT_ID, Clock, assert_no_trace, assert_traces, fill_form
+
+
+async def register(make_user, user_id: int = 1001) -> TelegramUser:  # type: ignore[no-untyped-def]
+    user: TelegramUser = make_user(user_id, first_name="Мария", username=f"user{user_id}")
+    await fill_form(user)
+    await user.click("Подтвердить")
+    return user
+
+
+async def registration_row(db: Database, registration_id: int = 1) -> dict[str, object]:
+    row = await db.fetchone("SELECT * FROM registrations WHERE id = ?", (registration_id,))
+    assert row is not None
+    return dict(row)
+
+
+PERSONAL = (
+    "full_name",
+    "position",
+    "organization",
+    "phone",
+    "phone_display",
+    "email",
+    "user_id",
+    "username",
+    "telegram_name",
+    "csv_cells",
+)
+
+
+async def test_withdrawal_erases_the_registrations_personal_data_at_once(
+    make_user, fake: FakeTelegram, sender: Sender, db: Database, clock: Clock
+) -> None:
+    user = await register(make_user)
+    await sender.idle()
+    assert_traces(db)
+    clock.advance(timedelta(hours=1))
+
+    await user.send("/me")
+    await user.click("Отменить регистрацию")
+    await user.click("Да, отменить")
+    await sender.idle()
+
+    assert "отменена" in user.last_text
+    row = await registration_row(db)
+    assert {column: row[column] for column in PERSONAL} == dict.fromkeys(PERSONAL)
+    assert row["status"] == "withdrawn"
+    assert row["erased_at"] == clock().isoformat()
+    assert row["consent_at"] is not None and row["consent_version"]
+    # The organisers learn of it by number and session only.
+    card = fake.messages_to(ORGANIZER_CHAT_ID)[-1].text or ""
+    assert "Отмена регистрации №1" in card
+    assert "Иванова" not in card
+    audit = await db.fetchall("SELECT * FROM audit")
+    assert [(r["action"], r["reason"], r["actor"], r["registration_id"]) for r in audit] == [
+        ("erase", "withdrawal", "participant", 1)
+    ]
+    assert audit[0]["fields"] == (
+        "full_name,position,organization,phone,email,user_id,username,telegram_name"
+    )
+    # /me and /find have nothing of them; /start begins afresh.
+    await user.send("/me")
+    assert "нет" in user.last_text.lower()
+    await assert_no_trace(db)
+
+
+async def test_a_second_tap_on_withdraw_changes_nothing(
+    make_user, sender: Sender, db: Database
+) -> None:
+    user = await register(make_user)
+    await user.send("/me")
+    await user.click("Отменить регистрацию")
+    question = user.fake.last_message(user.chat_id)
+    [yes] = [b for row in question.inline_keyboard for b in row if b["text"] == "Да, отменить"]
+    await user.click("Да, отменить")
+    erased = await registration_row(db)
+
+    await user.click_data(question, yes["callback_data"])
+
+    assert await registration_row(db) == erased
+    assert len(await db.fetchall("SELECT * FROM audit")) == 1
+
+
+async def test_forget_erases_every_registration_the_draft_and_queued_messages(
+    make_user, fake: FakeTelegram, sender: Sender, db: Database, clock: Clock
+) -> None:
+    user = await register(make_user)
+    await sender.idle()
+    # An announcement still queued to them (the sender has not reached it).
+    await db.execute(
+        "INSERT INTO outbox (chat_id, kind, text, created_at) VALUES (1001, 'broadcast', ?, ?)",
+        ("Иванова Мария Петровна, до встречи", clock().isoformat()),
+    )
+    # A form in progress, with an answer in it.
+    await user.send("/start")
+
+    await user.send("/forget")
+    assert "Удалить все ваши данные?" in user.last_text
+    assert "(1)" in user.last_text
+    await user.click("Да, удалить всё")
+    await sender.idle()
+
+    assert "ваши данные удалены" in user.last_text
+    row = await registration_row(db)
+    assert row["status"] == "withdrawn" and row["full_name"] is None
+    queued = await db.fetchall("SELECT status, text, error FROM outbox WHERE chat_id = 1001")
+    assert [(r["status"], r["text"]) for r in queued] == [("failed", None)]
+    assert await db.fetchall("SELECT * FROM fsm_states WHERE key LIKE '%:1001:%'") == []
+    card = fake.messages_to(ORGANIZER_CHAT_ID)[-1].text or ""
+    assert "Участник удалил свои данные: регистрация №1" in card
+    audit = await db.fetchall("SELECT reason, actor, registration_id FROM audit")
+    assert [tuple(r) for r in audit] == [("forget", "participant", 1)]
+    await assert_no_trace(db)
+
+    # Asked again: nothing is left, and it says so.
+    await user.send("/forget")
+    assert "нет ваших персональных данных" in user.last_text
+
+
+async def test_forget_in_the_middle_of_a_form_erases_the_draft(
+    make_user, sender: Sender, db: Database
+) -> None:
+    user: TelegramUser = make_user(1002, first_name="Мария")
+    await user.send("/start")
+    await user.click("Даю согласие")
+    await user.send("Иванова Мария Петровна")
+    assert_traces(db)
+
+    await user.send("/forget")
+    assert "регистрациях (0)" in user.last_text
+    await user.click("Да, удалить всё")
+
+    assert "ваши данные удалены" in user.last_text
+    assert await db.fetchall("SELECT * FROM fsm_states WHERE key LIKE '%:1002:%'") == []
+    audit = await db.fetchall("SELECT reason, fields FROM audit")
+    assert [tuple(r) for r in audit] == [("forget", "draft")]
+    await assert_no_trace(db)
+    # The next message starts afresh: no question of the old form is asked.
+    await user.send("Главный специалист")
+    assert "должность" not in user.last_text
+
+
+async def test_forget_declined_keeps_everything_and_asks_the_open_question_again(
+    make_user, db: Database
+) -> None:
+    user: TelegramUser = make_user(1003, first_name="Мария")
+    await user.send("/start")
+    await user.click("Даю согласие")
+    await user.send("Иванова Мария Петровна")
+
+    await user.send("/forget")
+    await user.click("Нет, оставить")
+
+    assert await db.fetchall("SELECT * FROM fsm_states WHERE key LIKE '%:1003:%'") != []
+    assert await db.fetchall("SELECT * FROM audit") == []
+    assert "должность" in user.last_text  # the form goes on where it was
+
+
+async def test_forget_with_nothing_stored_says_so(make_user, db: Database) -> None:
+    user: TelegramUser = make_user(1004, first_name="Мария")
+
+    await user.send("/forget")
+
+    assert "нет ваших персональных данных" in user.last_text
+    assert await db.fetchall("SELECT * FROM audit") == []
+
+
+async def test_an_erasure_is_one_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure half-way (here: writing the record) leaves everything as it was."""
+    from storage import erasure
+
+    async def broken(connection, entries):  # type: ignore[no-untyped-def]
+        raise RuntimeError("disk full")
+
+    async with open_database(tmp_path / "db.sqlite3") as db:
+        await db.execute(
+            "INSERT INTO events (id, title, starts_at, timezone, registration_deadline, "
+            "location, synced_at) VALUES ('e', 'E', 'x', 'UTC', 'x', 'L', 'x')"
+        )
+        await db.execute(
+            "INSERT INTO registrations (event_id, user_id, telegram_name, full_name, position, "
+            "organization, phone, email, consent_at, consent_version, status, created_at, "
+            "updated_at) VALUES ('e', 7, 'T', 'Имя Фамилия', 'P', 'O', '+79123456789', "
+            "'a@b.ru', 'x', 'v1', 'confirmed', 'x', 'x')"
+        )
+        before = [tuple(row) for row in await db.fetchall("SELECT * FROM registrations")]
+        monkeypatch.setattr(erasure, "record_in", broken)
+        with pytest.raises(RuntimeError):
+            await PersonalData(db).forget(7, now=datetime.now(UTC))
+        assert [tuple(row) for row in await db.fetchall("SELECT * FROM registrations")] == before
