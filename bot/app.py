@@ -41,12 +41,14 @@ from bot.domain.events import EventCatalog, load_events
 from bot.flood import FloodGate, FloodLimits
 from bot.middlewares import HandledUpdatesMiddleware, UpdateScopeMiddleware
 from bot.polling import poll
+from bot.retention_worker import RetentionJob
 from bot.retry import ButtonAnswersBestEffort, RetryRequests
 from bot.sender import Limits, Sender
 from bot.updates import HANDLING_LIMIT, PRUNE_EVERY, Intake
 from handlers import get_routers, on_error, repeat_question
 from handlers.jobs import BackgroundJobs
 from handlers.menu import AdminMenus
+from handlers.states import Form
 from storage.audit import AuditLog
 from storage.broadcasts import Broadcasts
 from storage.cards import CardPublisher
@@ -114,6 +116,7 @@ async def start_workers(
     outbox: Outbox,
     digest: DigestScheduler,
     broadcasts: Broadcasts,
+    retention: RetentionJob,
     catalog: EventCatalog,
     clock: Clock,
     limits: Limits,
@@ -125,6 +128,7 @@ async def start_workers(
     dispatcher["worker_tasks"] = [
         asyncio.create_task(digest.run(), name="digest"),
         asyncio.create_task(reporter.run(), name="broadcast-progress"),
+        asyncio.create_task(retention.run(), name="retention"),
     ]
 
 
@@ -159,7 +163,9 @@ def create_dispatcher(
         key_builder=DefaultKeyBuilder(
             with_bot_id=True, with_business_connection_id=True, with_destiny=True
         ),
+        clock=clock,
     )
+    personal_data = PersonalData(db, cards)
     dispatcher = Dispatcher(
         storage=storage,
         # One person's quick taps are handled one after another, never interleaved.
@@ -169,7 +175,7 @@ def create_dispatcher(
         settings=settings,
         catalog=catalog,
         registrations=Registrations(db, cards),
-        personal_data=PersonalData(db, cards),
+        personal_data=personal_data,
         audit=AuditLog(db),
         outbox=outbox,
         broadcasts=Broadcasts(db, outbox),
@@ -184,6 +190,16 @@ def create_dispatcher(
             chat_ids=settings.organizer_chat_ids,
             at=settings.digest_time,
             zone=settings.timezone,
+            clock=clock,
+        ),
+        retention=RetentionJob(
+            db=db,
+            personal_data=personal_data,
+            retention_days=settings.retention_days,
+            zone=settings.timezone,
+            # The registration form's states, /me's change of a field included (it holds a
+            # copy of the registration); an admin's broadcast being written is not a form.
+            form_states=[state.state for state in Form.__all_states__],
             clock=clock,
         ),
         clock=clock,

@@ -10,9 +10,19 @@ from zoneinfo import ZoneInfo
 
 import aiosqlite
 
-from bot.domain.digest import MAX_NAMES, PER_DAY_DAYS, EventDigest, events_for_digest, render_digest
+from bot.domain.digest import (
+    MAX_NAMES,
+    PER_DAY_DAYS,
+    EventDigest,
+    UpgradeNotice,
+    coming_erasures,
+    events_for_digest,
+    render_digest,
+)
 from bot.domain.events import Event, EventCatalog
+from bot.domain.retention import grace_until
 from storage.database import Database, utc_iso
+from storage.retention import Retention
 
 
 class Digests:
@@ -126,11 +136,29 @@ class Digests:
         *,
         connection: aiosqlite.Connection | None = None,
     ) -> list[str]:
-        """The digest as it would be sent at `now`: new since the previous digest."""
+        """The digest as it would be sent at `now`: new since the previous digest; the
+        sessions whose data goes within a week; once, after the upgrade that began
+        retention, the day before which nothing is erased."""
         last = await self.last(connection)
         since = last[1] if last else None
         stats = [
             await self.stats(event, since, now, final=final, connection=connection)
             for event, final in events_for_digest(catalog.events, now, since)
         ]
-        return render_digest(now.astimezone(zone).date(), stats, now)
+        retention = Retention(self._db)
+        began = await retention.since(connection)
+        days = catalog.retention_days
+        grace = None if began is None else grace_until(began, days, zone)
+        held = await retention.held(connection)
+        erasures = coming_erasures(
+            [(session.title, session.end) for session in held], days, grace, now
+        )
+        upgrade = None
+        # The first digest made after retention began, while its grace lasts (a new
+        # installation has no digest before it: nothing to announce).
+        if began is not None and grace is not None and since is not None:
+            if since < began <= now < grace:
+                upgrade = UpgradeNotice(grace.date(), days)
+        return render_digest(
+            now.astimezone(zone).date(), stats, now, erasures=erasures, upgrade=upgrade
+        )

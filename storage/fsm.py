@@ -7,7 +7,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any, overload
 
 import aiosqlite
@@ -22,16 +21,13 @@ from aiogram.fsm.storage.base import (
     StorageKey,
 )
 
-from storage.database import Database
+from bot.domain.clock import Clock, utc_now
+from storage.database import Database, utc_iso
 
 _EMPTY_DATA = "{}"
 # How many update ids a conversation remembers: more than a person can send between a
 # crash and the moment Telegram delivers the unconfirmed updates again.
 RECENT_UPDATES = 20
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
 
 
 def _dump(data: Mapping[str, Any]) -> str:
@@ -53,13 +49,15 @@ async def _prune(connection: aiosqlite.Connection, key: str) -> None:
     )
 
 
-async def _write_data(connection: aiosqlite.Connection, key: str, data: Mapping[str, Any]) -> None:
+async def _write_data(
+    connection: aiosqlite.Connection, key: str, data: Mapping[str, Any], now: str
+) -> None:
     await connection.execute(
         """
         INSERT INTO fsm_states (key, data, updated_at) VALUES (?, ?, ?)
         ON CONFLICT (key) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at
         """,
-        (key, _dump(data), _now()),
+        (key, _dump(data), now),
     )
     await _prune(connection, key)
 
@@ -123,8 +121,13 @@ class SQLiteStorage(BaseStorage):
     come back as lists, like in aiogram's Redis storage.
     """
 
-    def __init__(self, db: Database, key_builder: KeyBuilder | None = None) -> None:
+    def __init__(
+        self, db: Database, key_builder: KeyBuilder | None = None, *, clock: Clock = utc_now
+    ) -> None:
         self._db = db
+        # `updated_at` says when the form was last touched: drafts expire by it
+        # (storage/drafts.py), so it follows the bot's clock, which tests move.
+        self._clock = clock
         # MemoryStorage keys on the whole StorageKey, so the default key includes every
         # field of it: two bots or two destinies must never share a conversation.
         self._key_builder = key_builder or DefaultKeyBuilder(
@@ -133,6 +136,9 @@ class SQLiteStorage(BaseStorage):
 
     def _key(self, key: StorageKey) -> str:
         return self._key_builder.build(key)
+
+    def _now(self) -> str:
+        return utc_iso(self._clock())
 
     async def close(self) -> None:
         # The Database belongs to the application, which closes it after the dispatcher stops.
@@ -185,7 +191,7 @@ class SQLiteStorage(BaseStorage):
                         data = excluded.data, recent_updates = excluded.recent_updates,
                         updated_at = excluded.updated_at
                     """,
-                    (scope.key, row.state, row.data, json.dumps(row.recent), _now()),
+                    (scope.key, row.state, row.data, json.dumps(row.recent), self._now()),
                 )
                 row = replace(row, stored=True)
         except BaseException:
@@ -208,7 +214,7 @@ class SQLiteStorage(BaseStorage):
                 ON CONFLICT (key) DO UPDATE
                     SET state = excluded.state, updated_at = excluded.updated_at
                 """,
-                (db_key, value, _now()),
+                (db_key, value, self._now()),
             )
             await _prune(connection, db_key)
 
@@ -227,7 +233,7 @@ class SQLiteStorage(BaseStorage):
             await self._store(scope, replace(row, data=_dump(data)), prune=True)
             return
         async with self._db.transaction() as connection:
-            await _write_data(connection, db_key, data)
+            await _write_data(connection, db_key, data, self._now())
 
     async def get_data(self, key: StorageKey) -> dict[str, Any]:
         return _load((await self._read(self._key(key))).data)
@@ -250,7 +256,7 @@ class SQLiteStorage(BaseStorage):
                 row = await cursor.fetchone()
             current = {} if row is None else _load(row["data"])
             current.update(data)
-            await _write_data(connection, db_key, current)
+            await _write_data(connection, db_key, current, self._now())
         return current
 
     @overload
@@ -303,7 +309,7 @@ class SQLiteStorage(BaseStorage):
                 ON CONFLICT (key) DO UPDATE SET state = excluded.state, data = excluded.data,
                     recent_updates = excluded.recent_updates, updated_at = excluded.updated_at
                 """,
-                (db_key, value, _dump(data), json.dumps(_stamped(recent, update_id)), _now()),
+                (db_key, value, _dump(data), json.dumps(_stamped(recent, update_id)), self._now()),
             )
 
     async def seen(self, key: StorageKey, update_id: int) -> tuple[bool, bool]:

@@ -6,18 +6,22 @@ Pure: the worker supplies the clock, the events and the numbers (storage/digests
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.domain.events import Event
 from bot.domain.limits import MAX_MESSAGE_LENGTH, message_length
+from bot.domain.render import retention_rule
+from bot.domain.retention import erasure_moment
 from bot.domain.texts import Html, t
 from bot.domain.timefmt import MONTHS_GENITIVE, format_date, format_datetime
 
 MAX_NAMES = 100
 PER_DAY_DAYS = 7
+# The digest says when a session's data goes this long before: a week to export it.
+ERASURE_NOTICE = timedelta(days=7)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +35,42 @@ class EventDigest:
     # that have any, oldest first.
     per_day: list[tuple[date, int]]
     final: bool  # the session has started: its last digest
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureNotice:
+    """A session whose registrations' personal data is erased from the start of `day`."""
+
+    title: str
+    day: date
+
+
+@dataclass(frozen=True, slots=True)
+class UpgradeNotice:
+    """Said once, in the first digest after the upgrade that began retention: nothing is
+    erased before the start of `day`."""
+
+    day: date
+    retention_days: int
+
+
+def coming_erasures(
+    sessions: Iterable[tuple[str, datetime]],
+    retention_days: int,
+    grace: datetime | None,
+    now: datetime,
+) -> list[ErasureNotice]:
+    """(title, end) of sessions whose data is still held → those whose data goes within
+    ERASURE_NOTICE after `now`, soonest first."""
+    _aware(now)
+    notices = []
+    for title, end in sessions:
+        moment = erasure_moment(end, retention_days, grace)
+        if now < moment <= now + ERASURE_NOTICE:
+            # The moment is a midnight in its own zone (the session's, or TIMEZONE for the
+            # grace), so its date there is the day the data goes.
+            notices.append((moment, ErasureNotice(title, moment.date())))
+    return [notice for _, notice in sorted(notices, key=lambda pair: pair[0])]
 
 
 def _aware(now: datetime) -> None:
@@ -208,14 +248,52 @@ def _pack(lines: list[_Line], limit: int) -> list[str]:
     return messages
 
 
+def _date(day: date) -> str:
+    return f"{day:%d.%m.%Y}"
+
+
+def _erasure_lines(erasures: Sequence[ErasureNotice], upgrade: UpgradeNotice | None) -> list[_Line]:
+    if not erasures and upgrade is None:
+        return []
+    title = t("digest_erasure_title")
+    resume = t("digest_erasure_continued")
+    texts = [title]
+    if upgrade is not None:
+        texts.append(
+            t(
+                "digest_erasure_upgrade",
+                rule=retention_rule(upgrade.retention_days),
+                date=_date(upgrade.day),
+            )
+        )
+    texts += [
+        t("digest_erasure_line", title=notice.title, date=_date(notice.day)) for notice in erasures
+    ]
+    return [
+        _Line(text, starts_block=index == 0, resume=None if index == 0 else resume)
+        for index, text in enumerate(texts)
+    ]
+
+
 def render_digest(
-    day: date, digests: list[EventDigest], now: datetime, *, max_names: int = MAX_NAMES
+    day: date,
+    digests: list[EventDigest],
+    now: datetime,
+    *,
+    max_names: int = MAX_NAMES,
+    erasures: Sequence[ErasureNotice] = (),
+    upgrade: UpgradeNotice | None = None,
 ) -> list[str]:
     """The digest for `day` as HTML messages, each within Telegram's limit; [] when it
-    covers no session. `now` decides the days left, on each event's own calendar."""
+    covers no session and announces no erasure. `now` decides the days left, on each
+    event's own calendar. Erasures coming within a week (and, once, the upgrade's grace)
+    close the digest, so organisers can export the data before it goes."""
     _aware(now)
+    notes = _erasure_lines(erasures, upgrade)
     if not digests:
-        return []
+        if not notes:
+            return []
+        return _pack([_Line(t("digest_header", date=_day_text(day))), *notes], MAX_MESSAGE_LENGTH)
     if not any(digest.new_count for digest in digests):
         totals = Html(
             ", ".join(
@@ -227,8 +305,11 @@ def render_digest(
                 for digest in digests
             )
         )
-        return [t("digest_nothing_new", date=_day_text(day), totals=totals)]
+        nothing_new = t("digest_nothing_new", date=_day_text(day), totals=totals)
+        if not notes:
+            return [nothing_new]
+        return _pack([_Line(nothing_new), *notes], MAX_MESSAGE_LENGTH)
     lines = [_Line(t("digest_header", date=_day_text(day)), starts_block=True)]
     for digest in digests:
         lines += _event_lines(digest, now, max_names)
-    return _pack(lines, MAX_MESSAGE_LENGTH)
+    return _pack([*lines, *notes], MAX_MESSAGE_LENGTH)

@@ -199,6 +199,13 @@ RU: dict[str, str] = {
     "digest_closed": "⏳ Регистрация закрыта.",
     "digest_start_days": "🗓 До начала: {days} дн.",
     "digest_start_today": "🗓 Начало сегодня.",
+    "digest_erasure_title": "🗑 <b>Удаление персональных данных участников</b>",
+    "digest_erasure_continued": "🗑 <b>Удаление персональных данных</b> (продолжение)",
+    "digest_erasure_line": "Данные участников сессии «{title}» будут удалены {date} — выгрузите "
+    "их до этого дня (/export).",
+    "digest_erasure_upgrade": "Бот теперь удаляет персональные данные участников {rule}. "
+    "Данные уже прошедших сессий не будут удалены раньше {date} — выгрузите нужные до этого дня "
+    "(/export).",
     # Organiser cards (one per registration change; "№" names the registration)
     "card_created": "🆕 <b>Новая регистрация №{id}</b>\n{event}\n\n{answers}\n{telegram}\n🕒 {at}",
     "card_changed": "✏️ <b>Изменение регистрации №{id}</b>\n{event}\n{full_name}\n"
