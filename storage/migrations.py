@@ -177,6 +177,14 @@ MIGRATIONS: tuple[str, ...] = (
     END;
     CREATE INDEX handled_updates_by_time ON handled_updates (handled_at);
     """,
+    # 11: when each session ends (UTC, like starts_at): the retention period of its
+    # registrations' personal data counts from it. Written at each sync of the events file;
+    # NULL in rows synced before, until the next sync, and for good in a session gone from the
+    # file before then: readers take such a session as ending two hours after it starts
+    # (bot.domain.events.DEFAULT_DURATION).
+    """
+    ALTER TABLE events ADD COLUMN ends_at TEXT;
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)
