@@ -16,6 +16,9 @@ TOKEN_PATTERN = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{30,}$")
 
 IdList = Annotated[tuple[int, ...], NoDecode]
 
+# Ten years: more is a typo rather than a retention period.
+MAX_RETENTION_DAYS = 3650
+
 
 class SettingsError(Exception):
     """A start-up error to print as one line."""
@@ -31,6 +34,9 @@ class DataSettings(BaseSettings):
     timezone: Annotated[ZoneInfo, NoDecode] = Field(
         default_factory=lambda: ZoneInfo("Europe/Moscow")
     )
+    # Days after a session ends until its registrations' personal data is erased (0: the
+    # next day). Here, not on Settings: the operator's commands on the server see it too.
+    retention_days: int = 30
 
     @field_validator("timezone", mode="before")
     @classmethod
@@ -41,6 +47,17 @@ class DataSettings(BaseSettings):
             except (ZoneInfoNotFoundError, ValueError):
                 raise ValueError(f"unknown IANA time zone {value!r}, e.g. Europe/Moscow") from None
         return value
+
+
+    @field_validator("retention_days", mode="before")
+    @classmethod
+    def _days(cls, value: object) -> object:
+        text = str(value).strip()
+        if not re.fullmatch(r"\d{1,9}", text) or int(text) > MAX_RETENTION_DAYS:
+            raise ValueError(
+                f"{value!r} is not a number of days from 0 to {MAX_RETENTION_DAYS}, e.g. 30"
+            )
+        return int(text)
 
 
 class Settings(DataSettings):
