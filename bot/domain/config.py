@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.domain.retention import DEFAULT_RETENTION_DAYS
+
 # A token from @BotFather: "<bot id>:<35 characters>".
 TOKEN_PATTERN = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{30,}$")
 
@@ -36,7 +38,7 @@ class DataSettings(BaseSettings):
     )
     # Days after a session ends until its registrations' personal data is erased (0: the
     # next day). Here, not on Settings: the operator's commands on the server see it too.
-    retention_days: int = 30
+    retention_days: int = DEFAULT_RETENTION_DAYS
 
     @field_validator("timezone", mode="before")
     @classmethod
@@ -47,7 +49,6 @@ class DataSettings(BaseSettings):
             except (ZoneInfoNotFoundError, ValueError):
                 raise ValueError(f"unknown IANA time zone {value!r}, e.g. Europe/Moscow") from None
         return value
-
 
     @field_validator("retention_days", mode="before")
     @classmethod

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bot.domain.retention import DEFAULT_RETENTION_DAYS
+
 # Deep-link payloads allow A-Z a-z 0-9 _ - (64 max); callback data is 64 bytes in all,
 # so ids stay short enough to sit inside a button's payload.
 EVENT_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,32}")
@@ -60,6 +62,9 @@ class EventCatalog:
 
     events: tuple[Event, ...]
     archived: tuple[Event, ...] = ()
+    # RETENTION_DAYS, set by the one wiring function (bot.app.create_dispatcher), so that every
+    # text that states how long the data is kept, the consent's included, can say it.
+    retention_days: int = DEFAULT_RETENTION_DAYS
 
     def __iter__(self) -> Iterator[Event]:
         return iter(self.events)
