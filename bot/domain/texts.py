@@ -139,7 +139,7 @@ RU: dict[str, str] = {
     "удалить её сейчас — /cancel.",
     # /me: what is done with the data (Federal Law 152-FZ, art. 14), once per reply
     "privacy_header": "ℹ️ <b>Ваши персональные данные</b> (ст. 14 Федерального закона № 152-ФЗ)"
-    "\nВыше — всё, что бот хранит о вас в каждой регистрации.",
+    "\nВыше — данные, которые бот хранит о вас в каждой регистрации.",
     "privacy_operator": "<b>Оператор:</b> {operator}",
     "privacy_operator_for": "<b>Оператор</b> для {titles}: {operator}",
     "privacy_operator_unknown": "организаторы мероприятия",
