@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -20,7 +19,7 @@ from storage.events import EventsRepository
 from storage.registrations import Registrations
 from tests.client import Deliver, TelegramUser, feed_deliver
 from tests.fake_telegram import FakeTelegram, text_update
-from tests.helpers import EVENTS_TOML, Clock, fill_form, set_read_only
+from tests.helpers import EVENTS_TOML, Clock, dispatcher_for, fill_form, set_read_only
 
 EVENT_ID = "forum-2026"
 
@@ -577,16 +576,6 @@ timezone = "Europe/Samara"
 registration_deadline = 2026-12-19T18:00:00
 location = "Самара, ул. Ленина, 1"
 """
-
-
-async def dispatcher_for(
-    events_toml: str, settings: Settings, db: Database, clock: Clock
-) -> Dispatcher:
-    settings.events_file.write_text(events_toml, encoding="utf-8")
-    catalog = load_events(settings.events_file, default_zone=settings.timezone)
-    archived = await EventsRepository(db).sync(catalog, now=clock())
-    catalog = replace(catalog, archived=tuple(event for event, _ in archived))
-    return create_dispatcher(settings=settings, db=db, catalog=catalog, clock=clock)
 
 
 async def test_several_open_sessions_are_offered_as_buttons(

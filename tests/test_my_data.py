@@ -4,23 +4,20 @@ kept and how to erase it; the consent and withdrawal texts say when it is erased
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from aiogram import Bot, Dispatcher
 
-from bot.app import create_dispatcher
 from bot.domain.config import Settings
-from bot.domain.events import MAX_LENGTHS, EventCatalog, load_events
+from bot.domain.events import MAX_LENGTHS, EventCatalog
 from bot.domain.limits import MAX_MESSAGE_LENGTH, message_length
 from bot.domain.timefmt import format_datetime
 from storage.database import Database
-from storage.events import EventsRepository
 from storage.registrations import NewRegistration, Registrations
 from tests.client import TelegramUser, feed_deliver
 from tests.fake_telegram import FakeTelegram
-from tests.helpers import EVENTS_TOML, MOSCOW, Clock, event_toml, fill_form
+from tests.helpers import EVENTS_TOML, MOSCOW, Clock, dispatcher_for, event_toml, fill_form
 
 SAMARA = ZoneInfo("Europe/Samara")
 OPERATOR = "АНО «Этнический НИК», 410012, г. Саратов, ул. Московская, д. 1"
@@ -36,17 +33,6 @@ PANEL_TOML = event_toml(
     contact="panel@example.ru",
     operator=OPERATOR,
 )
-
-
-async def dispatcher_for(
-    events_toml: str, settings: Settings, db: Database, clock: Clock, *, retention_days: int = 30
-) -> Dispatcher:
-    settings.events_file.write_text(events_toml, encoding="utf-8")
-    catalog = load_events(settings.events_file, default_zone=settings.timezone)
-    archived = await EventsRepository(db).sync(catalog, now=clock())
-    catalog = replace(catalog, archived=tuple(event for event, _ in archived))
-    settings = settings.model_copy(update={"retention_days": retention_days})
-    return create_dispatcher(settings=settings, db=db, catalog=catalog, clock=clock)
 
 
 def participant(dispatcher: Dispatcher, bot: Bot, fake: FakeTelegram) -> TelegramUser:
