@@ -1,6 +1,7 @@
 """Plain helpers shared by test modules (fixtures live in conftest.py): identities, the sample
 events file, the movable clock, fast send limits, the Dispatcher after a restart with another
-events file, a participant's form, the real bot process, and the export oracle. No test module imports another; they all import from here."""
+events file, a participant's form, the real bot process, and the export oracle. No test module
+imports another; they all import from here."""
 
 from __future__ import annotations
 
