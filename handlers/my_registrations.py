@@ -25,7 +25,7 @@ from bot.domain.form import FIELDS, Draft
 from bot.domain.limits import MAX_MESSAGE_LENGTH, message_length, pack_blocks
 from bot.domain.render import retention_rule
 from bot.domain.retention import FORM_KEPT_DAYS
-from bot.domain.texts import Html, quantity, t
+from bot.domain.texts import Html, quantity, t, th
 from handlers.keyboards import (
     MyAction,
     MyCallback,
@@ -64,7 +64,7 @@ async def my_registrations(
         await show_registration(bot, message.chat.id, registration, catalog, clock)
     if found:
         events = [catalog.get(registration.event_id) for registration in found]
-        for text in privacy_notice(events, catalog.retention_days, has_form=has_form):
+        for text in privacy_notice(events, catalog, has_form=has_form):
             await message.answer(text)
     if current is not None:
         await reask(bot, message.chat.id, state, catalog)
@@ -74,12 +74,24 @@ def form_kept_text() -> str:
     return t("my_form_kept", days=quantity(FORM_KEPT_DAYS, "unit_days"))
 
 
-def operator_lines(events: list[Event | None]) -> list[str]:
+def operator_lines(events: list[Event | None], catalog: EventCatalog) -> list[str]:
     """Who processes the data: one line when all the sessions share an operator, else a line
-    per operator naming its sessions (a line per session when they would not fit one)."""
-    sessions: dict[str, list[str]] = {}
+    per operator naming its sessions (a line per session when they would not fit one). A
+    session without one (gone from the file, or neither `operator` nor `contact` in it) names
+    its organisers, with the contacts of the file as the closed-registration message does."""
+    contacts = catalog.contacts()
+    unknown = (
+        th("privacy_operator_unknown_contacts", contacts=", ".join(contacts))
+        if contacts
+        else th("privacy_operator_unknown")
+    )
+    sessions: dict[Html, list[str]] = {}
     for event in dict.fromkeys(events):
-        operator = (event.operator if event else None) or t("privacy_operator_unknown")
+        operator = (
+            th("privacy_operator_name", operator=event.operator)
+            if event is not None and event.operator
+            else unknown
+        )
         sessions.setdefault(operator, []).append(event.title if event else "—")
     if len(sessions) == 1:
         return [t("privacy_operator", operator=operator) for operator in sessions]
@@ -93,20 +105,22 @@ def operator_lines(events: list[Event | None]) -> list[str]:
     return lines
 
 
-def operator_line(operator: str, titles: list[str]) -> str:
+def operator_line(operator: Html, titles: list[str]) -> str:
     quoted = Html(", ".join(t("privacy_title", title=title) for title in titles))
     return t("privacy_operator_for", titles=quoted, operator=operator)
 
 
-def privacy_notice(events: list[Event | None], retention_days: int, *, has_form: bool) -> list[str]:
+def privacy_notice(
+    events: list[Event | None], catalog: EventCatalog, *, has_form: bool
+) -> list[str]:
     """What is done with the data of these registrations' sessions, in as few messages as
     fit: operator, purpose, recipients, how long it is kept, how to erase it."""
     blocks = [
         t("privacy_header"),
-        *operator_lines(events),
+        *operator_lines(events, catalog),
         t("privacy_purpose"),
         t("privacy_recipients"),
-        t("privacy_retention", retention=retention_rule(retention_days)),
+        t("privacy_retention", retention=retention_rule(catalog.retention_days)),
         t("privacy_erase"),
     ]
     if has_form:

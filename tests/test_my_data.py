@@ -20,7 +20,7 @@ from tests.fake_telegram import FakeTelegram
 from tests.helpers import EVENTS_TOML, MOSCOW, Clock, dispatcher_for, event_toml, fill_form
 
 SAMARA = ZoneInfo("Europe/Samara")
-OPERATOR = "АНО «Этнический НИК», 410012, г. Саратов, ул. Московская, д. 1"
+OPERATOR = "АНО «Этнический НИК» & <партнёры>, 410012, г. Саратов, ул. Московская, д. 1"
 # A session of its own: its end, its operator, no policy of its own (the default text).
 PANEL_TOML = event_toml(
     id="panel-2026",
@@ -102,6 +102,50 @@ async def test_me_names_the_sessions_operator_end_and_retention_days(
     assert "удаляются автоматически через 1 день после окончания мероприятия" in notice
     [row] = await db.fetchall("SELECT ends_at FROM events WHERE id = 'panel-2026'")
     assert row["ends_at"] == "2026-12-21T14:30:00+00:00"
+
+
+async def test_sessions_of_one_operator_name_it_once_and_one_without_names_its_organisers(
+    settings: Settings, fake: FakeTelegram, bot: Bot, clock: Clock, db: Database
+) -> None:
+    again = PANEL_TOML.replace('"panel-2026"', '"panel-2"').replace("Панельная", "Вторая")
+    bare = event_toml(
+        id="bare",
+        title="Без контактов",
+        starts_at=datetime(2026, 12, 22, 10, 0, tzinfo=MOSCOW),
+        registration_deadline=datetime(2026, 12, 21, 10, 0, tzinfo=MOSCOW),
+        location="Москва",
+    )
+    dispatcher = await dispatcher_for(PANEL_TOML + again, settings, db, clock)
+    user = participant(dispatcher, bot, fake)
+    for event_id in ("panel-2026", "panel-2"):
+        await user.send(f"/start {event_id}")
+        await user.click("Даю согласие")
+        await fill_form_for_current(user)
+        await user.click("Подтвердить")
+
+    *_, notice = texts(await user.send("/me"))
+    assert f"Оператор: {OPERATOR}" in notice
+    assert notice.count("Оператор") == 1
+
+    # A session with neither `operator` nor `contact`: its organisers, with the file's contacts.
+    dispatcher = await dispatcher_for(PANEL_TOML + again + bare, settings, db, clock)
+    user = participant(dispatcher, bot, fake)
+    await user.send("/start bare")
+    await user.click("Даю согласие")
+    await fill_form_for_current(user)
+    await user.click("Подтвердить")
+    *_, notice = texts(await user.send("/me"))
+    assert f"Оператор для «Панельная дискуссия», «Вторая дискуссия»: {OPERATOR}\n" in notice
+    assert (
+        "Оператор для «Без контактов»: организаторы мероприятия (связаться: panel@example.ru)\n"
+        in notice
+    )
+
+    # Sessions gone from the file keep no operator (the database mirrors no texts).
+    dispatcher = await dispatcher_for(bare, settings, db, clock)
+    user = participant(dispatcher, bot, fake)
+    *_, notice = texts(await user.send("/me"))
+    assert "Оператор: организаторы мероприятия\n" in notice
 
 
 async def test_me_with_retention_zero_keeps_the_data_to_the_day_the_session_ends(

@@ -142,7 +142,9 @@ RU: dict[str, str] = {
     "\nВыше — данные, которые бот хранит о вас в каждой регистрации.",
     "privacy_operator": "<b>Оператор:</b> {operator}",
     "privacy_operator_for": "<b>Оператор</b> для {titles}: {operator}",
+    "privacy_operator_name": "{operator}",
     "privacy_operator_unknown": "организаторы мероприятия",
+    "privacy_operator_unknown_contacts": "организаторы мероприятия (связаться: {contacts})",
     "privacy_title": "«{title}»",
     "privacy_purpose": "<b>Цель:</b> регистрация на мероприятие и связь с вами по нему.",
     "privacy_recipients": "<b>Кто получает данные:</b> организаторы мероприятия (карточка "
