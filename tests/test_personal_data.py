@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.domain.texts import t
 from bot.sender import Sender
 from storage.database import Database, open_database
 from storage.erasure import PersonalData
@@ -76,7 +77,7 @@ async def test_withdrawal_erases_the_registrations_personal_data_at_once(
     )
     # /me and /find have nothing of them; /start begins afresh.
     await user.send("/me")
-    assert "нет" in user.last_text.lower()
+    assert user.last_text == t("my_none")
     await assert_no_trace(db)
 
 
