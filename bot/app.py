@@ -200,7 +200,7 @@ def create_dispatcher(
             zone=settings.timezone,
             # The registration form's states, /me's change of a field included (it holds a
             # copy of the registration); an admin's broadcast being written is not a form.
-            form_states=[state.state for state in Form.__all_states__],
+            form_states=Form.__all_states_names__,
             clock=clock,
         ),
         clock=clock,

@@ -153,12 +153,12 @@ class Digests:
         erasures = coming_erasures(
             [(session.title, session.end) for session in held], days, grace, now
         )
-        upgrade = None
         # The first digest made after retention began, while its grace lasts (a new
         # installation has no digest before it: nothing to announce).
-        if began is not None and grace is not None and since is not None:
-            if since < began <= now < grace:
-                upgrade = UpgradeNotice(grace.date(), days)
+        first_since = began is not None and since is not None and since < began <= now
+        upgrade = None
+        if first_since and grace is not None and now < grace:
+            upgrade = UpgradeNotice(grace.date(), days)
         return render_digest(
             now.astimezone(zone).date(), stats, now, erasures=erasures, upgrade=upgrade
         )
