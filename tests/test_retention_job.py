@@ -5,7 +5,10 @@ erasure ends with a look at the bytes of the database file and its WAL."""
 from __future__ import annotations
 
 import logging
+import signal
+import sqlite3
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from aiogram import Bot, Dispatcher
@@ -17,19 +20,26 @@ from bot.retention_worker import RetentionJob, RetentionRun
 from bot.sender import Sender
 from storage.database import Database, utc_iso
 from tests.client import TelegramUser, feed_deliver
-from tests.fake_telegram import FakeTelegram
+from tests.fake_telegram import FakeTelegram, serve
 from tests.helpers import (
     ADMIN_ID,
     EVENTS_TOML,
     MOSCOW,
     ORGANIZER_CHAT_ID,
+    TOKEN,
     TRACES,
     Clock,
     assert_no_trace,
+    assert_no_trace_in,
     assert_traces,
+    bot_process,
+    db_file,
     dispatcher_for,
     event_toml,
     fill_form,
+    register_over_http,
+    upcoming_event_toml,
+    wait_until,
 )
 
 # forum-2026 ends on 10 December 2026 at 14:00 (Moscow; starts_at + 2 h): with RETENTION_DAYS
@@ -400,3 +410,60 @@ async def test_an_admins_broadcast_being_written_is_not_a_form(
     clock.advance(timedelta(days=8))
     assert (await run_retention(dispatcher)).drafts == 0
     assert [state for _, state in await forms(db)] == ["BroadcastForm:writing"]
+
+
+# --- the real process -------------------------------------------------------------------------
+
+
+def erased_in(path: Path) -> bool:
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
+        rows = connection.execute("SELECT erased_at FROM registrations").fetchall()
+    return bool(rows) and all(erased for (erased,) in rows)
+
+
+def no_trace_in(path: Path, values: tuple[str, ...]) -> bool:
+    try:
+        assert_no_trace_in(path, values)
+    except AssertionError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+async def test_the_bot_process_erases_at_start_up_what_is_past_its_period(tmp_path: Path) -> None:
+    events = tmp_path / "events.toml"
+    events.write_text(upcoming_event_toml(), encoding="utf-8")
+    fake = FakeTelegram(token=TOKEN)
+    typed = ("Иванова Мария Петровна", "Главный специалист", "+79123456789", "user1001@example.ru")
+    async with serve(fake) as base_url:
+        async with bot_process(tmp_path, fake, base_url) as bot:
+            await register_over_http(fake, tmp_path, 1001)
+            bot.process.send_signal(signal.SIGTERM)
+            assert await bot.wait() == 0
+        assert not no_trace_in(db_file(tmp_path), typed)
+        # The session, it turns out, took place in 2022, and retention began long before the
+        # process starts again: the erasure is due the moment it does.
+        events.write_text(
+            event_toml(
+                id="forum",
+                title="Сессия «ЭтНик»",
+                starts_at=datetime(2022, 11, 24, 12, 0, tzinfo=MOSCOW),
+                timezone="Europe/Moscow",
+                registration_deadline=datetime(2022, 11, 22, 23, 59, tzinfo=MOSCOW),
+                location="Онлайн",
+            ),
+            encoding="utf-8",
+        )
+        with sqlite3.connect(db_file(tmp_path)) as connection:
+            connection.execute(
+                "UPDATE meta SET value = '2022-01-01T00:00:00+00:00' WHERE key = 'retention_since'"
+            )
+        async with bot_process(tmp_path, fake, base_url, run=1) as bot:
+            await wait_until(lambda: erased_in(db_file(tmp_path)), timeout=20)
+            await wait_until(lambda: no_trace_in(db_file(tmp_path), typed), timeout=20)
+            bot.process.send_signal(signal.SIGTERM)
+            assert await bot.wait() == 0
+            output = bot.output
+    assert "Retention: erased the personal data of 1 registrations of forum" in output
+    assert not any(value in output for value in typed)
+    assert_no_trace_in(db_file(tmp_path), typed)
