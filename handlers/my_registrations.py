@@ -20,7 +20,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message, TelegramObject
 
 from bot.domain.clock import Clock
-from bot.domain.events import Event, EventCatalog
+from bot.domain.events import MAX_LENGTHS, Event, EventCatalog
 from bot.domain.form import FIELDS, Draft
 from bot.domain.limits import MAX_MESSAGE_LENGTH, message_length, pack_blocks
 from bot.domain.render import retention_rule
@@ -80,10 +80,11 @@ def operator_lines(events: list[Event | None], catalog: EventCatalog) -> list[st
     per operator naming its sessions (a line per session when they would not fit one). A
     session without one (gone from the file, or neither `operator` nor `contact` in it) names
     its organisers, with the contacts of the file as the closed-registration message does."""
-    contacts = catalog.contacts()
+    contacts = ", ".join(catalog.contacts())
+    # No longer than an operator may be, so that a line still fits a message.
     unknown = (
-        th("privacy_operator_unknown_contacts", contacts=", ".join(contacts))
-        if contacts
+        th("privacy_operator_unknown_contacts", contacts=contacts)
+        if contacts and len(contacts) <= MAX_LENGTHS["operator"]
         else th("privacy_operator_unknown")
     )
     sessions: dict[Html, list[str]] = {}
