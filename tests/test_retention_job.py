@@ -14,8 +14,9 @@ import pytest
 from aiogram import Bot, Dispatcher
 
 from bot.domain.config import Settings
-from bot.domain.digest import ErasureNotice, UpgradeNotice, render_digest
+from bot.domain.digest import ErasureNotice, UpgradeNotice, coming_erasures, render_digest
 from bot.domain.limits import MAX_MESSAGE_LENGTH, message_length
+from bot.domain.retention import erasure_moment, grace_until
 from bot.retention_worker import RetentionJob, RetentionRun
 from bot.sender import Sender
 from storage.database import Database, utc_iso
@@ -96,6 +97,54 @@ async def audit(db: Database) -> list[tuple[object, ...]]:
 async def erased_at(db: Database) -> dict[int, object]:
     rows = await db.fetchall("SELECT id, erased_at FROM registrations ORDER BY id")
     return {row["id"]: row["erased_at"] for row in rows}
+
+
+# --- the rule ---------------------------------------------------------------------------------
+
+END = datetime(2026, 12, 10, 14, 0, tzinfo=MOSCOW)
+
+
+@pytest.mark.parametrize(
+    ("since", "days", "grace"),
+    [
+        # The first start with retention counts like a session's end, on TIMEZONE's calendar.
+        (datetime(2027, 1, 5, 10, 0, tzinfo=UTC), 30, datetime(2027, 2, 5, 0, 0, tzinfo=MOSCOW)),
+        # 22:30 UTC is already the next day in Moscow.
+        (datetime(2027, 1, 5, 22, 30, tzinfo=UTC), 0, datetime(2027, 1, 7, 0, 0, tzinfo=MOSCOW)),
+    ],
+)
+def test_the_upgrades_grace_ends_at_a_midnight_in_timezone(
+    since: datetime, days: int, grace: datetime
+) -> None:
+    assert grace_until(since, days, MOSCOW) == grace
+
+
+@pytest.mark.parametrize(
+    ("grace", "moment"),
+    [
+        (None, datetime(2027, 1, 10, 0, 0, tzinfo=MOSCOW)),
+        (datetime(2027, 1, 1, 0, 0, tzinfo=MOSCOW), datetime(2027, 1, 10, 0, 0, tzinfo=MOSCOW)),
+        (datetime(2027, 2, 5, 0, 0, tzinfo=MOSCOW), datetime(2027, 2, 5, 0, 0, tzinfo=MOSCOW)),
+    ],
+)
+def test_data_goes_at_its_sessions_moment_or_when_the_grace_ends_if_later(
+    grace: datetime | None, moment: datetime
+) -> None:
+    assert erasure_moment(END, 30, grace) == moment
+
+
+def test_the_digest_names_the_sessions_whose_data_goes_within_a_week_soonest_first() -> None:
+    now = datetime(2027, 1, 3, 9, 0, tzinfo=MOSCOW)
+    sessions = [
+        ("Через неделю", END),  # erased from 10 January, 00:00: within the week
+        ("Слишком рано", END + timedelta(days=1)),  # 11 January: not yet
+        ("Завтра", END - timedelta(days=6)),  # 4 January
+        ("Уже прошла", END - timedelta(days=8)),  # due before now: the job's, not the digest's
+    ]
+    assert coming_erasures(sessions, 30, None, now) == [
+        ErasureNotice("Завтра", date(2027, 1, 4)),
+        ErasureNotice("Через неделю", date(2027, 1, 10)),
+    ]
 
 
 # --- registrations ----------------------------------------------------------------------------
@@ -380,6 +429,17 @@ async def test_a_form_whose_registration_closed_is_deleted_however_fresh(
     assert (await run_retention(dispatcher)).drafts == 1
     assert await forms(db) == []
     await assert_no_trace(db, [TRACES[0]])
+
+
+async def test_a_form_for_a_session_gone_from_the_events_file_is_deleted(
+    make_user, settings: Settings, db: Database, clock: Clock
+) -> None:
+    user: TelegramUser = make_user(1002, first_name="Мария")
+    await start_form(user)
+    dispatcher = await dispatcher_for(LATER_TOML, settings, db, clock)
+
+    assert (await run_retention(dispatcher)).drafts == 1
+    assert await forms(db) == []
 
 
 async def test_a_change_from_me_left_open_expires_with_its_copy_of_the_data(
