@@ -4,6 +4,8 @@ erasure ends with a look at the bytes of the database file and its WAL."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import signal
 import sqlite3
@@ -414,6 +416,30 @@ async def test_a_form_touched_six_days_ago_is_kept(
     assert len(await forms(db)) == 1
     await user.send("Главный специалист")
     assert "Место работы" in user.last_text  # the form goes on
+
+
+async def test_a_form_answered_while_the_job_runs_is_kept_whole(
+    make_user, db: Database, clock: Clock, dispatcher: Dispatcher, fake: FakeTelegram
+) -> None:
+    user: TelegramUser = make_user(1002, first_name="Мария")
+    await start_form(user)
+    clock.advance(timedelta(days=7, minutes=1))
+    fake.slow("sendMessage", 0.2)
+
+    # The answer is saved, its reply still on the way, when the job looks.
+    step = asyncio.create_task(user.send("Главный специалист"))
+    while [state for _, state in await forms(db)] != ["Form:organization"]:
+        await asyncio.sleep(0.01)
+    assert (await run_retention(dispatcher)).drafts == 0
+    await step
+    fake.slow("sendMessage", 0)
+
+    row = await db.fetchone("SELECT data FROM fsm_states")
+    assert row is not None
+    assert {"full_name": TRACES[0], "position": "Главный специалист"}.items() <= json.loads(
+        row["data"]
+    ).items()
+    assert "Место работы" in user.last_text
 
 
 async def test_a_form_whose_registration_closed_is_deleted_however_fresh(
