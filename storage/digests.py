@@ -79,7 +79,7 @@ class Digests:
         names = await fetchall(
             """
             SELECT full_name, organization FROM registrations
-            WHERE event_id = :event_id AND status = 'confirmed'
+            WHERE event_id = :event_id AND status = 'confirmed' AND erased_at IS NULL
               AND created_at > :since AND created_at <= :now
             ORDER BY created_at, id LIMIT :max_names
             """,

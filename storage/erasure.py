@@ -173,7 +173,8 @@ class PersonalData:
         self, registration_ids: Sequence[int], *, reason: Reason, actor: str, now: datetime
     ) -> list[Erased]:
         """Erase the given registrations (an admin's /erase, the operator's CLI, retention);
-        those erased before are skipped. Organisers get a card unless it is retention."""
+        those erased before are skipped. On request they are withdrawn too, and organisers
+        get a card; retention neither."""
         if not registration_ids:
             return []
         placeholders = ", ".join("?" * len(registration_ids))
@@ -185,7 +186,9 @@ class PersonalData:
                 reason=reason,
                 actor=actor,
                 now=now,
-                withdraw=False,
+                # On request the registration ends with its data; retention keeps the status
+                # (the session is over: its counts stay as they were).
+                withdraw=reason is not Reason.retention,
                 card=None if reason is Reason.retention else "erased_on_request",
             )
         if erased:
