@@ -4,6 +4,8 @@ and its WAL."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,7 +16,14 @@ from storage.database import Database, open_database
 from storage.erasure import PersonalData
 from tests.client import TelegramUser
 from tests.fake_telegram import FakeTelegram
-from tests.helpers import ORGANIZER_CHAT_ID, Clock, assert_no_trace, assert_traces, fill_form
+from tests.helpers import (
+    ORGANIZER_CHAT_ID,
+    Clock,
+    assert_no_trace,
+    assert_no_trace_in,
+    assert_traces,
+    fill_form,
+)
 
 
 async def register(make_user, user_id: int = 1001) -> TelegramUser:  # type: ignore[no-untyped-def]
@@ -206,3 +215,32 @@ async def test_an_erasure_is_one_transaction(
         with pytest.raises(RuntimeError):
             await PersonalData(db).forget(7, now=datetime.now(UTC))
         assert [tuple(row) for row in await db.fetchall("SELECT * FROM registrations")] == before
+
+
+async def test_the_wal_is_cut_once_a_reader_holding_an_old_snapshot_lets_go(
+    make_user, db: Database
+) -> None:
+    """An export reads a snapshot while a person withdraws: the erasure commits at once, the
+    WAL keeps the old pages for the export, and is cut as soon as the export ends."""
+    user = await register(make_user)
+    await user.send("/me")
+    await user.click("Отменить регистрацию")
+    export = sqlite3.connect(f"file:{db.path}?mode=ro", uri=True)
+    export.execute("BEGIN")
+    assert export.execute("SELECT full_name FROM registrations").fetchall() == [
+        ("Иванова Мария Петровна",)
+    ]
+
+    await user.click("Да, отменить")
+    scrub = asyncio.ensure_future(db.wal_scrubbed(db.scrub_wal()))
+    await asyncio.sleep(0.5)
+    assert not scrub.done()
+    # The export still sees its snapshot, whole.
+    assert export.execute("SELECT full_name FROM registrations").fetchall() == [
+        ("Иванова Мария Петровна",)
+    ]
+    export.execute("ROLLBACK")
+    export.close()
+
+    await asyncio.wait_for(scrub, 10)
+    assert_no_trace_in(db.path)
