@@ -121,7 +121,7 @@ async def test_forget_erases_every_registration_the_draft_and_queued_messages(
 
     await user.send("/forget")
     assert "Удалить все ваши данные?" in user.last_text
-    assert "(1)" in user.last_text
+    assert "регистраций: 1" in user.last_text
     await user.click("Да, удалить всё")
     await sender.idle()
 
@@ -152,7 +152,8 @@ async def test_forget_in_the_middle_of_a_form_erases_the_draft(
     assert_traces(db)
 
     await user.send("/forget")
-    assert "регистрациях (0)" in user.last_text
+    assert "незаконченная анкета" in user.last_text
+    assert "регистраци" not in user.last_text
     await user.click("Да, удалить всё")
 
     assert "ваши данные удалены" in user.last_text
