@@ -152,6 +152,7 @@ def create_dispatcher(
 ) -> Dispatcher:
     """The one Dispatcher: app-scoped objects reach handlers as typed keyword arguments;
     background workers start and stop with it (startup and shutdown hooks)."""
+    catalog = replace(catalog, retention_days=settings.retention_days)
     outbox = Outbox(db)
     cards = CardPublisher(outbox, settings.organizer_chat_ids, catalog)
     storage = SQLiteStorage(

@@ -21,7 +21,7 @@ from aiogram.types import CallbackQuery, FSInputFile, Message
 from bot.domain.clock import Clock
 from bot.domain.config import Settings
 from bot.domain.events import Event, EventCatalog
-from bot.domain.limits import MAX_MESSAGE_LENGTH, message_length
+from bot.domain.limits import pack_blocks
 from bot.domain.texts import Html, t
 from bot.domain.timefmt import format_datetime
 from bot.domain.validation import format_phone
@@ -146,18 +146,6 @@ async def stats_shown(
         blocks.append(outbox)
     for text in pack_blocks(blocks):
         await message.answer(text)
-
-
-def pack_blocks(blocks: list[str], separator: str = "\n\n") -> list[str]:
-    """Blocks joined into as few messages as fit Telegram's limit."""
-    messages: list[str] = []
-    for block in blocks:
-        length = message_length(messages[-1] + separator + block) if messages else 0
-        if messages and length <= MAX_MESSAGE_LENGTH:
-            messages[-1] += separator + block
-        else:
-            messages.append(block[:MAX_MESSAGE_LENGTH])
-    return messages
 
 
 async def registrations_found(

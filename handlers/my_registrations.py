@@ -1,5 +1,6 @@
-"""/me: a participant's registrations, each with its buttons: change a field (while the session
-is open), withdraw (asked twice). One handler per button (`MyAction`).
+"""/me: a participant's registrations, each with everything stored in it and its buttons: change
+a field (while the session is open), withdraw (asked twice); then, once, what is done with the
+data. One handler per button (`MyAction`).
 
     /me ─▶ card ─┬─ change ─▶ a button per field ─┬─ field ─▶ that question (the form) ─▶ card
                  │                                └─ back ─▶ card
@@ -19,9 +20,12 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message, TelegramObject
 
 from bot.domain.clock import Clock
-from bot.domain.events import Event, EventCatalog
+from bot.domain.events import MAX_LENGTHS, Event, EventCatalog
 from bot.domain.form import FIELDS, Draft
-from bot.domain.texts import t
+from bot.domain.limits import MAX_MESSAGE_LENGTH, message_length, pack_blocks
+from bot.domain.render import retention_rule
+from bot.domain.retention import FORM_KEPT_DAYS
+from bot.domain.texts import Html, quantity, t, th
 from handlers.keyboards import (
     MyAction,
     MyCallback,
@@ -30,7 +34,7 @@ from handlers.keyboards import (
     withdraw_keyboard,
 )
 from handlers.replies import ask, reask, remove_buttons, show_registration
-from handlers.states import FIELD_STATES
+from handlers.states import FIELD_STATES, Form
 from storage.erasure import PersonalData
 from storage.fsm import transition
 from storage.registrations import Registration, Registrations
@@ -46,14 +50,84 @@ async def my_registrations(
     catalog: EventCatalog,
     clock: Clock,
 ) -> None:
+    """Each registration with everything stored in it, then once what is done with the data
+    (152-FZ art. 14): a person may ask, and /me is where they look."""
     assert message.from_user is not None
     found = await registrations.active_for_user(message.from_user.id)
+    current = await state.get_state()
+    has_form = current is not None and current.startswith(f"{Form.__full_group_name__}:")
     if not found:
-        await message.answer(t("my_none"))
+        text = t("my_none")
+        if has_form:
+            text += "\n\n" + form_kept_text()
+        await message.answer(text)
     for registration in found:
         await show_registration(bot, message.chat.id, registration, catalog, clock)
-    if await state.get_state() is not None:
+    if found:
+        events = [catalog.get(registration.event_id) for registration in found]
+        for text in privacy_notice(events, catalog, has_form=has_form):
+            await message.answer(text)
+    if current is not None:
         await reask(bot, message.chat.id, state, catalog)
+
+
+def form_kept_text() -> str:
+    return t("my_form_kept", days=quantity(FORM_KEPT_DAYS, "unit_days"))
+
+
+def operator_lines(events: list[Event | None], catalog: EventCatalog) -> list[str]:
+    """Who processes the data: one line when all the sessions share an operator, else a line
+    per operator naming its sessions (a line per session when they would not fit one). A
+    session without one (gone from the file, or neither `operator` nor `contact` in it) names
+    its organisers, with the contacts of the file as the closed-registration message does."""
+    contacts = ", ".join(catalog.contacts())
+    # No longer than an operator may be, so that a line still fits a message.
+    unknown = (
+        th("privacy_operator_unknown_contacts", contacts=contacts)
+        if contacts and len(contacts) <= MAX_LENGTHS["operator"]
+        else th("privacy_operator_unknown")
+    )
+    sessions: dict[Html, list[str]] = {}
+    for event in dict.fromkeys(events):
+        operator = (
+            th("privacy_operator_name", operator=event.operator)
+            if event is not None and event.operator
+            else unknown
+        )
+        sessions.setdefault(operator, []).append(event.title if event else "—")
+    if len(sessions) == 1:
+        return [t("privacy_operator", operator=operator) for operator in sessions]
+    lines = []
+    for operator, titles in sessions.items():
+        line = operator_line(operator, titles)
+        if message_length(line) <= MAX_MESSAGE_LENGTH:
+            lines.append(line)
+        else:
+            lines += [operator_line(operator, [title]) for title in titles]
+    return lines
+
+
+def operator_line(operator: Html, titles: list[str]) -> str:
+    quoted = Html(", ".join(t("privacy_title", title=title) for title in titles))
+    return t("privacy_operator_for", titles=quoted, operator=operator)
+
+
+def privacy_notice(
+    events: list[Event | None], catalog: EventCatalog, *, has_form: bool
+) -> list[str]:
+    """What is done with the data of these registrations' sessions, in as few messages as
+    fit: operator, purpose, recipients, how long it is kept, how to erase it."""
+    blocks = [
+        t("privacy_header"),
+        *operator_lines(events, catalog),
+        t("privacy_purpose"),
+        t("privacy_recipients"),
+        t("privacy_retention", retention=retention_rule(catalog.retention_days)),
+        t("privacy_erase"),
+    ]
+    if has_form:
+        blocks.append(form_kept_text())
+    return pack_blocks(blocks, separator="\n")
 
 
 # --- Guards shared by the buttons -------------------------------------------------------------

@@ -27,9 +27,10 @@ from bot.domain.clock import Clock
 from bot.domain.events import Event, EventCatalog
 from bot.domain.form import FIELDS, Draft
 from bot.domain.limits import MAX_MESSAGE_LENGTH, message_length
-from bot.domain.render import answers, contacts_line, event_card, shown_value
+from bot.domain.render import answers, contacts_line, event_card, privacy_policy, shown_value
+from bot.domain.retention import kept_until
 from bot.domain.texts import Html, t
-from bot.domain.timefmt import format_datetime
+from bot.domain.timefmt import format_date, format_datetime, zone_label
 from handlers.keyboards import (
     consent_keyboard,
     phone_keyboard,
@@ -76,9 +77,10 @@ async def show_summary(bot: Bot, chat_id: int, draft: Draft, event: Event) -> No
     await bot.send_message(chat_id, text, reply_markup=summary_keyboard(event.id))
 
 
-async def show_consent(bot: Bot, chat_id: int, event: Event, *, preface: str = "") -> None:
-    policy = event.privacy_policy or t("consent_default_policy")
-    text = t("consent_request", policy=policy)
+async def show_consent(
+    bot: Bot, chat_id: int, event: Event, catalog: EventCatalog, *, preface: str = ""
+) -> None:
+    text = t("consent_request", policy=privacy_policy(event, catalog.retention_days))
     if preface and message_length(preface + text) > MAX_MESSAGE_LENGTH:
         # A long description and a long policy: two messages rather than a refused one.
         await bot.send_message(chat_id, preface.rstrip())
@@ -87,13 +89,31 @@ async def show_consent(bot: Bot, chat_id: int, event: Event, *, preface: str = "
     await bot.send_message(chat_id, text, reply_markup=consent_keyboard())
 
 
-def registration_text(registration: Registration, event: Event | None, can_change: bool) -> str:
+def registration_text(
+    registration: Registration, event: Event | None, can_change: bool, retention_days: int
+) -> str:
+    """A registration as its person sees it: everything stored about them in it (152-FZ
+    art. 14), and the day its data goes."""
     card = event_card(event, join_url=True) if event else t("event_card_unknown")
+    zone = event.timezone if event else None
+    stored = t(
+        "my_stored",
+        user_id=registration.user_id,
+        username=f"@{registration.username}" if registration.username else t("my_no_username"),
+        name=registration.telegram_name,
+        consent_at=format_datetime(registration.consent_at, zone),
+        version=registration.consent_version,
+    )
+    if event is not None:
+        # The last day kept, with its zone: a day starts at a different moment in each.
+        last_day = kept_until(event.end(), retention_days)
+        stored += "\n" + t("my_kept_until", date=format_date(last_day), zone=zone_label(last_day))
     text = t(
         "my_registration",
         card=Html(card),
         answers=answers({field: getattr(registration, field) for field in FIELDS}),
-        registered_at=format_datetime(registration.created_at, event.timezone if event else None),
+        registered_at=format_datetime(registration.created_at, zone),
+        stored=Html(stored),
     )
     return text if can_change else text + "\n\n" + t("my_registration_closed")
 
@@ -105,7 +125,7 @@ async def show_registration(
     can_change = event is not None and event.is_open(clock())
     await bot.send_message(
         chat_id,
-        registration_text(registration, event, can_change),
+        registration_text(registration, event, can_change, catalog.retention_days),
         reply_markup=registration_keyboard(registration.id, can_change=can_change),
     )
 
@@ -128,7 +148,7 @@ async def reask(bot: Bot, chat_id: int, state: FSMContext, catalog: EventCatalog
     event = catalog.get(draft.event_id)
     if current == Form.consent.state and event:
         await bot.send_message(chat_id, t("consent_press_button"))
-        await show_consent(bot, chat_id, event)
+        await show_consent(bot, chat_id, event, catalog)
     elif current == Form.summary.state and event:
         await bot.send_message(chat_id, t("summary_press_button"))
         await show_summary(bot, chat_id, draft, event)

@@ -58,7 +58,7 @@ async def offer_event(
     greeting = t("greeting", card=event_card(event, deadline=True))
     if event.description:
         greeting += "\n\n" + t("event_description", description=event.description)
-    await show_consent(bot, chat_id, event, preface=greeting + "\n\n")
+    await show_consent(bot, chat_id, event, catalog, preface=greeting + "\n\n")
 
 
 async def start(

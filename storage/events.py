@@ -24,12 +24,12 @@ class EventsRepository:
         async with self._db.transaction(heavy=True) as connection:
             await connection.executemany(
                 """
-                INSERT INTO events (id, title, starts_at, timezone, registration_deadline,
-                                    location, in_file, synced_at)
-                VALUES (?, ?, ?, ?, ?, ?, 1, ?)
+                INSERT INTO events (id, title, starts_at, ends_at, timezone,
+                                    registration_deadline, location, in_file, synced_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)
                 ON CONFLICT (id) DO UPDATE SET
                     title = excluded.title, starts_at = excluded.starts_at,
-                    timezone = excluded.timezone,
+                    ends_at = excluded.ends_at, timezone = excluded.timezone,
                     registration_deadline = excluded.registration_deadline,
                     location = excluded.location, in_file = 1, synced_at = excluded.synced_at
                 """,
@@ -38,6 +38,7 @@ class EventsRepository:
                         event.id,
                         event.title,
                         utc_iso(event.starts_at),
+                        utc_iso(event.end()),
                         event.timezone.key,
                         utc_iso(event.registration_deadline),
                         event.location,
@@ -72,6 +73,12 @@ class EventsRepository:
                 ).astimezone(zone),
                 timezone=zone,
                 location=row["location"],
+                # NULL: synced before the column existed; Event.end() supplies the default.
+                ends_at=(
+                    datetime.fromisoformat(row["ends_at"]).astimezone(zone)
+                    if row["ends_at"]
+                    else None
+                ),
             )
             archived.append((replace(event, in_file=False), int(row["active"])))
         return archived

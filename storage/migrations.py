@@ -288,6 +288,14 @@ MIGRATIONS: tuple[str, ...] = (
     DELETE FROM outbox WHERE status = 'failed' AND registration_id IN (
         SELECT id FROM registrations WHERE erased_at IS NOT NULL);
     """,
+    # 12: when each session ends (UTC, like starts_at): the retention period of its
+    # registrations' personal data counts from it. Written at each sync of the events file;
+    # NULL in rows synced before, until the next sync, and for good in a session gone from the
+    # file before then: readers take such a session as ending two hours after it starts
+    # (bot.domain.events.DEFAULT_DURATION).
+    """
+    ALTER TABLE events ADD COLUMN ends_at TEXT;
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -1,6 +1,7 @@
 """Plain helpers shared by test modules (fixtures live in conftest.py): identities, the sample
-events file, the movable clock, fast send limits, a participant's form, the real bot process,
-and the export oracle. No test module imports another; they all import from here."""
+events file, the movable clock, fast send limits, the Dispatcher after a restart with another
+events file, a participant's form, the real bot process, and the export oracle. No test module
+imports another; they all import from here."""
 
 from __future__ import annotations
 
@@ -13,16 +14,23 @@ import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from aiogram import Dispatcher
+
+from bot.app import create_dispatcher
 from bot.domain.cells import cell
+from bot.domain.config import Settings
+from bot.domain.events import load_events
 from bot.domain.texts import t
 from bot.domain.timefmt import zone_label
 from bot.domain.validation import format_phone
 from bot.sender import Limits
 from storage.database import Database
+from storage.events import EventsRepository
 from storage.export.columns import columns_for
 from tests.client import TelegramUser, http_deliver
 from tests.fake_telegram import FakeTelegram
@@ -115,6 +123,25 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 40) -> None
         if loop.time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.02)
+
+
+async def dispatcher_for(
+    events_toml: str,
+    settings: Settings,
+    db: Database,
+    clock: Clock,
+    *,
+    retention_days: int | None = None,
+) -> Dispatcher:
+    """The production Dispatcher after the bot restarts with `events_toml` as its events file
+    (and another RETENTION_DAYS, when given)."""
+    settings.events_file.write_text(events_toml, encoding="utf-8")
+    catalog = load_events(settings.events_file, default_zone=settings.timezone)
+    archived = await EventsRepository(db).sync(catalog, now=clock())
+    catalog = replace(catalog, archived=tuple(event for event, _ in archived))
+    if retention_days is not None:
+        settings = settings.model_copy(update={"retention_days": retention_days})
+    return create_dispatcher(settings=settings, db=db, catalog=catalog, clock=clock)
 
 
 # --- what people and organisers see -----------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -20,7 +19,7 @@ from storage.events import EventsRepository
 from storage.registrations import Registrations
 from tests.client import Deliver, TelegramUser, feed_deliver
 from tests.fake_telegram import FakeTelegram, text_update
-from tests.helpers import EVENTS_TOML, Clock, fill_form, set_read_only
+from tests.helpers import EVENTS_TOML, Clock, dispatcher_for, fill_form, set_read_only
 
 EVENT_ID = "forum-2026"
 
@@ -410,11 +409,13 @@ async def test_start_after_registering_shows_the_registration(
 
 async def test_me_lists_registrations_and_changes_a_field(user: TelegramUser, db: Database) -> None:
     replies = await user.send("/me")
-    assert "нет активных регистраций" in (replies[0].text or "")
+    assert [m.text for m in replies] == [
+        "Мы не храним ни одной вашей регистрации. Зарегистрироваться — /start."
+    ]
     await fill_form(user)
     await user.click("Подтвердить")
-    await user.send("/me")
-    assert "Иванова Мария Петровна" in user.last_text
+    replies = await user.send("/me")
+    assert "Иванова Мария Петровна" in (replies[0].text or "")  # the card, then the notice
     await user.click("Изменить данные")
     await user.click("E-mail")
     assert "Сейчас указано: Maria.Ivanova@example.ru" in user.last_text
@@ -502,9 +503,9 @@ async def test_changes_are_refused_after_the_deadline(
     await fill_form(user)
     await user.click("Подтвердить")
     clock.advance(timedelta(days=30))
-    await user.send("/me")
-    assert "Срок изменения данных истёк" in user.last_text
-    assert "Изменить данные" not in str(user.fake.last_message(user.chat_id).reply_markup)
+    [card, *_] = await user.send("/me")
+    assert "Срок изменения данных истёк" in (card.text or "")
+    assert user.buttons(card) == ["Отменить регистрацию"]
 
 
 async def test_confirm_after_the_deadline_is_refused(
@@ -577,16 +578,6 @@ location = "Самара, ул. Ленина, 1"
 """
 
 
-async def dispatcher_for(
-    events_toml: str, settings: Settings, db: Database, clock: Clock
-) -> Dispatcher:
-    settings.events_file.write_text(events_toml, encoding="utf-8")
-    catalog = load_events(settings.events_file, default_zone=settings.timezone)
-    archived = await EventsRepository(db).sync(catalog, now=clock())
-    catalog = replace(catalog, archived=tuple(event for event, _ in archived))
-    return create_dispatcher(settings=settings, db=db, catalog=catalog, clock=clock)
-
-
 async def test_several_open_sessions_are_offered_as_buttons(
     settings: Settings, fake: FakeTelegram, bot: Bot, clock: Clock, db: Database
 ) -> None:
@@ -640,9 +631,9 @@ async def test_event_removed_from_the_file_keeps_its_registrations_closed(
     )
     assert [(event.id, count) for event, count in archived] == [(EVENT_ID, 1)]
     user = TelegramUser(fake, feed_deliver(dispatcher, bot), user_id=1001)
-    await user.send("/me")
-    assert "Стратегическая сессия «ЭтНик»" in user.last_text  # still shown to its registrant
-    assert "Срок изменения данных истёк" in user.last_text
+    [card, *_] = await user.send("/me")
+    assert "Стратегическая сессия «ЭтНик»" in (card.text or "")  # still shown to its registrant
+    assert "Срок изменения данных истёк" in (card.text or "")
     replies = await user.send(f"/start {EVENT_ID}")
     assert "Регистрация на «Стратегическая сессия «ЭтНик»» закрыта" in (replies[0].text or "")
     [row] = await stored_rows(db)

@@ -142,6 +142,7 @@ async def run_to_exit(tmp_path: Path, **env: str) -> tuple[int, str]:
         ({"BOT_TOKEN": ""}, ["BOT_TOKEN is malformed", "@BotFather", ".env.example"]),
         ({"ADMIN_IDS": "12,abc"}, ["ADMIN_IDS", "'abc' is not an integer id"]),
         ({"EVENTS_FILE": "missing.toml"}, ["missing.toml", "file not found"]),
+        ({"RETENTION_DAYS": "-5"}, ["RETENTION_DAYS", "'-5' is not a number of days"]),
     ],
 )
 # Every rule is tested on load_settings in test_settings.py; here, that the process obeys.
@@ -156,6 +157,25 @@ async def test_bad_settings_stop_the_bot_with_one_clear_line(
     for part in expected:
         assert part in lines[0]
     assert "Traceback" not in output
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"ends_at": "yesterday"}, ["event 'forum'", "key 'ends_at'", "'yesterday'"]),
+        ({"operator": ""}, ["event 'forum'", "key 'operator'", "non-empty string"]),
+    ],
+)
+async def test_bad_ends_at_or_operator_stops_the_bot_with_one_clear_line(
+    workdir: Path, extra: dict[str, str], expected: list[str]
+) -> None:
+    (workdir / "events.toml").write_text(upcoming_event_toml(**extra), encoding="utf-8")
+    code, output = await run_to_exit(workdir)
+    assert code == 2
+    [line] = output.strip().splitlines()
+    assert line.startswith(f"error: {workdir / 'events.toml'}: ")
+    for part in expected:
+        assert part in line
 
 
 async def test_missing_token_variable_points_at_botfather(workdir: Path) -> None:

@@ -60,6 +60,8 @@ def test_parse_events_builds_aware_events_when_file_is_valid() -> None:
         contact="org@example.ru",
         privacy_policy="Условия",
         privacy_policy_version="2022-11-18",
+        ends_at=datetime(2022, 11, 24, 14, 0, tzinfo=zone),
+        operator="org@example.ru",
     )
     assert first.starts_at.utcoffset() == timedelta(hours=5)
     assert second.timezone is MOSCOW
@@ -67,7 +69,31 @@ def test_parse_events_builds_aware_events_when_file_is_valid() -> None:
     assert second.description is None
     assert second.join_url is None
     assert second.contact is None
+    assert second.operator is None
     assert catalog.archived == ()
+
+
+def test_parse_events_reads_ends_at_and_operator_when_given() -> None:
+    text = events_toml(
+        minimal(
+            extra='ends_at = 2022-11-25T18:30:00\ncontact = "org@example.ru"\n'
+            'operator = "ООО «Ромашка», 410012, г. Саратов, ул. Московская, 1"\n'
+        )
+    )
+
+    (event,) = parse_events(text, file=FILE, default_zone=MOSCOW)
+
+    assert event.ends_at == datetime(2022, 11, 25, 18, 30, tzinfo=MOSCOW)
+    assert event.end() == event.ends_at
+    assert event.operator == "ООО «Ромашка», 410012, г. Саратов, ул. Московская, 1"
+    assert event.contact == "org@example.ru"
+
+
+def test_event_ends_two_hours_after_its_start_when_ends_at_is_unknown() -> None:
+    (parsed,) = parse_events(events_toml(minimal()), file=FILE, default_zone=MOSCOW)
+
+    assert parsed.ends_at == datetime(2022, 11, 24, 14, 0, tzinfo=MOSCOW)
+    assert replace(parsed, ends_at=None).end() == datetime(2022, 11, 24, 14, 0, tzinfo=MOSCOW)
 
 
 def test_parse_events_uses_default_zone_when_timezone_omitted() -> None:
@@ -171,6 +197,38 @@ def test_parse_events_keeps_explicit_version_when_policy_text_changes() -> None:
         (
             events_toml(minimal().replace("2022-11-22T23:59:00", "2022-11-24T12:01:00")),
             ["event 's1'", "'registration_deadline'", "after the session starts"],
+        ),
+        (
+            events_toml(minimal(extra="ends_at = 2022-11-24T12:00:00\n")),
+            ["event 's1'", "'ends_at'", "must be after starts_at"],
+        ),
+        (
+            events_toml(minimal(extra="ends_at = 2022-11-23T18:00:00\n")),
+            ["event 's1'", "'ends_at'", "must be after starts_at"],
+        ),
+        (
+            events_toml(minimal(extra='ends_at = "вечером"\n')),
+            ["event 's1'", "'ends_at'", "'вечером'", "ISO"],
+        ),
+        (
+            events_toml(minimal(extra="ends_at = 2022-11-24T14:00:00+03:00\n")),
+            ["event 's1'", "'ends_at'", "without an offset"],
+        ),
+        (
+            events_toml(minimal(extra="ends_at = 14:00:00\n")),
+            ["event 's1'", "'ends_at'", "local date-time"],
+        ),
+        (
+            events_toml(minimal(extra='operator = " "\n')),
+            ["event 's1'", "'operator'", "non-empty string"],
+        ),
+        (
+            events_toml(minimal(extra="operator = 7\n")),
+            ["event 's1'", "'operator'", "non-empty string"],
+        ),
+        (
+            events_toml(minimal(extra=f'operator = "{"О" * 501}"\n')),
+            ["event 's1'", "'operator'", "501 characters long", "at most 500"],
         ),
         (
             events_toml(minimal(extra='join_url = "ftp://example.org/x"\n')),

@@ -38,6 +38,7 @@ location = "{longest("location")}"
 description = "{longest("description")}"
 join_url = "https://example.org/{"j" * (MAX_LENGTHS["join_url"] - 20)}"
 contact = "{longest("contact")}"
+operator = "{longest("operator")}"
 privacy_policy = "{longest("privacy_policy")}"
 privacy_policy_version = "{"v" * MAX_LENGTHS["privacy_policy_version"]}"
 """,
@@ -64,6 +65,7 @@ async def test_every_message_fits_when_every_event_text_is_longest(
     assert [call for call in sent if call.error_code] == []
     texts = [message.text or "" for message in fake.messages_to(user.user_id)]
     assert any(longest("title") in text for text in texts)  # shown whole, not cut
+    assert any(longest("operator") in text for text in texts)  # in /me
     assert max(len(text) for text in texts) <= MAX_TEXT_LENGTH
     [card] = fake.messages_to(ORGANIZER_CHAT_ID)
     assert longest("title") in (card.text or "")

@@ -85,7 +85,7 @@ async def test_withdrawal_erases_the_registrations_personal_data_at_once(
     )
     # /me and /find have nothing of them; /start begins afresh.
     await user.send("/me")
-    assert "нет" in user.last_text.lower()
+    assert "не храним ни одной вашей регистрации" in user.last_text
     await assert_no_trace(db)
 
 

@@ -4,7 +4,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.domain.config import Settings, SettingsError, load_settings
+from bot.domain.config import Settings, SettingsError, load_data_settings, load_settings
 
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 VARIABLES = (
@@ -16,6 +16,7 @@ VARIABLES = (
     "EVENTS_FILE",
     "TIMEZONE",
     "DIGEST_TIME",
+    "RETENTION_DAYS",
 )
 
 
@@ -47,6 +48,7 @@ def test_load_settings_uses_defaults_when_only_token_given() -> None:
     assert loaded.events_file == Path("events.toml")
     assert loaded.timezone == ZoneInfo("Europe/Moscow")
     assert loaded.digest_time == time(9, 0)
+    assert loaded.retention_days == 30
 
 
 def test_load_settings_reads_environment_when_variables_set(
@@ -60,6 +62,7 @@ def test_load_settings_reads_environment_when_variables_set(
     monkeypatch.setenv("EVENTS_FILE", "conf/events.toml")
     monkeypatch.setenv("TIMEZONE", "Europe/Saratov")
     monkeypatch.setenv("DIGEST_TIME", "7:30")
+    monkeypatch.setenv("RETENTION_DAYS", " 90 ")
 
     loaded = load_settings(_env_file=None)
 
@@ -71,6 +74,7 @@ def test_load_settings_reads_environment_when_variables_set(
     assert loaded.events_file == Path("conf/events.toml")
     assert loaded.timezone == ZoneInfo("Europe/Saratov")
     assert loaded.digest_time == time(7, 30)
+    assert loaded.retention_days == 90
 
 
 def test_load_settings_ignores_env_file_when_disabled(
@@ -164,6 +168,11 @@ def test_load_settings_explains_token_when_missing_or_malformed(
         ({"telegram_api_url": "https://"}, "TELEGRAM_API_URL", "http(s) URL"),
         ({"admin_ids": "x"}, "ADMIN_IDS", "'x'"),
         ({"organizer_chat_ids": "-"}, "ORGANIZER_CHAT_IDS", "'-'"),
+        ({"retention_days": "-1"}, "RETENTION_DAYS", "'-1'"),
+        ({"retention_days": "3651"}, "RETENTION_DAYS", "from 0 to 3650"),
+        ({"retention_days": "30 дней"}, "RETENTION_DAYS", "number of days"),
+        ({"retention_days": ""}, "RETENTION_DAYS", "number of days"),
+        ({"retention_days": "1.5"}, "RETENTION_DAYS", "'1.5'"),
     ],
 )
 def test_load_settings_names_variable_when_value_is_bad(
@@ -185,6 +194,24 @@ def test_load_settings_names_variable_when_value_is_bad(
 )
 def test_load_settings_parses_digest_time_when_hh_mm(value: str, expected: time) -> None:
     assert settings(digest_time=value).digest_time == expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [("0", 0), ("1", 1), (" 30 ", 30), ("3650", 3650)])
+def test_load_settings_parses_retention_days_when_in_range(value: str, expected: int) -> None:
+    assert settings(retention_days=value).retention_days == expected
+
+
+def test_operator_settings_read_retention_days_and_name_it_when_bad(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The server-side export reads DataSettings, without a token.
+    monkeypatch.setenv("RETENTION_DAYS", "7")
+    assert load_data_settings(_env_file=None).retention_days == 7
+
+    monkeypatch.setenv("RETENTION_DAYS", "неделя")
+    with pytest.raises(SettingsError) as caught:
+        load_data_settings(_env_file=None)
+    assert str(caught.value).startswith("RETENTION_DAYS: 'неделя' is not a number of days")
 
 
 def test_settings_repr_hides_token_when_printed() -> None:

@@ -2,7 +2,7 @@ from string import Formatter
 
 import pytest
 
-from bot.domain.texts import CATALOGUES, RU, Html, t, th
+from bot.domain.texts import CATALOGUES, RU, Html, plural, quantity, t, th
 
 # Telegram's limit for one message's text, counted after entity parsing; the raw
 # template is a safe upper bound.
@@ -89,3 +89,39 @@ def test_template_fits_one_telegram_message(key: str) -> None:
 def test_catalogues_share_keys_when_several_languages() -> None:
     for language, catalogue in CATALOGUES.items():
         assert catalogue.keys() == RU.keys(), language
+
+
+@pytest.mark.parametrize(
+    ("n", "expected"),
+    [
+        (0, "дней"),
+        (1, "день"),
+        (2, "дня"),
+        (4, "дня"),
+        (5, "дней"),
+        (11, "дней"),
+        (12, "дней"),
+        (14, "дней"),
+        (21, "день"),
+        (22, "дня"),
+        (25, "дней"),
+        (101, "день"),
+        (111, "дней"),
+        (112, "дней"),
+        (1001, "день"),
+        (3650, "дней"),
+        (-1, "день"),
+    ],
+)
+def test_plural_picks_the_russian_form_after_a_number(n: int, expected: str) -> None:
+    assert plural(n, "день", "дня", "дней") == expected
+
+
+@pytest.mark.parametrize(("n", "expected"), [(1, "1 день"), (3, "3 дня"), (30, "30 дней")])
+def test_quantity_writes_the_number_with_the_catalogues_noun(n: int, expected: str) -> None:
+    assert quantity(n, "unit_days") == expected
+
+
+@pytest.mark.parametrize("key", [key for key in sorted(RU) if key.startswith("unit_")])
+def test_units_give_three_forms(key: str) -> None:
+    assert len(RU[key].split("|")) == 3

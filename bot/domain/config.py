@@ -11,10 +11,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.domain.retention import DEFAULT_RETENTION_DAYS
+
 # A token from @BotFather: "<bot id>:<35 characters>".
 TOKEN_PATTERN = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{30,}$")
 
 IdList = Annotated[tuple[int, ...], NoDecode]
+
+# Ten years: more is a typo rather than a retention period.
+MAX_RETENTION_DAYS = 3650
 
 
 class SettingsError(Exception):
@@ -31,6 +36,9 @@ class DataSettings(BaseSettings):
     timezone: Annotated[ZoneInfo, NoDecode] = Field(
         default_factory=lambda: ZoneInfo("Europe/Moscow")
     )
+    # Days after a session ends until its registrations' personal data is erased (0: the
+    # next day). Here, not on Settings: the operator's commands on the server see it too.
+    retention_days: int = DEFAULT_RETENTION_DAYS
 
     @field_validator("timezone", mode="before")
     @classmethod
@@ -41,6 +49,16 @@ class DataSettings(BaseSettings):
             except (ZoneInfoNotFoundError, ValueError):
                 raise ValueError(f"unknown IANA time zone {value!r}, e.g. Europe/Moscow") from None
         return value
+
+    @field_validator("retention_days", mode="before")
+    @classmethod
+    def _days(cls, value: object) -> object:
+        text = str(value).strip()
+        if not re.fullmatch(r"\d{1,9}", text) or int(text) > MAX_RETENTION_DAYS:
+            raise ValueError(
+                f"{value!r} is not a number of days from 0 to {MAX_RETENTION_DAYS}, e.g. 30"
+            )
+        return int(text)
 
 
 class Settings(DataSettings):

@@ -7,15 +7,20 @@ import re
 import tomllib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from bot.domain.retention import DEFAULT_RETENTION_DAYS
 
 # Deep-link payloads allow A-Z a-z 0-9 _ - (64 max); callback data is 64 bytes in all,
 # so ids stay short enough to sit inside a button's payload.
 EVENT_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,32}")
 JOIN_URL_PATTERN = re.compile(r"https?://\S+")
+# A session without `ends_at` (in the file, or synced before the column existed) is taken to
+# last this long: the retention period counts from its end.
+DEFAULT_DURATION = timedelta(hours=2)
 
 
 class EventsFileError(Exception):
@@ -35,11 +40,19 @@ class Event:
     contact: str | None = None
     privacy_policy: str | None = None
     privacy_policy_version: str = ""
+    # Aware, in `timezone`, after `starts_at`; None: DEFAULT_DURATION after it (see `end`).
+    ends_at: datetime | None = None
+    # Who processes the data (152-FZ art. 14: the operator's name and address); the file's
+    # `operator`, else its `contact`; None for a session known only from the database.
+    operator: str | None = None
     # False for an event gone from the file but kept in the database: closed for good.
     in_file: bool = True
 
     def is_open(self, now: datetime) -> bool:
         return self.in_file and now <= self.registration_deadline
+
+    def end(self) -> datetime:
+        return self.ends_at or self.starts_at + DEFAULT_DURATION
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +62,9 @@ class EventCatalog:
 
     events: tuple[Event, ...]
     archived: tuple[Event, ...] = ()
+    # RETENTION_DAYS, set by the one wiring function (bot.app.create_dispatcher), so that every
+    # text that states how long the data is kept, the consent's included, can say it.
+    retention_days: int = DEFAULT_RETENTION_DAYS
 
     def __iter__(self) -> Iterator[Event]:
         return iter(self.events)
@@ -74,6 +90,8 @@ _OPTIONAL = (
     "contact",
     "privacy_policy",
     "privacy_policy_version",
+    "ends_at",
+    "operator",
 )
 
 
@@ -88,6 +106,7 @@ MAX_LENGTHS = {
     "contact": 200,
     "privacy_policy": 2000,
     "privacy_policy_version": 64,
+    "operator": 500,
 }
 
 
@@ -152,6 +171,11 @@ def _parse_event(raw: Any, position: int, default_zone: ZoneInfo, file: Path) ->
     deadline = _local_datetime(raw, "registration_deadline", zone, fail)
     if deadline > starts_at:
         fail("registration_deadline", "is after the session starts")
+    ends_at = starts_at + DEFAULT_DURATION
+    if "ends_at" in raw:
+        ends_at = _local_datetime(raw, "ends_at", zone, fail)
+        if ends_at <= starts_at:
+            fail("ends_at", "must be after starts_at")
 
     join_url = _text(raw, "join_url", fail)
     if join_url is not None and not JOIN_URL_PATTERN.fullmatch(join_url):
@@ -164,6 +188,7 @@ def _parse_event(raw: Any, position: int, default_zone: ZoneInfo, file: Path) ->
         digest = hashlib.sha256((policy or "").encode()).hexdigest()[:12]
         version = f"sha256:{digest}"
 
+    contact = _text(raw, "contact", fail)
     return Event(
         id=event_id,
         title=_text(raw, "title", fail) or "",
@@ -173,9 +198,11 @@ def _parse_event(raw: Any, position: int, default_zone: ZoneInfo, file: Path) ->
         location=_text(raw, "location", fail) or "",
         description=_text(raw, "description", fail),
         join_url=join_url,
-        contact=_text(raw, "contact", fail),
+        contact=contact,
         privacy_policy=policy,
         privacy_policy_version=version,
+        ends_at=ends_at,
+        operator=_text(raw, "operator", fail) or contact,
     )
 
 

@@ -16,3 +16,15 @@ def message_length(text: str) -> int:
     code point but two UTF-16 units.
     """
     return len(text.encode("utf-16-le")) // 2
+
+
+def pack_blocks(blocks: list[str], separator: str = "\n\n") -> list[str]:
+    """Blocks joined into as few messages as fit Telegram's limit."""
+    messages: list[str] = []
+    for block in blocks:
+        length = message_length(messages[-1] + separator + block) if messages else 0
+        if messages and length <= MAX_MESSAGE_LENGTH:
+            messages[-1] += separator + block
+        else:
+            messages.append(block[:MAX_MESSAGE_LENGTH])
+    return messages

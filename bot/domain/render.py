@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from bot.domain.events import Event
-from bot.domain.texts import Html, t, th
+from bot.domain.texts import Html, quantity, t, th
 from bot.domain.timefmt import format_datetime
 from bot.domain.validation import format_phone
 
@@ -36,3 +36,18 @@ def answers(values: Mapping[str, str]) -> Html:
 
 def contacts_line(contacts: list[str]) -> str:
     return "\n\n" + t("contact_line", contact=", ".join(contacts)) if contacts else ""
+
+
+def retention_rule(days: int) -> Html:
+    """When a registration's data is erased, in words: "через 30 дней после окончания…"."""
+    if days == 0:
+        return th("retention_next_day")
+    return th("retention_after_days", days=quantity(days, "unit_days"))
+
+
+def privacy_policy(event: Event, retention_days: int) -> str:
+    """The policy consent is asked for: the event's own, else the default one, which states
+    how long the data is kept."""
+    return event.privacy_policy or t(
+        "consent_default_policy", retention=retention_rule(retention_days)
+    )
