@@ -28,6 +28,7 @@ from bot.domain.validation import format_phone
 from handlers.jobs import BackgroundJobs
 from handlers.keyboards import ALL_EVENTS, AdminAction, AdminCallback, events_keyboard
 from handlers.menu import AdminMenus
+from storage.audit import AuditEntry, AuditLog, admin_actor
 from storage.digests import Digests
 from storage.export import FORMATS, export_filename
 from storage.export.process import export_in_process
@@ -153,12 +154,20 @@ async def registrations_found(
     command: CommandObject,
     catalog: EventCatalog,
     admin_queries: AdminQueries,
+    audit: AuditLog,
+    clock: Clock,
 ) -> None:
     query = (command.args or "").strip()
     if len(query) < 2:
         await message.answer(t("find_usage"))
         return
+    assert message.from_user is not None
     found, count = await admin_queries.find(query[:200], limit=FIND_LIMIT)
+    # Recorded before it is shown; how many registrations the admin sees, never the query
+    # (a name or a phone is personal data itself).
+    await audit.record(
+        AuditEntry(clock(), "find", admin_actor(message.from_user.id), row_count=len(found))
+    )
     if not found:
         await message.answer(t("find_none", query=query[:200]))
         return
@@ -195,11 +204,12 @@ async def export_started(
     settings: Settings,
     clock: Clock,
     background_jobs: BackgroundJobs,
+    audit: AuditLog,
 ) -> None:
     events = list(catalog.events) + list(catalog.archived)
     if len(events) <= 1:
         await start_export(bot, message.chat.id, events[0].id if events else None,
-                           catalog, settings, clock, background_jobs)  # fmt: skip
+                           catalog, settings, clock, background_jobs, audit)  # fmt: skip
         return
     keyboard = events_keyboard(events, AdminAction.export_event, all_events=True)
     await message.answer(t("choose_event_admin"), reply_markup=keyboard)
@@ -213,11 +223,12 @@ async def export_chosen(
     settings: Settings,
     clock: Clock,
     background_jobs: BackgroundJobs,
+    audit: AuditLog,
 ) -> None:
     await callback.answer()
     event_id = None if callback_data.event_id == ALL_EVENTS else callback_data.event_id
     await start_export(
-        bot, callback.from_user.id, event_id, catalog, settings, clock, background_jobs
+        bot, callback.from_user.id, event_id, catalog, settings, clock, background_jobs, audit
     )
 
 
@@ -229,6 +240,7 @@ async def start_export(
     settings: Settings,
     clock: Clock,
     background_jobs: BackgroundJobs,
+    audit: AuditLog,
 ) -> None:
     """Answer "preparing…" and leave the files and their upload to a background job: an
     upload can take seconds, and the update must not wait for it."""
@@ -238,8 +250,9 @@ async def start_export(
     progress = await bot.send_message(chat_id, t("export_preparing"))
     today = clock().astimezone(settings.timezone).date()
     job = partial(
-        send_export, bot, chat_id, progress, event_id, catalog, settings.database_path, today
-    )
+        send_export, bot, chat_id, progress, event_id, catalog, settings.database_path, today,
+        audit, clock,
+    )  # fmt: skip
     background_jobs.start(EXPORT_JOB, chat_id, job)
 
 
@@ -251,10 +264,15 @@ async def send_export(
     catalog: EventCatalog,
     database_path: Path,
     today: date,
+    audit: AuditLog,
+    clock: Clock,
 ) -> None:
     """Build both files in a process of their own (their own read-only connection; WAL lets
-    the bot keep writing meanwhile), send them, and turn "preparing…" into the result."""
+    the bot keep writing meanwhile), send them, and turn "preparing…" into the result. The
+    audit records the export once a file has reached the admin (a private chat's id is
+    its user's)."""
     rows = 0
+    recorded = False
     try:
         with tempfile.TemporaryDirectory(prefix="export-") as folder:
             for fmt in FORMATS:
@@ -262,6 +280,12 @@ async def send_export(
                 path = Path(folder) / name
                 rows = await export_in_process(database_path, catalog, event_id, fmt, path)
                 await bot.send_document(chat_id, FSInputFile(path, filename=name))
+                if not recorded:
+                    recorded = True
+                    await audit.record(
+                        AuditEntry(clock(), "export", admin_actor(chat_id),
+                                   event_id=event_id, row_count=rows)
+                    )  # fmt: skip
     except asyncio.CancelledError:
         await report_job(progress, t("export_interrupted"))
         raise
