@@ -58,6 +58,7 @@ class OperatorSettings(DataSettings):
     """What the operator's commands need: the data, and where organisers' cards go."""
 
     organizer_chat_ids: IdList = ()
+
     @field_validator("organizer_chat_ids", mode="before")
     @classmethod
     def _ids(cls, value: object) -> object:
