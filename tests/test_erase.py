@@ -193,7 +193,8 @@ async def test_erase_by_phone_in_any_form_lists_asks_and_erases(
     assert await personal_columns(db, 1) == dict.fromkeys(PERSONAL)
     row = await db.fetchone("SELECT status, erased_at, consent_at FROM registrations")
     assert row is not None
-    assert (row["status"], row["erased_at"]) == ("confirmed", clock().isoformat())
+    # On request the registration ends with its data.
+    assert (row["status"], row["erased_at"]) == ("withdrawn", clock().isoformat())
     assert await audit_rows(db, "erase") == [
         (
             "admin",
@@ -563,18 +564,18 @@ async def test_erasure_by_reason_is_recorded_only_once_per_registration(
     assert len(await audit_rows(db, "erase")) == 1
 
 
-async def test_a_broadcast_after_an_erasure_skips_the_erased_registration(
+async def test_a_broadcast_after_retention_skips_the_erased_registrations(
     admin: TelegramUser,
     db: Database,
     registrations: Registrations,
     personal_data,
     clock: Clock,
 ) -> None:  # type: ignore[no-untyped-def]
-    """An admin's erasure leaves the registration confirmed (counted) but with nobody to
-    write to: the announcement goes to the others."""
+    """Retention leaves a registration confirmed (counted) but with nobody to write to: an
+    announcement goes to the others, and is not refused for a row without a chat."""
     first = await add_registration(registrations, clock, 2001)
     await add_registration(registrations, clock, 2002)
-    await personal_data.erase([first], reason=Reason.admin, actor="operator", now=clock())
+    await personal_data.erase([first], reason=Reason.retention, actor="retention", now=clock())
 
     await admin.send("/broadcast")
     assert "получателей: 1" in admin.last_text
