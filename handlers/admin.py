@@ -1,6 +1,8 @@
 """Admin commands: /help, /digest, /stats, /find, /export (and the admin's own menu at /start).
 Access is declared in handlers.get_routers: only ADMIN_IDS in private chats reach this router;
-others' admin commands are refused in handlers/refusals.py. /broadcast is handlers/broadcast.py."""
+others' admin commands are refused in handlers/refusals.py. /broadcast is handlers/broadcast.py,
+/erase and /audit handlers/erase.py. Each /find and export is recorded in the audit (who, how
+many rows; storage/audit.py)."""
 
 from __future__ import annotations
 
