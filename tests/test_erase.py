@@ -284,8 +284,32 @@ async def test_erase_several_registrations_of_one_phone_at_once(
     await sender.idle()
 
     assert f"регистраций: 2 ({first}, {second})" in admin.last_text
+    assert [row[:3] for row in await audit_rows(db, "erase")] == [
+        ("admin", f"admin {ADMIN_ID}", first),
+        ("admin", f"admin {ADMIN_ID}", second),
+    ]
     assert erased_cards(fake) == [first, second]
     await assert_no_trace(db, ["Участник Номер 2001", "Участник Номер 2002", "79120002001"])
+
+
+async def test_erase_of_more_matches_than_a_button_can_carry_asks_for_numbers(
+    admin: TelegramUser, db: Database, registrations: Registrations, clock: Clock
+) -> None:
+    for user_id in range(2001, 2026):
+        await add_registration(registrations, clock, user_id)
+    await db.execute("UPDATE registrations SET phone = '+79120002001'")
+
+    [reply] = await admin.send("/erase +7 912 000-20-01")
+
+    text = reply.text or ""
+    assert "Регистрации с персональными данными: 25" in text
+    assert "№25 · " in text
+    assert text.endswith(
+        "Совпадений больше, чем можно удалить одной кнопкой (25). Удаляйте по номеру "
+        "регистрации: /erase 1."
+    )
+    assert admin.buttons(reply) == []
+    assert message_length(reply.source or "") <= MAX_MESSAGE_LENGTH
 
 
 async def test_erase_without_a_match_or_an_argument_says_so_and_erases_nothing(
