@@ -72,7 +72,6 @@ class Intake:
         audit: AuditLog | None = None,
     ) -> None:
         self._dispatcher = dispatcher
-        self._audit = audit
         self._bot = bot
         self._inbox = inbox
         self._handled = handled
@@ -80,6 +79,7 @@ class Intake:
         self._clock = clock
         self._limit = limit
         self._prune_every = prune_every
+        self._audit = audit
         self._workflow_data: dict[str, Any] = {"dispatcher": dispatcher, "bots": (bot,)}
         # lane -> updates accepted and not yet handled, the one in hand first. A lane's
         # entry lives as long as its worker: an idle chat leaves nothing behind.
