@@ -608,3 +608,31 @@ async def test_a_broadcast_after_retention_skips_the_erased_registrations(
 
     queued = await db.fetchall("SELECT chat_id FROM outbox WHERE kind = 'broadcast'")
     assert [row["chat_id"] for row in queued] == [2002]
+
+
+async def test_erase_on_request_also_gives_up_messages_queued_to_the_person(
+    make_user, admin: TelegramUser, sender: Sender, db: Database, clock: Clock
+) -> None:
+    """Once no registration of theirs is left: an announcement waiting for them, the record
+    that they blocked the bot and an update of theirs set aside all go."""
+    await register(make_user)
+    await sender.idle()
+    await db.execute(
+        "INSERT INTO outbox (chat_id, kind, text, created_at) VALUES (1001, 'broadcast', ?, ?)",
+        ("Иванова Мария Петровна, до встречи", clock().isoformat()),
+    )
+    await db.execute(
+        "INSERT INTO inbox (update_id, lane, payload, received_at, set_aside) "
+        "VALUES (999999, 1001, ?, ?, 'failed')",
+        ('{"text": "Maria.Ivanova@Example.RU"}', clock().isoformat()),
+    )
+    await db.execute("INSERT INTO chats (chat_id, unreachable) VALUES (1001, 'blocked')")
+
+    await admin.send("/erase 1")
+    await admin.click("Да, удалить")
+
+    queued = await db.fetchall("SELECT status, text FROM outbox WHERE chat_id = 1001")
+    assert [tuple(row) for row in queued] == [("failed", None)]
+    assert await db.fetchall("SELECT * FROM inbox WHERE lane = 1001") == []
+    assert await db.fetchall("SELECT * FROM chats WHERE chat_id = 1001") == []
+    await assert_no_trace(db)
