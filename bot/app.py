@@ -46,8 +46,8 @@ from bot.sender import Limits, Sender
 from bot.updates import HANDLING_LIMIT, PRUNE_EVERY, Intake
 from bot.waitlist_worker import run_waitlists
 from handlers import get_routers, on_error, repeat_question
-from handlers.keyboards import offer_markup_json
 from handlers.jobs import BackgroundJobs
+from handlers.keyboards import offer_markup_json
 from handlers.menu import AdminMenus
 from storage.audit import AuditLog
 from storage.broadcasts import Broadcasts

@@ -260,7 +260,10 @@ async def withdrawal_requested(
     waiting = registration.status == "waiting"
     await bot.send_message(
         callback.from_user.id,
-        t("leave_confirm" if waiting else "withdraw_confirm", title=title_of(registration, catalog)),
+        t(
+            "leave_confirm" if waiting else "withdraw_confirm",
+            title=title_of(registration, catalog),
+        ),
         reply_markup=withdraw_keyboard(registration.id, waiting=waiting),
     )
 

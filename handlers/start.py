@@ -63,7 +63,7 @@ async def offer_event(
         count = await seats.seats(event.id)
         if count.full:
             greeting += "\n" + t("seats_none")
-        elif count.left is not None and count.left * 10 < count.capacity:
+        elif count.left is not None and count.left * 10 < event.capacity:
             # Fewer than 10% left: worth saying.
             greeting += "\n" + t("seats_left", left=count.left, capacity=count.capacity)
     if event.description:

@@ -68,6 +68,9 @@ class Registration:
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Registration:
+        # `in` on a Row looks at its values: the columns are its keys.
+        columns = row.keys()
+        expires = row["offer_expires_at"] if "offer_expires_at" in columns else None
         return cls(
             id=row["id"],
             event_id=row["event_id"],
@@ -84,12 +87,8 @@ class Registration:
             status=row["status"],
             created_at=datetime.fromisoformat(row["created_at"]),
             updated_at=datetime.fromisoformat(row["updated_at"]),
-            place=row["place"] if "place" in row.keys() else None,
-            offer_expires_at=(
-                datetime.fromisoformat(row["offer_expires_at"])
-                if "offer_expires_at" in row.keys() and row["offer_expires_at"]
-                else None
-            ),
+            place=row["place"] if "place" in columns else None,
+            offer_expires_at=datetime.fromisoformat(expires) if expires else None,
         )
 
 

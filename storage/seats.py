@@ -194,9 +194,7 @@ class Seats:
                 continue
             capacity = event_row["capacity"]
             free = (
-                -1
-                if capacity is None
-                else capacity - event_row["confirmed"] - event_row["offered"]
+                -1 if capacity is None else capacity - event_row["confirmed"] - event_row["offered"]
             )
             if free == 0 or free < -1:
                 continue
@@ -244,8 +242,7 @@ class Seats:
     async def _close_lists(self, connection: aiosqlite.Connection, now: datetime) -> None:
         stamp = utc_iso(now)
         async with connection.execute(
-            "SELECT id FROM events WHERE waitlist_closed_at IS NULL "
-            "AND registration_deadline < ?",
+            "SELECT id FROM events WHERE waitlist_closed_at IS NULL AND registration_deadline < ?",
             (stamp,),
         ) as cursor:
             closing = [row[0] for row in await cursor.fetchall()]
@@ -272,4 +269,3 @@ class Seats:
             )
             if rows:
                 logger.info("Event %s: %d people in line told no seat freed", event_id, len(rows))
-
