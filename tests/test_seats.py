@@ -25,7 +25,6 @@ from tests.fake_telegram import FakeTelegram
 from tests.helpers import (
     ADMIN_ID,
     EVENTS_TOML,
-    FAST,
     MOSCOW,
     ORGANIZER_CHAT_ID,
     Clock,
