@@ -338,7 +338,10 @@ class Registrations:
                 rows = list(
                     await connection.execute_fetchall(
                         f"SELECT id, {', '.join(_CSV_SOURCES)} FROM registrations "
-                        "WHERE id > ? AND (csv_rule IS NOT ? OR csv_cells IS NULL) "
+                        # Not erased rows: they have no values to make a text of (and a
+                        # CHECK keeps their text empty).
+                        "WHERE id > ? AND erased_at IS NULL "
+                        "AND (csv_rule IS NOT ? OR csv_cells IS NULL) "
                         "ORDER BY id LIMIT ?",
                         (last, CSV_RULE, batch),
                     )
