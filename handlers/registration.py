@@ -304,7 +304,11 @@ async def stale_summary_button(
         await reask(bot, callback.from_user.id, state, catalog)
         return
     registered = await registrations.active(callback_data.event_id, callback.from_user.id)
-    await callback.answer(t("already_confirmed" if registered else "button_expired"))
+    if registered is None:
+        answer = t("button_expired")
+    else:
+        answer = t("already_in_line" if registered.status == "waiting" else "already_confirmed")
+    await callback.answer(answer)
     await remove_buttons(callback)
 
 

@@ -420,3 +420,21 @@ async def test_start_up_after_a_withdrawal_leaves_the_erased_row_without_a_csv_t
 async def withdraw_after_registering(user: TelegramUser) -> None:
     await register(user)
     await withdraw(user)
+
+
+async def test_a_double_tap_on_join_the_waiting_list_joins_once(
+    people: list[TelegramUser], db: Database, fake: FakeTelegram
+) -> None:
+    await register(people[0])
+    await register(people[1])
+    third = people[2]
+    await fill_form(third)
+    summary = fake.last_message(third.chat_id)
+    data = summary.inline_keyboard[0][0]["callback_data"]
+    await asyncio.gather(third.click_data(summary, data), third.click_data(summary, data))
+    assert statuses(db)[third.user_id] == "waiting"
+    assert (
+        sum("место в очереди — 1" in (m.text or "") for m in fake.messages_to(third.chat_id)) == 1
+    )
+    answers = [call.params.get("text") for call in fake.calls_of("answerCallbackQuery")]
+    assert "Вы уже в листе ожидания." in answers
