@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytest
 from aiogram import Bot, Dispatcher
+from openpyxl import load_workbook
 
 from bot.domain.config import Settings
-from bot.domain.events import EventsFileError, parse_events
+from bot.domain.events import EventCatalog, EventsFileError, parse_events
 from bot.sender import Sender
 from storage.audit import Reason
 from storage.database import Database, open_database
+from storage.export import export_to_file
 from storage.registrations import NewRegistration, Registrations
 from storage.seats import Seats
 from tests.client import TelegramUser, feed_deliver
@@ -438,3 +440,24 @@ async def test_a_double_tap_on_join_the_waiting_list_joins_once(
     )
     answers = [call.params.get("text") for call in fake.calls_of("answerCallbackQuery")]
     assert "Вы уже в листе ожидания." in answers
+
+
+async def test_exports_name_the_waiting_status(
+    people: list[TelegramUser], db: Database, catalog: EventCatalog, tmp_path: Path
+) -> None:
+    await full_house(people)
+    for fmt in ("csv", "xlsx"):
+        output = tmp_path / f"out.{fmt}"
+        assert export_to_file(db.path, catalog, "forum-2026", fmt, output) == 4
+    text = (tmp_path / "out.csv").read_text(encoding="utf-8-sig")
+    assert [line.split(";")[0] for line in text.splitlines()[1:]] == [
+        "подтверждена",
+        "подтверждена",
+        "лист ожидания",
+        "лист ожидания",
+    ]
+    sheet = load_workbook(tmp_path / "out.xlsx").active
+    assert sheet is not None
+    assert [row[0] for row in sheet.iter_rows(min_row=2, values_only=True)].count(
+        "лист ожидания"
+    ) == 2
