@@ -72,6 +72,23 @@ class SeatCount:
         return self.left == 0
 
 
+async def seat_count(db: Database, event_id: str) -> SeatCount:
+    """A session's seats now: for any reader that has the database (the digest)."""
+    row = await db.fetchone(
+        """
+        SELECT
+            (SELECT count(*) FROM registrations WHERE event_id = :event AND status = 'confirmed'),
+            (SELECT capacity FROM events WHERE id = :event),
+            (SELECT count(*) FROM registrations WHERE event_id = :event AND status = 'waiting'),
+            (SELECT count(*) FROM registrations
+                WHERE event_id = :event AND status = 'waiting' AND offered_at IS NOT NULL)
+        """,
+        {"event": event_id},
+    )
+    assert row is not None
+    return SeatCount(int(row[0]), row[1], int(row[2]), int(row[3]))
+
+
 TakeOutcome = Literal["taken", "already", "expired", "gone"]
 
 
@@ -99,20 +116,7 @@ class Seats:
 
     async def seats(self, event_id: str) -> SeatCount:
         """The session's seats (the greeting, the summary, /stats, the digest)."""
-        row = await self._db.fetchone(
-            """
-            SELECT
-                (SELECT count(*) FROM registrations
-                    WHERE event_id = :event AND status = 'confirmed'),
-                (SELECT capacity FROM events WHERE id = :event),
-                (SELECT count(*) FROM registrations WHERE event_id = :event AND status = 'waiting'),
-                (SELECT count(*) FROM registrations
-                    WHERE event_id = :event AND status = 'waiting' AND offered_at IS NOT NULL)
-            """,
-            {"event": event_id},
-        )
-        assert row is not None
-        return SeatCount(int(row[0]), row[1], int(row[2]), int(row[3]))
+        return await seat_count(self._db, event_id)
 
     async def take(self, registration_id: int, *, user_id: int, now: datetime) -> Taken:
         """The person takes the seat offered to them: confirmed as if they had just confirmed.
@@ -193,11 +197,12 @@ class Seats:
             if now > deadline:
                 continue
             capacity = event_row["capacity"]
-            free = (
-                -1 if capacity is None else capacity - event_row["confirmed"] - event_row["offered"]
-            )
-            if free == 0 or free < -1:
-                continue
+            # LIMIT -1 is no limit: an unlimited session offers a seat to everyone in line.
+            free = -1
+            if capacity is not None:
+                free = capacity - event_row["confirmed"] - event_row["offered"]
+                if free <= 0:  # full, or over a lowered capacity
+                    continue
             async with connection.execute(
                 f"{SELECT_WITH_PLACE} WHERE event_id = ? AND status = 'waiting' "
                 "AND offered_at IS NULL ORDER BY queued_at, id LIMIT ?",

@@ -461,3 +461,25 @@ async def test_exports_name_the_waiting_status(
     assert [row[0] for row in sheet.iter_rows(min_row=2, values_only=True)].count(
         "лист ожидания"
     ) == 2
+
+
+async def test_no_offer_when_a_withdrawal_leaves_a_lowered_capacity_still_full(
+    people: list[TelegramUser],
+    settings: Settings,
+    db: Database,
+    clock: Clock,
+    bot: Bot,
+    fake: FakeTelegram,
+) -> None:
+    seated, first, _ = await full_house(people)
+    dispatcher = await dispatcher_for(with_seats(1), settings, db, clock)
+    await dispatcher["seats"].tick(clock())  # 2 confirmed, 1 seat: over, nothing to offer
+    again = TelegramUser(fake, feed_deliver(dispatcher, bot), user_id=seated.user_id)
+    await withdraw(again)  # 1 confirmed left, capacity 1: no seat freed
+    await dispatcher["seats"].tick(clock())
+    with sqlite3.connect(db.path) as connection:
+        offered = connection.execute(
+            "SELECT count(*) FROM registrations WHERE offered_at IS NOT NULL"
+        ).fetchone()
+    assert offered == (0,)
+    assert statuses(db)[first.user_id] == "waiting"
