@@ -157,12 +157,34 @@ class Seats:
         are offered, and lists whose deadline passed are told once that no seat freed."""
         async with self._db.transaction(heavy=True) as connection:
             stamp = utc_iso(now)
-            # Let run out: to the end of the line, so the seat goes to the next person.
-            await connection.execute(
+            # Let run out: to the end of the line, so the seat goes to the next person. Told
+            # so, unless the deadline ended it (then the list is told it is over).
+            async with connection.execute(
+                "SELECT id, user_id, event_id, offer_expires_at < (SELECT registration_deadline "
+                "FROM events WHERE events.id = registrations.event_id) AS before_deadline "
+                "FROM registrations WHERE status = 'waiting' AND offer_expires_at < ? "
+                "ORDER BY queued_at, id",
+                (stamp,),
+            ) as cursor:
+                ran_out = list(await cursor.fetchall())
+            await connection.executemany(
                 "UPDATE registrations SET offered_at = NULL, offer_expires_at = NULL, "
-                "queued_at = ? WHERE status = 'waiting' AND offer_expires_at < ?",
-                (stamp, stamp),
+                "queued_at = ? WHERE id = ?",
+                [(stamp, row["id"]) for row in ran_out],
             )
+            for row in ran_out:
+                if not row["before_deadline"]:
+                    continue
+                event = self._catalog.get(row["event_id"])
+                title = event.title if event else row["event_id"]
+                await self._outbox.add(
+                    connection,
+                    [row["user_id"]],
+                    "waitlist",
+                    t("offer_ran_out", title=title),
+                    now=now,
+                    registration_id=row["id"],
+                )
             async with connection.execute(
                 "SELECT DISTINCT event_id FROM registrations WHERE status = 'waiting' "
                 "AND offered_at IS NULL"

@@ -323,7 +323,9 @@ async def test_an_offer_runs_out_to_the_next_in_line_and_says_so_when_pressed_la
     await seats.tick(clock())
     await sender.idle()
     assert len(offers_to(fake, second.chat_id)) == 1
-    offer_message = fake.messages_to(first.chat_id)[-1]
+    [ran_out] = [m for m in fake.messages_to(first.chat_id) if "истекло" in (m.text or "")]
+    assert "Вы остаётесь в листе ожидания" in (ran_out.text or "")
+    offer_message = next(m for m in fake.messages_to(first.chat_id) if m.inline_keyboard)
     await first.click_data(offer_message, offer_message.inline_keyboard[0][0]["callback_data"])
     assert "Срок предложения истёк" in first.last_text
     assert "место в очереди — 2" in first.last_text  # behind the one now offered
@@ -355,6 +357,8 @@ async def test_an_offer_ends_at_the_deadline_and_the_list_is_told_once(
         told = [m for m in fake.messages_to(person.chat_id) if "так и не" in (m.text or "")]
         assert len(told) == 1
     assert len(offers_to(fake, second.chat_id)) == 0
+    # Ended by the deadline, the offer's end is not told on its own: the list's end says it.
+    assert not any("истекло" in (m.text or "") for m in fake.messages_to(first.chat_id))
     await first.click("Занять место")
     assert "Срок предложения истёк" in first.last_text
     assert statuses(db)[first.user_id] == "waiting"
