@@ -122,3 +122,26 @@ async def test_a_seat_freed_before_a_kill_is_offered_after_the_restart_once(
             bot.process.send_signal(signal.SIGTERM)
             assert await bot.wait() == 0
     assert rows(workdir) == [(12, "confirmed", 0)]
+
+
+async def test_a_capacity_raised_in_the_file_offers_the_new_seat_at_start(tmp_path: Path) -> None:
+    workdir = workdir_with(tmp_path, 1)
+    fake = FakeTelegram(token=TOKEN)
+    async with serve(fake) as base_url:
+        async with bot_process(workdir, fake, base_url, run=0) as bot:
+            seated = person(fake, workdir, 21)
+            await up_to_summary(seated)
+            await seated.click("Подтвердить")
+            waiting = person(fake, workdir, 22)
+            await up_to_summary(waiting)
+            await waiting.click("Встать в лист ожидания")
+            bot.process.send_signal(signal.SIGTERM)
+            assert await bot.wait() == 0
+        workdir_with(tmp_path, 2)
+        async with bot_process(workdir, fake, base_url, run=1) as bot:
+            await wait_until(lambda: offers(fake, waiting.chat_id) == 1)
+            await waiting.click("Занять место")
+            assert "Место ваше" in waiting.last_text
+            bot.process.send_signal(signal.SIGTERM)
+            assert await bot.wait() == 0
+    assert rows(workdir) == [(21, "confirmed", 0), (22, "confirmed", 0)]
