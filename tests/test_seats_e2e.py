@@ -71,10 +71,21 @@ async def test_a_burst_of_confirmations_takes_exactly_the_seats_there_are(tmp_pa
         assert (len(seated), len(waiting)) == (3, 9)
         places = sorted(int(user.last_text.split("место в очереди — ")[1][0]) for user in waiting)
         assert places == list(range(1, 10))
+        # The first in line leaves from /me: the others move up.
+        first = next(user for user in waiting if "место в очереди — 1." in user.last_text)
+        await first.send("/me")
+        await first.click("Покинуть лист ожидания")
+        await first.click("Да, покинуть")
+        assert "Вы покинули лист ожидания" in first.last_text
+        second = next(user for user in waiting if "место в очереди — 2." in user.last_text)
+        await second.send("/me")
+        assert any(
+            "место в очереди — 1." in (m.text or "") for m in fake.messages_to(second.chat_id)[-3:]
+        )
         bot.process.send_signal(signal.SIGTERM)
         assert await bot.wait() == 0
     statuses = [status for _, status, _ in rows(workdir)]
-    assert statuses.count("confirmed") == 3 and statuses.count("waiting") == 9
+    assert statuses.count("confirmed") == 3 and statuses.count("waiting") == 8
 
 
 async def test_a_seat_freed_before_a_kill_is_offered_after_the_restart_once(
