@@ -130,20 +130,25 @@ async def stats_shown(
             days = (event.registration_deadline.date() - now.astimezone(event.timezone).date()).days
         else:
             days = -1
-        blocks.append(
-            t(
-                "stats_event",
-                title=event.title,
-                when=format_datetime(event.starts_at, event.timezone),
-                confirmed=stats.confirmed,
-                withdrawn=stats.withdrawn,
-                in_progress=stats.in_progress,
-                today=stats.today,
-                last_7_days=stats.last_7_days,
-                unreachable=stats.unreachable,
-                deadline=Html(deadline_line(event, days)),
-            )
+        text = t(
+            "stats_event",
+            title=event.title,
+            when=format_datetime(event.starts_at, event.timezone),
+            confirmed=stats.confirmed,
+            withdrawn=stats.withdrawn,
+            in_progress=stats.in_progress,
+            today=stats.today,
+            last_7_days=stats.last_7_days,
+            unreachable=stats.unreachable,
+            deadline=Html(deadline_line(event, days)),
         )
+        if stats.capacity is not None:
+            left = max(0, stats.capacity - stats.confirmed - stats.waiting)
+            seats = t("stats_seats", capacity=stats.capacity, confirmed=stats.confirmed, left=left)
+            text += "\n" + seats
+        if stats.capacity is not None or stats.waiting:
+            text += "\n" + t("stats_waitlist", waiting=stats.waiting, offered=stats.offered)
+        blocks.append(text)
     outbox = outbox_block(await admin_queries.outbox_health(limit=OUTBOX_LIMIT), settings.timezone)
     if outbox is not None:
         blocks.append(outbox)

@@ -33,6 +33,7 @@ from handlers.replies import (
 from handlers.states import Form
 from storage.fsm import transition
 from storage.registrations import Registrations
+from storage.seats import Seats
 
 
 async def offer_event(
@@ -42,6 +43,7 @@ async def offer_event(
     event: Event,
     state: FSMContext,
     registrations: Registrations,
+    seats: Seats,
     catalog: EventCatalog,
     clock: Clock,
 ) -> None:
@@ -51,11 +53,19 @@ async def offer_event(
         return
     existing = await registrations.active(event.id, user.id)
     if existing is not None:
-        await bot.send_message(chat_id, t("already_registered"))
+        waiting = existing.status == "waiting"
+        await bot.send_message(chat_id, t("already_waiting" if waiting else "already_registered"))
         await show_registration(bot, chat_id, existing, catalog, clock)
         return
     await transition(state, Form.consent, Draft(event_id=event.id).to_data())
     greeting = t("greeting", card=event_card(event, deadline=True))
+    if event.capacity is not None:
+        count = await seats.seats(event.id)
+        if count.full:
+            greeting += "\n" + t("seats_none")
+        elif count.left is not None and count.left * 10 < event.capacity:
+            # Fewer than 10% left: worth saying.
+            greeting += "\n" + t("seats_left", left=count.left, capacity=count.capacity)
     if event.description:
         greeting += "\n\n" + t("event_description", description=event.description)
     await show_consent(bot, chat_id, event, catalog, preface=greeting + "\n\n")
@@ -67,6 +77,7 @@ async def start(
     bot: Bot,
     state: FSMContext,
     registrations: Registrations,
+    seats: Seats,
     catalog: EventCatalog,
     clock: Clock,
 ) -> None:
@@ -80,7 +91,7 @@ async def start(
         event = catalog.get(command.args.strip())
         if event is not None:
             await offer_event(
-                bot, chat_id, message.from_user, event, state, registrations, catalog, clock
+                bot, chat_id, message.from_user, event, state, registrations, seats, catalog, clock
             )
             return
         await message.answer(t("event_not_found"))
@@ -89,7 +100,15 @@ async def start(
         await message.answer(t("no_open_events") + contacts_line(catalog.contacts()))
     elif len(open_events) == 1:
         await offer_event(
-            bot, chat_id, message.from_user, open_events[0], state, registrations, catalog, clock
+            bot,
+            chat_id,
+            message.from_user,
+            open_events[0],
+            state,
+            registrations,
+            seats,
+            catalog,
+            clock,
         )
     else:
         await message.answer(t("choose_event"), reply_markup=events_keyboard(open_events))
@@ -101,6 +120,7 @@ async def event_chosen(
     bot: Bot,
     state: FSMContext,
     registrations: Registrations,
+    seats: Seats,
     catalog: EventCatalog,
     clock: Clock,
 ) -> None:
@@ -114,7 +134,9 @@ async def event_chosen(
     if event is None:
         await bot.send_message(chat_id, t("event_not_found"))
         return
-    await offer_event(bot, chat_id, callback.from_user, event, state, registrations, catalog, clock)
+    await offer_event(
+        bot, chat_id, callback.from_user, event, state, registrations, seats, catalog, clock
+    )
 
 
 async def consent_given(
