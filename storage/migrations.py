@@ -296,7 +296,7 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE events ADD COLUMN ends_at TEXT;
     """,
-    # Seats and a waiting list (issue 13). `events` mirrors each session's `capacity` (NULL:
+    # 13: seats and a waiting list (issue 13). `events` mirrors each session's `capacity` (NULL:
     # unlimited) and `offer_hours`, so the database alone decides who gets a seat, and
     # `waitlist_closed_at` records that the list was told, once, that no seat freed. A
     # registration may be 'waiting': in line by `queued_at` (then id); `offered_at` and
