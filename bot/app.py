@@ -39,7 +39,7 @@ from bot.domain.clock import Clock, utc_now
 from bot.domain.config import Settings
 from bot.domain.events import EventCatalog, load_events
 from bot.flood import FloodGate, FloodLimits
-from bot.middlewares import HandledUpdatesMiddleware, UpdateScopeMiddleware
+from bot.middlewares import ConversationMiddleware, HandledUpdatesMiddleware
 from bot.polling import poll
 from bot.retry import ButtonAnswersBestEffort, RetryRequests
 from bot.sender import Limits, Sender
@@ -162,7 +162,7 @@ def create_dispatcher(
         storage=storage,
         # One person's quick taps are handled one after another, never interleaved.
         events_isolation=SimpleEventIsolation(),
-        # Registered below, after the update's scope is opened.
+        # Registered below, inside the update's scope (ConversationMiddleware).
         disable_fsm=True,
         settings=settings,
         catalog=catalog,
@@ -185,10 +185,9 @@ def create_dispatcher(
         clock=clock,
         limits=limits or Limits(),
     )
-    # Order: the update's scope, then aiogram's FSM middleware (takes the conversation's lock,
-    # reads its row once), then the guard against updates handled before.
-    dispatcher.update.outer_middleware(UpdateScopeMiddleware(dispatcher.fsm, storage))
-    dispatcher.update.outer_middleware(dispatcher.fsm)
+    # Order: the update's scope with aiogram's FSM (takes the conversation's lock, reads its
+    # row once), then the guard against updates handled before.
+    dispatcher.update.outer_middleware(ConversationMiddleware(dispatcher.fsm, storage))
     dispatcher.update.outer_middleware(
         HandledUpdatesMiddleware(HandledUpdates(db), clock, on_repeat=repeat_question)
     )
