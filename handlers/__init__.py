@@ -1,10 +1,12 @@
 """The bot's behaviour as aiogram routers, by audience; `get_routers` gives them in order."""
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
 
-from aiogram import F, Router
+from aiogram import BaseMiddleware, F, Router
 from aiogram.enums import ChatType
 from aiogram.filters import Filter
+from aiogram.types import TelegramObject
 
 from handlers import (
     admin,
@@ -23,7 +25,7 @@ from handlers.replies import repeat_question
 __all__ = ["get_routers", "on_error", "repeat_question"]
 
 
-def get_routers(admin_ids: Iterable[int]) -> list[Router]:
+def get_routers(admin_ids: Iterable[int], services: Mapping[str, Any]) -> list[Router]:
     """Routers in the order they are asked; the first handler whose filters pass wins.
 
     1. private: every conversation with a person (in groups the form would expose answers to
@@ -44,10 +46,15 @@ def get_routers(admin_ids: Iterable[int]) -> list[Router]:
     Access is declared once per audience, on its parent router: a participant's update
     skips all the admin handlers in one filter call. Each router level and filter call is
     CPU on every update that passes it (bench/ANALYSIS.md), hence so few of them.
+
+    `services` (bot.app.AppDispatcher) reach only the handlers that take them, the admins'
+    and the organizer router's, when one is called: every other update goes without them.
     """
     is_admin = Magic(F.from_user.id.in_(frozenset(admin_ids)))
     admins = _only(Router(name="admin"), is_admin)
     admins.include_routers(admin.create_router(), broadcast.create_router())
+    admins.message.middleware(Provide(services))
+    admins.callback_query.middleware(Provide(services))
     commands = Router(name="commands")
     # Both kinds of update: a filter on the message observer alone lets buttons through.
     commands.message.filter(IsCommand())
@@ -58,7 +65,26 @@ def get_routers(admin_ids: Iterable[int]) -> list[Router]:
     )
     private = _only(Router(name="private"), None, private=True)
     private.include_routers(admins, commands, registration.create_router())
-    return [private, common.create_router(), organizer.create_router()]
+    chat_members = organizer.create_router()
+    chat_members.my_chat_member.middleware(Provide(services))
+    return [private, common.create_router(), chat_members]
+
+
+class Provide(BaseMiddleware):
+    """Adds `objects` to the keyword arguments of the handler about to be called (an inner
+    middleware: after the filters, only when a handler of its router or below was found)."""
+
+    def __init__(self, objects: Mapping[str, Any]) -> None:
+        self._objects = objects
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        data.update(self._objects)
+        return await handler(event, data)
 
 
 def _only(router: Router, who: Filter | None, *, private: bool = False) -> Router:

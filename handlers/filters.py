@@ -44,4 +44,4 @@ class IsCommand(Filter):
     async def __call__(self, event: TelegramObject) -> bool:
         text = getattr(event, "text", None) or getattr(event, "caption", None)
         # Command splits the text on white space and takes the first word's first character.
-        return bool(text) and text.lstrip()[:1] == "/"
+        return isinstance(text, str) and text.lstrip()[:1] == "/"
