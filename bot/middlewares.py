@@ -60,7 +60,8 @@ class ConversationMiddleware(FSMContextMiddleware):
         bot = data["bot"]
         assert isinstance(bot, Bot)
         context = self.resolve_event_context(bot, data)
-        data["fsm_storage"] = self.storage
+        # Unlike aiogram's, no "fsm_storage" keyword argument: no handler takes it, and each
+        # key is copied dozens of times an update.
         with self._scoped.handling(event.update_id, None if context is None else context.key):
             if context is None:
                 return await handler(event, data)
