@@ -80,7 +80,6 @@ class Intake:
         self._limit = limit
         self._prune_every = prune_every
         self._audit = audit
-        self._workflow_data: dict[str, Any] = {"dispatcher": dispatcher, "bots": (bot,)}
         # lane -> updates accepted and not yet handled, the one in hand first. A lane's
         # entry lives as long as its worker: an idle chat leaves nothing behind.
         self._lanes: dict[int, deque[Update]] = {}
@@ -176,10 +175,11 @@ class Intake:
         outcome = Outcome()
         token = OUTCOME.set(outcome)
         try:
-            await asyncio.wait_for(
-                self._dispatcher.feed_update(self._bot, update, **self._workflow_data),
-                self._limit,
-            )
+            # In this worker's task (wait_for would make one more task per update). No
+            # keyword arguments of its own (aiogram's polling adds the dispatcher and the
+            # bots, which no handler takes): each would be copied dozens of times an update.
+            async with asyncio.timeout(self._limit):
+                await self._dispatcher.feed_update(self._bot, update)
         except TimeoutError:
             reason, apologise = f"not handled within {self._limit:g} s", True
         except Exception as error:

@@ -367,7 +367,8 @@ def create_router() -> Router:
 
     in_form = StateFilter(Form)
     field_states = StateFilter(*FIELD_STATES.values())
-    router.message.register(command_in_form, in_form, Magic(F.text.startswith("/")))
+    # The cheaper check first: an answer is refused by it before its state is looked at.
+    router.message.register(command_in_form, Magic(F.text.startswith("/")), in_form)
     router.message.register(answer_typed, field_states, Magic(F.text.as_("text")))
     router.message.register(contact_shared, StateFilter(Form.phone), Magic(F.contact))
     router.message.register(
