@@ -22,6 +22,7 @@ from bot.domain.clock import Clock
 from bot.domain.config import Settings
 from bot.domain.events import Event, EventCatalog
 from bot.domain.limits import pack_blocks
+from bot.domain.sources import sources_line
 from bot.domain.texts import Html, t
 from bot.domain.timefmt import format_datetime
 from bot.domain.validation import format_phone
@@ -127,20 +128,21 @@ async def stats_shown(
             days = (event.registration_deadline.date() - now.astimezone(event.timezone).date()).days
         else:
             days = -1
-        blocks.append(
-            t(
-                "stats_event",
-                title=event.title,
-                when=format_datetime(event.starts_at, event.timezone),
-                confirmed=stats.confirmed,
-                withdrawn=stats.withdrawn,
-                in_progress=stats.in_progress,
-                today=stats.today,
-                last_7_days=stats.last_7_days,
-                unreachable=stats.unreachable,
-                deadline=Html(deadline_line(event, days)),
-            )
+        block = t(
+            "stats_event",
+            title=event.title,
+            when=format_datetime(event.starts_at, event.timezone),
+            confirmed=stats.confirmed,
+            withdrawn=stats.withdrawn,
+            in_progress=stats.in_progress,
+            today=stats.today,
+            last_7_days=stats.last_7_days,
+            unreachable=stats.unreachable,
+            deadline=Html(deadline_line(event, days)),
         )
+        if (sources := sources_line(stats.sources)) is not None:
+            block += "\n" + sources
+        blocks.append(block)
     outbox = outbox_block(await admin_queries.outbox_health(limit=OUTBOX_LIMIT), settings.timezone)
     if outbox is not None:
         blocks.append(outbox)

@@ -296,6 +296,15 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE events ADD COLUMN ends_at TEXT;
     """,
+    # 13: where the person came from: the source in the session's link ("forum-2026--vk" →
+    # "vk"; bot/domain/sources.py), NULL without one. Not personal data: an erasure keeps it,
+    # so the counts per source hold. The CHECK is the link's rule, Latin letters, digits and
+    # "_", 1 to 30 of them ([^...] in GLOB is any character but those).
+    """
+    ALTER TABLE registrations ADD COLUMN source TEXT
+        CHECK (source IS NULL OR (length(source) BETWEEN 1 AND 30
+            AND source NOT GLOB '*[^A-Za-z0-9_]*'));
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

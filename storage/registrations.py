@@ -31,6 +31,8 @@ class NewRegistration:
     email: str
     consent_at: datetime
     consent_version: str
+    # The source in the session's link (bot/domain/sources.py), already checked; not personal.
+    source: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +163,8 @@ class Registrations:
                     INSERT INTO registrations (
                         event_id, user_id, username, telegram_name, full_name, position,
                         organization, phone, phone_display, email, consent_at, consent_version,
-                        status, created_at, updated_at, csv_cells, csv_rule
-                    ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'confirmed', ?, ?, ?, ?)
+                        status, created_at, updated_at, csv_cells, csv_rule, source
+                    ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'confirmed', ?, ?, ?, ?, ?)
                     RETURNING *
                     """,
                     (
@@ -182,6 +184,7 @@ class Registrations:
                         stamp,
                         csv_cells,
                         CSV_RULE,
+                        new.source,
                     ),
                 )
                 row = next(iter(rows), None)

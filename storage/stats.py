@@ -23,6 +23,8 @@ class EventStats:
     today: int  # confirmed today, in the event's local day
     last_7_days: int
     unreachable: int  # confirmed registrants who blocked the bot
+    # Confirmed registrations per source of the link (None: without one), most first.
+    sources: tuple[tuple[str | None, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,12 @@ class AdminQueries:
             (event.id,),
             heavy=True,
         )
+        sources = await self._db.fetchall(
+            "SELECT source, count(*) FROM registrations "
+            "WHERE event_id = ? AND status = 'confirmed' GROUP BY source ORDER BY 2 DESC, 1",
+            (event.id,),
+            heavy=True,
+        )
         assert row is not None and forms is not None
         return EventStats(
             confirmed=row[0],
@@ -94,6 +102,7 @@ class AdminQueries:
             today=row[2],
             last_7_days=row[3],
             unreachable=row[4],
+            sources=tuple((source, count) for source, count in sources),
         )
 
     async def find(self, query: str, *, limit: int) -> tuple[list[Registration], int]:

@@ -36,6 +36,8 @@ class Draft:
     editing: str | None = None
     # Set when changing a saved registration (from /me) rather than filling a new one.
     registration_id: int | None = None
+    # Where the person came from: the source in the session's link (bot/domain/sources.py).
+    source: str | None = None
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> Draft:

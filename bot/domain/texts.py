@@ -278,6 +278,12 @@ RU: dict[str, str] = {
     "stats_failed_header": "<b>❗ Не доставлены (Telegram отклонил сообщение): {count}</b>",
     "stats_failed_item": "• {count} — {reason} (последнее {last})",
     "stats_more": "…и ещё {count}",
+    # Where people came from (the source in a session's link: bot/domain/sources.py)
+    "sources_line": "🔗 Откуда пришли: {items}",
+    "sources_item": "{source} — {count}",
+    "sources_item_new": "{source} — {count} (+{new})",
+    "sources_none": "без метки",
+    "sources_more": "ещё источников: {sources}, в них {count}",
     # /find
     "find_usage": "Напишите, что искать: /find Иванова, /find 912345, /find @mail.ru",
     "find_none": "Ничего не нашлось по запросу «{query}».",
@@ -320,6 +326,7 @@ RU: dict[str, str] = {
     "export_column_username": "Имя пользователя Telegram",
     "export_column_consent_at": "Дата согласия на обработку ПДн",
     "export_column_unreachable": "Заблокировал(а) бота",
+    "export_column_source": "Источник",
     "export_unreachable_yes": "да",
     "export_status_confirmed": "подтверждена",
     "export_status_withdrawn": "отменена",
