@@ -108,6 +108,16 @@ class Digests:
             datetime.fromisoformat(row["created_at"]).astimezone(event.timezone).date()
             for row in created
         )
+        sources = await fetchall(
+            """
+            SELECT source, count(*) AS confirmed, count(CASE WHEN created_at > :since THEN 1 END)
+                AS new
+            FROM registrations
+            WHERE event_id = :event_id AND status = 'confirmed' AND created_at <= :now
+            GROUP BY source
+            """,
+            params,
+        )
         return EventDigest(
             event=event,
             new=[(row["full_name"], row["organization"]) for row in names],
@@ -116,6 +126,7 @@ class Digests:
             withdrawn=int(counts["withdrawn"]),
             per_day=sorted(per_day.items())[-PER_DAY_DAYS:],
             final=final,
+            sources=tuple((row["source"], row["confirmed"], row["new"]) for row in sources),
         )
 
     async def compose(

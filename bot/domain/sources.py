@@ -44,8 +44,8 @@ def parse_start_payload(payload: str, catalog: EventCatalog) -> StartLink:
 
     A session's own id comes first (ids may contain "-", even "--"). Otherwise the payload is
     split at its last "--", and only when the left part is a known session: that session,
-    with the right part as its source if it is well formed. A payload longer than Telegram
-    lets a link carry was typed by hand: its session still opens, with no source.
+    with the right part as its source if it is well formed. (A malformed one, or one too long
+    for a link, typed by hand, is dropped: the session still opens.)
     """
     payload = payload.strip()
     event = catalog.get(payload)
@@ -57,8 +57,7 @@ def parse_start_payload(payload: str, catalog: EventCatalog) -> StartLink:
     event = catalog.get(left)
     if event is None:
         return StartLink(None)
-    source = valid_source(right) if len(payload) <= MAX_PAYLOAD else None
-    return StartLink(event, source)
+    return StartLink(event, valid_source(right))
 
 
 # (source or None for a registration without one, how many), most first, as storage reads them.
