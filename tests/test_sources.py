@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import signal
 import sqlite3
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,17 +26,22 @@ from storage.digests import Digests
 from storage.erasure import PersonalData
 from storage.export import export_to_file
 from storage.registrations import NewRegistration, Registrations
-from tests.client import TelegramUser, feed_deliver
-from tests.fake_telegram import FakeTelegram
+from tests.client import TelegramUser, feed_deliver, http_deliver
+from tests.fake_telegram import FakeTelegram, serve
 from tests.helpers import (
     ADMIN_ID,
     EVENTS_TOML,
     MOSCOW,
+    TOKEN,
     Clock,
+    bot_process,
+    db_file,
     dispatcher_for,
     event_toml,
     expected_rows,
     header,
+    upcoming_event_toml,
+    wait_until,
 )
 
 EVENT_ID = "forum-2026"
@@ -349,3 +355,53 @@ async def test_both_export_files_show_the_source_as_stored(
             *expected_rows(db.path, event_id, for_csv=False),
         ]
         assert [row[-1] for row in read_csv(csv_path)] == ["Источник", "vk", ""]
+
+
+# --- the real process over HTTP ---------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_sources_over_http_stored_counted_exported_and_kept_off_the_log(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "events.toml").write_text(upcoming_event_toml(), encoding="utf-8")
+    fake = FakeTelegram(token=TOKEN)
+    starts = {
+        1001: "/start forum--vk_post",
+        1002: "/start forum--vk_post",
+        1003: "/start forum--bad-source!",  # malformed: ignored
+        1004: f"/start forum--{'x' * 100}",  # longer than a link carries: ignored
+        1005: "/start forum",
+    }
+    async with serve(fake) as base_url, bot_process(tmp_path, fake, base_url) as bot:
+        deliver = http_deliver(fake, timeout=30, database=db_file(tmp_path))
+        for user_id, start in starts.items():
+            await register(TelegramUser(fake, deliver, user_id=user_id), start)
+        admin = TelegramUser(fake, deliver, user_id=ADMIN_ID)
+        stats = (await admin.send("/stats"))[0].text or ""
+        digest = "\n".join(message.text or "" for message in await admin.send("/digest"))
+        await admin.send("/export")
+        await wait_until(lambda: len([m for m in fake.messages_to(ADMIN_ID) if m.document]) == 2)
+        documents = {m.filename: m.document for m in fake.messages_to(ADMIN_ID) if m.document}
+        bot.process.send_signal(signal.SIGTERM)
+        assert await bot.wait() == 0
+        output = bot.output
+
+    database = db_file(tmp_path)
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as connection:
+        stored = connection.execute("SELECT user_id, source FROM registrations ORDER BY id")
+        assert dict(stored.fetchall()) == {
+            1001: "vk_post", 1002: "vk_post", 1003: None, 1004: None, 1005: None
+        }  # fmt: skip
+    assert "🔗 Откуда пришли: без метки — 3, vk_post — 2" in stats
+    assert "🔗 Откуда пришли: без метки — 3 (+3), vk_post — 2 (+2)" in digest
+    for name, data in documents.items():
+        assert data is not None
+        path = tmp_path / name
+        path.write_bytes(data)
+        rows = read_csv(path) if name.endswith(".csv") else read_xlsx(path)
+        for_csv = name.endswith(".csv")
+        assert rows == [header("forum"), *expected_rows(database, "forum", for_csv=for_csv)]
+        assert [row[-1] for row in rows] == ["Источник", "vk_post", "vk_post", "", "", ""]
+    assert "vk_post" not in output and "bad-source" not in output
+    assert "Traceback" not in output
