@@ -52,6 +52,7 @@ class Registration:
     status: Status
     created_at: datetime
     updated_at: datetime
+    source: str | None = None  # the source in the session's link (bot/domain/sources.py)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Registration:
@@ -71,6 +72,7 @@ class Registration:
             status=row["status"],
             created_at=datetime.fromisoformat(row["created_at"]),
             updated_at=datetime.fromisoformat(row["updated_at"]),
+            source=row["source"],
         )
 
 

@@ -219,6 +219,18 @@ async def test_a_link_with_a_source_is_stored_counted_and_exported(
     assert [row[-1] for row in rows[1:]] == ["vk_post", "vk_post", "tg", "", "", ""]
 
 
+async def test_me_shows_the_source_with_what_is_stored(make_user) -> None:
+    with_source: TelegramUser = make_user(2001)
+    await register(with_source, f"/start {EVENT_ID}--vk_post")
+    card = (await with_source.send("/me"))[0].text or ""
+    assert "Источник ссылки, по которой вы пришли: vk_post" in card
+
+    without: TelegramUser = make_user(2002)
+    await register(without, f"/start {EVENT_ID}")
+    card = (await without.send("/me"))[0].text or ""
+    assert "Источник" not in card
+
+
 async def test_the_source_survives_a_restart_in_the_middle_of_the_form(
     make_user, db: Database, settings: Settings, clock: Clock, fake: FakeTelegram, bot: Bot
 ) -> None:

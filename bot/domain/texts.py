@@ -132,6 +132,7 @@ RU: dict[str, str] = {
     "my_registration": "{card}\n\n{answers}\n\nЗарегистрированы {registered_at}.\n{stored}",
     "my_stored": "<b>Telegram:</b> id {user_id}, имя пользователя {username}, имя {name}\n"
     "<b>Согласие на обработку данных:</b> {consent_at}, редакция условий «{version}»",
+    "my_source": "<b>Источник ссылки, по которой вы пришли:</b> {source}",
     "my_kept_until": "🗑 Данные этой регистрации хранятся до {date} включительно ({zone}), "
     "затем удаляются.",
     "my_no_username": "не указано",
