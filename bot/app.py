@@ -216,7 +216,8 @@ def create_intake(
     limit: float = HANDLING_LIMIT,
     prune_every: float = PRUNE_EVERY,
 ) -> Intake:
-    """Where updates go from the poller: flood control, the inbox, each chat's worker."""
+    """Where updates go from the poller: flood control, the inbox, each chat's worker (and
+    the hourly pruning of what is kept for a while)."""
     return Intake(
         dispatcher,
         bot,
@@ -226,6 +227,7 @@ def create_intake(
         clock=clock,
         limit=limit,
         prune_every=prune_every,
+        audit=AuditLog(db),
     )
 
 

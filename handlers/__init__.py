@@ -10,6 +10,7 @@ from handlers import (
     admin,
     broadcast,
     common,
+    erase,
     forget,
     my_registrations,
     organizer,
@@ -27,8 +28,9 @@ __all__ = ["get_routers", "on_error", "repeat_question"]
 def get_routers(admin_ids: Iterable[int]) -> list[Router]:
     """Routers in the order they are asked; the first handler whose filters pass wins.
 
-    1. admin (private chats of ADMIN_IDS): the commands, then /broadcast. First, so that
-       they work even in the middle of a form; /start sets the admin's menu and goes on.
+    1. admin (private chats of ADMIN_IDS): the commands (/erase and /audit among them), then
+       /broadcast, whose form takes any message in its state. First, so that they work
+       even in the middle of a form; /start sets the admin's menu and goes on.
     2. admin_refusals (private chats of everyone else): admin commands and buttons are
        refused, before the form could take "/stats" for an answer.
     3. participant (private chats): starting and consent, /me, /forget, then the form; the commands
@@ -48,6 +50,7 @@ def get_routers(admin_ids: Iterable[int]) -> list[Router]:
             "admin",
             is_admin,
             admin.create_router(),
+            erase.create_router(),
             broadcast.create_router(),
         ),
         _audience("admin_refusals", ~is_admin, refusals.create_router()),

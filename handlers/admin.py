@@ -1,6 +1,8 @@
 """Admin commands: /help, /digest, /stats, /find, /export (and the admin's own menu at /start).
 Access is declared in handlers.get_routers: only ADMIN_IDS in private chats reach this router;
-others' admin commands are refused in handlers/refusals.py. /broadcast is handlers/broadcast.py."""
+others' admin commands are refused in handlers/refusals.py. /broadcast is handlers/broadcast.py,
+/erase and /audit handlers/erase.py. Each /find and export is recorded in the audit (who, how
+many rows; storage/audit.py)."""
 
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from bot.domain.validation import format_phone
 from handlers.jobs import BackgroundJobs
 from handlers.keyboards import ALL_EVENTS, AdminAction, AdminCallback, events_keyboard
 from handlers.menu import AdminMenus
+from storage.audit import AuditEntry, AuditLog, admin_actor
 from storage.digests import Digests
 from storage.export import FORMATS, export_filename
 from storage.export.process import export_in_process
@@ -155,12 +158,20 @@ async def registrations_found(
     command: CommandObject,
     catalog: EventCatalog,
     admin_queries: AdminQueries,
+    audit: AuditLog,
+    clock: Clock,
 ) -> None:
     query = (command.args or "").strip()
     if len(query) < 2:
         await message.answer(t("find_usage"))
         return
+    assert message.from_user is not None
     found, count = await admin_queries.find(query[:200], limit=FIND_LIMIT)
+    # Recorded before it is shown; how many registrations the admin sees, never the query
+    # (a name or a phone is personal data itself).
+    await audit.record(
+        AuditEntry(clock(), "find", admin_actor(message.from_user.id), row_count=len(found))
+    )
     if not found:
         await message.answer(t("find_none", query=query[:200]))
         return
@@ -197,11 +208,12 @@ async def export_started(
     settings: Settings,
     clock: Clock,
     background_jobs: BackgroundJobs,
+    audit: AuditLog,
 ) -> None:
     events = list(catalog.events) + list(catalog.archived)
     if len(events) <= 1:
         await start_export(bot, message.chat.id, events[0].id if events else None,
-                           catalog, settings, clock, background_jobs)  # fmt: skip
+                           catalog, settings, clock, background_jobs, audit)  # fmt: skip
         return
     keyboard = events_keyboard(events, AdminAction.export_event, all_events=True)
     await message.answer(t("choose_event_admin"), reply_markup=keyboard)
@@ -215,11 +227,12 @@ async def export_chosen(
     settings: Settings,
     clock: Clock,
     background_jobs: BackgroundJobs,
+    audit: AuditLog,
 ) -> None:
     await callback.answer()
     event_id = None if callback_data.event_id == ALL_EVENTS else callback_data.event_id
     await start_export(
-        bot, callback.from_user.id, event_id, catalog, settings, clock, background_jobs
+        bot, callback.from_user.id, event_id, catalog, settings, clock, background_jobs, audit
     )
 
 
@@ -231,6 +244,7 @@ async def start_export(
     settings: Settings,
     clock: Clock,
     background_jobs: BackgroundJobs,
+    audit: AuditLog,
 ) -> None:
     """Answer "preparing…" and leave the files and their upload to a background job: an
     upload can take seconds, and the update must not wait for it."""
@@ -240,8 +254,9 @@ async def start_export(
     progress = await bot.send_message(chat_id, t("export_preparing"))
     today = clock().astimezone(settings.timezone).date()
     job = partial(
-        send_export, bot, chat_id, progress, event_id, catalog, settings.database_path, today
-    )
+        send_export, bot, chat_id, progress, event_id, catalog, settings.database_path, today,
+        audit, clock,
+    )  # fmt: skip
     background_jobs.start(EXPORT_JOB, chat_id, job)
 
 
@@ -253,10 +268,15 @@ async def send_export(
     catalog: EventCatalog,
     database_path: Path,
     today: date,
+    audit: AuditLog,
+    clock: Clock,
 ) -> None:
     """Build both files in a process of their own (their own read-only connection; WAL lets
-    the bot keep writing meanwhile), send them, and turn "preparing…" into the result."""
+    the bot keep writing meanwhile), send them, and turn "preparing…" into the result. The
+    audit records the export once a file has reached the admin (a private chat's id is
+    its user's)."""
     rows = 0
+    recorded = False
     try:
         with tempfile.TemporaryDirectory(prefix="export-") as folder:
             for fmt in FORMATS:
@@ -264,6 +284,12 @@ async def send_export(
                 path = Path(folder) / name
                 rows = await export_in_process(database_path, catalog, event_id, fmt, path)
                 await bot.send_document(chat_id, FSInputFile(path, filename=name))
+                if not recorded:
+                    recorded = True
+                    await audit.record(
+                        AuditEntry(clock(), "export", admin_actor(chat_id),
+                                   event_id=event_id, row_count=rows)
+                    )  # fmt: skip
     except asyncio.CancelledError:
         await report_job(progress, t("export_interrupted"))
         raise

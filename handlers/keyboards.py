@@ -15,11 +15,12 @@ from aiogram.types import (
     ReplyKeyboardMarkup,
 )
 from aiogram.utils.keyboard import InlineKeyboardBuilder
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from bot.domain.events import Event
 from bot.domain.form import FIELDS
 from bot.domain.texts import LOCALE, t
+from bot.domain.validation import MAX_ROW_ID
 
 # A row id as SQLite stores it (rowids start at 1, 64-bit). Callback data comes from the
 # client and can be forged: an id outside this range would make the query raise
@@ -85,6 +86,50 @@ class ForgetAction(StrEnum):
 
 class ForgetCallback(CallbackData, prefix="forget"):
     action: ForgetAction
+
+
+class EraseAction(StrEnum):
+    yes = "yes"
+    no = "no"
+
+
+class EraseCallback(CallbackData, prefix="erase"):
+    """The registrations an admin's /erase listed, by number ("12.40.311"): the button
+    erases exactly what its message showed, however old it is. Forged, it could name other
+    numbers, but only an admin gets past the router, and /erase <number> is theirs anyway."""
+
+    action: EraseAction
+    ids: str
+
+    @field_validator("ids")
+    @classmethod
+    def _numbers(cls, value: str) -> str:
+        parts = value.split(".")
+        if not all(part.isascii() and part.isdigit() and len(part) <= 19 for part in parts):
+            raise ValueError("registration numbers separated by dots")
+        if not all(1 <= int(part) <= MAX_ROW_ID for part in parts):
+            raise ValueError("a registration number out of range")
+        return value
+
+    @property
+    def registration_ids(self) -> list[int]:
+        return [int(part) for part in self.ids.split(".")]
+
+
+def erase_callbacks(registration_ids: Iterable[int]) -> tuple[EraseCallback, EraseCallback] | None:
+    """The yes and no buttons' data for these registrations; None if they do not fit in
+    Telegram's 64 bytes."""
+    ids = ".".join(str(registration_id) for registration_id in registration_ids)
+    buttons = (
+        EraseCallback(action=EraseAction.yes, ids=ids),
+        EraseCallback(action=EraseAction.no, ids=ids),
+    )
+    try:
+        for button in buttons:
+            button.pack()
+    except ValueError:  # aiogram refuses data longer than Telegram's 64 bytes
+        return None
+    return buttons
 
 
 class AdminAction(StrEnum):
@@ -252,4 +297,12 @@ def forget_keyboard() -> InlineKeyboardMarkup:
     )
     builder.button(text=t("button_forget_no"), callback_data=ForgetCallback(action=ForgetAction.no))
     builder.adjust(1)
+    return builder.as_markup()
+
+
+def erase_keyboard(yes: EraseCallback, no: EraseCallback) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(text=t("button_erase_yes"), callback_data=yes)
+    builder.button(text=t("button_erase_no"), callback_data=no)
+    builder.adjust(2)
     return builder.as_markup()

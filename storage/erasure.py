@@ -144,17 +144,7 @@ class PersonalData:
                 before = connection.total_changes
                 await within(connection)
                 drafts = connection.total_changes - before
-            messages = await _changed(
-                connection,
-                f"{_DROP_MESSAGES} WHERE chat_id = ? AND status != 'sent' AND text IS NOT NULL",
-                (utc_iso(now), user_id),
-            )
-            # A private chat's id is its user's id: whether they blocked the bot, and any
-            # update of theirs that could not be handled (its payload is their message).
-            await connection.execute("DELETE FROM chats WHERE chat_id = ?", (user_id,))
-            await connection.execute(
-                "DELETE FROM inbox WHERE lane = ? AND set_aside IS NOT NULL", (user_id,)
-            )
+            messages = await _forget_chat(connection, user_id, now)
             if drafts and not erased:
                 await record_in(
                     connection,
@@ -191,6 +181,12 @@ class PersonalData:
                 withdraw=reason is not Reason.retention,
                 card=None if reason is Reason.retention else "erased_on_request",
             )
+            if reason is not Reason.retention:
+                # A request to erase a person: what else the bot holds of them goes too,
+                # once no registration of theirs is left (their id is known only now).
+                for user_id in {row["user_id"] for row in rows}:
+                    if not await _holds_registration(connection, user_id):
+                        await _forget_chat(connection, user_id, now)
         if erased:
             self._db.scrub_wal()
         return erased
@@ -265,6 +261,29 @@ async def _select(
         params,
     ) as cursor:
         return list(await cursor.fetchall())
+
+
+async def _forget_chat(connection: aiosqlite.Connection, user_id: int, now: datetime) -> int:
+    """Messages queued to a person, given up (returns how many); whether they blocked the bot,
+    and any update of theirs that could not be handled (its payload is what they sent). A
+    private chat's id is its user's id."""
+    messages = await _changed(
+        connection,
+        f"{_DROP_MESSAGES} WHERE chat_id = ? AND status != 'sent' AND text IS NOT NULL",
+        (utc_iso(now), user_id),
+    )
+    await connection.execute("DELETE FROM chats WHERE chat_id = ?", (user_id,))
+    await connection.execute(
+        "DELETE FROM inbox WHERE lane = ? AND set_aside IS NOT NULL", (user_id,)
+    )
+    return messages
+
+
+async def _holds_registration(connection: aiosqlite.Connection, user_id: int) -> bool:
+    async with connection.execute(
+        "SELECT 1 FROM registrations WHERE user_id = ? LIMIT 1", (user_id,)
+    ) as cursor:
+        return await cursor.fetchone() is not None
 
 
 async def _changed(connection: aiosqlite.Connection, sql: str, params: tuple[object, ...]) -> int:

@@ -130,8 +130,9 @@ class Outbox:
             FROM (
                 SELECT COALESCE(moved.moved_to, users.user_id) AS chat_id
                 FROM (
+                    -- An erased registration has no one to write to (user_id is NULL).
                     SELECT DISTINCT user_id FROM registrations
-                    WHERE event_id = :event_id AND status = 'confirmed'
+                    WHERE event_id = :event_id AND status = 'confirmed' AND user_id IS NOT NULL
                 ) AS users
                 LEFT JOIN chats AS moved
                     ON moved.chat_id = users.user_id AND moved.moved_to IS NOT NULL

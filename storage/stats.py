@@ -1,4 +1,4 @@
-"""Numbers and look-ups for admins: /stats and /find."""
+"""Numbers and look-ups for admins: /stats, /find and /erase."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from datetime import datetime, time, timedelta
 from pathlib import Path
 
 from bot.domain.events import Event
+from bot.domain.validation import PersonKey
 from storage.database import Database, casefold, utc_iso
 from storage.export.source import open_read_only
 from storage.registrations import Registration
@@ -114,6 +115,12 @@ class AdminQueries:
         it runs in a worker thread on a read-only connection of its own, like an export."""
         return await asyncio.to_thread(_find, self._db.path, query, limit)
 
+    async def holding(self, key: PersonKey) -> list[Registration]:
+        """Registrations that still hold personal data and match `key` (an e-mail in any
+        case), oldest first: what an admin's /erase would erase. Off the bot's connection,
+        as `find`: a phone or an e-mail is looked for in every row."""
+        return await asyncio.to_thread(_holding, self._db.path, key)
+
     async def outbox_health(self, *, limit: int) -> OutboxHealth:
         # Groups and chats with waiting messages: a participant who blocked the bot is
         # counted per session already, and may be one of thousands.
@@ -193,3 +200,23 @@ def _find(path: Path, query: str, limit: int) -> tuple[list[Registration], int]:
             {**params, "limit": limit},
         ).fetchall()
     return [Registration.from_row(row) for row in rows], count[0]
+
+
+def _holding(path: Path, key: PersonKey) -> list[Registration]:
+    params: tuple[object, ...]
+    if key.registration_id is not None:
+        where, params = "id = ?", (key.registration_id,)
+    elif key.phone is not None:
+        where, params = "phone = ?", (key.phone,)
+    elif key.email is not None:
+        where, params = "casefold(email) = ?", (key.email,)
+    else:
+        return []
+    with open_read_only(path) as connection:
+        connection.row_factory = sqlite3.Row
+        connection.create_function("casefold", 1, casefold, deterministic=True)
+        rows = connection.execute(
+            f"SELECT * FROM registrations WHERE erased_at IS NULL AND {where} ORDER BY id",
+            params,
+        ).fetchall()
+    return [Registration.from_row(row) for row in rows]

@@ -6,14 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import pytest
+from datetime import timedelta
 
 from bot.sender import Sender
-from storage.database import Database, open_database
-from storage.erasure import PersonalData
+from storage.database import Database
 from tests.client import TelegramUser
 from tests.fake_telegram import FakeTelegram
 from tests.helpers import (
@@ -191,31 +187,27 @@ async def test_forget_with_nothing_stored_says_so(make_user, db: Database) -> No
     assert await db.fetchall("SELECT * FROM audit") == []
 
 
-async def test_an_erasure_is_one_transaction(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A failure half-way (here: writing the record) leaves everything as it was."""
-    from storage import erasure
+async def test_an_erasure_is_one_transaction(make_user, sender: Sender, db: Database) -> None:
+    """A failure half-way (here SQLite refuses the record of the erasure, after the
+    registration was emptied) leaves everything as it was, and the person is told."""
+    user = await register(make_user)
+    await sender.idle()
+    before = await registration_row(db)
+    await db.execute(
+        "CREATE TEMP TRIGGER refuse_record BEFORE INSERT ON audit "
+        "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+    )
 
-    async def broken(connection, entries):  # type: ignore[no-untyped-def]
-        raise RuntimeError("disk full")
+    await user.send("/forget")
+    await user.click("Да, удалить всё")
 
-    async with open_database(tmp_path / "db.sqlite3") as db:
-        await db.execute(
-            "INSERT INTO events (id, title, starts_at, timezone, registration_deadline, "
-            "location, synced_at) VALUES ('e', 'E', 'x', 'UTC', 'x', 'L', 'x')"
-        )
-        await db.execute(
-            "INSERT INTO registrations (event_id, user_id, telegram_name, full_name, position, "
-            "organization, phone, email, consent_at, consent_version, status, created_at, "
-            "updated_at) VALUES ('e', 7, 'T', 'Имя Фамилия', 'P', 'O', '+79123456789', "
-            "'a@b.ru', 'x', 'v1', 'confirmed', 'x', 'x')"
-        )
-        before = [tuple(row) for row in await db.fetchall("SELECT * FROM registrations")]
-        monkeypatch.setattr(erasure, "record_in", broken)
-        with pytest.raises(RuntimeError):
-            await PersonalData(db).forget(7, now=datetime.now(UTC))
-        assert [tuple(row) for row in await db.fetchall("SELECT * FROM registrations")] == before
+    assert "ваши данные удалены" not in user.last_text
+    assert await registration_row(db) == before
+    assert await db.fetchall("SELECT * FROM audit") == []
+    await db.execute("DROP TRIGGER refuse_record")
+    await user.send("/forget")
+    await user.click("Да, удалить всё")
+    assert "ваши данные удалены" in user.last_text
 
 
 async def test_the_wal_is_cut_once_a_reader_holding_an_old_snapshot_lets_go(

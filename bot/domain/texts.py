@@ -32,6 +32,8 @@ RU: dict[str, str] = {
     "command_find": "Поиск регистрации",
     "command_broadcast": "Рассылка участникам",
     "command_digest": "Сводка сейчас",
+    "command_erase": "Удалить данные участника по запросу",
+    "command_audit": "Журнал удалений и выгрузок",
     # Events
     "event_card": "<b>{title}</b>\n📅 {when}\n📍 {location}",
     "event_card_unknown": "<b>Мероприятие удалено из расписания</b>",
@@ -256,7 +258,9 @@ RU: dict[str, str] = {
     "digest_no_sessions": "Сводки нет: ни одна сессия не идёт и не предстоит.",
     "admin_help": "Команды администратора:\n/export — выгрузка регистраций (CSV и Excel)\n"
     "/stats — цифры по сессиям\n/find <i>текст</i> — поиск по ФИО, организации, телефону, e-mail\n"
-    "/broadcast — сообщение всем зарегистрированным\n/digest — сводка для организаторов сейчас",
+    "/broadcast — сообщение всем зарегистрированным\n/digest — сводка для организаторов сейчас\n"
+    "/erase <i>телефон, e-mail или номер регистрации</i> — удалить персональные данные участника "
+    "по его запросу\n/audit — журнал: удаления данных, выгрузки, поиск, рассылки",
     "choose_event_admin": "Выберите сессию:",
     "export_preparing": "⏳ Готовлю выгрузку…",
     "export_done": "✅ Выгрузка готова: {rows} строк, файлы CSV и Excel ниже.",
@@ -298,6 +302,59 @@ RU: dict[str, str] = {
     "   {title} · {status}",
     "status_confirmed": "зарегистрирован(а)",
     "status_withdrawn": "отменил(а) регистрацию",
+    # /erase: a participant's request by other channels (152-FZ art. 21 §5)
+    "erase_usage": "Напишите, чьи данные удалить: /erase +7 912 345-67-89, /erase "
+    "ivanova@example.ru или /erase 123 (номер регистрации).",
+    "reason_person_key_unclear": "Это не телефон, не e-mail и не номер регистрации.",
+    "erase_none": "Регистраций с персональными данными по запросу «{query}» нет: ничего не "
+    "удалено. Если данные уже удаляли, журнал — /audit.",
+    "erase_header": "Регистрации с персональными данными: {count}",
+    "erase_item": "№{id} · {title} · <b>{full_name}</b> · {status}",
+    "erase_more": "…и ещё {count}",
+    "erase_confirm": "Удалить персональные данные этих регистраций ({count})? ФИО, должность, "
+    "место работы, телефон, e-mail и данные Telegram будут удалены безвозвратно; регистрации "
+    "останутся в счёте без данных, организаторы получат уведомление только с номером.",
+    "erase_too_many": "Совпадений больше, чем можно удалить одной кнопкой ({count}). Удаляйте "
+    "по номеру регистрации: /erase {example}.",
+    "button_erase_yes": "Да, удалить",
+    "button_erase_no": "Нет, оставить",
+    "erase_done": "Готово: персональные данные удалены, регистраций: {count} ({numbers}).",
+    "erase_done_nothing": "Данные этих регистраций уже удалены: ничего не изменилось.",
+    "erase_kept": "Хорошо, ничего не удалено.",
+    # /audit: the record of erasures and of reads of personal data
+    "audit_empty": "Журнал пуст: данных не удаляли, выгрузок, поиска и рассылок не было.",
+    "audit_header": "<b>Журнал, последние записи ({count}), новые сверху</b>",
+    "audit_more": "…и ещё {count}. Весь журнал — на сервере: python -m bot audit --since "
+    "ГГГГ-ММ-ДД",
+    "audit_separator": " · ",
+    "audit_value": "{value}",
+    "audit_action_erase": "удаление",
+    "audit_action_export": "выгрузка",
+    "audit_action_find": "поиск",
+    "audit_action_broadcast": "рассылка",
+    "audit_reason_withdrawal": "отмена регистрации",
+    "audit_reason_forget": "/forget",
+    "audit_reason_admin": "по запросу",
+    "audit_reason_retention": "срок хранения истёк",
+    "audit_reason_draft_expiry": "анкета заброшена",
+    "audit_actor_participant": "участник",
+    "audit_actor_operator": "оператор (сервер)",
+    "audit_actor_retention": "бот",
+    "audit_actor_upgrade": "обновление бота",
+    "audit_actor_admin": "админ {id}",
+    "audit_registration": "№{id}",
+    "audit_all_events": "все сессии",
+    "audit_fields": "удалено: {fields}",
+    "audit_rows": "строк: {count}",
+    "audit_field_full_name": "ФИО",
+    "audit_field_position": "должность",
+    "audit_field_organization": "место работы",
+    "audit_field_phone": "телефон",
+    "audit_field_email": "e-mail",
+    "audit_field_user_id": "Telegram ID",
+    "audit_field_username": "имя пользователя",
+    "audit_field_telegram_name": "имя в Telegram",
+    "audit_field_draft": "анкета",
     # /broadcast
     "broadcast_write": "Сессия «{title}», получателей: {count}.\nНапишите сообщение для рассылки "
     "(текст до 4096 символов) или пришлите фото или документ с подписью (до 1024 символов). "

@@ -122,3 +122,41 @@ def validate_email_address(text: str, *, check_deliverability: bool = False) -> 
     except EmailNotValidError:
         raise ValidationError("email_invalid") from None
     return str(result.normalized)
+
+
+# The largest rowid SQLite gives; a bigger "number" would overflow its integer.
+MAX_ROW_ID = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class PersonKey:
+    """How a request by other channels (a letter, a call) names whose data to erase: one
+    of a phone (E.164), an e-mail (casefolded) or a registration number."""
+
+    phone: str | None = None
+    email: str | None = None
+    registration_id: int | None = None
+
+
+def parse_person_key(text: str) -> PersonKey:
+    """ "+7 912 345-67-89", "8 (912) 345-67-89", "Ivanova@Example.ru", "123", "№123" or
+    "#123"; a number of up to nine digits is a registration's (no phone is that short).
+    Raises ValidationError("person_key_unclear") for anything else."""
+    if len(text) > 300:
+        raise ValidationError("person_key_unclear")
+    raw = _clean(text)
+    number = raw.removeprefix("№").removeprefix("#").strip()
+    if number.isascii() and number.isdigit() and (raw != number or len(number) <= 9):
+        if 1 <= int(number) <= MAX_ROW_ID:
+            return PersonKey(registration_id=int(number))
+        raise ValidationError("person_key_unclear")
+    if "@" in raw:
+        try:
+            email = validate_email_address(raw)
+        except ValidationError:
+            email = raw  # never stored as such: it matches nothing, and the admin is told so
+        return PersonKey(email=email.casefold())
+    try:
+        return PersonKey(phone=validate_phone(raw))
+    except ValidationError:
+        raise ValidationError("person_key_unclear") from None
