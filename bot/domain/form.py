@@ -25,6 +25,8 @@ class Draft:
     """The FSM data of one conversation. Only JSON types, and only here typed."""
 
     event_id: str
+    # Where the person came from: the source in the session's link (bot/domain/sources.py).
+    source: str | None = None
     consent_at: str | None = None  # ISO, UTC
     consent_version: str | None = None
     full_name: str | None = None
@@ -36,8 +38,6 @@ class Draft:
     editing: str | None = None
     # Set when changing a saved registration (from /me) rather than filling a new one.
     registration_id: int | None = None
-    # Where the person came from: the source in the session's link (bot/domain/sources.py).
-    source: str | None = None
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> Draft:
