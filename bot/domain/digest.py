@@ -41,32 +41,6 @@ class EventDigest:
     waiting: int | None = None
 
 
-def _seat_texts(digest: EventDigest) -> list[str]:
-    texts = []
-    if digest.capacity is not None and digest.seats_left is not None:
-        texts.append(
-            t("digest_seats_left", left=digest.seats_left, capacity=digest.capacity)
-            if digest.seats_left > 0
-            else t("digest_seats_none", capacity=digest.capacity)
-        )
-    if digest.waiting is not None and (digest.waiting or texts):
-        texts.append(t("digest_waiting", count=digest.waiting))
-    return texts
-
-
-def _seats_suffix(digest: EventDigest) -> str:
-    """The seats and the waiting list after a session's total in the one-line digest."""
-    seats = _seat_texts(digest)
-    return t("digest_total_seats", seats=Html("; ".join(seats))) if seats else ""
-
-
-def _source_text(digest: EventDigest) -> str | None:
-    return sources_line(
-        [(source, count) for source, count, _ in digest.sources],
-        {source: new for source, _, new in digest.sources},
-    )
-
-
 def _aware(now: datetime) -> None:
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("naive datetime: the digest schedule needs an aware `now`")
@@ -163,6 +137,32 @@ def _day_text(day: date) -> str:
 def _days_between(start: datetime, end: datetime, zone: ZoneInfo) -> int:
     """Calendar days from `start` to `end` on the wall calendar of `zone`."""
     return (end.astimezone(zone).date() - start.astimezone(zone).date()).days
+
+
+def _seat_texts(digest: EventDigest) -> list[str]:
+    texts = []
+    if digest.capacity is not None and digest.seats_left is not None:
+        texts.append(
+            t("digest_seats_left", left=digest.seats_left, capacity=digest.capacity)
+            if digest.seats_left > 0
+            else t("digest_seats_none", capacity=digest.capacity)
+        )
+    if digest.waiting is not None and (digest.waiting or texts):
+        texts.append(t("digest_waiting", count=digest.waiting))
+    return texts
+
+
+def _seats_suffix(digest: EventDigest) -> str:
+    """The seats and the waiting list after a session's total in the one-line digest."""
+    seats = _seat_texts(digest)
+    return t("digest_total_seats", seats=Html("; ".join(seats))) if seats else ""
+
+
+def _source_text(digest: EventDigest) -> str | None:
+    return sources_line(
+        [(source, count) for source, count, _ in digest.sources],
+        {source: new for source, _, new in digest.sources},
+    )
 
 
 @dataclass(frozen=True, slots=True)
