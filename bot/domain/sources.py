@@ -60,13 +60,13 @@ def parse_start_payload(payload: str, catalog: EventCatalog) -> StartLink:
     return StartLink(event, valid_source(right))
 
 
-# (source or None for a registration without one, how many), most first, as storage reads them.
+# (source, or None for registrations without one; how many), in any order.
 SourceCounts = Sequence[tuple[str | None, int]]
 
 
 def sources_line(counts: SourceCounts, new: dict[str | None, int] | None = None) -> str | None:
-    """ "🔗 Откуда: vk — 12, tg — 5, без метки — 30" for a session's registrations; None when
-    none came by a link with a source. `new`: how many of each since the last digest,
+    """The line "🔗 Откуда пришли: vk — 12, без метки — 8, tg — 5" of a session; None when
+    none of its registrations came by a link with a source. `new`: how many of each since the last digest,
     shown as "(+3)". The first SHOWN_SOURCES by count are named; the rest are summed."""
     if not any(source is not None for source, _ in counts):
         return None
