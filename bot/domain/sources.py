@@ -66,8 +66,8 @@ SourceCounts = Sequence[tuple[str | None, int]]
 
 def sources_line(counts: SourceCounts, new: dict[str | None, int] | None = None) -> str | None:
     """The line "🔗 Откуда пришли: vk — 12, без метки — 8, tg — 5" of a session; None when
-    none of its registrations came by a link with a source. `new`: how many of each since the last digest,
-    shown as "(+3)". The first SHOWN_SOURCES by count are named; the rest are summed."""
+    none of its registrations came by a link with a source. `new`: how many of each since the
+    last digest, shown as "(+3)". The first SHOWN_SOURCES by count are named; the rest summed."""
     if not any(source is not None for source, _ in counts):
         return None
     ordered = sorted(counts, key=lambda item: (-item[1], item[0] is None, item[0] or ""))
