@@ -44,8 +44,10 @@ from bot.polling import poll
 from bot.retry import ButtonAnswersBestEffort, RetryRequests
 from bot.sender import Limits, Sender
 from bot.updates import HANDLING_LIMIT, PRUNE_EVERY, Intake
+from bot.waitlist_worker import run_waitlists
 from handlers import get_routers, on_error, repeat_question
 from handlers.jobs import BackgroundJobs
+from handlers.keyboards import offer_markup_json
 from handlers.menu import AdminMenus
 from storage.audit import AuditLog
 from storage.broadcasts import Broadcasts
@@ -58,6 +60,7 @@ from storage.fsm import SQLiteStorage
 from storage.inbox import Inbox
 from storage.outbox import Outbox
 from storage.registrations import Registrations
+from storage.seats import Seats
 from storage.stats import AdminQueries
 from storage.updates import HandledUpdates
 
@@ -117,6 +120,7 @@ async def start_workers(
     catalog: EventCatalog,
     clock: Clock,
     limits: Limits,
+    seats: Seats,
 ) -> None:
     sender = Sender(bot, outbox, clock, limits)
     dispatcher["sender"] = sender
@@ -125,6 +129,7 @@ async def start_workers(
     dispatcher["worker_tasks"] = [
         asyncio.create_task(digest.run(), name="digest"),
         asyncio.create_task(reporter.run(), name="broadcast-progress"),
+        asyncio.create_task(run_waitlists(seats, clock), name="waitlists"),
     ]
 
 
@@ -155,6 +160,7 @@ def create_dispatcher(
     catalog = replace(catalog, retention_days=settings.retention_days)
     outbox = Outbox(db)
     cards = CardPublisher(outbox, settings.organizer_chat_ids, catalog)
+    seats = Seats(db, outbox, catalog, cards, offer_markup=offer_markup_json)
     storage = SQLiteStorage(
         db,
         key_builder=DefaultKeyBuilder(
@@ -170,7 +176,8 @@ def create_dispatcher(
         settings=settings,
         catalog=catalog,
         registrations=Registrations(db, cards),
-        personal_data=PersonalData(db, cards),
+        personal_data=PersonalData(db, cards, seats),
+        seats=seats,
         audit=AuditLog(db),
         outbox=outbox,
         broadcasts=Broadcasts(db, outbox),

@@ -25,7 +25,7 @@ from aiogram.exceptions import (
     TelegramMigrateToChat,
     TelegramRetryAfter,
 )
-from aiogram.types import Message
+from aiogram.types import InlineKeyboardMarkup, Message
 from aiolimiter import AsyncLimiter
 
 from bot.domain.clock import Clock
@@ -103,13 +103,13 @@ def pack(rows: Sequence[OutboxMessage]) -> list[OutboxMessage]:
     """The next message to send: consecutive cards combined while they fit in one text
     (a backlog in a group becomes a few long messages, not hours of queue)."""
     batch = [rows[0]]
-    if rows[0].kind != "card":
+    if rows[0].kind != "card" or rows[0].reply_markup:
         return batch
     separator = message_length(t("card_separator"))
     length = message_length(rows[0].text)
     for row in rows[1:]:
         added = separator + message_length(row.text)
-        if row.kind != "card" or length + added > MAX_MESSAGE_LENGTH:
+        if row.kind != "card" or row.reply_markup or length + added > MAX_MESSAGE_LENGTH:
             break
         batch.append(row)
         length += added
@@ -285,7 +285,7 @@ class Sender:
         text = t("card_separator").join(row.text for row in batch)
         try:
             async with self._chat_limiter(chat_id), self._overall:
-                message = await self._send(chat_id, text, batch[0].media)
+                message = await self._send(chat_id, text, batch[0].media, batch[0].reply_markup)
         except TelegramRetryAfter as error:
             self.stats.retry_after += 1
             logger.warning("Chat %d: flood control, waiting %d s", chat_id, error.retry_after)
@@ -341,10 +341,17 @@ class Sender:
         await self._outbox.count_attempt(ids, error=type(error).__name__)
         return _Outcome.BACKOFF
 
-    async def _send(self, chat_id: int, text: str, media: Media | None) -> Message:
+    async def _send(
+        self, chat_id: int, text: str, media: Media | None, reply_markup: str | None = None
+    ) -> Message:
         timeout = int(self.limits.request_timeout) or 1
         if media is None:
-            return await self._bot.send_message(chat_id, text, request_timeout=timeout)
+            markup = (
+                InlineKeyboardMarkup.model_validate_json(reply_markup) if reply_markup else None
+            )
+            return await self._bot.send_message(
+                chat_id, text, reply_markup=markup, request_timeout=timeout
+            )
         caption = text or None
         if media.kind == "photo":
             return await self._bot.send_photo(

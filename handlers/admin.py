@@ -131,7 +131,7 @@ async def stats_shown(
             days = (event.registration_deadline.date() - now.astimezone(event.timezone).date()).days
         else:
             days = -1
-        block = t(
+        text = t(
             "stats_event",
             title=event.title,
             when=format_datetime(event.starts_at, event.timezone),
@@ -143,9 +143,15 @@ async def stats_shown(
             unreachable=stats.unreachable,
             deadline=Html(deadline_line(event, days)),
         )
+        if stats.capacity is not None:
+            left = max(0, stats.capacity - stats.confirmed - stats.waiting)
+            seats = t("stats_seats", capacity=stats.capacity, confirmed=stats.confirmed, left=left)
+            text += "\n" + seats
+        if stats.capacity is not None or stats.waiting:
+            text += "\n" + t("stats_waitlist", waiting=stats.waiting, offered=stats.offered)
         if (sources := sources_line(stats.sources)) is not None:
-            block += "\n" + sources
-        blocks.append(block)
+            text += "\n" + sources
+        blocks.append(text)
     outbox = outbox_block(await admin_queries.outbox_health(limit=OUTBOX_LIMIT), settings.timezone)
     if outbox is not None:
         blocks.append(outbox)

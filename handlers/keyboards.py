@@ -79,6 +79,15 @@ class MyCallback(CallbackData, prefix="my"):
     field: FormField | None = None
 
 
+class OfferAction(StrEnum):
+    take = "take"
+
+
+class OfferCallback(CallbackData, prefix="offer"):
+    action: OfferAction
+    registration_id: RowId
+
+
 class ForgetAction(StrEnum):
     yes = "yes"
     no = "no"
@@ -204,15 +213,16 @@ def _phone_keyboard(locale: str) -> ReplyKeyboardMarkup:
     )
 
 
-def summary_keyboard(event_id: str) -> InlineKeyboardMarkup:
-    return _summary_keyboard(event_id, LOCALE.get())
+def summary_keyboard(event_id: str, *, waitlist: bool = False) -> InlineKeyboardMarkup:
+    return _summary_keyboard(event_id, LOCALE.get(), waitlist)
 
 
 @lru_cache(maxsize=64)
-def _summary_keyboard(event_id: str, locale: str) -> InlineKeyboardMarkup:
+def _summary_keyboard(event_id: str, locale: str, waitlist: bool) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
+    # Full: the same button joins the waiting list (the database decides either way).
     builder.button(
-        text=t("button_confirm"),
+        text=t("button_join_waitlist" if waitlist else "button_confirm"),
         callback_data=SummaryCallback(action=SummaryAction.confirm, event_id=event_id),
     )
     for field in FormField:
@@ -230,19 +240,40 @@ def _summary_keyboard(event_id: str, locale: str) -> InlineKeyboardMarkup:
     return builder.as_markup()
 
 
-def registration_keyboard(registration_id: int, *, can_change: bool) -> InlineKeyboardMarkup:
+def registration_keyboard(
+    registration_id: int, *, can_change: bool, waiting: bool = False, offered: bool = False
+) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
+    if offered:
+        builder.button(
+            text=t("button_take_seat"),
+            callback_data=OfferCallback(action=OfferAction.take, registration_id=registration_id),
+        )
     if can_change:
         builder.button(
             text=t("button_change"),
             callback_data=MyCallback(action=MyAction.change, registration_id=registration_id),
         )
     builder.button(
-        text=t("button_withdraw"),
+        text=t("button_leave_waitlist" if waiting else "button_withdraw"),
         callback_data=MyCallback(action=MyAction.withdraw, registration_id=registration_id),
     )
     builder.adjust(1)
     return builder.as_markup()
+
+
+def offer_keyboard(registration_id: int) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=t("button_take_seat"),
+        callback_data=OfferCallback(action=OfferAction.take, registration_id=registration_id),
+    )
+    return builder.as_markup()
+
+
+def offer_markup_json(registration_id: int) -> str:
+    """The offer's keyboard as the outbox stores it (the sender sends it with the text)."""
+    return offer_keyboard(registration_id).model_dump_json(exclude_none=True)
 
 
 def fields_keyboard(registration_id: int) -> InlineKeyboardMarkup:
@@ -262,10 +293,10 @@ def fields_keyboard(registration_id: int) -> InlineKeyboardMarkup:
     return builder.as_markup()
 
 
-def withdraw_keyboard(registration_id: int) -> InlineKeyboardMarkup:
+def withdraw_keyboard(registration_id: int, *, waiting: bool = False) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     builder.button(
-        text=t("button_withdraw_yes"),
+        text=t("button_leave_yes" if waiting else "button_withdraw_yes"),
         callback_data=MyCallback(action=MyAction.withdraw_yes, registration_id=registration_id),
     )
     builder.button(

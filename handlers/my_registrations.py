@@ -153,7 +153,7 @@ class OwnRegistration(BaseMiddleware):
         if (
             registration is None
             or registration.user_id != event.from_user.id
-            or registration.status != "confirmed"
+            or registration.status not in ("confirmed", "waiting")
         ):
             await event.answer(t("button_expired"))
             await remove_buttons(event)
@@ -198,7 +198,12 @@ async def registration_shown(
     await callback.answer()
     if isinstance(callback.message, Message):
         await callback.message.edit_reply_markup(
-            reply_markup=registration_keyboard(registration.id, can_change=can_change)
+            reply_markup=registration_keyboard(
+                registration.id,
+                can_change=can_change,
+                waiting=registration.status == "waiting",
+                offered=registration.offer_expires_at is not None,
+            )
         )
 
 
@@ -252,10 +257,14 @@ async def withdrawal_requested(
     catalog: EventCatalog,
 ) -> None:
     await callback.answer()
+    waiting = registration.status == "waiting"
     await bot.send_message(
         callback.from_user.id,
-        t("withdraw_confirm", title=title_of(registration, catalog)),
-        reply_markup=withdraw_keyboard(registration.id),
+        t(
+            "leave_confirm" if waiting else "withdraw_confirm",
+            title=title_of(registration, catalog),
+        ),
+        reply_markup=withdraw_keyboard(registration.id, waiting=waiting),
     )
 
 
@@ -275,9 +284,10 @@ async def withdrawal_confirmed(
     withdrawn = await personal_data.withdraw(
         registration.id, user_id=callback.from_user.id, now=clock()
     )
+    done = "left_waitlist" if registration.status == "waiting" else "withdrawn"
     if isinstance(callback.message, Message):
         await callback.message.edit_text(
-            t("withdrawn" if withdrawn else "button_expired", title=title_of(registration, catalog))
+            t(done if withdrawn else "button_expired", title=title_of(registration, catalog))
         )
     if withdrawn:
         logger.info("Registration %d withdrawn and its personal data erased", registration.id)

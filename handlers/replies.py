@@ -74,7 +74,11 @@ async def ask(
 
 async def show_summary(bot: Bot, chat_id: int, draft: Draft, event: Event) -> None:
     text = t("summary", card=event_card(event), answers=answers(draft.answers()))
-    await bot.send_message(chat_id, text, reply_markup=summary_keyboard(event.id))
+    if draft.waitlist:
+        text += "\n\n" + t("summary_waitlist")
+    await bot.send_message(
+        chat_id, text, reply_markup=summary_keyboard(event.id, waitlist=draft.waitlist)
+    )
 
 
 async def show_consent(
@@ -117,6 +121,11 @@ def registration_text(
         registered_at=format_datetime(registration.created_at, zone),
         stored=Html(stored),
     )
+    if registration.status == "waiting":
+        text += "\n\n" + t("waiting_place", place=registration.place or "—")
+        if registration.offer_expires_at is not None:
+            until = format_datetime(registration.offer_expires_at, zone)
+            text += "\n" + t("waiting_offer_open", until=until)
     return text if can_change else text + "\n\n" + t("my_registration_closed")
 
 
@@ -128,7 +137,12 @@ async def show_registration(
     await bot.send_message(
         chat_id,
         registration_text(registration, event, can_change, catalog.retention_days),
-        reply_markup=registration_keyboard(registration.id, can_change=can_change),
+        reply_markup=registration_keyboard(
+            registration.id,
+            can_change=can_change,
+            waiting=registration.status == "waiting",
+            offered=registration.offer_expires_at is not None,
+        ),
     )
 
 

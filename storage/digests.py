@@ -13,6 +13,7 @@ import aiosqlite
 from bot.domain.digest import MAX_NAMES, PER_DAY_DAYS, EventDigest, events_for_digest, render_digest
 from bot.domain.events import Event, EventCatalog
 from storage.database import Database, utc_iso
+from storage.seats import SeatCount
 
 
 class Digests:
@@ -90,7 +91,8 @@ class Digests:
             SELECT
                 count(CASE WHEN status = 'confirmed' AND created_at > :since THEN 1 END) AS new,
                 count(CASE WHEN status = 'confirmed' THEN 1 END) AS confirmed,
-                count(CASE WHEN status = 'withdrawn' THEN 1 END) AS withdrawn
+                count(CASE WHEN status = 'withdrawn' THEN 1 END) AS withdrawn,
+                count(CASE WHEN status = 'waiting' THEN 1 END) AS waiting
             FROM registrations WHERE event_id = :event_id AND created_at <= :now
             """,
             params,
@@ -118,6 +120,8 @@ class Digests:
             """,
             params,
         )
+        # Seats as a newcomer sees them (storage/seats.py): everyone waiting holds one.
+        seats = SeatCount(int(counts["confirmed"]), event.capacity, int(counts["waiting"]), 0)
         return EventDigest(
             event=event,
             new=[(row["full_name"], row["organization"]) for row in names],
@@ -127,6 +131,9 @@ class Digests:
             per_day=sorted(per_day.items())[-PER_DAY_DAYS:],
             final=final,
             sources=tuple((row["source"], row["confirmed"], row["new"]) for row in sources),
+            capacity=seats.capacity,
+            seats_left=seats.left,
+            waiting=seats.waiting if seats.capacity is not None or seats.waiting else None,
         )
 
     async def compose(

@@ -14,7 +14,9 @@ import aiosqlite
 
 from storage.database import Database, utc_iso
 
-Kind = Literal["card", "digest", "broadcast"]
+# offer: a freed seat offered to a person on the waiting list, with its button; waitlist:
+# another message to a person on it (storage/seats.py).
+Kind = Literal["card", "digest", "broadcast", "offer", "waitlist"]
 MediaKind = Literal["photo", "document"]
 
 
@@ -35,6 +37,7 @@ class OutboxMessage:
     text: str  # with media, its caption ("" for none)
     attempts: int
     media: Media | None = None
+    reply_markup: str | None = None  # an inline keyboard, Bot API JSON
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> OutboxMessage:
@@ -47,6 +50,7 @@ class OutboxMessage:
             text=row["text"],
             attempts=row["attempts"],
             media=Media(kind, row["media_file_id"]) if kind is not None else None,
+            reply_markup=row["reply_markup"],
         )
 
 
@@ -67,9 +71,10 @@ class Outbox:
         registration_id: int | None = None,
         broadcast_id: int | None = None,
         media: Media | None = None,
+        reply_markup: str | None = None,
     ) -> None:
-        """Queue `text` (with media, its caption) for each chat inside the caller's
-        transaction."""
+        """Queue `text` (with media, its caption; with `reply_markup`, its buttons) for each
+        chat inside the caller's transaction."""
         # One statement for all the chats, one round trip to aiosqlite's thread: a chat
         # that became a supergroup gets the message at its new id, and a chat that refused
         # the bot is not tried again until the bot is back in it: its new messages wait,
@@ -77,9 +82,9 @@ class Outbox:
         await connection.executemany(
             """
             INSERT INTO outbox (chat_id, kind, registration_id, broadcast_id, text, media_kind,
-                media_file_id, created_at, status, error)
+                media_file_id, reply_markup, created_at, status, error)
             SELECT target.chat_id, :kind, :registration_id, :broadcast_id, :text, :media_kind,
-                :media_file_id, :created_at,
+                :media_file_id, :reply_markup, :created_at,
                 CASE WHEN chats.unreachable IS NULL THEN 'pending' ELSE 'failed' END,
                 chats.unreachable
             FROM (
@@ -99,6 +104,7 @@ class Outbox:
                     "text": text,
                     "media_kind": media.kind if media else None,
                     "media_file_id": media.file_id if media else None,
+                    "reply_markup": reply_markup,
                     "created_at": utc_iso(now),
                 }
                 for chat_id in chat_ids

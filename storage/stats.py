@@ -24,6 +24,9 @@ class EventStats:
     today: int  # confirmed today, in the event's local day
     last_7_days: int
     unreachable: int  # confirmed registrants who blocked the bot
+    waiting: int = 0  # in the waiting list
+    offered: int = 0  # of them, holding an offer of a freed seat
+    capacity: int | None = None  # as the database holds it (None: unlimited)
     # Confirmed registrations per source of the link (None: without one), most first.
     sources: tuple[tuple[str | None, int], ...] = ()
 
@@ -72,7 +75,10 @@ class AdminQueries:
                 count(*) FILTER (WHERE status = 'confirmed' AND created_at >= :today),
                 count(*) FILTER (WHERE status = 'confirmed' AND created_at >= :week),
                 count(*) FILTER (WHERE status = 'confirmed' AND user_id IN (
-                    SELECT chat_id FROM chats WHERE unreachable IS NOT NULL))
+                    SELECT chat_id FROM chats WHERE unreachable IS NOT NULL)),
+                count(*) FILTER (WHERE status = 'waiting'),
+                count(*) FILTER (WHERE status = 'waiting' AND offered_at IS NOT NULL),
+                (SELECT capacity FROM events WHERE id = :event)
             FROM registrations WHERE event_id = :event
             """,
             {
@@ -103,6 +109,9 @@ class AdminQueries:
             today=row[2],
             last_7_days=row[3],
             unreachable=row[4],
+            waiting=row[5],
+            offered=row[6],
+            capacity=row[7],
             sources=tuple((source, count) for source, count in sources),
         )
 

@@ -257,7 +257,7 @@ async def register_over_http(fake: FakeTelegram, workdir: Path, user_id: int) ->
 def expected_rows(database: Path, event_id: str | None, *, for_csv: bool) -> list[list[str]]:
     """The database's registrations as the export must show them, formatted independently of
     the export's fast paths, through the same `cell`."""
-    status = {"confirmed": "подтверждена", "withdrawn": "отменена"}
+    status = {"confirmed": "подтверждена", "waiting": "лист ожидания", "withdrawn": "отменена"}
 
     def shown(stored: str, zone: ZoneInfo) -> str:
         local = datetime.fromisoformat(stored).astimezone(zone)

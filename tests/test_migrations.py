@@ -304,3 +304,45 @@ async def test_upgrade_erases_registrations_withdrawn_before_and_leaves_no_trace
     for value in ("Петров Пётр Петрович", "petrov@example.com", "79167654321", "Сидоров"):
         assert value.encode() not in content
     assert "Иванова Мария Петровна".encode() in content
+
+
+async def test_seats_step_keeps_registrations_and_messages_when_upgrading(tmp_path: Path) -> None:
+    # The step that brings seats makes registrations and the outbox anew: every row, and
+    # the one-active rule, survive it; a session without capacity is unlimited.
+    step = next(i for i, sql in enumerate(MIGRATIONS) if "offer_expires_at" in sql)
+    path = tmp_path / "bot.sqlite3"
+    async with open_database(path, migrate_to=step) as db:
+        await db.execute(
+            "INSERT INTO events (id, title, starts_at, timezone, registration_deadline,"
+            " location, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            ("conf", "Конференция", NOW, "Europe/Moscow", NOW, "Москва", NOW),
+        )
+        await insert_registration(db)
+        await insert_registration(db, user_id=8)
+        await db.execute(
+            "UPDATE registrations SET status = 'withdrawn', erased_at = ?, user_id = NULL, "
+            "telegram_name = NULL, full_name = NULL, position = NULL, organization = NULL, "
+            "phone = NULL, email = NULL WHERE user_id = 8",
+            (NOW,),
+        )
+        await db.execute(
+            "INSERT INTO outbox (chat_id, kind, registration_id, text, status, created_at) "
+            "VALUES (-1, 'card', 1, 'Карта', 'pending', ?)",
+            (NOW,),
+        )
+    async with open_database(path) as db:
+        rows = await db.fetchall(
+            "SELECT id, user_id, status, erased_at IS NOT NULL, queued_at FROM registrations"
+        )
+        assert [tuple(row) for row in rows] == [
+            (1, 7, "confirmed", 0, None),
+            (2, None, "withdrawn", 1, None),
+        ]
+        outbox = await db.fetchall("SELECT registration_id, text, reply_markup FROM outbox")
+        assert [tuple(row) for row in outbox] == [(1, "Карта", None)]
+        event = await db.fetchone("SELECT capacity, offer_hours FROM events")
+        assert event is not None and tuple(event) == (None, 24)
+        with pytest.raises(sqlite3.IntegrityError):
+            await insert_registration(db, status="waiting", queued_at=NOW)
+        with pytest.raises(sqlite3.IntegrityError):
+            await insert_registration(db, user_id=9, status="waiting")  # no place in line

@@ -38,6 +38,8 @@ class Draft:
     editing: str | None = None
     # Set when changing a saved registration (from /me) rather than filling a new one.
     registration_id: int | None = None
+    # The session was full when the summary was shown: its confirm joins the waiting list.
+    waitlist: bool = False
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> Draft:

@@ -164,7 +164,8 @@ def header_row(columns: Sequence[Column]) -> list[str]:
 
 
 def status_labels() -> dict[str, str]:
-    return {status: t(f"export_status_{status}") for status in ("confirmed", "withdrawn")}
+    statuses = ("confirmed", "waiting", "withdrawn")
+    return {status: t(f"export_status_{status}") for status in statuses}
 
 
 def session_of(
