@@ -373,10 +373,11 @@ async def test_both_export_files_show_the_source_as_stored(
 
 
 @pytest.mark.slow
-async def test_sources_over_http_stored_counted_exported_and_kept_off_the_log(
+async def test_sources_and_seats_over_http_stored_counted_exported_and_kept_off_the_log(
     tmp_path: Path,
 ) -> None:
-    (tmp_path / "events.toml").write_text(upcoming_event_toml(), encoding="utf-8")
+    events = upcoming_event_toml() + "capacity = 6\n"
+    (tmp_path / "events.toml").write_text(events, encoding="utf-8")
     fake = FakeTelegram(token=TOKEN)
     starts = {
         1001: "/start forum--vk_post",
@@ -407,6 +408,7 @@ async def test_sources_over_http_stored_counted_exported_and_kept_off_the_log(
         }  # fmt: skip
     assert "🔗 Откуда пришли: без метки — 3, vk_post — 2" in stats
     assert "🔗 Откуда пришли: без метки — 3 (+3), vk_post — 2 (+2)" in digest
+    assert "💺 Свободных мест: 1 из 6" in digest and "📋 В листе ожидания: 0" in digest
     for name, data in documents.items():
         assert data is not None
         path = tmp_path / name
