@@ -24,6 +24,7 @@ from bot.domain.clock import Clock
 from bot.domain.config import Settings
 from bot.domain.events import Event, EventCatalog
 from bot.domain.limits import pack_blocks
+from bot.domain.sources import sources_line
 from bot.domain.texts import Html, t
 from bot.domain.timefmt import format_datetime
 from bot.domain.validation import format_phone
@@ -148,6 +149,8 @@ async def stats_shown(
             text += "\n" + seats
         if stats.capacity is not None or stats.waiting:
             text += "\n" + t("stats_waitlist", waiting=stats.waiting, offered=stats.offered)
+        if (sources := sources_line(stats.sources)) is not None:
+            text += "\n" + sources
         blocks.append(text)
     outbox = outbox_block(await admin_queries.outbox_health(limit=OUTBOX_LIMIT), settings.timezone)
     if outbox is not None:

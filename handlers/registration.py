@@ -30,6 +30,7 @@ from bot.domain.clock import Clock
 from bot.domain.events import EventCatalog
 from bot.domain.form import VALIDATORS, Draft
 from bot.domain.render import event_card, shown_value
+from bot.domain.sources import valid_source
 from bot.domain.texts import Html, t
 from bot.domain.validation import ValidationError, validate_phone
 from handlers.filters import Magic
@@ -246,6 +247,7 @@ async def registration_confirmed(
         organization=answers_["organization"],
         phone=answers_["phone"],
         email=answers_["email"],
+        source=valid_source(draft.source),
     )
     try:
         registration = await registrations.create(new, now=now)

@@ -108,6 +108,8 @@ def registration_text(
         consent_at=format_datetime(registration.consent_at, zone),
         version=registration.consent_version,
     )
+    if registration.source is not None:
+        stored += "\n" + t("my_source", source=registration.source)
     if event is not None:
         # The last day kept, with its zone: a day starts at a different moment in each.
         last_day = kept_until(event.end(), retention_days)

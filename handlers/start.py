@@ -1,7 +1,8 @@
 """How a participant's conversation begins: /start (with a session's link or without), the
 choice between open sessions, consent to the processing of personal data; and /help.
 
-    /start [event id] ─▶ (choose a session) ─▶ consent ─▶ the form (handlers/registration.py)
+    /start [event id[--source]] ─▶ (choose a session) ─▶ consent ─▶ the form
+                                                                    (handlers/registration.py)
 
 Consent comes before any personal question (152-FZ); declining stores nothing.
 """
@@ -19,6 +20,7 @@ from bot.domain.clock import Clock
 from bot.domain.events import Event, EventCatalog
 from bot.domain.form import Draft
 from bot.domain.render import contacts_line, event_card
+from bot.domain.sources import parse_start_payload
 from bot.domain.texts import t
 from handlers.keyboards import ConsentAction, ConsentCallback, EventChoice, events_keyboard
 from handlers.replies import (
@@ -46,8 +48,10 @@ async def offer_event(
     seats: Seats,
     catalog: EventCatalog,
     clock: Clock,
+    source: str | None = None,
 ) -> None:
-    """Start the form for `event`, or show the registration the person already has."""
+    """Start the form for `event`, or show the registration the person already has; the
+    link's `source` goes with the draft to the registration."""
     if not event.is_open(clock()):
         await bot.send_message(chat_id, closed_text(event, catalog))
         return
@@ -57,7 +61,7 @@ async def offer_event(
         await bot.send_message(chat_id, t("already_waiting" if waiting else "already_registered"))
         await show_registration(bot, chat_id, existing, catalog, clock)
         return
-    await transition(state, Form.consent, Draft(event_id=event.id).to_data())
+    await transition(state, Form.consent, Draft(event_id=event.id, source=source).to_data())
     greeting = t("greeting", card=event_card(event, deadline=True))
     if event.capacity is not None:
         count = await seats.seats(event.id)
@@ -88,10 +92,19 @@ async def start(
         await reask(bot, chat_id, state, catalog)
         return
     if command.args:
-        event = catalog.get(command.args.strip())
-        if event is not None:
+        link = parse_start_payload(command.args, catalog)
+        if link.event is not None:
             await offer_event(
-                bot, chat_id, message.from_user, event, state, registrations, seats, catalog, clock
+                bot,
+                chat_id,
+                message.from_user,
+                link.event,
+                state,
+                registrations,
+                seats,
+                catalog,
+                clock,
+                link.source,
             )
             return
         await message.answer(t("event_not_found"))

@@ -402,6 +402,16 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_by_broadcast ON outbox (broadcast_id) WHERE broadcast_id IS NOT NULL;
     CREATE INDEX outbox_sent ON outbox (sent_at) WHERE status = 'sent';
     """,
+    # Where the person came from: the source in the session's link ("forum-2026--vk" →
+    # "vk"; bot/domain/sources.py), NULL without one. Not personal data: an erasure keeps it,
+    # so the counts per source hold. The CHECK is the link's rule, Latin letters, digits and
+    # "_", 1 to 30 of them ([^...] in GLOB is any character but those). It must come after
+    # any step that makes `registrations` anew without it (issue 13's seats step does).
+    """
+    ALTER TABLE registrations ADD COLUMN source TEXT
+        CHECK (source IS NULL OR (length(source) BETWEEN 1 AND 30
+            AND source NOT GLOB '*[^A-Za-z0-9_]*'));
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

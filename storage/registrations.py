@@ -42,6 +42,8 @@ class NewRegistration:
     email: str
     consent_at: datetime
     consent_version: str
+    # The source in the session's link (bot/domain/sources.py), already checked; not personal.
+    source: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,7 @@ class Registration:
     # it, when one is. None otherwise, and when the row was read without them.
     place: int | None = None
     offer_expires_at: datetime | None = None
+    source: str | None = None  # the source in the session's link (bot/domain/sources.py)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Registration:
@@ -89,6 +92,7 @@ class Registration:
             updated_at=datetime.fromisoformat(row["updated_at"]),
             place=row["place"] if "place" in columns else None,
             offer_expires_at=datetime.fromisoformat(expires) if expires else None,
+            source=row["source"] if "source" in columns else None,
         )
 
 
@@ -208,12 +212,12 @@ class Registrations:
                     INSERT INTO registrations (
                         event_id, user_id, username, telegram_name, full_name, position,
                         organization, phone, phone_display, email, consent_at, consent_version,
-                        status, created_at, updated_at, csv_cells, csv_rule, queued_at
+                        status, created_at, updated_at, csv_cells, csv_rule, queued_at, source
                     )
                     SELECT :event_id, :user_id, :username, :telegram_name, :full_name,
                         :position, :organization, :phone, :phone_display, :email, :consent_at,
                         :consent_version, seat.status, :now, :now, :csv_cells, :csv_rule,
-                        CASE WHEN seat.status = 'waiting' THEN :now END
+                        CASE WHEN seat.status = 'waiting' THEN :now END, :source
                     FROM (
                         -- Everyone waiting counts as taking a seat: one holds a freed seat
                         -- while its offer is open, and no newcomer goes ahead of the line.
@@ -241,6 +245,7 @@ class Registrations:
                         "now": stamp,
                         "csv_cells": csv_cells,
                         "csv_rule": CSV_RULE,
+                        "source": new.source,
                     },
                 )
                 row = next(iter(rows), None)

@@ -27,6 +27,8 @@ class EventStats:
     waiting: int = 0  # in the waiting list
     offered: int = 0  # of them, holding an offer of a freed seat
     capacity: int | None = None  # as the database holds it (None: unlimited)
+    # Confirmed registrations per source of the link (None: without one), most first.
+    sources: tuple[tuple[str | None, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,12 @@ class AdminQueries:
             (event.id,),
             heavy=True,
         )
+        sources = await self._db.fetchall(
+            "SELECT source, count(*) FROM registrations "
+            "WHERE event_id = ? AND status = 'confirmed' GROUP BY source ORDER BY 2 DESC, 1",
+            (event.id,),
+            heavy=True,
+        )
         assert row is not None and forms is not None
         return EventStats(
             confirmed=row[0],
@@ -104,6 +112,7 @@ class AdminQueries:
             waiting=row[5],
             offered=row[6],
             capacity=row[7],
+            sources=tuple((source, count) for source, count in sources),
         )
 
     async def find(self, query: str, *, limit: int) -> tuple[list[Registration], int]:

@@ -288,6 +288,7 @@ def expected_rows(database: Path, event_id: str | None, *, for_csv: bool) -> lis
             row["username"] or "",
             shown(row["consent_at"], zone),
             "да" if row["unreachable"] else "",
+            row["source"] or "",
         ]
         if event_id is None:
             values.insert(0, row["title"])

@@ -385,6 +385,8 @@ _STORED = st.fixed_dictionaries(
         "user_id": st.integers(min_value=-(2**40), max_value=2**40),
         "username": st.none() | _TEXT,
         "unreachable_at": st.none() | _TEXT,
+        # The source in the session's link: only the link's characters (the table's check).
+        "source": st.none() | st.from_regex(r"[A-Za-z0-9_]{1,30}", fullmatch=True),
         # The CSV text of the registrant's values: stored by today's rule, by another, none.
         "csv_cells": st.sampled_from(["today's", "another rule's", None]),
     }
@@ -418,8 +420,8 @@ def _store(path: Path, rows: list[dict[str, object]]) -> None:
             connection.execute(
                 "INSERT INTO registrations (event_id, user_id, username, telegram_name, "
                 "full_name, position, organization, phone, phone_display, email, consent_at, "
-                "consent_version, status, created_at, updated_at) "
-                "VALUES (?, ?, ?, 'T', ?, ?, ?, ?, ?, ?, ?, 'v1', ?, ?, ?)",
+                "consent_version, status, created_at, updated_at, source) "
+                "VALUES (?, ?, ?, 'T', ?, ?, ?, ?, ?, ?, ?, 'v1', ?, ?, ?, ?)",
                 (
                     ("forum-2026", "sib-2026")[number % 2],
                     user_id,
@@ -434,6 +436,7 @@ def _store(path: Path, rows: list[dict[str, object]]) -> None:
                     row["status"],
                     row["created_at"],
                     row["created_at"],
+                    row["source"],
                 ),
             )
             if row["unreachable_at"] is not None:

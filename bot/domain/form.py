@@ -25,6 +25,8 @@ class Draft:
     """The FSM data of one conversation. Only JSON types, and only here typed."""
 
     event_id: str
+    # Where the person came from: the source in the session's link (bot/domain/sources.py).
+    source: str | None = None
     consent_at: str | None = None  # ISO, UTC
     consent_version: str | None = None
     full_name: str | None = None

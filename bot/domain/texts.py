@@ -134,6 +134,7 @@ RU: dict[str, str] = {
     "my_registration": "{card}\n\n{answers}\n\nЗарегистрированы {registered_at}.\n{stored}",
     "my_stored": "<b>Telegram:</b> id {user_id}, имя пользователя {username}, имя {name}\n"
     "<b>Согласие на обработку данных:</b> {consent_at}, редакция условий «{version}»",
+    "my_source": "<b>Источник ссылки, по которой вы пришли:</b> {source}",
     "my_kept_until": "🗑 Данные этой регистрации хранятся до {date} включительно ({zone}), "
     "затем удаляются.",
     "my_no_username": "не указано",
@@ -229,6 +230,10 @@ RU: dict[str, str] = {
     "digest_new_line": "{number}. {full_name} — {organization}",
     "digest_new_more": "…и ещё {count}",
     "digest_totals": "👥 Всего зарегистрированы: {confirmed}, отменили регистрацию: {withdrawn}",
+    "digest_seats_left": "💺 Свободных мест: {left} из {capacity}",
+    "digest_seats_none": "💺 Свободных мест нет (всего {capacity})",
+    "digest_waiting": "📋 В листе ожидания: {count}",
+    "digest_total_seats": " ({seats})",
     "digest_per_day": "📈 По дням: {days}",
     "digest_per_day_item": "{date} — {count}",
     "digest_deadline_days": "⏳ До конца регистрации: {days} дн. (до {deadline})",
@@ -282,6 +287,12 @@ RU: dict[str, str] = {
     "stats_failed_header": "<b>❗ Не доставлены (Telegram отклонил сообщение): {count}</b>",
     "stats_failed_item": "• {count} — {reason} (последнее {last})",
     "stats_more": "…и ещё {count}",
+    # Where people came from (the source in a session's link: bot/domain/sources.py)
+    "sources_line": "🔗 Откуда пришли: {items}",
+    "sources_item": "{source} — {count}",
+    "sources_item_new": "{source} — {count} (+{new})",
+    "sources_none": "без метки",
+    "sources_more": "ещё источников: {sources}, в них {count}",
     # /find
     "find_usage": "Напишите, что искать: /find Иванова, /find 912345, /find @mail.ru",
     "find_none": "Ничего не нашлось по запросу «{query}».",
@@ -377,6 +388,7 @@ RU: dict[str, str] = {
     "export_column_username": "Имя пользователя Telegram",
     "export_column_consent_at": "Дата согласия на обработку ПДн",
     "export_column_unreachable": "Заблокировал(а) бота",
+    "export_column_source": "Источник",
     "export_unreachable_yes": "да",
     "export_status_confirmed": "подтверждена",
     "export_status_withdrawn": "отменена",

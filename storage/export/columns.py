@@ -69,6 +69,8 @@ COLUMNS: tuple[Column, ...] = (
         lambda r, s: t("export_unreachable_yes") if r.unreachable_at else "",
         14,
     ),
+    # Where the person came from: the source in the session's link, empty without one.
+    Column("export_column_source", lambda r, s: r.source or "", 16),
 )
 
 
