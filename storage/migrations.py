@@ -402,7 +402,7 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_by_broadcast ON outbox (broadcast_id) WHERE broadcast_id IS NOT NULL;
     CREATE INDEX outbox_sent ON outbox (sent_at) WHERE status = 'sent';
     """,
-    # Where the person came from: the source in the session's link ("forum-2026--vk" →
+    # 14: where the person came from: the source in the session's link ("forum-2026--vk" →
     # "vk"; bot/domain/sources.py), NULL without one. Not personal data: an erasure keeps it,
     # so the counts per source hold. The CHECK is the link's rule, Latin letters, digits and
     # "_", 1 to 30 of them ([^...] in GLOB is any character but those). It must come after
