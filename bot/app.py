@@ -41,6 +41,7 @@ from bot.domain.events import EventCatalog, load_events
 from bot.flood import FloodGate, FloodLimits
 from bot.middlewares import HandledUpdatesMiddleware, UpdateScopeMiddleware
 from bot.polling import poll
+from bot.reminder_worker import ReminderScheduler
 from bot.retry import ButtonAnswersBestEffort, RetryRequests
 from bot.sender import Limits, Sender
 from bot.updates import HANDLING_LIMIT, PRUNE_EVERY, Intake
@@ -58,6 +59,7 @@ from storage.fsm import SQLiteStorage
 from storage.inbox import Inbox
 from storage.outbox import Outbox
 from storage.registrations import Registrations
+from storage.reminders import Reminders
 from storage.stats import AdminQueries
 from storage.updates import HandledUpdates
 
@@ -113,6 +115,7 @@ async def start_workers(
     dispatcher: Dispatcher,
     outbox: Outbox,
     digest: DigestScheduler,
+    reminder_scheduler: ReminderScheduler,
     broadcasts: Broadcasts,
     catalog: EventCatalog,
     clock: Clock,
@@ -125,6 +128,7 @@ async def start_workers(
     dispatcher["worker_tasks"] = [
         asyncio.create_task(digest.run(), name="digest"),
         asyncio.create_task(reporter.run(), name="broadcast-progress"),
+        asyncio.create_task(reminder_scheduler.run(), name="reminders"),
     ]
 
 
@@ -155,6 +159,7 @@ def create_dispatcher(
     catalog = replace(catalog, retention_days=settings.retention_days)
     outbox = Outbox(db)
     cards = CardPublisher(outbox, settings.organizer_chat_ids, catalog)
+    reminders = Reminders(db, outbox)
     storage = SQLiteStorage(
         db,
         key_builder=DefaultKeyBuilder(
@@ -187,6 +192,8 @@ def create_dispatcher(
             zone=settings.timezone,
             clock=clock,
         ),
+        reminders=reminders,
+        reminder_scheduler=ReminderScheduler(reminders=reminders, catalog=catalog, clock=clock),
         clock=clock,
         limits=limits or Limits(),
     )
@@ -258,6 +265,13 @@ async def open_app(
                 count,
             )
         catalog = replace(catalog, archived=tuple(event for event, _ in archived))
+        for change in await Reminders(db, Outbox(db)).sync_versions(catalog, now=clock()):
+            logger.info(
+                "Event %s changed (%s): its registrants are told, calendar sequence %d",
+                change.event.id,
+                ", ".join(change.changed()),
+                change.sequence,
+            )
         if filled := await Registrations(db).fill_csv_cells():
             logger.info("Stored the CSV text of %d registrations for exports", filled)
         yield Opened(db, catalog)

@@ -25,7 +25,7 @@ from aiogram.exceptions import (
     TelegramMigrateToChat,
     TelegramRetryAfter,
 )
-from aiogram.types import Message
+from aiogram.types import BufferedInputFile, Message
 from aiolimiter import AsyncLimiter
 
 from bot.domain.clock import Clock
@@ -33,7 +33,7 @@ from bot.domain.limits import MAX_MESSAGE_LENGTH, message_length
 from bot.domain.texts import t
 from bot.retry import RETRIES_OFF
 from bot.telegram_errors import Blame, blame
-from storage.outbox import Media, Outbox, OutboxMessage
+from storage.outbox import Outbox, OutboxMessage
 
 logger = logging.getLogger(__name__)
 
@@ -285,7 +285,7 @@ class Sender:
         text = t("card_separator").join(row.text for row in batch)
         try:
             async with self._chat_limiter(chat_id), self._overall:
-                message = await self._send(chat_id, text, batch[0].media)
+                message = await self._send(chat_id, text, batch[0])
         except TelegramRetryAfter as error:
             self.stats.retry_after += 1
             logger.warning("Chat %d: flood control, waiting %d s", chat_id, error.retry_after)
@@ -341,8 +341,16 @@ class Sender:
         await self._outbox.count_attempt(ids, error=type(error).__name__)
         return _Outcome.BACKOFF
 
-    async def _send(self, chat_id: int, text: str, media: Media | None) -> Message:
+    async def _send(self, chat_id: int, text: str, first: OutboxMessage) -> Message:
         timeout = int(self.limits.request_timeout) or 1
+        media, attachment = first.media, first.attachment
+        if attachment is not None:
+            return await self._bot.send_document(
+                chat_id,
+                BufferedInputFile(attachment.content, filename=attachment.name),
+                caption=text or None,
+                request_timeout=timeout,
+            )
         if media is None:
             return await self._bot.send_message(chat_id, text, request_timeout=timeout)
         caption = text or None

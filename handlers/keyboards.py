@@ -70,6 +70,7 @@ class MyAction(StrEnum):
     withdraw = "withdraw"
     withdraw_yes = "yes"
     withdraw_no = "no"
+    calendar = "ics"
 
 
 class MyCallback(CallbackData, prefix="my"):
@@ -192,6 +193,10 @@ def registration_keyboard(registration_id: int, *, can_change: bool) -> InlineKe
             text=t("button_change"),
             callback_data=MyCallback(action=MyAction.change, registration_id=registration_id),
         )
+    builder.button(
+        text=t("button_calendar"),
+        callback_data=MyCallback(action=MyAction.calendar, registration_id=registration_id),
+    )
     builder.button(
         text=t("button_withdraw"),
         callback_data=MyCallback(action=MyAction.withdraw, registration_id=registration_id),

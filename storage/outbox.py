@@ -14,8 +14,11 @@ import aiosqlite
 
 from storage.database import Database, utc_iso
 
-Kind = Literal["card", "digest", "broadcast"]
+Kind = Literal["card", "digest", "broadcast", "reminder"]
 MediaKind = Literal["photo", "document"]
+# Kinds that are stale once their chat was parked: given up, never requeued nor used as a probe
+# (an announcement or a reminder read days later, after the session, helps no one).
+STALE_WHEN_PARKED = "('broadcast', 'reminder')"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +30,14 @@ class Media:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file made by the bot (a calendar file), uploaded with the row's text as caption."""
+
+    name: str
+    content: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxMessage:
     id: int
     chat_id: int
@@ -35,6 +46,7 @@ class OutboxMessage:
     text: str  # with media, its caption ("" for none)
     attempts: int
     media: Media | None = None
+    attachment: Attachment | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> OutboxMessage:
@@ -47,6 +59,11 @@ class OutboxMessage:
             text=row["text"],
             attempts=row["attempts"],
             media=Media(kind, row["media_file_id"]) if kind is not None else None,
+            attachment=(
+                Attachment(row["attachment_name"], row["attachment"])
+                if row["attachment_name"] is not None
+                else None
+            ),
         )
 
 
@@ -182,7 +199,8 @@ class Outbox:
         # but 'sent': Telegram accepted it, so it is delivered even if its chat was parked
         # while it was in flight, or it was a parked chat's probe.
         await self._db.executemany(
-            "UPDATE outbox SET status = 'sent', text = NULL, sent_at = ?, message_id = ?, "
+            "UPDATE outbox SET status = 'sent', text = NULL, attachment_name = NULL, "
+            "attachment = NULL, sent_at = ?, message_id = ?, "
             "attempts = attempts + 1, error = NULL, failed_at = NULL "
             "WHERE id = ? AND status != 'sent'",
             [(utc_iso(now), message_id, id_) for id_ in ids],
@@ -234,7 +252,7 @@ class Outbox:
             cursor = await connection.execute(
                 "UPDATE outbox SET status = 'pending', error = NULL "
                 "WHERE chat_id = ? AND status = 'failed' AND failed_at IS NULL "
-                "AND text IS NOT NULL AND kind != 'broadcast'",
+                f"AND text IS NOT NULL AND kind NOT IN {STALE_WHEN_PARKED}",
                 (chat_id,),
             )
             requeued = cursor.rowcount
@@ -257,7 +275,7 @@ class Outbox:
             # nothing else would unpark them (the old id is gone).
             await connection.execute(
                 "UPDATE outbox SET chat_id = ?, status = CASE WHEN status = 'failed' "
-                "AND failed_at IS NULL AND text IS NOT NULL AND kind != 'broadcast' "
+                f"AND failed_at IS NULL AND text IS NOT NULL AND kind NOT IN {STALE_WHEN_PARKED} "
                 "THEN 'pending' ELSE status END WHERE chat_id = ? AND status != 'sent'",
                 (new_id, old_id),
             )
@@ -273,12 +291,13 @@ class Outbox:
         """For each chat parked before `parked_before`, the message that goes out first
         when it is back: sending it again is the probe."""
         rows = await self._db.fetchall(
-            """
+            f"""
             SELECT outbox.* FROM chats
             JOIN outbox ON outbox.id = (
                 SELECT id FROM outbox
                 WHERE outbox.chat_id = chats.chat_id AND status = 'failed'
-                    AND failed_at IS NULL AND text IS NOT NULL AND kind != 'broadcast'
+                    AND failed_at IS NULL AND text IS NOT NULL
+                    AND kind NOT IN {STALE_WHEN_PARKED}
                 ORDER BY id LIMIT 1)
             WHERE chats.unreachable IS NOT NULL AND chats.unreachable_at <= ?
             ORDER BY chats.chat_id

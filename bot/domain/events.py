@@ -47,6 +47,8 @@ class Event:
     operator: str | None = None
     # False for an event gone from the file but kept in the database: closed for good.
     in_file: bool = True
+    # How long before `starts_at` each reminder goes out, longest first (see `reminders`).
+    reminders: tuple[timedelta, ...] = ()
 
     def is_open(self, now: datetime) -> bool:
         return self.in_file and now <= self.registration_deadline
@@ -92,6 +94,7 @@ _OPTIONAL = (
     "privacy_policy_version",
     "ends_at",
     "operator",
+    "reminders",
 )
 
 
@@ -203,7 +206,48 @@ def _parse_event(raw: Any, position: int, default_zone: ZoneInfo, file: Path) ->
         privacy_policy_version=version,
         ends_at=ends_at,
         operator=_text(raw, "operator", fail) or contact,
+        reminders=_reminders(raw, fail),
     )
+
+
+# --- reminders ---------------------------------------------------------------------------------
+# `reminders = ["1d", "1h"]`: how long before the start each registrant is reminded; [] none.
+DEFAULT_REMINDERS = (timedelta(days=1), timedelta(hours=1))
+_REMINDER = re.compile(r"([1-9][0-9]{0,3})([dhm])")
+_REMINDER_UNITS = {"d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1)}
+# A reminder further ahead than this is a typo rather than a reminder.
+MAX_REMINDER = timedelta(days=60)
+
+
+def _reminders(raw: dict[str, Any], fail: Any) -> tuple[timedelta, ...]:
+    value = raw.get("reminders")
+    if value is None:
+        return DEFAULT_REMINDERS
+    example = 'e.g. ["1d", "1h"], or [] for none'
+    if not isinstance(value, list):
+        fail("reminders", f"must be a list of times before the start, {example}")
+    offsets: list[timedelta] = []
+    for item in value:
+        match = _REMINDER.fullmatch(item) if isinstance(item, str) else None
+        if match is None:
+            fail("reminders", f"{item!r} is not a time such as '1d', '1h' or '30m' ({example})")
+            continue
+        offset = int(match[1]) * _REMINDER_UNITS[match[2]]
+        if offset > MAX_REMINDER:
+            fail("reminders", f"{item!r} is more than {MAX_REMINDER.days} days before the start")
+        if offset in offsets:
+            fail("reminders", f"{item!r} is the same time as another reminder")
+        offsets.append(offset)
+    return tuple(sorted(offsets, reverse=True))
+
+
+def reminder_label(offset: timedelta) -> str:
+    """The file's form of an offset ("1d", "90m"): a reminder's permanent name."""
+    minutes = int(offset.total_seconds() // 60)
+    for unit, size in (("d", 1440), ("h", 60)):
+        if minutes % size == 0:
+            return f"{minutes // size}{unit}"
+    return f"{minutes}m"
 
 
 def parse_events(text: str, *, file: Path, default_zone: ZoneInfo) -> EventCatalog:
