@@ -42,8 +42,8 @@ from handlers.replies import (
     reject,
     remove_buttons,
     replace_answered,
-    show_registration,
     send_calendar,
+    show_registration,
     show_summary,
 )
 from handlers.states import FIELD_STATES, STATE_FIELDS, Form
