@@ -5,6 +5,7 @@ the real outbox sender, the database and a movable clock."""
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +20,8 @@ from bot.domain.events import DEFAULT_REMINDERS, EventsFileError, parse_events
 from bot.domain.reminders import GRACE, due_reminders, time_left
 from bot.reminder_worker import ReminderScheduler
 from bot.sender import Sender
-from storage.database import Database
+from storage.database import Database, open_database
+from storage.migrations import MIGRATIONS
 from tests.client import TelegramUser, feed_deliver
 from tests.fake_telegram import FakeSession, FakeTelegram
 from tests.helpers import EVENTS_TOML, FAST, MOSCOW, Clock, dispatcher_for, event_toml, fill_form
@@ -481,3 +483,62 @@ async def test_a_new_link_is_announced_and_a_changed_title_is_not(
         "Ссылка для подключения: было https://example.org/join, стало https://example.org/new"
         in (notice.text or "")
     )
+
+
+# --- the schema step ----------------------------------------------------------------------------
+
+# Found by its content: steps are renumbered when branches merge.
+REMINDERS_STEP = next(
+    number for number, step in enumerate(MIGRATIONS, 1) if "CREATE TABLE reminders" in step
+)
+
+
+async def test_the_reminders_step_keeps_the_outbox_and_records_each_reminder_once(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "bot.sqlite3"
+    now = "2026-11-26T09:00:00+00:00"
+    async with open_database(path, migrate_to=REMINDERS_STEP - 1) as db:
+        await db.execute(
+            "INSERT INTO events (id, title, starts_at, timezone, registration_deadline, "
+            "location, synced_at) VALUES ('e', 'Т', ?, 'Europe/Moscow', ?, 'М', ?)",
+            (now, now, now),
+        )
+        await db.execute(
+            "INSERT INTO outbox (chat_id, kind, text, created_at, media_kind, media_file_id) "
+            "VALUES (5, 'broadcast', 'подпись', ?, 'photo', 'file-1')",
+            (now,),
+        )
+        await db.execute(
+            "INSERT INTO outbox (chat_id, kind, text, created_at, status, sent_at, message_id) "
+            "VALUES (-100, 'card', NULL, ?, 'sent', ?, 42)",
+            (now, now),
+        )
+        before = [tuple(row) for row in await db.fetchall("SELECT * FROM outbox ORDER BY id")]
+    async with open_database(path) as db:
+        after = await db.fetchall("SELECT * FROM outbox ORDER BY id")
+        assert [tuple(row)[: len(before[0])] for row in after] == before
+        indexes = {row[0] for row in await db.fetchall("SELECT name FROM sqlite_master")}
+        assert {"outbox_pending", "outbox_by_broadcast", "outbox_sent"} <= indexes
+        await db.execute(
+            "INSERT INTO registrations (event_id, user_id, telegram_name, full_name, position, "
+            "organization, phone, email, consent_at, consent_version, status, created_at, "
+            "updated_at) VALUES ('e', 7, 'М', 'Иванова Мария', 'И', 'О', '+79161234567', "
+            "'m@example.com', ?, '1', 'confirmed', ?, ?)",
+            (now, now, now),
+        )
+        await db.execute(
+            "INSERT INTO outbox (chat_id, kind, registration_id, text, created_at, "
+            "attachment_name, attachment) VALUES (7, 'reminder', 1, '', ?, 'e.ics', x'00')",
+            (now,),
+        )
+        record = "INSERT INTO reminders VALUES (1, 60, ?, ?)"
+        await db.execute(record, (now, now))
+        with pytest.raises(sqlite3.IntegrityError):
+            await db.execute(record, (now, now))
+        with pytest.raises(sqlite3.IntegrityError):  # a file needs its name
+            await db.execute(
+                "INSERT INTO outbox (chat_id, kind, text, created_at, attachment) "
+                "VALUES (7, 'reminder', '', ?, x'00')",
+                (now,),
+            )
