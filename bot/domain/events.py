@@ -241,15 +241,6 @@ def _reminders(raw: dict[str, Any], fail: Any) -> tuple[timedelta, ...]:
     return tuple(sorted(offsets, reverse=True))
 
 
-def reminder_label(offset: timedelta) -> str:
-    """The file's form of an offset ("1d", "90m"): a reminder's permanent name."""
-    minutes = int(offset.total_seconds() // 60)
-    for unit, size in (("d", 1440), ("h", 60)):
-        if minutes % size == 0:
-            return f"{minutes // size}{unit}"
-    return f"{minutes}m"
-
-
 def parse_events(text: str, *, file: Path, default_zone: ZoneInfo) -> EventCatalog:
     try:
         document = tomllib.loads(text)
