@@ -181,9 +181,12 @@ class Outbox:
                 connection, chat_ids, kind, text, now=now, registration_id=registration_id
             )
 
-    async def pending_chats(self) -> list[int]:
+    async def pending_chats(self, *, limit: int = -1) -> list[int]:
+        """Chats with messages waiting, groups (negative ids) first; at most `limit`."""
         rows = await self._db.fetchall(
-            "SELECT DISTINCT chat_id FROM outbox WHERE status = 'pending' ORDER BY chat_id"
+            "SELECT DISTINCT chat_id FROM outbox WHERE status = 'pending' ORDER BY chat_id "
+            "LIMIT ?",
+            (limit,),
         )
         return [row[0] for row in rows]
 
