@@ -203,8 +203,8 @@ class Sender:
                 except Exception:
                     logger.exception("Outbox maintenance failed; next time in an hour")
             try:
-                # Those being sent to come first among them at most: twice the workers leaves
-                # at least as many chats as there are free workers.
+                # The chats being sent to may be among them (max_workers at most): twice as
+                # many leaves at least as many others as there are free workers.
                 chats = await self._outbox.pending_chats(limit=2 * self.limits.max_workers)
             except Exception:
                 logger.exception("Outbox scan failed; retrying")

@@ -182,10 +182,12 @@ class Outbox:
             )
 
     async def pending_chats(self, *, limit: int = -1) -> list[int]:
-        """Chats with messages waiting, groups (negative ids) first; at most `limit`."""
+        """Chats with messages waiting, at most `limit`, in the order they should be served:
+        those with a card or a digest first (organisers are not kept waiting behind ten
+        thousand reminders), then by their oldest waiting message."""
         rows = await self._db.fetchall(
-            "SELECT DISTINCT chat_id FROM outbox WHERE status = 'pending' ORDER BY chat_id "
-            "LIMIT ?",
+            "SELECT chat_id FROM outbox WHERE status = 'pending' GROUP BY chat_id "
+            f"ORDER BY min(kind IN {STALE_WHEN_PARKED}), min(id) LIMIT ?",
             (limit,),
         )
         return [row[0] for row in rows]

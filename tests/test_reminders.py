@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -542,3 +543,35 @@ async def test_the_reminders_step_keeps_the_outbox_and_records_each_reminder_onc
                 "VALUES (7, 'reminder', '', ?, x'00')",
                 (now,),
             )
+
+
+async def test_reminders_to_more_chats_than_workers_all_go_out_once(
+    make_user, fake: FakeTelegram, bot: Bot, dispatcher: Dispatcher, clock: Clock
+) -> None:
+    users = range(2001, 2013)
+    for user_id in users:
+        await register(make_user, user_id)
+    clock.now = DAY_BEFORE
+    assert await scheduler(dispatcher).run_due() == len(users)
+    # Three chats at a time: the others wait their turn, none is left behind.
+    sender = Sender(bot, dispatcher["outbox"], clock, replace(FAST, max_workers=3))
+    await sender.start()
+    await sender.idle()
+    await sender.stop(grace=1)
+    assert [len(reminders_to(fake, user_id)) for user_id in users] == [1] * len(users)
+
+
+async def test_chats_with_cards_are_served_before_reminders_then_oldest_first(
+    dispatcher: Dispatcher, db: Database, clock: Clock
+) -> None:
+    outbox = dispatcher["outbox"]
+    for chat_id, kind in (
+        (5, "reminder"),
+        (3, "reminder"),
+        (9, "card"),
+        (5, "card"),
+        (7, "digest"),
+    ):
+        await outbox.enqueue([chat_id], kind, "текст", now=clock())
+    assert await outbox.pending_chats() == [5, 9, 7, 3]
+    assert await outbox.pending_chats(limit=2) == [5, 9]
