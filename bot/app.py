@@ -42,6 +42,7 @@ from bot.domain.events import EventCatalog, load_events
 from bot.flood import FloodGate, FloodLimits
 from bot.middlewares import ConversationMiddleware, HandledUpdatesMiddleware
 from bot.polling import poll
+from bot.reminder_worker import ReminderScheduler
 from bot.retry import ButtonAnswersBestEffort, RetryRequests
 from bot.sender import Limits, Sender
 from bot.updates import HANDLING_LIMIT, PRUNE_EVERY, Intake
@@ -61,6 +62,7 @@ from storage.fsm import SQLiteStorage
 from storage.inbox import Inbox
 from storage.outbox import Outbox
 from storage.registrations import Registrations
+from storage.reminders import Reminders
 from storage.seats import Seats
 from storage.stats import AdminQueries
 from storage.updates import HandledUpdates
@@ -145,6 +147,7 @@ async def start_workers(
     dispatcher: AppDispatcher,
     outbox: Outbox,
     digest: DigestScheduler,
+    reminder_scheduler: ReminderScheduler,
     broadcasts: Broadcasts,
     catalog: EventCatalog,
     clock: Clock,
@@ -159,6 +162,7 @@ async def start_workers(
         asyncio.create_task(digest.run(), name="digest"),
         asyncio.create_task(reporter.run(), name="broadcast-progress"),
         asyncio.create_task(run_waitlists(seats, clock), name="waitlists"),
+        asyncio.create_task(reminder_scheduler.run(), name="reminders"),
     ]
 
 
@@ -190,6 +194,7 @@ def create_dispatcher(
     outbox = Outbox(db)
     cards = CardPublisher(outbox, settings.organizer_chat_ids, catalog)
     seats = Seats(db, outbox, catalog, cards, offer_markup=offer_markup_json)
+    reminders = Reminders(db, outbox)
     storage = SQLiteStorage(
         db,
         key_builder=DefaultKeyBuilder(
@@ -215,6 +220,7 @@ def create_dispatcher(
         ),
         "limits": limits or Limits(),
         "audit": AuditLog(db),
+        "reminder_scheduler": ReminderScheduler(reminders=reminders, catalog=catalog, clock=clock),
     }
     dispatcher = AppDispatcher(
         storage=storage,
@@ -228,6 +234,7 @@ def create_dispatcher(
         registrations=Registrations(db, cards),
         personal_data=PersonalData(db, cards, seats),
         seats=seats,
+        reminders=reminders,
         clock=clock,
     )
     # Order: the update's scope with aiogram's FSM (takes the conversation's lock, reads its
@@ -299,6 +306,13 @@ async def open_app(
                 count,
             )
         catalog = replace(catalog, archived=tuple(event for event, _ in archived))
+        for change in await Reminders(db, Outbox(db)).sync_versions(catalog, now=clock()):
+            logger.info(
+                "Event %s changed (%s): its registrants are told, calendar sequence %d",
+                change.event.id,
+                ", ".join(change.changed()),
+                change.sequence,
+            )
         if filled := await Registrations(db).fill_csv_cells():
             logger.info("Stored the CSV text of %d registrations for exports", filled)
         yield Opened(db, catalog)

@@ -71,6 +71,7 @@ class MyAction(StrEnum):
     withdraw = "withdraw"
     withdraw_yes = "yes"
     withdraw_no = "no"
+    calendar = "ics"
 
 
 class MyCallback(CallbackData, prefix="my"):
@@ -253,6 +254,11 @@ def registration_keyboard(
         builder.button(
             text=t("button_change"),
             callback_data=MyCallback(action=MyAction.change, registration_id=registration_id),
+        )
+    if not waiting:  # the calendar is for a seat, not a place in line
+        builder.button(
+            text=t("button_calendar"),
+            callback_data=MyCallback(action=MyAction.calendar, registration_id=registration_id),
         )
     builder.button(
         text=t("button_leave_waitlist" if waiting else "button_withdraw"),

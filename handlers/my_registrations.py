@@ -4,6 +4,7 @@ data. One handler per button (`MyAction`).
 
     /me ─▶ card ─┬─ change ─▶ a button per field ─┬─ field ─▶ that question (the form) ─▶ card
                  │                                └─ back ─▶ card
+                 ├─ calendar ─▶ <event id>.ics
                  └─ withdraw ─▶ "sure?" ─┬─ yes ─▶ withdrawn
                                          └─ no ──▶ kept
 """
@@ -33,11 +34,12 @@ from handlers.keyboards import (
     registration_keyboard,
     withdraw_keyboard,
 )
-from handlers.replies import ask, reask, remove_buttons, show_registration
+from handlers.replies import ask, reask, remove_buttons, send_calendar, show_registration
 from handlers.states import FIELD_STATES, Form
 from storage.erasure import PersonalData
 from storage.fsm import transition
 from storage.registrations import Registration, Registrations
+from storage.reminders import Reminders
 
 logger = logging.getLogger(__name__)
 
@@ -250,6 +252,23 @@ async def field_change_requested(
     await ask(bot, callback.from_user.id, field, draft)
 
 
+async def calendar_requested(
+    callback: CallbackQuery,
+    registration: Registration,
+    bot: Bot,
+    reminders: Reminders,
+    catalog: EventCatalog,
+    clock: Clock,
+) -> None:
+    event = catalog.get(registration.event_id)
+    if event is None or not event.in_file:
+        # Known only from the database: its times may be stale, so no file.
+        await callback.answer(t("button_expired"))
+        return
+    await callback.answer()
+    await send_calendar(bot, callback.from_user.id, event, reminders, clock)
+
+
 async def withdrawal_requested(
     callback: CallbackQuery,
     registration: Registration,
@@ -310,6 +329,7 @@ def create_router() -> Router:
     on_button(registration_shown, MyCallback.filter(F.action == MyAction.show))
     on_button(change_requested, MyCallback.filter(F.action == MyAction.change))
     on_button(field_change_requested, MyCallback.filter(F.action == MyAction.change_field))
+    on_button(calendar_requested, MyCallback.filter(F.action == MyAction.calendar))
     on_button(withdrawal_requested, MyCallback.filter(F.action == MyAction.withdraw))
     on_button(withdrawal_confirmed, MyCallback.filter(F.action == MyAction.withdraw_yes))
     on_button(withdrawal_declined, MyCallback.filter(F.action == MyAction.withdraw_no))

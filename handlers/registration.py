@@ -43,12 +43,14 @@ from handlers.replies import (
     reject,
     remove_buttons,
     replace_answered,
+    send_calendar,
     show_registration,
     show_summary,
 )
 from handlers.states import FIELD_STATES, STATE_FIELDS, Form
 from storage.fsm import transition
 from storage.registrations import AlreadyRegistered, NewRegistration, Registrations
+from storage.reminders import Reminders
 from storage.seats import Seats
 
 logger = logging.getLogger(__name__)
@@ -215,6 +217,7 @@ async def registration_confirmed(
     bot: Bot,
     state: FSMContext,
     registrations: Registrations,
+    reminders: Reminders,
     catalog: EventCatalog,
     clock: Clock,
 ) -> None:
@@ -271,6 +274,7 @@ async def registration_confirmed(
     # The summary becomes the confirmation (its buttons go with the edit).
     await replace_answered(callback, bot, t("confirmed", card=event_card(event, join_url=True)))
     await state.clear()
+    await send_calendar(bot, user.id, event, reminders, clock)
 
 
 async def summary_edit(

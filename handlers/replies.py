@@ -16,6 +16,7 @@ from aiogram.enums import ChatType
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.fsm.context import FSMContext
 from aiogram.types import (
+    BufferedInputFile,
     CallbackQuery,
     Message,
     ReplyKeyboardMarkup,
@@ -23,6 +24,7 @@ from aiogram.types import (
     Update,
 )
 
+from bot.domain.calendar import calendar_file, calendar_name
 from bot.domain.clock import Clock
 from bot.domain.events import Event, EventCatalog
 from bot.domain.form import FIELDS, Draft
@@ -39,6 +41,7 @@ from handlers.keyboards import (
 )
 from handlers.states import STATE_FIELDS, Form
 from storage.registrations import Registration
+from storage.reminders import Reminders
 
 logger = logging.getLogger(__name__)
 
@@ -223,3 +226,22 @@ async def end_form_by_button(
     await remove_buttons(callback)
     await state.clear()
     await bot.send_message(callback.from_user.id, farewell)
+
+
+async def send_calendar(
+    bot: Bot, chat_id: int, event: Event, reminders: Reminders, clock: Clock
+) -> bool:
+    """The session's calendar file (`<event id>.ics`), as it is now; False if Telegram
+    refused it (the person can ask again from /me)."""
+    sequence = await reminders.sequence(event.id)
+    content = calendar_file(event, sequence=sequence, now=clock())
+    try:
+        await bot.send_document(
+            chat_id,
+            BufferedInputFile(content, filename=calendar_name(event)),
+            caption=t("calendar_caption", title=event.title),
+        )
+    except TelegramAPIError as error:
+        logger.warning("Calendar file for event %s not sent: %s", event.id, error.message)
+        return False
+    return True

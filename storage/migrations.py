@@ -412,6 +412,77 @@ MIGRATIONS: tuple[str, ...] = (
         CHECK (source IS NULL OR (length(source) BETWEEN 1 AND 30
             AND source NOT GLOB '*[^A-Za-z0-9_]*'));
     """,
+    # 15: reminders before each session and the calendar file (issue 13). The outbox takes a
+    # new kind, 'reminder': reminders and the notices of a changed session, sent to
+    # registrants, given up rather than sent late when their chat was parked (like
+    # announcements). Such a notice carries the session's new calendar file, uploaded from
+    # `attachment` (named `attachment_name`), with the row's text as its caption. SQLite
+    # cannot change a CHECK in place: the table is made anew (as in step 13, whose kinds and
+    # `reply_markup` it keeps), its indexes with it.
+    # `reminders` holds one row per (registration, reminder) queued, written in the same
+    # transaction as its outbox row: its primary key is what makes a reminder go once, also
+    # across a kill. `event_versions` holds what a registrant's calendar shows of each session
+    # (start, end, place, link) and its calendar SEQUENCE, raised when one of them changes.
+    """
+    CREATE TABLE outbox_new (
+        id              INTEGER PRIMARY KEY,
+        chat_id         INTEGER NOT NULL,
+        kind            TEXT NOT NULL CHECK (
+                            kind IN ('card', 'digest', 'broadcast', 'offer', 'waitlist',
+                                'reminder')),
+        registration_id INTEGER REFERENCES registrations (id),
+        -- The message; NULL once delivered, so no personal data outlives its delivery.
+        text            TEXT,
+        status          TEXT NOT NULL DEFAULT 'pending'
+                        CHECK (status IN ('pending', 'sent', 'failed')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        created_at      TEXT NOT NULL,
+        sent_at         TEXT,
+        message_id      INTEGER,
+        error           TEXT,
+        broadcast_id    INTEGER REFERENCES broadcasts (id),
+        media_kind      TEXT CHECK (media_kind IN ('photo', 'document')),
+        media_file_id   TEXT CHECK ((media_kind IS NULL) = (media_file_id IS NULL)),
+        failed_at       TEXT,
+        reply_markup    TEXT CHECK (reply_markup IS NULL OR json_valid(reply_markup)),
+        attachment_name TEXT,
+        attachment      BLOB,
+        CHECK (status != 'pending' OR text IS NOT NULL),
+        CHECK ((attachment_name IS NULL) = (attachment IS NULL)),
+        CHECK (attachment IS NULL OR media_kind IS NULL)
+    );
+    INSERT INTO outbox_new (id, chat_id, kind, registration_id, text, status, attempts,
+            created_at, sent_at, message_id, error, broadcast_id, media_kind, media_file_id,
+            failed_at, reply_markup)
+        SELECT id, chat_id, kind, registration_id, text, status, attempts, created_at,
+            sent_at, message_id, error, broadcast_id, media_kind, media_file_id, failed_at,
+            reply_markup
+        FROM outbox;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_new RENAME TO outbox;
+    CREATE INDEX outbox_pending ON outbox (chat_id, id) WHERE status = 'pending';
+    CREATE INDEX outbox_by_broadcast ON outbox (broadcast_id) WHERE broadcast_id IS NOT NULL;
+    CREATE INDEX outbox_sent ON outbox (sent_at) WHERE status = 'sent';
+
+    CREATE TABLE reminders (
+        registration_id INTEGER NOT NULL REFERENCES registrations (id),
+        -- minutes before the start, as the events file gives it ("1h": 60)
+        offset_minutes  INTEGER NOT NULL CHECK (offset_minutes > 0),
+        due_at          TEXT NOT NULL,
+        queued_at       TEXT NOT NULL,
+        PRIMARY KEY (registration_id, offset_minutes)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE event_versions (
+        event_id   TEXT PRIMARY KEY REFERENCES events (id),
+        starts_at  TEXT NOT NULL,
+        ends_at    TEXT NOT NULL,
+        location   TEXT NOT NULL,
+        join_url   TEXT,
+        sequence   INTEGER NOT NULL DEFAULT 0 CHECK (sequence >= 0),
+        changed_at TEXT NOT NULL
+    );
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -13,6 +13,7 @@ from bot.domain.events import Event
 from bot.domain.validation import PersonKey
 from storage.database import Database, casefold, utc_iso
 from storage.export.source import open_read_only
+from storage.outbox import STALE_WHEN_PARKED
 from storage.registrations import Registration
 
 
@@ -137,14 +138,15 @@ class AdminQueries:
             "chats.unreachable IS NOT NULL AND (chats.chat_id < 0 OR EXISTS ("
             "SELECT 1 FROM outbox WHERE outbox.chat_id = chats.chat_id "
             "AND outbox.status = 'failed' AND outbox.failed_at IS NULL "
-            "AND outbox.kind != 'broadcast'))"
+            f"AND outbox.kind NOT IN {STALE_WHEN_PARKED}))"
         )
         parked = await self._db.fetchall(
             f"""
             SELECT chats.chat_id, chats.unreachable, chats.unreachable_at,
                 (SELECT count(*) FROM outbox WHERE outbox.chat_id = chats.chat_id
                     AND outbox.status = 'failed' AND outbox.failed_at IS NULL
-                    AND outbox.text IS NOT NULL AND outbox.kind != 'broadcast')
+                    AND outbox.text IS NOT NULL
+                    AND outbox.kind NOT IN {STALE_WHEN_PARKED})
             FROM chats WHERE {parked_where}
             ORDER BY chats.unreachable_at IS NULL, chats.unreachable_at, chats.chat_id
             LIMIT ?

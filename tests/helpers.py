@@ -247,8 +247,9 @@ async def register_over_http(fake: FakeTelegram, workdir: Path, user_id: int) ->
     await user.send("Министерство культуры")
     await user.send("+7 912 345-67-89")
     await user.send(f"user{user_id}@example.ru")
-    await user.click("Подтвердить")
-    assert "Вы зарегистрированы" in user.last_text
+    replies = await user.click("Подтвердить")
+    # The confirmation, then the calendar file.
+    assert "Вы зарегистрированы" in (replies[0].text or "")
 
 
 # --- the export oracle ------------------------------------------------------------------------

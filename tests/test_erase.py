@@ -617,8 +617,11 @@ async def test_erase_on_request_also_gives_up_messages_queued_to_the_person(
     that they blocked the bot and an update of theirs set aside all go."""
     await register(make_user)
     await sender.idle()
+    # They blocked the bot: an announcement waits, parked, for them to come back.
+    await db.execute("INSERT INTO chats (chat_id, unreachable) VALUES (1001, 'blocked')")
     await db.execute(
-        "INSERT INTO outbox (chat_id, kind, text, created_at) VALUES (1001, 'broadcast', ?, ?)",
+        "INSERT INTO outbox (chat_id, kind, text, created_at, status, error) "
+        "VALUES (1001, 'broadcast', ?, ?, 'failed', 'blocked')",
         ("Иванова Мария Петровна, до встречи", clock().isoformat()),
     )
     await db.execute(
@@ -626,7 +629,6 @@ async def test_erase_on_request_also_gives_up_messages_queued_to_the_person(
         "VALUES (999999, 1001, ?, ?, 'failed')",
         ('{"text": "Maria.Ivanova@Example.RU"}', clock().isoformat()),
     )
-    await db.execute("INSERT INTO chats (chat_id, unreachable) VALUES (1001, 'blocked')")
 
     await admin.send("/erase 1")
     await admin.click("Да, удалить")

@@ -107,7 +107,9 @@ async def test_forget_erases_every_registration_the_draft_and_queued_messages(
 ) -> None:
     user = await register(make_user)
     await sender.idle()
-    # An announcement still queued to them (the sender has not reached it).
+    # An announcement still queued to them: the sender is stopped until /forget is done, so
+    # that it cannot reach the row first.
+    await sender.stop(grace=1)
     await db.execute(
         "INSERT INTO outbox (chat_id, kind, text, created_at) VALUES (1001, 'broadcast', ?, ?)",
         ("Иванова Мария Петровна, до встречи", clock().isoformat()),
@@ -119,6 +121,7 @@ async def test_forget_erases_every_registration_the_draft_and_queued_messages(
     assert "Удалить все ваши данные?" in user.last_text
     assert "регистраций: 1" in user.last_text
     await user.click("Да, удалить всё")
+    await sender.start()
     await sender.idle()
 
     assert "ваши данные удалены" in user.last_text

@@ -51,8 +51,8 @@ async def register(fake: FakeTelegram, workdir: Path, user_id: int) -> TelegramU
     await user.send("Министерство культуры")
     await user.send(phone)
     await user.send(email)
-    await user.click("Подтвердить")
-    assert "Вы зарегистрированы" in user.last_text
+    replies = await user.click("Подтвердить")
+    assert "Вы зарегистрированы" in (replies[0].text or "")
     return user
 
 

@@ -71,7 +71,7 @@ def offers_to(fake: FakeTelegram, chat_id: int) -> list[str]:
 async def register(user: TelegramUser, button: str = "Подтвердить") -> str:
     await fill_form(user)
     await user.click(button)
-    return user.last_text
+    return user.last_message_text
 
 
 async def full_house(people: list[TelegramUser]) -> tuple[TelegramUser, TelegramUser, TelegramUser]:
@@ -130,11 +130,11 @@ async def test_confirm_becomes_join_the_waiting_list_when_full(
     await register(people[1])
     third = people[2]
     await fill_form(third)
-    summary = third.last_text
+    summary = third.last_message_text
     assert "Свободных мест нет" in summary
     assert "🕒 Встать в лист ожидания" in third.buttons(fake.last_message(third.chat_id))
     await third.click("Встать в лист ожидания")
-    assert "место в очереди — 1" in third.last_text
+    assert "место в очереди — 1" in third.last_message_text
     assert statuses(db) == {2000: "confirmed", 2001: "confirmed", 2002: "waiting"}
     await sender.idle()
     cards = [m.text or "" for m in fake.messages_to(ORGANIZER_CHAT_ID)]
@@ -149,8 +149,8 @@ async def test_exactly_capacity_confirmed_when_fifty_confirm_at_once(
         await fill_form(person)
     # Every summary was shown while seats were free: the database alone decides.
     await asyncio.gather(*(person.click("Подтвердить") for person in crowd))
-    seated = [person for person in crowd if "Вы зарегистрированы" in person.last_text]
-    waiting = [person for person in crowd if "лист ожидания" in person.last_text]
+    seated = [person for person in crowd if "Вы зарегистрированы" in person.last_message_text]
+    waiting = [person for person in crowd if "лист ожидания" in person.last_message_text]
     assert len(seated) == CAPACITY
     assert len(waiting) == len(crowd) - CAPACITY
     assert list(statuses(db).values()).count("confirmed") == CAPACITY
@@ -216,7 +216,7 @@ async def test_greeting_shows_seats_left_when_fewer_than_a_tenth_remain(
     for person in crowd[:18]:
         assert "Вы зарегистрированы" in await register(person)
     await crowd[18].send("/start")
-    assert "Осталось мест" not in crowd[18].last_text  # 2 of 20 is not fewer than 10%
+    assert "Осталось мест" not in crowd[18].last_message_text  # 2 of 20 is not fewer than 10%
     await register(crowd[18])
     await crowd[19].send("/start")
     assert "Осталось мест: 1 из 20" in fake.messages_to(crowd[19].chat_id)[0].text  # type: ignore[operator]
@@ -235,7 +235,7 @@ async def test_lowered_capacity_keeps_the_confirmed_and_lists_newcomers(
     dispatcher = await dispatcher_for(with_seats(1), settings, db, clock)
     late = TelegramUser(fake, feed_deliver(dispatcher, bot), user_id=2050)
     await late.send("/start")
-    assert "Свободных мест нет" in late.last_text
+    assert "Свободных мест нет" in late.last_message_text
     assert "место в очереди — 1" in await register(late, "Встать в лист ожидания")
     assert statuses(db) == {2000: "confirmed", 2001: "confirmed", 2050: "waiting"}
 
@@ -265,7 +265,7 @@ async def test_withdrawal_offers_the_seat_to_the_first_in_line_who_takes_it_once
     offer_message = fake.messages_to(first.chat_id)[-1]
     button = offer_message.inline_keyboard[0][0]["callback_data"]
     await first.click_data(offer_message, button)
-    assert "Место ваше, вы зарегистрированы" in first.last_text
+    assert "Место ваше, вы зарегистрированы" in first.last_message_text
     await first.click_data(offer_message, button)  # a double tap
     assert statuses(db)[first.user_id] == "confirmed"
     assert list(statuses(db).values()).count("confirmed") == CAPACITY
@@ -327,8 +327,8 @@ async def test_an_offer_runs_out_to_the_next_in_line_and_says_so_when_pressed_la
     assert "Вы остаётесь в листе ожидания" in (ran_out.text or "")
     offer_message = next(m for m in fake.messages_to(first.chat_id) if m.inline_keyboard)
     await first.click_data(offer_message, offer_message.inline_keyboard[0][0]["callback_data"])
-    assert "Срок предложения истёк" in first.last_text
-    assert "место в очереди — 2" in first.last_text  # behind the one now offered
+    assert "Срок предложения истёк" in first.last_message_text
+    assert "место в очереди — 2" in first.last_message_text  # behind the one now offered
     assert statuses(db)[first.user_id] == "waiting"
     await second.click("Занять место")
     assert statuses(db)[second.user_id] == "confirmed"
@@ -360,7 +360,7 @@ async def test_an_offer_ends_at_the_deadline_and_the_list_is_told_once(
     # Ended by the deadline, the offer's end is not told on its own: the list's end says it.
     assert not any("истекло" in (m.text or "") for m in fake.messages_to(first.chat_id))
     await first.click("Занять место")
-    assert "Срок предложения истёк" in first.last_text
+    assert "Срок предложения истёк" in first.last_message_text
     assert statuses(db)[first.user_id] == "waiting"
 
 
@@ -385,12 +385,12 @@ async def test_leaving_the_waiting_list_from_me_erases_and_moves_the_line(
 ) -> None:
     _, first, second = await full_house(people)
     await first.send("/me")
-    assert "место в очереди — 1" in first.last_text or any(
+    assert "место в очереди — 1" in first.last_message_text or any(
         "место в очереди — 1" in (m.text or "") for m in fake.messages_to(first.chat_id)[-3:]
     )
     await first.click("Покинуть лист ожидания")
     await first.click("Да, покинуть")
-    assert "Вы покинули лист ожидания" in first.last_text
+    assert "Вы покинули лист ожидания" in first.last_message_text
     await second.send("/me")
     assert any(
         "место в очереди — 1" in (m.text or "") for m in fake.messages_to(second.chat_id)[-3:]
@@ -411,8 +411,8 @@ async def test_stats_and_export_show_the_waiting_list(
     await full_house(people)
     admin = TelegramUser(fake, feed_deliver(dispatcher, bot), user_id=ADMIN_ID)
     await admin.send("/stats")
-    assert "Мест: 2, занято: 2, свободно: 0" in admin.last_text
-    assert "Лист ожидания: 2, из них с предложением места: 0" in admin.last_text
+    assert "Мест: 2, занято: 2, свободно: 0" in admin.last_message_text
+    assert "Лист ожидания: 2, из них с предложением места: 0" in admin.last_message_text
 
 
 async def test_start_up_after_a_withdrawal_leaves_the_erased_row_without_a_csv_text(

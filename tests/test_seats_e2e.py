@@ -66,18 +66,20 @@ async def test_a_burst_of_confirmations_takes_exactly_the_seats_there_are(tmp_pa
         crowd = [person(fake, workdir, 100 + n) for n in range(12)]
         await asyncio.gather(*(up_to_summary(user) for user in crowd))
         await asyncio.gather(*(user.click("Подтвердить") for user in crowd))
-        seated = [user for user in crowd if "Вы зарегистрированы" in user.last_text]
-        waiting = [user for user in crowd if "место в очереди" in user.last_text]
+        seated = [user for user in crowd if "Вы зарегистрированы" in user.last_message_text]
+        waiting = [user for user in crowd if "место в очереди" in user.last_message_text]
         assert (len(seated), len(waiting)) == (3, 9)
-        places = sorted(int(user.last_text.split("место в очереди — ")[1][0]) for user in waiting)
+        places = sorted(
+            int(user.last_message_text.split("место в очереди — ")[1][0]) for user in waiting
+        )
         assert places == list(range(1, 10))
         # The first in line leaves from /me: the others move up.
-        first = next(user for user in waiting if "место в очереди — 1." in user.last_text)
+        first = next(user for user in waiting if "место в очереди — 1." in user.last_message_text)
         await first.send("/me")
         await first.click("Покинуть лист ожидания")
         await first.click("Да, покинуть")
-        assert "Вы покинули лист ожидания" in first.last_text
-        second = next(user for user in waiting if "место в очереди — 2." in user.last_text)
+        assert "Вы покинули лист ожидания" in first.last_message_text
+        second = next(user for user in waiting if "место в очереди — 2." in user.last_message_text)
         await second.send("/me")
         assert any(
             "место в очереди — 1." in (m.text or "") for m in fake.messages_to(second.chat_id)[-3:]
@@ -100,9 +102,9 @@ async def test_a_seat_freed_before_a_kill_is_offered_after_the_restart_once(
             await seated.click("Подтвердить")
             waiting = person(fake, workdir, 12)
             await up_to_summary(waiting)
-            assert "Свободных мест нет" in waiting.last_text
+            assert "Свободных мест нет" in waiting.last_message_text
             await waiting.click("Встать в лист ожидания")
-            assert "место в очереди — 1" in waiting.last_text
+            assert "место в очереди — 1" in waiting.last_message_text
 
             # The offer's first try never gets an answer: the seat is free, the offer
             # committed with it, not yet delivered, when the process is killed.
@@ -127,7 +129,7 @@ async def test_a_seat_freed_before_a_kill_is_offered_after_the_restart_once(
         async with bot_process(workdir, fake, base_url, run=1) as bot:
             await wait_until(lambda: offers(fake, waiting.chat_id) == 1)
             await waiting.click("Занять место")
-            assert "Место ваше, вы зарегистрированы" in waiting.last_text
+            assert "Место ваше, вы зарегистрированы" in waiting.last_message_text
             await asyncio.sleep(1)  # nothing more comes: the offer went once
             assert offers(fake, waiting.chat_id) == 1
             bot.process.send_signal(signal.SIGTERM)
@@ -152,7 +154,7 @@ async def test_a_capacity_raised_in_the_file_offers_the_new_seat_at_start(tmp_pa
         async with bot_process(workdir, fake, base_url, run=1) as bot:
             await wait_until(lambda: offers(fake, waiting.chat_id) == 1)
             await waiting.click("Занять место")
-            assert "Место ваше" in waiting.last_text
+            assert "Место ваше" in waiting.last_message_text
             bot.process.send_signal(signal.SIGTERM)
             assert await bot.wait() == 0
     assert rows(workdir) == [(21, "confirmed", 0), (22, "confirmed", 0)]

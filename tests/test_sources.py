@@ -175,7 +175,7 @@ async def register(user: TelegramUser, start: str) -> None:
     await user.share_contact("79123456789")
     await user.send(f"user{user.user_id}@example.ru")
     await user.click("Подтвердить")
-    assert "Вы зарегистрированы" in user.last_text
+    assert "Вы зарегистрированы" in user.last_message_text
 
 
 async def sources_of(db: Database) -> dict[int, str | None]:
@@ -286,7 +286,7 @@ async def test_a_payload_too_long_for_a_link(make_user, db: Database) -> None:
     other: TelegramUser = make_user(2002)
     replies = await other.send(f"/start {'x' * 100}")
     assert replies[0].text == t("event_not_found")
-    assert "152-ФЗ" in other.last_text  # then the open session is offered, as for any link
+    assert "152-ФЗ" in other.last_message_text  # then the open session is offered, as for any link
 
 
 async def test_the_schema_refuses_a_source_of_another_shape(

@@ -52,6 +52,8 @@ class Event:
     # Seats and the waiting list (see `_seats`): None is unlimited.
     capacity: int | None = None
     offer_hours: int = DEFAULT_OFFER_HOURS
+    # How long before `starts_at` each reminder goes out, longest first (see `reminders`).
+    reminders: tuple[timedelta, ...] = ()
 
     def is_open(self, now: datetime) -> bool:
         return self.in_file and now <= self.registration_deadline
@@ -128,6 +130,7 @@ _OPTIONAL = (
     "ends_at",
     "operator",
     *_SEAT_KEYS,
+    "reminders",
 )
 
 
@@ -240,7 +243,39 @@ def _parse_event(raw: Any, position: int, default_zone: ZoneInfo, file: Path) ->
         ends_at=ends_at,
         operator=_text(raw, "operator", fail) or contact,
         **_seats(raw, fail),
+        reminders=_reminders(raw, fail),
     )
+
+
+# --- reminders ---------------------------------------------------------------------------------
+# `reminders = ["1d", "1h"]`: how long before the start each registrant is reminded; [] none.
+DEFAULT_REMINDERS = (timedelta(days=1), timedelta(hours=1))
+_REMINDER = re.compile(r"([1-9][0-9]{0,3})([dhm])")
+_REMINDER_UNITS = {"d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1)}
+# A reminder further ahead than this is a typo rather than a reminder.
+MAX_REMINDER = timedelta(days=60)
+
+
+def _reminders(raw: dict[str, Any], fail: Any) -> tuple[timedelta, ...]:
+    value = raw.get("reminders")
+    if value is None:
+        return DEFAULT_REMINDERS
+    example = 'e.g. ["1d", "1h"], or [] for none'
+    if not isinstance(value, list):
+        fail("reminders", f"must be a list of times before the start, {example}")
+    offsets: list[timedelta] = []
+    for item in value:
+        match = _REMINDER.fullmatch(item) if isinstance(item, str) else None
+        if match is None:
+            fail("reminders", f"{item!r} is not a time such as '1d', '1h' or '30m' ({example})")
+            continue
+        offset = int(match[1]) * _REMINDER_UNITS[match[2]]
+        if offset > MAX_REMINDER:
+            fail("reminders", f"{item!r} is more than {MAX_REMINDER.days} days before the start")
+        if offset in offsets:
+            fail("reminders", f"{item!r} is the same time as another reminder")
+        offsets.append(offset)
+    return tuple(sorted(offsets, reverse=True))
 
 
 def parse_events(text: str, *, file: Path, default_zone: ZoneInfo) -> EventCatalog:

@@ -441,6 +441,24 @@ RU: dict[str, str] = {
     "stats_waitlist": "🕒 Лист ожидания: {waiting}, из них с предложением места: {offered}",
     "status_waiting": "в листе ожидания",
     "export_status_waiting": "лист ожидания",
+    # Reminders, a changed session, the calendar file (issue 13)
+    "reminder": "⏰ Напоминаем: через {left} начнётся мероприятие, на которое вы "
+    "зарегистрированы.\n\n{card}",
+    "unit_hours": "час|часа|часов",
+    "unit_minutes": "минуту|минуты|минут",
+    "session_changed": "📣 <b>Изменения в мероприятии «{title}»</b>\n{changes}\n\nТеперь так:"
+    "\n{card}\n\nНапоминания придут по новому времени. Обновлённый файл для календаря — "
+    "следующим сообщением.",
+    "change_starts_at": "📅 Начало: было {old}, стало {new}",
+    "change_ends_at": "🏁 Окончание: было {old}, стало {new}",
+    "change_location": "📍 Место: было «{old}», стало «{new}»",
+    "change_join_url": "🔗 Ссылка для подключения: было {old}, стало {new}",
+    "change_none": "не указано",
+    "calendar_caption": "📅 Файл для календаря: откройте его, чтобы добавить «{title}» в свой "
+    "календарь (или обновить уже добавленное).",
+    "calendar_join_url": "Ссылка для подключения: {url}",
+    "calendar_contact": "Связаться с организаторами: {contact}",
+    "button_calendar": "📅 Файл для календаря",
     # The sandbox (`make try`): lines printed in the terminal, never sent to Telegram
     "sandbox_starting": "Песочница: запускаю бота — без токена и без сети…",
     "sandbox_folder": "Временная папка: {folder} (удаляется при выходе)",
