@@ -32,6 +32,8 @@ BENCHMARKS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("bench.bench_export", (), ("--quick",)),
     ("bench.bench_noisy", (), ("--participants", "100", "--rows", "20000")),
     ("bench.bench_stall", (), ("--participants", "50", "--stall", "5", "--stall-at", "4")),
+    ("bench.bench_seats", (), ("--quick",)),
+    ("bench.bench_reminders", (), ("--registrants", "1000")),
 )
 
 

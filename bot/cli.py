@@ -3,27 +3,66 @@
 `python -m bot export --event ID --format csv|xlsx --output FILE` writes an export on the
 server, with no Telegram and no token: it reads DATABASE_PATH, EVENTS_FILE and TIMEZONE only.
 
+`python -m bot erase <phone | e-mail | number> [--yes]` erases a participant's personal data on
+a request that came by other channels, and `python -m bot audit --since DATE` prints the record
+of erasures and reads as CSV: on the server, with no token (the organisers' cards an erasure
+queues go out when the bot runs).
+
 `python -m bot try` chats with the bot in the terminal against the fake Bot API (bot/sandbox/).
+
+Each command that reads or erases personal data leaves its line in the audit, as the bot does.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import logging
 import sqlite3
+import sys
+from datetime import date, datetime, time
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 
-from bot.domain.config import SettingsError, load_data_settings, load_settings
-from bot.domain.events import EventsFileError, load_events
+from pydantic import field_validator
+
+from bot.domain.cells import CSV_DELIMITER
+from bot.domain.clock import utc_now
+from bot.domain.config import (
+    DataSettings,
+    IdList,
+    Settings,
+    SettingsError,
+    _load,
+    load_data_settings,
+    load_settings,
+)
+from bot.domain.events import EventCatalog, EventsFileError, load_events
+from bot.domain.validation import PersonKey, ValidationError, parse_person_key
 from bot.logs import Redaction
+from storage.audit import OPERATOR, AuditEntry, AuditLog, Reason, csv_lines
+from storage.database import open_database
 from storage.export.source import open_read_only, stored_events
 
 if TYPE_CHECKING:
     from storage.export import ExportFormat
 
 EXIT_CONFIG = 2
+# How long `erase` waits for the WAL to be cut (a reader, such as the bot's export, may hold
+# an old snapshot that long) before it says the copy is still there.
+SCRUB_TIMEOUT = 120.0
+
+
+class OperatorSettings(DataSettings):
+    """What the operator's commands need: the data, and where organisers' cards go."""
+
+    organizer_chat_ids: IdList = ()
+
+    @field_validator("organizer_chat_ids", mode="before")
+    @classmethod
+    def _ids(cls, value: object) -> object:
+        return Settings._comma_list(value)  # as the bot reads it
 
 
 def _export_parser() -> argparse.ArgumentParser:
@@ -89,8 +128,185 @@ def export(argv: list[str], redaction: Redaction) -> int:
     except OSError as error:
         redaction.error(f"error: cannot write {str(output)!r}: {error}")
         return 1
+    entry = AuditEntry(utc_now(), "export", OPERATOR, event_id=event_id, row_count=count)
+    try:
+        asyncio.run(_record(settings.database_path, entry))
+    except sqlite3.Error as error:
+        redaction.error(
+            f"error: {count} rows written to {output}, but the export could not be recorded "
+            f"in the audit of {str(settings.database_path)!r}: {error}"
+        )
+        return 1
     print(f"{count} rows written to {output}")
     return 0
+
+
+async def _record(database_path: Path, entry: AuditEntry) -> None:
+    async with open_database(database_path) as db:
+        await AuditLog(db).record(entry)
+
+
+S = TypeVar("S", bound=DataSettings)
+
+
+def _open_data(kind: type[S], redaction: Redaction) -> tuple[S, EventCatalog] | int:
+    """Settings, the events file, and a database file at this code's schema; else the exit
+    code, after one line saying why. The database is never created nor migrated here."""
+    try:
+        settings = _load(kind, {})
+        catalog = load_events(settings.events_file, default_zone=settings.timezone)
+    except (SettingsError, EventsFileError) as error:
+        redaction.error(f"error: {error}")
+        return EXIT_CONFIG
+    if not settings.database_path.is_file():
+        redaction.error(
+            f"error: DATABASE_PATH: {str(settings.database_path)!r} does not exist "
+            "(the bot creates it when it first starts; see .env.example)"
+        )
+        return EXIT_CONFIG
+    try:
+        with open_read_only(settings.database_path):
+            pass
+    except sqlite3.Error as error:
+        redaction.error(f"error: cannot read {str(settings.database_path)!r}: {error}")
+        return 1
+    return settings, catalog
+
+
+# --- python -m bot erase -----------------------------------------------------------------------
+
+
+def _erase_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot erase",
+        description="Erase the personal data of a participant's registrations on their request "
+        "(a letter, a call): lists what matches, asks, erases in one transaction, records it in "
+        "the audit and queues the organisers' cards (sent when the bot runs). Reads "
+        "DATABASE_PATH, EVENTS_FILE, TIMEZONE and ORGANIZER_CHAT_IDS; needs no BOT_TOKEN.",
+    )
+    parser.add_argument(
+        "who",
+        metavar="PHONE|E-MAIL|NUMBER",
+        help="a phone in any usual form, an e-mail (any case) or a registration number",
+    )
+    parser.add_argument("--yes", action="store_true", help="erase without asking")
+    return parser
+
+
+def erase(argv: list[str], redaction: Redaction) -> int:
+    args = _erase_parser().parse_args(argv)
+    try:
+        key = parse_person_key(args.who)
+    except ValidationError:
+        redaction.error(
+            f"error: {args.who!r} is neither a phone, an e-mail nor a registration number"
+        )
+        return EXIT_CONFIG
+    opened = _open_data(OperatorSettings, redaction)
+    if isinstance(opened, int):
+        return opened
+    settings, catalog = opened
+    try:
+        return asyncio.run(_erase(settings, catalog, key, confirmed=args.yes))
+    except sqlite3.Error as error:
+        redaction.error(f"error: cannot erase in {str(settings.database_path)!r}: {error}")
+        return 1
+
+
+async def _erase(
+    settings: OperatorSettings, catalog: EventCatalog, key: PersonKey, *, confirmed: bool
+) -> int:
+    # Imported here: the wiring of cards (and what it imports) only for an erasure.
+    from storage.cards import CardPublisher
+    from storage.erasure import PersonalData
+    from storage.outbox import Outbox
+    from storage.stats import AdminQueries
+
+    async with open_database(settings.database_path) as db:
+        found = await AdminQueries(db).holding(key)
+        if not found:
+            print("nothing to erase: no registration holding personal data matches")
+            return 0
+        print(f"{len(found)} registration(s) holding personal data:")
+        for registration in found:
+            event = catalog.get(registration.event_id)
+            title = event.title if event else registration.event_id
+            print(f"  #{registration.id}  {title}  {registration.full_name}  {registration.status}")
+        if not confirmed and not await _ask("erase their personal data? this cannot be undone"):
+            print("nothing erased")
+            return 0
+        cards = CardPublisher(Outbox(db), settings.organizer_chat_ids, catalog)
+        erased = await PersonalData(db, cards).erase(
+            [registration.id for registration in found],
+            reason=Reason.admin,
+            actor=OPERATOR,
+            now=utc_now(),
+        )
+        numbers = ", ".join(f"#{entry.registration_id}" for entry in erased)
+        print(f"erased the personal data of {len(erased)} registration(s): {numbers or '-'}")
+        if erased and settings.organizer_chat_ids:
+            print("the organisers' cards are queued: they go out when the bot runs")
+        try:
+            # Until the WAL no longer holds the erased values (a reader's old snapshot, say
+            # the bot's export, may hold it up a while).
+            await asyncio.wait_for(db.wal_scrubbed(db.scrub_wal()), SCRUB_TIMEOUT)
+        except TimeoutError:
+            print(
+                f"warning: the WAL of {str(settings.database_path)!r} may still hold the "
+                "erased values: a reader (an export?) kept it in use for two minutes. Restart "
+                "the bot once that is done: closing the database removes the WAL"
+            )
+            return 1
+    return 0
+
+
+async def _ask(question: str) -> bool:
+    try:
+        answer = await asyncio.to_thread(input, f"{question} [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+# --- python -m bot audit -----------------------------------------------------------------------
+
+
+def _audit_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot audit",
+        description="Print the record of erasures, exports, searches and broadcasts since a "
+        "day (its start in TIMEZONE) as CSV, times in UTC. Reads DATABASE_PATH, EVENTS_FILE "
+        "and TIMEZONE; needs no BOT_TOKEN.",
+    )
+    parser.add_argument("--since", required=True, metavar="YYYY-MM-DD")
+    return parser
+
+
+def audit(argv: list[str], redaction: Redaction) -> int:
+    args = _audit_parser().parse_args(argv)
+    try:
+        day = date.fromisoformat(args.since)
+    except ValueError:
+        redaction.error(f"error: --since {args.since!r} is not a date in YYYY-MM-DD")
+        return EXIT_CONFIG
+    opened = _open_data(DataSettings, redaction)
+    if isinstance(opened, int):
+        return opened
+    settings, _ = opened
+    since = datetime.combine(day, time(), settings.timezone)
+    try:
+        entries = asyncio.run(_audit_since(settings.database_path, since))
+    except sqlite3.Error as error:
+        redaction.error(f"error: cannot read {str(settings.database_path)!r}: {error}")
+        return 1
+    writer = csv.writer(sys.stdout, delimiter=CSV_DELIMITER, lineterminator="\n")
+    writer.writerows(csv_lines(entries))
+    return 0
+
+
+async def _audit_since(database_path: Path, since: datetime) -> list[AuditEntry]:
+    async with open_database(database_path) as db:
+        return await AuditLog(db).since(since)
 
 
 def main(argv: list[str]) -> int:
@@ -101,14 +317,18 @@ def main(argv: list[str]) -> int:
     logging.getLogger("aiogram.event").setLevel(logging.WARNING)
     if argv[:1] == ["export"]:
         return export(argv[1:], redaction)
+    if argv[:1] == ["erase"]:
+        return erase(argv[1:], redaction)
+    if argv[:1] == ["audit"]:
+        return audit(argv[1:], redaction)
     if argv == ["try"]:
         from bot.sandbox.run import main as sandbox
 
         return sandbox()
     if argv:
         redaction.error(
-            f"error: unknown arguments {' '.join(argv)!r}; run `python -m bot` or "
-            "`python -m bot export --help`, or `python -m bot try`"
+            f"error: unknown arguments {' '.join(argv)!r}; run `python -m bot`, "
+            "`python -m bot export|erase|audit --help`, or `python -m bot try`"
         )
         return EXIT_CONFIG
     try:

@@ -25,7 +25,7 @@ from aiogram.exceptions import (
     TelegramMigrateToChat,
     TelegramRetryAfter,
 )
-from aiogram.types import Message
+from aiogram.types import BufferedInputFile, InlineKeyboardMarkup, Message
 from aiolimiter import AsyncLimiter
 
 from bot.domain.clock import Clock
@@ -33,7 +33,7 @@ from bot.domain.limits import MAX_MESSAGE_LENGTH, message_length
 from bot.domain.texts import t
 from bot.retry import RETRIES_OFF
 from bot.telegram_errors import Blame, blame
-from storage.outbox import Media, Outbox, OutboxMessage
+from storage.outbox import Outbox, OutboxMessage
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,12 @@ class Limits:
     backoff_max: float = 60.0
     request_timeout: float = 30.0
     rescan_every: float = 5.0
+    # Chats being sent to at once. Every chat with a message waiting (10,000 registrants, each
+    # reminded) used to get a worker at once: each read its rows in the same moment, holding
+    # the event loop for a second, and then all waited on the overall limiter, whose waiters
+    # each wake to look again every 1/overall_per_second: a herd that ate the CPU that replies
+    # need. Far more than the overall rate can keep busy, far fewer than such a crowd.
+    max_workers: int = 64
     maintain_every: float = 3600.0  # delete old rows, forget idle chats, probe parked ones
     keep_sent: float = 86400.0  # delivered rows kept this long for diagnosis
     probe_after: float = 3600.0  # a parked chat is tried again after this long
@@ -103,13 +109,13 @@ def pack(rows: Sequence[OutboxMessage]) -> list[OutboxMessage]:
     """The next message to send: consecutive cards combined while they fit in one text
     (a backlog in a group becomes a few long messages, not hours of queue)."""
     batch = [rows[0]]
-    if rows[0].kind != "card":
+    if rows[0].kind != "card" or rows[0].reply_markup:
         return batch
     separator = message_length(t("card_separator"))
     length = message_length(rows[0].text)
     for row in rows[1:]:
         added = separator + message_length(row.text)
-        if row.kind != "card" or length + added > MAX_MESSAGE_LENGTH:
+        if row.kind != "card" or row.reply_markup or length + added > MAX_MESSAGE_LENGTH:
             break
         batch.append(row)
         length += added
@@ -130,6 +136,7 @@ class Sender:
         # chat once it is idle (`maintain`), so they hold the chats in use, not all ever.
         self._per_chat: dict[int, Spacing] = {}
         self._workers: dict[int, asyncio.Task[None]] = {}
+        self._active = 0  # workers not yet done
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
         self._maintain_at: datetime | None = None
@@ -196,11 +203,15 @@ class Sender:
                 except Exception:
                     logger.exception("Outbox maintenance failed; next time in an hour")
             try:
-                chats = await self._outbox.pending_chats()
+                # The chats being sent to may be among them (max_workers at most): twice as
+                # many leaves at least as many others as there are free workers.
+                chats = await self._outbox.pending_chats(limit=2 * self.limits.max_workers)
             except Exception:
                 logger.exception("Outbox scan failed; retrying")
                 chats = []
             for chat_id in chats:
+                if self._active >= self.limits.max_workers:
+                    break  # a worker that ends triggers the next scan
                 worker = self._workers.get(chat_id)
                 if worker is None or worker.done():
                     self._start_worker(chat_id, self._drain(chat_id))
@@ -209,10 +220,15 @@ class Sender:
 
     def _start_worker(self, chat_id: int, work: Coroutine[Any, Any, None]) -> None:
         worker = asyncio.create_task(work, name=f"outbox-{chat_id}")
+        self._active += 1
         # A finished worker triggers a rescan: rows added while it was finishing are
         # never left waiting.
-        worker.add_done_callback(lambda _: self._outbox.added.set())
+        worker.add_done_callback(self._worker_done)
         self._workers[chat_id] = worker
+
+    def _worker_done(self, _: asyncio.Task[None]) -> None:
+        self._active -= 1
+        self._outbox.added.set()
 
     def _forget_idle_chats(self) -> None:
         for chat_id in [chat for chat, task in self._workers.items() if task.done()]:
@@ -285,7 +301,7 @@ class Sender:
         text = t("card_separator").join(row.text for row in batch)
         try:
             async with self._chat_limiter(chat_id), self._overall:
-                message = await self._send(chat_id, text, batch[0].media)
+                message = await self._send(chat_id, text, batch[0])
         except TelegramRetryAfter as error:
             self.stats.retry_after += 1
             logger.warning("Chat %d: flood control, waiting %d s", chat_id, error.retry_after)
@@ -341,10 +357,23 @@ class Sender:
         await self._outbox.count_attempt(ids, error=type(error).__name__)
         return _Outcome.BACKOFF
 
-    async def _send(self, chat_id: int, text: str, media: Media | None) -> Message:
+    async def _send(self, chat_id: int, text: str, first: OutboxMessage) -> Message:
         timeout = int(self.limits.request_timeout) or 1
+        media, attachment, reply_markup = first.media, first.attachment, first.reply_markup
+        if attachment is not None:
+            return await self._bot.send_document(
+                chat_id,
+                BufferedInputFile(attachment.content, filename=attachment.name),
+                caption=text or None,
+                request_timeout=timeout,
+            )
         if media is None:
-            return await self._bot.send_message(chat_id, text, request_timeout=timeout)
+            markup = (
+                InlineKeyboardMarkup.model_validate_json(reply_markup) if reply_markup else None
+            )
+            return await self._bot.send_message(
+                chat_id, text, reply_markup=markup, request_timeout=timeout
+            )
         caption = text or None
         if media.kind == "photo":
             return await self._bot.send_photo(

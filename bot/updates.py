@@ -28,6 +28,7 @@ from bot.domain.clock import Clock
 from bot.domain.texts import t
 from bot.flood import FloodGate, Verdict
 from bot.middlewares import OUTCOME, Outcome
+from storage.audit import AuditLog
 from storage.inbox import Arrival, Inbox
 from storage.updates import HandledUpdates
 
@@ -38,7 +39,8 @@ logger = logging.getLogger(__name__)
 HANDLING_LIMIT = 150.0
 # An update in hand when the process died this many times is set aside at the next start.
 MAX_ATTEMPTS = 3
-# How often handled ids and set-aside updates past their keeping time are deleted.
+# How often handled ids, set-aside updates and audit entries past their keeping time are
+# deleted.
 PRUNE_EVERY = 3600.0
 
 
@@ -67,6 +69,7 @@ class Intake:
         clock: Clock,
         limit: float = HANDLING_LIMIT,
         prune_every: float = PRUNE_EVERY,
+        audit: AuditLog | None = None,
     ) -> None:
         self._dispatcher = dispatcher
         self._bot = bot
@@ -76,7 +79,7 @@ class Intake:
         self._clock = clock
         self._limit = limit
         self._prune_every = prune_every
-        self._workflow_data: dict[str, Any] = {"dispatcher": dispatcher, "bots": (bot,)}
+        self._audit = audit
         # lane -> updates accepted and not yet handled, the one in hand first. A lane's
         # entry lives as long as its worker: an idle chat leaves nothing behind.
         self._lanes: dict[int, deque[Update]] = {}
@@ -172,10 +175,11 @@ class Intake:
         outcome = Outcome()
         token = OUTCOME.set(outcome)
         try:
-            await asyncio.wait_for(
-                self._dispatcher.feed_update(self._bot, update, **self._workflow_data),
-                self._limit,
-            )
+            # In this worker's task (wait_for would make one more task per update). No
+            # keyword arguments of its own (aiogram's polling adds the dispatcher and the
+            # bots, which no handler takes): each would be copied dozens of times an update.
+            async with asyncio.timeout(self._limit):
+                await self._dispatcher.feed_update(self._bot, update)
         except TimeoutError:
             reason, apologise = f"not handled within {self._limit:g} s", True
         except Exception as error:
@@ -243,6 +247,8 @@ class Intake:
                 aside = await self._inbox.prune(now=now)
                 if handled or aside:
                     logger.info("Pruned %d handled ids, %d updates set aside", handled, aside)
+                if self._audit is not None and (old := await self._audit.prune(now=now)):
+                    logger.info("Pruned %d audit entries older than three years", old)
             except Exception as error:
                 logger.error("Pruning failed: %s", error)
             await asyncio.sleep(self._prune_every)

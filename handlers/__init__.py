@@ -1,15 +1,18 @@
 """The bot's behaviour as aiogram routers, by audience; `get_routers` gives them in order."""
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
 
-from aiogram import F, Router
+from aiogram import BaseMiddleware, F, Router
 from aiogram.enums import ChatType
 from aiogram.filters import Filter
+from aiogram.types import TelegramObject
 
 from handlers import (
     admin,
     broadcast,
     common,
+    erase,
     forget,
     my_registrations,
     organizer,
@@ -18,58 +21,86 @@ from handlers import (
     start,
 )
 from handlers.common import on_error
-from handlers.filters import Magic
+from handlers.filters import IsCommand, Magic
 from handlers.replies import repeat_question
 
 __all__ = ["get_routers", "on_error", "repeat_question"]
 
 
-def get_routers(admin_ids: Iterable[int]) -> list[Router]:
+def get_routers(admin_ids: Iterable[int], services: Mapping[str, Any]) -> list[Router]:
     """Routers in the order they are asked; the first handler whose filters pass wins.
 
-    1. admin (private chats of ADMIN_IDS): the commands, then /broadcast. First, so that
-       they work even in the middle of a form; /start sets the admin's menu and goes on.
-    2. admin_refusals (private chats of everyone else): admin commands and buttons are
-       refused, before the form could take "/stats" for an answer.
-    3. participant (private chats): starting and consent, /me, /forget, then the form; the commands
-       come before the form's handlers, which take any message in their state.
-    4. common: groups, then whatever message or button no one else took, so it comes after
+    1. private: every conversation with a person (in groups the form would expose answers to
+       everyone), checked once for all of them:
+       a. admin (ADMIN_IDS): the commands (/erase and /audit among them), then /broadcast,
+          whose form takes any message in its state. First, so that they work even in the
+          middle of a form; /start sets the admin's menu and goes on.
+       b. commands: the routers whose messages are all commands, passed over in one check by
+          every other message (nearly every update is an answer): admin commands and buttons
+          refused to everyone else (before the form could take "/stats" for an answer), then
+          starting and consent, then /me, then /forget. Their buttons go through as before.
+       c. the form, which takes any message in its state: after the commands.
+    2. common: groups, then whatever message or button no one else took, so it comes after
        everything that could take one.
-    5. organizer: the bot added to or removed from a chat. Last: nothing else handles
+    3. organizer: the bot added to or removed from a chat. Last: nothing else handles
        chat membership, and every message and button would otherwise pay for a pass
        through its router first.
 
     Access is declared once per audience, on its parent router: a participant's update
-    (nearly every update) skips all the admin handlers in one filter call.
+    skips all the admin handlers in one filter call. Each router level and filter call is
+    CPU on every update that passes it (bench/ANALYSIS.md), hence so few of them.
+
+    `services` (bot.app.AppDispatcher) reach only the handlers that take them, the admins'
+    and the organizer router's, when one is called: every other update goes without them.
     """
     is_admin = Magic(F.from_user.id.in_(frozenset(admin_ids)))
-    return [
-        _audience(
-            "admin",
-            is_admin,
-            admin.create_router(),
-            broadcast.create_router(),
-        ),
-        _audience("admin_refusals", ~is_admin, refusals.create_router()),
-        _audience(
-            "participant",
-            None,
-            start.create_router(),
-            my_registrations.create_router(),
-            forget.create_router(),
-            registration.create_router(),
-        ),
-        common.create_router(),
-        organizer.create_router(),
-    ]
+    admins = _only(Router(name="admin"), is_admin)
+    admins.include_routers(admin.create_router(), erase.create_router(), broadcast.create_router())
+    admins.message.middleware(Provide(services))
+    admins.callback_query.middleware(Provide(services))
+    commands = Router(name="commands")
+    # Both kinds of update: a filter on the message observer alone lets buttons through.
+    commands.message.filter(IsCommand())
+    commands.include_routers(
+        _only(refusals.create_router(), ~is_admin),
+        start.create_router(),
+        my_registrations.create_router(),
+        forget.create_router(),
+    )
+    private = _only(Router(name="private"), None, private=True)
+    private.include_routers(admins, commands, registration.create_router())
+    chat_members = organizer.create_router()
+    chat_members.my_chat_member.middleware(Provide(services))
+    return [private, common.create_router(), chat_members]
 
 
-def _audience(name: str, who: Filter | None, *routers: Router) -> Router:
-    """A parent router for private chats (in groups the form would expose answers to
-    everyone), of the people `who` lets through when given."""
-    parent = Router(name=name)
-    people = (who,) if who is not None else ()
-    parent.message.filter(Magic(F.chat.type == ChatType.PRIVATE), *people)
-    parent.callback_query.filter(Magic(F.message.chat.type == ChatType.PRIVATE), *people)
-    parent.include_routers(*routers)
-    return parent
+class Provide(BaseMiddleware):
+    """Adds `objects` to the keyword arguments of the handler about to be called (an inner
+    middleware: after the filters, only when a handler of its router or below was found)."""
+
+    def __init__(self, objects: Mapping[str, Any]) -> None:
+        self._objects = objects
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        data.update(self._objects)
+        return await handler(event, data)
+
+
+def _only(router: Router, who: Filter | None, *, private: bool = False) -> Router:
+    """`router`'s messages and buttons, only from private chats when `private`, only of the
+    people `who` lets through when given."""
+    message_filters: list[Filter] = [Magic(F.chat.type == ChatType.PRIVATE)] if private else []
+    callback_filters: list[Filter] = (
+        [Magic(F.message.chat.type == ChatType.PRIVATE)] if private else []
+    )
+    if who is not None:
+        message_filters.append(who)
+        callback_filters.append(who)
+    router.message.filter(*message_filters)
+    router.callback_query.filter(*callback_filters)
+    return router

@@ -1,6 +1,8 @@
 """Admin commands: /help, /digest, /stats, /find, /export (and the admin's own menu at /start).
 Access is declared in handlers.get_routers: only ADMIN_IDS in private chats reach this router;
-others' admin commands are refused in handlers/refusals.py. /broadcast is handlers/broadcast.py."""
+others' admin commands are refused in handlers/refusals.py. /broadcast is handlers/broadcast.py,
+/erase and /audit handlers/erase.py. Each /find and export is recorded in the audit (who, how
+many rows; storage/audit.py)."""
 
 from __future__ import annotations
 
@@ -22,12 +24,14 @@ from bot.domain.clock import Clock
 from bot.domain.config import Settings
 from bot.domain.events import Event, EventCatalog
 from bot.domain.limits import pack_blocks
+from bot.domain.sources import sources_line
 from bot.domain.texts import Html, t
 from bot.domain.timefmt import format_datetime
 from bot.domain.validation import format_phone
 from handlers.jobs import BackgroundJobs
 from handlers.keyboards import ALL_EVENTS, AdminAction, AdminCallback, events_keyboard
 from handlers.menu import AdminMenus
+from storage.audit import AuditEntry, AuditLog, admin_actor
 from storage.digests import Digests
 from storage.export import FORMATS, export_filename
 from storage.export.process import export_in_process
@@ -127,20 +131,27 @@ async def stats_shown(
             days = (event.registration_deadline.date() - now.astimezone(event.timezone).date()).days
         else:
             days = -1
-        blocks.append(
-            t(
-                "stats_event",
-                title=event.title,
-                when=format_datetime(event.starts_at, event.timezone),
-                confirmed=stats.confirmed,
-                withdrawn=stats.withdrawn,
-                in_progress=stats.in_progress,
-                today=stats.today,
-                last_7_days=stats.last_7_days,
-                unreachable=stats.unreachable,
-                deadline=Html(deadline_line(event, days)),
-            )
+        text = t(
+            "stats_event",
+            title=event.title,
+            when=format_datetime(event.starts_at, event.timezone),
+            confirmed=stats.confirmed,
+            withdrawn=stats.withdrawn,
+            in_progress=stats.in_progress,
+            today=stats.today,
+            last_7_days=stats.last_7_days,
+            unreachable=stats.unreachable,
+            deadline=Html(deadline_line(event, days)),
         )
+        if stats.capacity is not None:
+            left = max(0, stats.capacity - stats.confirmed - stats.waiting)
+            seats = t("stats_seats", capacity=stats.capacity, confirmed=stats.confirmed, left=left)
+            text += "\n" + seats
+        if stats.capacity is not None or stats.waiting:
+            text += "\n" + t("stats_waitlist", waiting=stats.waiting, offered=stats.offered)
+        if (sources := sources_line(stats.sources)) is not None:
+            text += "\n" + sources
+        blocks.append(text)
     outbox = outbox_block(await admin_queries.outbox_health(limit=OUTBOX_LIMIT), settings.timezone)
     if outbox is not None:
         blocks.append(outbox)
@@ -153,12 +164,20 @@ async def registrations_found(
     command: CommandObject,
     catalog: EventCatalog,
     admin_queries: AdminQueries,
+    audit: AuditLog,
+    clock: Clock,
 ) -> None:
     query = (command.args or "").strip()
     if len(query) < 2:
         await message.answer(t("find_usage"))
         return
+    assert message.from_user is not None
     found, count = await admin_queries.find(query[:200], limit=FIND_LIMIT)
+    # Recorded before it is shown; how many registrations the admin sees, never the query
+    # (a name or a phone is personal data itself).
+    await audit.record(
+        AuditEntry(clock(), "find", admin_actor(message.from_user.id), row_count=len(found))
+    )
     if not found:
         await message.answer(t("find_none", query=query[:200]))
         return
@@ -195,11 +214,12 @@ async def export_started(
     settings: Settings,
     clock: Clock,
     background_jobs: BackgroundJobs,
+    audit: AuditLog,
 ) -> None:
     events = list(catalog.events) + list(catalog.archived)
     if len(events) <= 1:
         await start_export(bot, message.chat.id, events[0].id if events else None,
-                           catalog, settings, clock, background_jobs)  # fmt: skip
+                           catalog, settings, clock, background_jobs, audit)  # fmt: skip
         return
     keyboard = events_keyboard(events, AdminAction.export_event, all_events=True)
     await message.answer(t("choose_event_admin"), reply_markup=keyboard)
@@ -213,11 +233,12 @@ async def export_chosen(
     settings: Settings,
     clock: Clock,
     background_jobs: BackgroundJobs,
+    audit: AuditLog,
 ) -> None:
     await callback.answer()
     event_id = None if callback_data.event_id == ALL_EVENTS else callback_data.event_id
     await start_export(
-        bot, callback.from_user.id, event_id, catalog, settings, clock, background_jobs
+        bot, callback.from_user.id, event_id, catalog, settings, clock, background_jobs, audit
     )
 
 
@@ -229,6 +250,7 @@ async def start_export(
     settings: Settings,
     clock: Clock,
     background_jobs: BackgroundJobs,
+    audit: AuditLog,
 ) -> None:
     """Answer "preparing…" and leave the files and their upload to a background job: an
     upload can take seconds, and the update must not wait for it."""
@@ -238,8 +260,9 @@ async def start_export(
     progress = await bot.send_message(chat_id, t("export_preparing"))
     today = clock().astimezone(settings.timezone).date()
     job = partial(
-        send_export, bot, chat_id, progress, event_id, catalog, settings.database_path, today
-    )
+        send_export, bot, chat_id, progress, event_id, catalog, settings.database_path, today,
+        audit, clock,
+    )  # fmt: skip
     background_jobs.start(EXPORT_JOB, chat_id, job)
 
 
@@ -251,10 +274,15 @@ async def send_export(
     catalog: EventCatalog,
     database_path: Path,
     today: date,
+    audit: AuditLog,
+    clock: Clock,
 ) -> None:
     """Build both files in a process of their own (their own read-only connection; WAL lets
-    the bot keep writing meanwhile), send them, and turn "preparing…" into the result."""
+    the bot keep writing meanwhile), send them, and turn "preparing…" into the result. The
+    audit records the export once a file has reached the admin (a private chat's id is
+    its user's)."""
     rows = 0
+    recorded = False
     try:
         with tempfile.TemporaryDirectory(prefix="export-") as folder:
             for fmt in FORMATS:
@@ -262,6 +290,12 @@ async def send_export(
                 path = Path(folder) / name
                 rows = await export_in_process(database_path, catalog, event_id, fmt, path)
                 await bot.send_document(chat_id, FSInputFile(path, filename=name))
+                if not recorded:
+                    recorded = True
+                    await audit.record(
+                        AuditEntry(clock(), "export", admin_actor(chat_id),
+                                   event_id=event_id, row_count=rows)
+                    )  # fmt: skip
     except asyncio.CancelledError:
         await report_job(progress, t("export_interrupted"))
         raise

@@ -32,3 +32,16 @@ class Magic(Filter):
 
     def __str__(self) -> str:
         return f"Magic({self._magic!r})"
+
+
+class IsCommand(Filter):
+    """A message that `Command` could take: its text (or caption) starts with "/" after
+    white space. Put on a router whose messages are all commands, it lets every other message
+    pass it by in one check instead of one `Command` per handler."""
+
+    __slots__ = ()
+
+    async def __call__(self, event: TelegramObject) -> bool:
+        text = getattr(event, "text", None) or getattr(event, "caption", None)
+        # Command splits the text on white space and takes the first word's first character.
+        return isinstance(text, str) and text.lstrip()[:1] == "/"

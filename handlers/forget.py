@@ -34,9 +34,12 @@ async def forget_requested(
     if not registrations and not messages and await state.get_state() is None:
         await message.answer(t("forget_nothing"))
         return
-    await message.answer(
-        t("forget_confirm", registrations=registrations), reply_markup=forget_keyboard()
+    text = (
+        t("forget_confirm", registrations=registrations)
+        if registrations
+        else t("forget_confirm_draft")
     )
+    await message.answer(text, reply_markup=forget_keyboard())
 
 
 async def forget_confirmed(

@@ -15,11 +15,12 @@ from aiogram.types import (
     ReplyKeyboardMarkup,
 )
 from aiogram.utils.keyboard import InlineKeyboardBuilder
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from bot.domain.events import Event
 from bot.domain.form import FIELDS
 from bot.domain.texts import LOCALE, t
+from bot.domain.validation import MAX_ROW_ID
 
 # A row id as SQLite stores it (rowids start at 1, 64-bit). Callback data comes from the
 # client and can be forged: an id outside this range would make the query raise
@@ -70,12 +71,22 @@ class MyAction(StrEnum):
     withdraw = "withdraw"
     withdraw_yes = "yes"
     withdraw_no = "no"
+    calendar = "ics"
 
 
 class MyCallback(CallbackData, prefix="my"):
     action: MyAction
     registration_id: RowId
     field: FormField | None = None
+
+
+class OfferAction(StrEnum):
+    take = "take"
+
+
+class OfferCallback(CallbackData, prefix="offer"):
+    action: OfferAction
+    registration_id: RowId
 
 
 class ForgetAction(StrEnum):
@@ -85,6 +96,50 @@ class ForgetAction(StrEnum):
 
 class ForgetCallback(CallbackData, prefix="forget"):
     action: ForgetAction
+
+
+class EraseAction(StrEnum):
+    yes = "yes"
+    no = "no"
+
+
+class EraseCallback(CallbackData, prefix="erase"):
+    """The registrations an admin's /erase listed, by number ("12.40.311"): the button
+    erases exactly what its message showed, however old it is. Forged, it could name other
+    numbers, but only an admin gets past the router, and /erase <number> is theirs anyway."""
+
+    action: EraseAction
+    ids: str
+
+    @field_validator("ids")
+    @classmethod
+    def _numbers(cls, value: str) -> str:
+        parts = value.split(".")
+        if not all(part.isascii() and part.isdigit() and len(part) <= 19 for part in parts):
+            raise ValueError("registration numbers separated by dots")
+        if not all(1 <= int(part) <= MAX_ROW_ID for part in parts):
+            raise ValueError("a registration number out of range")
+        return value
+
+    @property
+    def registration_ids(self) -> list[int]:
+        return [int(part) for part in self.ids.split(".")]
+
+
+def erase_callbacks(registration_ids: Iterable[int]) -> tuple[EraseCallback, EraseCallback] | None:
+    """The yes and no buttons' data for these registrations; None if they do not fit in
+    Telegram's 64 bytes."""
+    ids = ".".join(str(registration_id) for registration_id in registration_ids)
+    buttons = (
+        EraseCallback(action=EraseAction.yes, ids=ids),
+        EraseCallback(action=EraseAction.no, ids=ids),
+    )
+    try:
+        for button in buttons:
+            button.pack()
+    except ValueError:  # aiogram refuses data longer than Telegram's 64 bytes
+        return None
+    return buttons
 
 
 class AdminAction(StrEnum):
@@ -159,15 +214,16 @@ def _phone_keyboard(locale: str) -> ReplyKeyboardMarkup:
     )
 
 
-def summary_keyboard(event_id: str) -> InlineKeyboardMarkup:
-    return _summary_keyboard(event_id, LOCALE.get())
+def summary_keyboard(event_id: str, *, waitlist: bool = False) -> InlineKeyboardMarkup:
+    return _summary_keyboard(event_id, LOCALE.get(), waitlist)
 
 
 @lru_cache(maxsize=64)
-def _summary_keyboard(event_id: str, locale: str) -> InlineKeyboardMarkup:
+def _summary_keyboard(event_id: str, locale: str, waitlist: bool) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
+    # Full: the same button joins the waiting list (the database decides either way).
     builder.button(
-        text=t("button_confirm"),
+        text=t("button_join_waitlist" if waitlist else "button_confirm"),
         callback_data=SummaryCallback(action=SummaryAction.confirm, event_id=event_id),
     )
     for field in FormField:
@@ -185,19 +241,45 @@ def _summary_keyboard(event_id: str, locale: str) -> InlineKeyboardMarkup:
     return builder.as_markup()
 
 
-def registration_keyboard(registration_id: int, *, can_change: bool) -> InlineKeyboardMarkup:
+def registration_keyboard(
+    registration_id: int, *, can_change: bool, waiting: bool = False, offered: bool = False
+) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
+    if offered:
+        builder.button(
+            text=t("button_take_seat"),
+            callback_data=OfferCallback(action=OfferAction.take, registration_id=registration_id),
+        )
     if can_change:
         builder.button(
             text=t("button_change"),
             callback_data=MyCallback(action=MyAction.change, registration_id=registration_id),
         )
+    if not waiting:  # the calendar is for a seat, not a place in line
+        builder.button(
+            text=t("button_calendar"),
+            callback_data=MyCallback(action=MyAction.calendar, registration_id=registration_id),
+        )
     builder.button(
-        text=t("button_withdraw"),
+        text=t("button_leave_waitlist" if waiting else "button_withdraw"),
         callback_data=MyCallback(action=MyAction.withdraw, registration_id=registration_id),
     )
     builder.adjust(1)
     return builder.as_markup()
+
+
+def offer_keyboard(registration_id: int) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=t("button_take_seat"),
+        callback_data=OfferCallback(action=OfferAction.take, registration_id=registration_id),
+    )
+    return builder.as_markup()
+
+
+def offer_markup_json(registration_id: int) -> str:
+    """The offer's keyboard as the outbox stores it (the sender sends it with the text)."""
+    return offer_keyboard(registration_id).model_dump_json(exclude_none=True)
 
 
 def fields_keyboard(registration_id: int) -> InlineKeyboardMarkup:
@@ -217,10 +299,10 @@ def fields_keyboard(registration_id: int) -> InlineKeyboardMarkup:
     return builder.as_markup()
 
 
-def withdraw_keyboard(registration_id: int) -> InlineKeyboardMarkup:
+def withdraw_keyboard(registration_id: int, *, waiting: bool = False) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     builder.button(
-        text=t("button_withdraw_yes"),
+        text=t("button_leave_yes" if waiting else "button_withdraw_yes"),
         callback_data=MyCallback(action=MyAction.withdraw_yes, registration_id=registration_id),
     )
     builder.button(
@@ -252,4 +334,12 @@ def forget_keyboard() -> InlineKeyboardMarkup:
     )
     builder.button(text=t("button_forget_no"), callback_data=ForgetCallback(action=ForgetAction.no))
     builder.adjust(1)
+    return builder.as_markup()
+
+
+def erase_keyboard(yes: EraseCallback, no: EraseCallback) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(text=t("button_erase_yes"), callback_data=yes)
+    builder.button(text=t("button_erase_no"), callback_data=no)
+    builder.adjust(2)
     return builder.as_markup()

@@ -27,6 +27,8 @@ ADMIN_COMMANDS = (
     ("find", "command_find"),
     ("broadcast", "command_broadcast"),
     ("digest", "command_digest"),
+    ("erase", "command_erase"),
+    ("audit", "command_audit"),
 )
 
 

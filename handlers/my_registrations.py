@@ -4,6 +4,7 @@ data. One handler per button (`MyAction`).
 
     /me ─▶ card ─┬─ change ─▶ a button per field ─┬─ field ─▶ that question (the form) ─▶ card
                  │                                └─ back ─▶ card
+                 ├─ calendar ─▶ <event id>.ics
                  └─ withdraw ─▶ "sure?" ─┬─ yes ─▶ withdrawn
                                          └─ no ──▶ kept
 """
@@ -33,11 +34,12 @@ from handlers.keyboards import (
     registration_keyboard,
     withdraw_keyboard,
 )
-from handlers.replies import ask, reask, remove_buttons, show_registration
+from handlers.replies import ask, reask, remove_buttons, send_calendar, show_registration
 from handlers.states import FIELD_STATES, Form
 from storage.erasure import PersonalData
 from storage.fsm import transition
 from storage.registrations import Registration, Registrations
+from storage.reminders import Reminders
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +155,7 @@ class OwnRegistration(BaseMiddleware):
         if (
             registration is None
             or registration.user_id != event.from_user.id
-            or registration.status != "confirmed"
+            or registration.status not in ("confirmed", "waiting")
         ):
             await event.answer(t("button_expired"))
             await remove_buttons(event)
@@ -198,7 +200,12 @@ async def registration_shown(
     await callback.answer()
     if isinstance(callback.message, Message):
         await callback.message.edit_reply_markup(
-            reply_markup=registration_keyboard(registration.id, can_change=can_change)
+            reply_markup=registration_keyboard(
+                registration.id,
+                can_change=can_change,
+                waiting=registration.status == "waiting",
+                offered=registration.offer_expires_at is not None,
+            )
         )
 
 
@@ -245,6 +252,23 @@ async def field_change_requested(
     await ask(bot, callback.from_user.id, field, draft)
 
 
+async def calendar_requested(
+    callback: CallbackQuery,
+    registration: Registration,
+    bot: Bot,
+    reminders: Reminders,
+    catalog: EventCatalog,
+    clock: Clock,
+) -> None:
+    event = catalog.get(registration.event_id)
+    if event is None or not event.in_file:
+        # Known only from the database: its times may be stale, so no file.
+        await callback.answer(t("button_expired"))
+        return
+    await callback.answer()
+    await send_calendar(bot, callback.from_user.id, event, reminders, clock)
+
+
 async def withdrawal_requested(
     callback: CallbackQuery,
     registration: Registration,
@@ -252,10 +276,14 @@ async def withdrawal_requested(
     catalog: EventCatalog,
 ) -> None:
     await callback.answer()
+    waiting = registration.status == "waiting"
     await bot.send_message(
         callback.from_user.id,
-        t("withdraw_confirm", title=title_of(registration, catalog)),
-        reply_markup=withdraw_keyboard(registration.id),
+        t(
+            "leave_confirm" if waiting else "withdraw_confirm",
+            title=title_of(registration, catalog),
+        ),
+        reply_markup=withdraw_keyboard(registration.id, waiting=waiting),
     )
 
 
@@ -275,9 +303,10 @@ async def withdrawal_confirmed(
     withdrawn = await personal_data.withdraw(
         registration.id, user_id=callback.from_user.id, now=clock()
     )
+    done = "left_waitlist" if registration.status == "waiting" else "withdrawn"
     if isinstance(callback.message, Message):
         await callback.message.edit_text(
-            t("withdrawn" if withdrawn else "button_expired", title=title_of(registration, catalog))
+            t(done if withdrawn else "button_expired", title=title_of(registration, catalog))
         )
     if withdrawn:
         logger.info("Registration %d withdrawn and its personal data erased", registration.id)
@@ -300,6 +329,7 @@ def create_router() -> Router:
     on_button(registration_shown, MyCallback.filter(F.action == MyAction.show))
     on_button(change_requested, MyCallback.filter(F.action == MyAction.change))
     on_button(field_change_requested, MyCallback.filter(F.action == MyAction.change_field))
+    on_button(calendar_requested, MyCallback.filter(F.action == MyAction.calendar))
     on_button(withdrawal_requested, MyCallback.filter(F.action == MyAction.withdraw))
     on_button(withdrawal_confirmed, MyCallback.filter(F.action == MyAction.withdraw_yes))
     on_button(withdrawal_declined, MyCallback.filter(F.action == MyAction.withdraw_no))

@@ -12,7 +12,7 @@ from aiogram.types import CallbackQuery, Message
 
 from bot.domain.events import EventCatalog
 from bot.domain.texts import t
-from handlers.keyboards import AdminCallback
+from handlers.keyboards import AdminCallback, EraseCallback
 from handlers.menu import ADMIN_COMMANDS
 from handlers.replies import reask
 
@@ -33,4 +33,5 @@ def create_router() -> Router:
     router = Router(name="admin_refusals")
     router.message.register(admin_refused, Command(*(name for name, _ in ADMIN_COMMANDS)))
     router.callback_query.register(admin_button_refused, AdminCallback.filter())
+    router.callback_query.register(admin_button_refused, EraseCallback.filter())
     return router

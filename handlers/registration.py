@@ -30,10 +30,11 @@ from bot.domain.clock import Clock
 from bot.domain.events import EventCatalog
 from bot.domain.form import VALIDATORS, Draft
 from bot.domain.render import event_card, shown_value
+from bot.domain.sources import valid_source
 from bot.domain.texts import Html, t
 from bot.domain.validation import ValidationError, validate_phone
 from handlers.filters import Magic
-from handlers.keyboards import SummaryAction, SummaryCallback
+from handlers.keyboards import OfferCallback, SummaryAction, SummaryCallback
 from handlers.replies import (
     ask,
     closed_text,
@@ -42,12 +43,15 @@ from handlers.replies import (
     reject,
     remove_buttons,
     replace_answered,
+    send_calendar,
     show_registration,
     show_summary,
 )
 from handlers.states import FIELD_STATES, STATE_FIELDS, Form
 from storage.fsm import transition
 from storage.registrations import AlreadyRegistered, NewRegistration, Registrations
+from storage.reminders import Reminders
+from storage.seats import Seats
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +67,7 @@ async def answer_typed(
     bot: Bot,
     state: FSMContext,
     registrations: Registrations,
+    seats: Seats,
     catalog: EventCatalog,
     clock: Clock,
 ) -> None:
@@ -72,7 +77,7 @@ async def answer_typed(
     except ValidationError as error:
         await reject(bot, message.chat.id, state, catalog, error.reason, **error.params)
         return
-    await accept(message, field, value, bot, state, registrations, catalog, clock)
+    await accept(message, field, value, bot, state, registrations, seats, catalog, clock)
 
 
 async def contact_shared(
@@ -80,6 +85,7 @@ async def contact_shared(
     bot: Bot,
     state: FSMContext,
     registrations: Registrations,
+    seats: Seats,
     catalog: EventCatalog,
     clock: Clock,
 ) -> None:
@@ -95,7 +101,7 @@ async def contact_shared(
     except ValidationError as error:
         await reject(bot, message.chat.id, state, catalog, error.reason, **error.params)
         return
-    await accept(message, "phone", value, bot, state, registrations, catalog, clock)
+    await accept(message, "phone", value, bot, state, registrations, seats, catalog, clock)
 
 
 async def accept(
@@ -105,6 +111,7 @@ async def accept(
     bot: Bot,
     state: FSMContext,
     registrations: Registrations,
+    seats: Seats,
     catalog: EventCatalog,
     clock: Clock,
 ) -> None:
@@ -133,12 +140,14 @@ async def accept(
             remove_keyboard=bool(preface),
         )
         return
-    draft = replace(draft, editing=None)
     event = catalog.get(draft.event_id)
     if event is None:
         await state.clear()
         await message.answer(t("event_not_found"))
         return
+    # What the summary offers: a seat, or the waiting list. The database decides again on
+    # confirming (a seat may free or go meanwhile).
+    draft = replace(draft, editing=None, waitlist=(await seats.seats(event.id)).full)
     await transition(state, Form.summary, draft.to_data())
     await show_summary(bot, chat_id, draft, event)
 
@@ -208,6 +217,7 @@ async def registration_confirmed(
     bot: Bot,
     state: FSMContext,
     registrations: Registrations,
+    reminders: Reminders,
     catalog: EventCatalog,
     clock: Clock,
 ) -> None:
@@ -240,6 +250,7 @@ async def registration_confirmed(
         organization=answers_["organization"],
         phone=answers_["phone"],
         email=answers_["email"],
+        source=valid_source(draft.source),
     )
     try:
         registration = await registrations.create(new, now=now)
@@ -248,14 +259,22 @@ async def registration_confirmed(
         await callback.answer()
         await state.clear()
         await remove_buttons(callback)
-        await bot.send_message(user.id, t("already_registered"))
+        waiting = error.existing.status == "waiting"
+        await bot.send_message(user.id, t("already_waiting" if waiting else "already_registered"))
         await show_registration(bot, user.id, error.existing, catalog, clock)
         return
-    logger.info("Registration %d confirmed for event %s", registration.id, event.id)
     await callback.answer()
+    if registration.status == "waiting":
+        logger.info("Registration %d waits for a seat at event %s", registration.id, event.id)
+        text = t("waitlisted", place=registration.place or "—", card=event_card(event))
+        await replace_answered(callback, bot, text)
+        await state.clear()
+        return
+    logger.info("Registration %d confirmed for event %s", registration.id, event.id)
     # The summary becomes the confirmation (its buttons go with the edit).
     await replace_answered(callback, bot, t("confirmed", card=event_card(event, join_url=True)))
     await state.clear()
+    await send_calendar(bot, user.id, event, reminders, clock)
 
 
 async def summary_edit(
@@ -291,7 +310,47 @@ async def stale_summary_button(
         await reask(bot, callback.from_user.id, state, catalog)
         return
     registered = await registrations.active(callback_data.event_id, callback.from_user.id)
-    await callback.answer(t("already_confirmed" if registered else "button_expired"))
+    if registered is None:
+        answer = t("button_expired")
+    else:
+        answer = t("already_in_line" if registered.status == "waiting" else "already_confirmed")
+    await callback.answer(answer)
+    await remove_buttons(callback)
+
+
+# --- A freed seat offered from the waiting list -----------------------------------------------
+
+
+async def seat_taken(
+    callback: CallbackQuery,
+    callback_data: OfferCallback,
+    bot: Bot,
+    seats: Seats,
+    catalog: EventCatalog,
+    clock: Clock,
+) -> None:
+    """The offer's button: the seat is taken once; a second press, or one after the offer ran
+    out, says so (with the place in line)."""
+    taken = await seats.take(
+        callback_data.registration_id, user_id=callback.from_user.id, now=clock()
+    )
+    registration = taken.registration
+    if taken.outcome == "taken":
+        assert registration is not None
+        await callback.answer()
+        event = catalog.get(registration.event_id)
+        card = event_card(event, join_url=True) if event else t("event_card_unknown")
+        await replace_answered(callback, bot, t("offer_taken", card=Html(card)))
+        return
+    if taken.outcome == "expired":
+        assert registration is not None
+        await callback.answer()
+        await remove_buttons(callback)
+        await bot.send_message(
+            callback.from_user.id, t("offer_expired", place=registration.place or "—")
+        )
+        return
+    await callback.answer(t("offer_already" if taken.outcome == "already" else "offer_gone"))
     await remove_buttons(callback)
 
 
@@ -314,7 +373,8 @@ def create_router() -> Router:
 
     in_form = StateFilter(Form)
     field_states = StateFilter(*FIELD_STATES.values())
-    router.message.register(command_in_form, in_form, Magic(F.text.startswith("/")))
+    # The cheaper check first: an answer is refused by it before its state is looked at.
+    router.message.register(command_in_form, Magic(F.text.startswith("/")), in_form)
     router.message.register(answer_typed, field_states, Magic(F.text.as_("text")))
     router.message.register(contact_shared, StateFilter(Form.phone), Magic(F.contact))
     router.message.register(
@@ -338,4 +398,5 @@ def create_router() -> Router:
         SummaryCallback.filter(F.action == SummaryAction.cancel),
     )
     router.callback_query.register(stale_summary_button, SummaryCallback.filter())
+    router.callback_query.register(seat_taken, OfferCallback.filter())
     return router

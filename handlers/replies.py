@@ -16,6 +16,7 @@ from aiogram.enums import ChatType
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.fsm.context import FSMContext
 from aiogram.types import (
+    BufferedInputFile,
     CallbackQuery,
     Message,
     ReplyKeyboardMarkup,
@@ -23,6 +24,7 @@ from aiogram.types import (
     Update,
 )
 
+from bot.domain.calendar import calendar_file, calendar_name
 from bot.domain.clock import Clock
 from bot.domain.events import Event, EventCatalog
 from bot.domain.form import FIELDS, Draft
@@ -39,6 +41,7 @@ from handlers.keyboards import (
 )
 from handlers.states import STATE_FIELDS, Form
 from storage.registrations import Registration
+from storage.reminders import Reminders
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +77,11 @@ async def ask(
 
 async def show_summary(bot: Bot, chat_id: int, draft: Draft, event: Event) -> None:
     text = t("summary", card=event_card(event), answers=answers(draft.answers()))
-    await bot.send_message(chat_id, text, reply_markup=summary_keyboard(event.id))
+    if draft.waitlist:
+        text += "\n\n" + t("summary_waitlist")
+    await bot.send_message(
+        chat_id, text, reply_markup=summary_keyboard(event.id, waitlist=draft.waitlist)
+    )
 
 
 async def show_consent(
@@ -104,6 +111,8 @@ def registration_text(
         consent_at=format_datetime(registration.consent_at, zone),
         version=registration.consent_version,
     )
+    if registration.source is not None:
+        stored += "\n" + t("my_source", source=registration.source)
     if event is not None:
         # The last day kept, with its zone: a day starts at a different moment in each.
         last_day = kept_until(event.end(), retention_days)
@@ -115,6 +124,11 @@ def registration_text(
         registered_at=format_datetime(registration.created_at, zone),
         stored=Html(stored),
     )
+    if registration.status == "waiting":
+        text += "\n\n" + t("waiting_place", place=registration.place or "—")
+        if registration.offer_expires_at is not None:
+            until = format_datetime(registration.offer_expires_at, zone)
+            text += "\n" + t("waiting_offer_open", until=until)
     return text if can_change else text + "\n\n" + t("my_registration_closed")
 
 
@@ -126,7 +140,12 @@ async def show_registration(
     await bot.send_message(
         chat_id,
         registration_text(registration, event, can_change, catalog.retention_days),
-        reply_markup=registration_keyboard(registration.id, can_change=can_change),
+        reply_markup=registration_keyboard(
+            registration.id,
+            can_change=can_change,
+            waiting=registration.status == "waiting",
+            offered=registration.offer_expires_at is not None,
+        ),
     )
 
 
@@ -207,3 +226,22 @@ async def end_form_by_button(
     await remove_buttons(callback)
     await state.clear()
     await bot.send_message(callback.from_user.id, farewell)
+
+
+async def send_calendar(
+    bot: Bot, chat_id: int, event: Event, reminders: Reminders, clock: Clock
+) -> bool:
+    """The session's calendar file (`<event id>.ics`), as it is now; False if Telegram
+    refused it (the person can ask again from /me)."""
+    sequence = await reminders.sequence(event.id)
+    content = calendar_file(event, sequence=sequence, now=clock())
+    try:
+        await bot.send_document(
+            chat_id,
+            BufferedInputFile(content, filename=calendar_name(event)),
+            caption=t("calendar_caption", title=event.title),
+        )
+    except TelegramAPIError as error:
+        logger.warning("Calendar file for event %s not sent: %s", event.id, error.message)
+        return False
+    return True

@@ -1,7 +1,8 @@
 """How a participant's conversation begins: /start (with a session's link or without), the
 choice between open sessions, consent to the processing of personal data; and /help.
 
-    /start [event id] ─▶ (choose a session) ─▶ consent ─▶ the form (handlers/registration.py)
+    /start [event id[--source]] ─▶ (choose a session) ─▶ consent ─▶ the form
+                                                                    (handlers/registration.py)
 
 Consent comes before any personal question (152-FZ); declining stores nothing.
 """
@@ -19,6 +20,7 @@ from bot.domain.clock import Clock
 from bot.domain.events import Event, EventCatalog
 from bot.domain.form import Draft
 from bot.domain.render import contacts_line, event_card
+from bot.domain.sources import parse_start_payload
 from bot.domain.texts import t
 from handlers.keyboards import ConsentAction, ConsentCallback, EventChoice, events_keyboard
 from handlers.replies import (
@@ -33,6 +35,7 @@ from handlers.replies import (
 from handlers.states import Form
 from storage.fsm import transition
 from storage.registrations import Registrations
+from storage.seats import Seats
 
 
 async def offer_event(
@@ -42,20 +45,31 @@ async def offer_event(
     event: Event,
     state: FSMContext,
     registrations: Registrations,
+    seats: Seats,
     catalog: EventCatalog,
     clock: Clock,
+    source: str | None = None,
 ) -> None:
-    """Start the form for `event`, or show the registration the person already has."""
+    """Start the form for `event`, or show the registration the person already has; the
+    link's `source` goes with the draft to the registration."""
     if not event.is_open(clock()):
         await bot.send_message(chat_id, closed_text(event, catalog))
         return
     existing = await registrations.active(event.id, user.id)
     if existing is not None:
-        await bot.send_message(chat_id, t("already_registered"))
+        waiting = existing.status == "waiting"
+        await bot.send_message(chat_id, t("already_waiting" if waiting else "already_registered"))
         await show_registration(bot, chat_id, existing, catalog, clock)
         return
-    await transition(state, Form.consent, Draft(event_id=event.id).to_data())
+    await transition(state, Form.consent, Draft(event_id=event.id, source=source).to_data())
     greeting = t("greeting", card=event_card(event, deadline=True))
+    if event.capacity is not None:
+        count = await seats.seats(event.id)
+        if count.full:
+            greeting += "\n" + t("seats_none")
+        elif count.left is not None and count.left * 10 < event.capacity:
+            # Fewer than 10% left: worth saying.
+            greeting += "\n" + t("seats_left", left=count.left, capacity=count.capacity)
     if event.description:
         greeting += "\n\n" + t("event_description", description=event.description)
     await show_consent(bot, chat_id, event, catalog, preface=greeting + "\n\n")
@@ -67,6 +81,7 @@ async def start(
     bot: Bot,
     state: FSMContext,
     registrations: Registrations,
+    seats: Seats,
     catalog: EventCatalog,
     clock: Clock,
 ) -> None:
@@ -77,10 +92,19 @@ async def start(
         await reask(bot, chat_id, state, catalog)
         return
     if command.args:
-        event = catalog.get(command.args.strip())
-        if event is not None:
+        link = parse_start_payload(command.args, catalog)
+        if link.event is not None:
             await offer_event(
-                bot, chat_id, message.from_user, event, state, registrations, catalog, clock
+                bot,
+                chat_id,
+                message.from_user,
+                link.event,
+                state,
+                registrations,
+                seats,
+                catalog,
+                clock,
+                link.source,
             )
             return
         await message.answer(t("event_not_found"))
@@ -89,7 +113,15 @@ async def start(
         await message.answer(t("no_open_events") + contacts_line(catalog.contacts()))
     elif len(open_events) == 1:
         await offer_event(
-            bot, chat_id, message.from_user, open_events[0], state, registrations, catalog, clock
+            bot,
+            chat_id,
+            message.from_user,
+            open_events[0],
+            state,
+            registrations,
+            seats,
+            catalog,
+            clock,
         )
     else:
         await message.answer(t("choose_event"), reply_markup=events_keyboard(open_events))
@@ -101,6 +133,7 @@ async def event_chosen(
     bot: Bot,
     state: FSMContext,
     registrations: Registrations,
+    seats: Seats,
     catalog: EventCatalog,
     clock: Clock,
 ) -> None:
@@ -114,7 +147,9 @@ async def event_chosen(
     if event is None:
         await bot.send_message(chat_id, t("event_not_found"))
         return
-    await offer_event(bot, chat_id, callback.from_user, event, state, registrations, catalog, clock)
+    await offer_event(
+        bot, chat_id, callback.from_user, event, state, registrations, seats, catalog, clock
+    )
 
 
 async def consent_given(

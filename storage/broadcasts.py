@@ -9,6 +9,7 @@ from datetime import datetime
 
 import aiosqlite
 
+from storage.audit import AuditEntry, admin_actor, record_in
 from storage.database import Database, utc_iso
 from storage.outbox import Media, Outbox
 
@@ -68,9 +69,10 @@ class Broadcasts:
         media: Media | None = None,
         alongside: Callable[[aiosqlite.Connection], Awaitable[None]] | None = None,
     ) -> Broadcast:
-        """The broadcast and one outbox row per registrant, in one transaction: a restart
-        resumes it, and nobody is left out or added twice. `alongside` writes in the same
-        transaction (the admin's form ending with it)."""
+        """The broadcast, one outbox row per registrant and its record in the audit (the
+        admin, the session, how many it reaches), in one transaction: a restart resumes it,
+        and nobody is left out or added twice. `alongside` writes in the same transaction
+        (the admin's form ending with it)."""
         async with self._db.transaction(heavy=True) as connection:
             async with connection.execute(
                 "SELECT count(DISTINCT user_id) FROM registrations "
@@ -90,6 +92,10 @@ class Broadcasts:
             await self._outbox.add_for_registrants(
                 connection, event_id, text, now=now, broadcast_id=broadcast.id, media=media
             )
+            entry = AuditEntry(
+                now, "broadcast", admin_actor(admin_chat_id), event_id=event_id, row_count=total
+            )
+            await record_in(connection, [entry])
             if alongside is not None:
                 await alongside(connection)
         return broadcast

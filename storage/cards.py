@@ -26,11 +26,11 @@ def render_card(change: RegistrationChange, catalog: EventCatalog, now: datetime
     )
     at = format_datetime(now, zone)
     registration = change.registration
-    if change.kind == "created":
+    if change.kind in ("created", "waiting"):
         assert registration is not None
         username = f" @{registration.username}" if registration.username else ""
         return t(
-            "card_created",
+            f"card_{change.kind}",
             id=registration.id,
             event=Html(event_line),
             answers=answers({field: getattr(registration, field) for field in FIELDS}),
@@ -42,6 +42,26 @@ def render_card(change: RegistrationChange, catalog: EventCatalog, now: datetime
                     username=username,
                 )
             ),
+            place=registration.place or "—",
+            at=at,
+        )
+    if change.kind == "offered":
+        assert registration is not None and registration.offer_expires_at is not None
+        return t(
+            "card_offered",
+            id=registration.id,
+            event=Html(event_line),
+            full_name=registration.full_name,
+            until=format_datetime(registration.offer_expires_at, zone),
+            at=at,
+        )
+    if change.kind == "promoted":
+        assert registration is not None
+        return t(
+            "card_promoted",
+            id=registration.id,
+            event=Html(event_line),
+            full_name=registration.full_name,
             at=at,
         )
     if change.kind == "changed":

@@ -23,6 +23,7 @@ from bot.domain.events import Event, EventCatalog
 from bot.domain.retention import grace_until
 from storage.database import Database, utc_iso
 from storage.retention import Retention
+from storage.seats import SeatCount
 
 
 class Digests:
@@ -89,7 +90,7 @@ class Digests:
         names = await fetchall(
             """
             SELECT full_name, organization FROM registrations
-            WHERE event_id = :event_id AND status = 'confirmed'
+            WHERE event_id = :event_id AND status = 'confirmed' AND erased_at IS NULL
               AND created_at > :since AND created_at <= :now
             ORDER BY created_at, id LIMIT :max_names
             """,
@@ -100,7 +101,8 @@ class Digests:
             SELECT
                 count(CASE WHEN status = 'confirmed' AND created_at > :since THEN 1 END) AS new,
                 count(CASE WHEN status = 'confirmed' THEN 1 END) AS confirmed,
-                count(CASE WHEN status = 'withdrawn' THEN 1 END) AS withdrawn
+                count(CASE WHEN status = 'withdrawn' THEN 1 END) AS withdrawn,
+                count(CASE WHEN status = 'waiting' THEN 1 END) AS waiting
             FROM registrations WHERE event_id = :event_id AND created_at <= :now
             """,
             params,
@@ -118,6 +120,18 @@ class Digests:
             datetime.fromisoformat(row["created_at"]).astimezone(event.timezone).date()
             for row in created
         )
+        sources = await fetchall(
+            """
+            SELECT source, count(*) AS confirmed, count(CASE WHEN created_at > :since THEN 1 END)
+                AS new
+            FROM registrations
+            WHERE event_id = :event_id AND status = 'confirmed' AND created_at <= :now
+            GROUP BY source
+            """,
+            params,
+        )
+        # Seats as a newcomer sees them (storage/seats.py): everyone waiting holds one.
+        seats = SeatCount(int(counts["confirmed"]), event.capacity, int(counts["waiting"]), 0)
         return EventDigest(
             event=event,
             new=[(row["full_name"], row["organization"]) for row in names],
@@ -126,6 +140,10 @@ class Digests:
             withdrawn=int(counts["withdrawn"]),
             per_day=sorted(per_day.items())[-PER_DAY_DAYS:],
             final=final,
+            sources=tuple((row["source"], row["confirmed"], row["new"]) for row in sources),
+            capacity=seats.capacity,
+            seats_left=seats.left,
+            waiting=seats.waiting if seats.capacity is not None or seats.waiting else None,
         )
 
     async def compose(

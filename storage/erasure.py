@@ -15,13 +15,22 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import aiosqlite
 
 from storage.audit import PARTICIPANT, AuditEntry, Reason, record_in
 from storage.database import Database, utc_iso
-from storage.registrations import ChangeListener, RegistrationChange, nobody
+from storage.registrations import (
+    ACTIVE,
+    ChangeKind,
+    ChangeListener,
+    RegistrationChange,
+    nobody,
+)
+
+if TYPE_CHECKING:
+    from storage.seats import Seats
 
 # A registration's personal data, as stored; an erasure empties each and records which held
 # a value. (phone_display, csv_cells and csv_rule are copies made of them, emptied too.)
@@ -40,8 +49,9 @@ _ERASE = f"""
     UPDATE registrations SET
         {", ".join(f"{column} = NULL" for column in PERSONAL_COLUMNS)},
         phone_display = NULL, csv_cells = NULL, csv_rule = NULL,
-        erased_at = :now, updated_at = :now,
-        status = CASE WHEN :withdraw THEN 'withdrawn' ELSE status END
+        erased_at = :now, updated_at = :now, offered_at = NULL, offer_expires_at = NULL,
+        -- Nobody is left waiting without their data: a place in line ends with it.
+        status = CASE WHEN :withdraw OR status = 'waiting' THEN 'withdrawn' ELSE status END
     WHERE id = :id AND erased_at IS NULL
 """
 
@@ -83,9 +93,13 @@ class Forgotten:
 class PersonalData:
     """Every way personal data leaves the database."""
 
-    def __init__(self, db: Database, listener: ChangeListener = nobody) -> None:
+    def __init__(
+        self, db: Database, listener: ChangeListener = nobody, seats: Seats | None = None
+    ) -> None:
         self._db = db
         self._listener = listener
+        # The seats an erasure frees are offered to the waiting list in its transaction.
+        self._seats = seats
 
     async def held(self, user_id: int) -> tuple[int, int]:
         """What /forget would erase of a person, besides an unfinished form: (registrations
@@ -100,12 +114,12 @@ class PersonalData:
         return int(row[0]), int(row[1])
 
     async def withdraw(self, registration_id: int, *, user_id: int, now: datetime) -> Erased | None:
-        """The person's own confirmed registration, withdrawn and erased; None if there is
-        none (already withdrawn, someone else's, never existed)."""
+        """The person's own confirmed registration, or place in the waiting list, withdrawn and
+        erased; None if there is none (already withdrawn, someone else's, never existed)."""
         async with self._db.transaction() as connection:
             rows = await _select(
                 connection,
-                "id = ? AND user_id = ? AND status = 'confirmed'",
+                f"id = ? AND user_id = ? AND {ACTIVE}",
                 (registration_id, user_id),
             )
             if not rows:
@@ -144,17 +158,7 @@ class PersonalData:
                 before = connection.total_changes
                 await within(connection)
                 drafts = connection.total_changes - before
-            messages = await _changed(
-                connection,
-                f"{_DROP_MESSAGES} WHERE chat_id = ? AND status != 'sent' AND text IS NOT NULL",
-                (utc_iso(now), user_id),
-            )
-            # A private chat's id is its user's id: whether they blocked the bot, and any
-            # update of theirs that could not be handled (its payload is their message).
-            await connection.execute("DELETE FROM chats WHERE chat_id = ?", (user_id,))
-            await connection.execute(
-                "DELETE FROM inbox WHERE lane = ? AND set_aside IS NOT NULL", (user_id,)
-            )
+            messages = await _forget_chat(connection, user_id, now)
             if drafts and not erased:
                 await record_in(
                     connection,
@@ -173,7 +177,8 @@ class PersonalData:
         self, registration_ids: Sequence[int], *, reason: Reason, actor: str, now: datetime
     ) -> list[Erased]:
         """Erase the given registrations (an admin's /erase, the operator's CLI, retention);
-        those erased before are skipped. Organisers get a card unless it is retention."""
+        those erased before are skipped. On request they are withdrawn too, and organisers
+        get a card; retention neither."""
         if not registration_ids:
             return []
         placeholders = ", ".join("?" * len(registration_ids))
@@ -185,9 +190,17 @@ class PersonalData:
                 reason=reason,
                 actor=actor,
                 now=now,
-                withdraw=False,
+                # On request the registration ends with its data; retention keeps the status
+                # (the session is over: its counts stay as they were).
+                withdraw=reason is not Reason.retention,
                 card=None if reason is Reason.retention else "erased_on_request",
             )
+            if reason is not Reason.retention:
+                # A request to erase a person: what else the bot holds of them goes too,
+                # once no registration of theirs is left (their id is known only now).
+                for user_id in {row["user_id"] for row in rows}:
+                    if not await _holds_registration(connection, user_id):
+                        await _forget_chat(connection, user_id, now)
         if erased:
             self._db.scrub_wal()
         return erased
@@ -245,10 +258,18 @@ class PersonalData:
         )
         if card is not None:
             for entry in erased:
-                if card == "withdrawn" and entry.status != "confirmed":
+                kind: ChangeKind = card
+                if entry.status == "waiting":
+                    kind = "left_waitlist"
+                elif card == "withdrawn" and entry.status != "confirmed":
                     continue
-                change = RegistrationChange(card, entry.registration_id, entry.event_id)
+                change = RegistrationChange(kind, entry.registration_id, entry.event_id)
                 await self._listener(connection, change, now)
+        if withdraw and self._seats is not None:
+            # The seat (or the offer held for a person in line) is free: offered to the
+            # first in line in this very transaction, so it is never lost to a crash.
+            freed = [entry.event_id for entry in erased if entry.status in ("confirmed", "waiting")]
+            await self._seats.fill_in(connection, freed, now)
         return erased
 
 
@@ -262,6 +283,29 @@ async def _select(
         params,
     ) as cursor:
         return list(await cursor.fetchall())
+
+
+async def _forget_chat(connection: aiosqlite.Connection, user_id: int, now: datetime) -> int:
+    """Messages queued to a person, given up (returns how many); whether they blocked the bot,
+    and any update of theirs that could not be handled (its payload is what they sent). A
+    private chat's id is its user's id."""
+    messages = await _changed(
+        connection,
+        f"{_DROP_MESSAGES} WHERE chat_id = ? AND status != 'sent' AND text IS NOT NULL",
+        (utc_iso(now), user_id),
+    )
+    await connection.execute("DELETE FROM chats WHERE chat_id = ?", (user_id,))
+    await connection.execute(
+        "DELETE FROM inbox WHERE lane = ? AND set_aside IS NOT NULL", (user_id,)
+    )
+    return messages
+
+
+async def _holds_registration(connection: aiosqlite.Connection, user_id: int) -> bool:
+    async with connection.execute(
+        "SELECT 1 FROM registrations WHERE user_id = ? LIMIT 1", (user_id,)
+    ) as cursor:
+        return await cursor.fetchone() is not None
 
 
 async def _changed(connection: aiosqlite.Connection, sql: str, params: tuple[object, ...]) -> int:

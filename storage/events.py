@@ -25,13 +25,15 @@ class EventsRepository:
             await connection.executemany(
                 """
                 INSERT INTO events (id, title, starts_at, ends_at, timezone,
-                                    registration_deadline, location, in_file, synced_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)
+                                    registration_deadline, location, in_file, synced_at,
+                                    capacity, offer_hours)
+                VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)
                 ON CONFLICT (id) DO UPDATE SET
                     title = excluded.title, starts_at = excluded.starts_at,
                     ends_at = excluded.ends_at, timezone = excluded.timezone,
                     registration_deadline = excluded.registration_deadline,
-                    location = excluded.location, in_file = 1, synced_at = excluded.synced_at
+                    location = excluded.location, in_file = 1, synced_at = excluded.synced_at,
+                    capacity = excluded.capacity, offer_hours = excluded.offer_hours
                 """,
                 [
                     (
@@ -43,6 +45,8 @@ class EventsRepository:
                         utc_iso(event.registration_deadline),
                         event.location,
                         stamp,
+                        event.capacity,
+                        event.offer_hours,
                     )
                     for event in catalog
                 ],

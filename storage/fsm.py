@@ -109,6 +109,7 @@ class UpdateScope:
     key: str | None
     row: _Row | None = None  # None: not read yet, or unknown after a failed write
     handled: bool = False
+    storage_key: StorageKey | None = None  # whose text `key` is
 
 
 _SCOPE: ContextVar[UpdateScope | None] = ContextVar("fsm_update_scope", default=None)
@@ -135,6 +136,11 @@ class SQLiteStorage(BaseStorage):
         )
 
     def _key(self, key: StorageKey) -> str:
+        # Within an update, every call is about its own conversation, with the very StorageKey
+        # the scope was opened with: its text is built once, not at each get/set.
+        scope = _SCOPE.get()
+        if scope is not None and key is scope.storage_key and scope.key is not None:
+            return scope.key
         return self._key_builder.build(key)
 
     def _now(self) -> str:
@@ -148,7 +154,7 @@ class SQLiteStorage(BaseStorage):
     def handling(self, update_id: int, key: StorageKey | None) -> Iterator[UpdateScope]:
         """Scope of one update (see `UpdateScope`); `key` is the conversation whose lock the
         update holds, None when it has none."""
-        scope = UpdateScope(update_id, None if key is None else self._key(key))
+        scope = UpdateScope(update_id, None if key is None else self._key(key), storage_key=key)
         token = _SCOPE.set(scope)
         try:
             yield scope

@@ -296,6 +296,193 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE events ADD COLUMN ends_at TEXT;
     """,
+    # 13: seats and a waiting list (issue 13). `events` mirrors each session's `capacity` (NULL:
+    # unlimited) and `offer_hours`, so the database alone decides who gets a seat, and
+    # `waitlist_closed_at` records that the list was told, once, that no seat freed. A
+    # registration may be 'waiting': in line by `queued_at` (then id); `offered_at` and
+    # `offer_expires_at` while a freed seat is held for it. The statuses' CHECK grows, so
+    # registrations are made anew as in step 11 (its CHECKs and triggers kept); one active
+    # registration per person and session now counts the waiting one too. The outbox carries
+    # the offer and its button: kinds 'offer' and 'waitlist' (messages to a person on the
+    # list) and `reply_markup` (an inline keyboard as JSON); made anew for its kind CHECK.
+    """
+    ALTER TABLE events ADD COLUMN capacity INTEGER CHECK (capacity IS NULL OR capacity >= 1);
+    ALTER TABLE events ADD COLUMN offer_hours INTEGER NOT NULL DEFAULT 24
+        CHECK (offer_hours >= 1);
+    ALTER TABLE events ADD COLUMN waitlist_closed_at TEXT;
+
+    CREATE TABLE registrations_new (
+        id              INTEGER PRIMARY KEY,
+        event_id        TEXT NOT NULL REFERENCES events (id),
+        user_id         INTEGER,
+        username        TEXT,
+        telegram_name   TEXT,
+        full_name       TEXT CHECK (length(full_name) BETWEEN 1 AND 200),
+        position        TEXT CHECK (length(position) BETWEEN 1 AND 200),
+        organization    TEXT CHECK (length(organization) BETWEEN 1 AND 300),
+        phone           TEXT CHECK (phone GLOB '+[1-9]*' AND length(phone) <= 16),
+        email           TEXT CHECK (email LIKE '%_@_%' AND length(email) <= 254),
+        consent_at      TEXT NOT NULL,
+        consent_version TEXT NOT NULL,
+        status          TEXT NOT NULL CHECK (status IN ('confirmed', 'waiting', 'withdrawn')),
+        created_at      TEXT NOT NULL,
+        updated_at      TEXT NOT NULL,
+        phone_display   TEXT,
+        csv_cells       TEXT,
+        csv_rule        TEXT,
+        erased_at       TEXT,
+        queued_at       TEXT,
+        offered_at      TEXT,
+        offer_expires_at TEXT,
+        CHECK ((erased_at IS NULL) = (
+            user_id IS NOT NULL AND telegram_name IS NOT NULL AND full_name IS NOT NULL
+            AND position IS NOT NULL AND organization IS NOT NULL AND phone IS NOT NULL
+            AND email IS NOT NULL)),
+        CHECK (erased_at IS NULL OR (username IS NULL AND phone_display IS NULL
+            AND csv_cells IS NULL AND csv_rule IS NULL)),
+        CHECK (status != 'waiting' OR (queued_at IS NOT NULL AND erased_at IS NULL)),
+        CHECK ((offered_at IS NULL) = (offer_expires_at IS NULL)),
+        CHECK (offered_at IS NULL OR status = 'waiting')
+    );
+    INSERT INTO registrations_new
+        SELECT id, event_id, user_id, username, telegram_name, full_name, position,
+            organization, phone, email, consent_at, consent_version, status, created_at,
+            updated_at, phone_display, csv_cells, csv_rule, erased_at, NULL, NULL, NULL
+        FROM registrations;
+    DROP TABLE registrations;
+    ALTER TABLE registrations_new RENAME TO registrations;
+    CREATE UNIQUE INDEX registrations_one_active
+        ON registrations (event_id, user_id) WHERE status IN ('confirmed', 'waiting');
+    CREATE INDEX registrations_by_user ON registrations (user_id);
+    CREATE INDEX registrations_by_event ON registrations (event_id);
+    CREATE INDEX registrations_in_line
+        ON registrations (event_id, queued_at, id) WHERE status = 'waiting';
+    CREATE INDEX registrations_offers
+        ON registrations (offer_expires_at) WHERE offer_expires_at IS NOT NULL;
+    CREATE TRIGGER registrations_csv_cells_stale
+        AFTER UPDATE OF full_name, position, organization, phone, phone_display, email,
+            user_id, username ON registrations
+        WHEN NEW.csv_cells IS OLD.csv_cells AND NEW.csv_cells IS NOT NULL AND (
+            NEW.full_name IS NOT OLD.full_name OR NEW.position IS NOT OLD.position
+            OR NEW.organization IS NOT OLD.organization OR NEW.phone IS NOT OLD.phone
+            OR NEW.phone_display IS NOT OLD.phone_display OR NEW.email IS NOT OLD.email
+            OR NEW.user_id IS NOT OLD.user_id OR NEW.username IS NOT OLD.username)
+    BEGIN
+        UPDATE registrations SET csv_cells = NULL, csv_rule = NULL WHERE id = NEW.id;
+    END;
+
+    CREATE TABLE outbox_new (
+        id              INTEGER PRIMARY KEY,
+        chat_id         INTEGER NOT NULL,
+        kind            TEXT NOT NULL
+                        CHECK (kind IN ('card', 'digest', 'broadcast', 'offer', 'waitlist')),
+        registration_id INTEGER REFERENCES registrations (id),
+        text            TEXT,
+        status          TEXT NOT NULL DEFAULT 'pending'
+                        CHECK (status IN ('pending', 'sent', 'failed')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        created_at      TEXT NOT NULL,
+        sent_at         TEXT,
+        message_id      INTEGER,
+        error           TEXT,
+        broadcast_id    INTEGER REFERENCES broadcasts (id),
+        media_kind      TEXT CHECK (media_kind IN ('photo', 'document')),
+        media_file_id   TEXT CHECK ((media_kind IS NULL) = (media_file_id IS NULL)),
+        failed_at       TEXT,
+        reply_markup    TEXT CHECK (reply_markup IS NULL OR json_valid(reply_markup)),
+        CHECK (status != 'pending' OR text IS NOT NULL)
+    );
+    INSERT INTO outbox_new
+        SELECT id, chat_id, kind, registration_id, text, status, attempts, created_at, sent_at,
+            message_id, error, broadcast_id, media_kind, media_file_id, failed_at, NULL
+        FROM outbox;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_new RENAME TO outbox;
+    CREATE INDEX outbox_pending ON outbox (chat_id, id) WHERE status = 'pending';
+    CREATE INDEX outbox_by_broadcast ON outbox (broadcast_id) WHERE broadcast_id IS NOT NULL;
+    CREATE INDEX outbox_sent ON outbox (sent_at) WHERE status = 'sent';
+    """,
+    # 14: where the person came from: the source in the session's link ("forum-2026--vk" →
+    # "vk"; bot/domain/sources.py), NULL without one. Not personal data: an erasure keeps it,
+    # so the counts per source hold. The CHECK is the link's rule, Latin letters, digits and
+    # "_", 1 to 30 of them ([^...] in GLOB is any character but those). It must come after
+    # any step that makes `registrations` anew without it (issue 13's seats step does).
+    """
+    ALTER TABLE registrations ADD COLUMN source TEXT
+        CHECK (source IS NULL OR (length(source) BETWEEN 1 AND 30
+            AND source NOT GLOB '*[^A-Za-z0-9_]*'));
+    """,
+    # 15: reminders before each session and the calendar file (issue 13). The outbox takes a
+    # new kind, 'reminder': reminders and the notices of a changed session, sent to
+    # registrants, given up rather than sent late when their chat was parked (like
+    # announcements). Such a notice carries the session's new calendar file, uploaded from
+    # `attachment` (named `attachment_name`), with the row's text as its caption. SQLite
+    # cannot change a CHECK in place: the table is made anew (as in step 13, whose kinds and
+    # `reply_markup` it keeps), its indexes with it.
+    # `reminders` holds one row per (registration, reminder) queued, written in the same
+    # transaction as its outbox row: its primary key is what makes a reminder go once, also
+    # across a kill. `event_versions` holds what a registrant's calendar shows of each session
+    # (start, end, place, link) and its calendar SEQUENCE, raised when one of them changes.
+    """
+    CREATE TABLE outbox_new (
+        id              INTEGER PRIMARY KEY,
+        chat_id         INTEGER NOT NULL,
+        kind            TEXT NOT NULL CHECK (
+                            kind IN ('card', 'digest', 'broadcast', 'offer', 'waitlist',
+                                'reminder')),
+        registration_id INTEGER REFERENCES registrations (id),
+        -- The message; NULL once delivered, so no personal data outlives its delivery.
+        text            TEXT,
+        status          TEXT NOT NULL DEFAULT 'pending'
+                        CHECK (status IN ('pending', 'sent', 'failed')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        created_at      TEXT NOT NULL,
+        sent_at         TEXT,
+        message_id      INTEGER,
+        error           TEXT,
+        broadcast_id    INTEGER REFERENCES broadcasts (id),
+        media_kind      TEXT CHECK (media_kind IN ('photo', 'document')),
+        media_file_id   TEXT CHECK ((media_kind IS NULL) = (media_file_id IS NULL)),
+        failed_at       TEXT,
+        reply_markup    TEXT CHECK (reply_markup IS NULL OR json_valid(reply_markup)),
+        attachment_name TEXT,
+        attachment      BLOB,
+        CHECK (status != 'pending' OR text IS NOT NULL),
+        CHECK ((attachment_name IS NULL) = (attachment IS NULL)),
+        CHECK (attachment IS NULL OR media_kind IS NULL)
+    );
+    INSERT INTO outbox_new (id, chat_id, kind, registration_id, text, status, attempts,
+            created_at, sent_at, message_id, error, broadcast_id, media_kind, media_file_id,
+            failed_at, reply_markup)
+        SELECT id, chat_id, kind, registration_id, text, status, attempts, created_at,
+            sent_at, message_id, error, broadcast_id, media_kind, media_file_id, failed_at,
+            reply_markup
+        FROM outbox;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_new RENAME TO outbox;
+    CREATE INDEX outbox_pending ON outbox (chat_id, id) WHERE status = 'pending';
+    CREATE INDEX outbox_by_broadcast ON outbox (broadcast_id) WHERE broadcast_id IS NOT NULL;
+    CREATE INDEX outbox_sent ON outbox (sent_at) WHERE status = 'sent';
+
+    CREATE TABLE reminders (
+        registration_id INTEGER NOT NULL REFERENCES registrations (id),
+        -- minutes before the start, as the events file gives it ("1h": 60)
+        offset_minutes  INTEGER NOT NULL CHECK (offset_minutes > 0),
+        due_at          TEXT NOT NULL,
+        queued_at       TEXT NOT NULL,
+        PRIMARY KEY (registration_id, offset_minutes)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE event_versions (
+        event_id   TEXT PRIMARY KEY REFERENCES events (id),
+        starts_at  TEXT NOT NULL,
+        ends_at    TEXT NOT NULL,
+        location   TEXT NOT NULL,
+        join_url   TEXT,
+        sequence   INTEGER NOT NULL DEFAULT 0 CHECK (sequence >= 0),
+        changed_at TEXT NOT NULL
+    );
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

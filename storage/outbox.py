@@ -14,8 +14,14 @@ import aiosqlite
 
 from storage.database import Database, utc_iso
 
-Kind = Literal["card", "digest", "broadcast"]
+# offer: a freed seat offered to a person on the waiting list, with its button; waitlist:
+# another message to a person on it (storage/seats.py); reminder: a reminder or the notice
+# of a changed session, to a registrant (storage/reminders.py).
+Kind = Literal["card", "digest", "broadcast", "offer", "waitlist", "reminder"]
 MediaKind = Literal["photo", "document"]
+# Kinds that are stale once their chat was parked: given up, never requeued nor used as a probe
+# (an announcement or a reminder read days later, after the session, helps no one).
+STALE_WHEN_PARKED = "('broadcast', 'reminder')"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +33,14 @@ class Media:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file made by the bot (a calendar file), uploaded with the row's text as caption."""
+
+    name: str
+    content: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxMessage:
     id: int
     chat_id: int
@@ -35,6 +49,8 @@ class OutboxMessage:
     text: str  # with media, its caption ("" for none)
     attempts: int
     media: Media | None = None
+    reply_markup: str | None = None  # an inline keyboard, Bot API JSON
+    attachment: Attachment | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> OutboxMessage:
@@ -47,6 +63,12 @@ class OutboxMessage:
             text=row["text"],
             attempts=row["attempts"],
             media=Media(kind, row["media_file_id"]) if kind is not None else None,
+            reply_markup=row["reply_markup"],
+            attachment=(
+                Attachment(row["attachment_name"], row["attachment"])
+                if row["attachment_name"] is not None
+                else None
+            ),
         )
 
 
@@ -67,9 +89,10 @@ class Outbox:
         registration_id: int | None = None,
         broadcast_id: int | None = None,
         media: Media | None = None,
+        reply_markup: str | None = None,
     ) -> None:
-        """Queue `text` (with media, its caption) for each chat inside the caller's
-        transaction."""
+        """Queue `text` (with media, its caption; with `reply_markup`, its buttons) for each
+        chat inside the caller's transaction."""
         # One statement for all the chats, one round trip to aiosqlite's thread: a chat
         # that became a supergroup gets the message at its new id, and a chat that refused
         # the bot is not tried again until the bot is back in it: its new messages wait,
@@ -77,9 +100,9 @@ class Outbox:
         await connection.executemany(
             """
             INSERT INTO outbox (chat_id, kind, registration_id, broadcast_id, text, media_kind,
-                media_file_id, created_at, status, error)
+                media_file_id, reply_markup, created_at, status, error)
             SELECT target.chat_id, :kind, :registration_id, :broadcast_id, :text, :media_kind,
-                :media_file_id, :created_at,
+                :media_file_id, :reply_markup, :created_at,
                 CASE WHEN chats.unreachable IS NULL THEN 'pending' ELSE 'failed' END,
                 chats.unreachable
             FROM (
@@ -99,6 +122,7 @@ class Outbox:
                     "text": text,
                     "media_kind": media.kind if media else None,
                     "media_file_id": media.file_id if media else None,
+                    "reply_markup": reply_markup,
                     "created_at": utc_iso(now),
                 }
                 for chat_id in chat_ids
@@ -130,8 +154,9 @@ class Outbox:
             FROM (
                 SELECT COALESCE(moved.moved_to, users.user_id) AS chat_id
                 FROM (
+                    -- An erased registration has no one to write to (user_id is NULL).
                     SELECT DISTINCT user_id FROM registrations
-                    WHERE event_id = :event_id AND status = 'confirmed'
+                    WHERE event_id = :event_id AND status = 'confirmed' AND user_id IS NOT NULL
                 ) AS users
                 LEFT JOIN chats AS moved
                     ON moved.chat_id = users.user_id AND moved.moved_to IS NOT NULL
@@ -164,9 +189,14 @@ class Outbox:
                 connection, chat_ids, kind, text, now=now, registration_id=registration_id
             )
 
-    async def pending_chats(self) -> list[int]:
+    async def pending_chats(self, *, limit: int = -1) -> list[int]:
+        """Chats with messages waiting, at most `limit`, in the order they should be served:
+        those with a card or a digest first (organisers are not kept waiting behind ten
+        thousand reminders), then by their oldest waiting message."""
         rows = await self._db.fetchall(
-            "SELECT DISTINCT chat_id FROM outbox WHERE status = 'pending' ORDER BY chat_id"
+            "SELECT chat_id FROM outbox WHERE status = 'pending' GROUP BY chat_id "
+            f"ORDER BY min(kind IN {STALE_WHEN_PARKED}), min(id) LIMIT ?",
+            (limit,),
         )
         return [row[0] for row in rows]
 
@@ -182,7 +212,8 @@ class Outbox:
         # but 'sent': Telegram accepted it, so it is delivered even if its chat was parked
         # while it was in flight, or it was a parked chat's probe.
         await self._db.executemany(
-            "UPDATE outbox SET status = 'sent', text = NULL, sent_at = ?, message_id = ?, "
+            "UPDATE outbox SET status = 'sent', text = NULL, attachment_name = NULL, "
+            "attachment = NULL, sent_at = ?, message_id = ?, "
             "attempts = attempts + 1, error = NULL, failed_at = NULL "
             "WHERE id = ? AND status != 'sent'",
             [(utc_iso(now), message_id, id_) for id_ in ids],
@@ -234,7 +265,7 @@ class Outbox:
             cursor = await connection.execute(
                 "UPDATE outbox SET status = 'pending', error = NULL "
                 "WHERE chat_id = ? AND status = 'failed' AND failed_at IS NULL "
-                "AND text IS NOT NULL AND kind != 'broadcast'",
+                f"AND text IS NOT NULL AND kind NOT IN {STALE_WHEN_PARKED}",
                 (chat_id,),
             )
             requeued = cursor.rowcount
@@ -257,7 +288,7 @@ class Outbox:
             # nothing else would unpark them (the old id is gone).
             await connection.execute(
                 "UPDATE outbox SET chat_id = ?, status = CASE WHEN status = 'failed' "
-                "AND failed_at IS NULL AND text IS NOT NULL AND kind != 'broadcast' "
+                f"AND failed_at IS NULL AND text IS NOT NULL AND kind NOT IN {STALE_WHEN_PARKED} "
                 "THEN 'pending' ELSE status END WHERE chat_id = ? AND status != 'sent'",
                 (new_id, old_id),
             )
@@ -273,12 +304,13 @@ class Outbox:
         """For each chat parked before `parked_before`, the message that goes out first
         when it is back: sending it again is the probe."""
         rows = await self._db.fetchall(
-            """
+            f"""
             SELECT outbox.* FROM chats
             JOIN outbox ON outbox.id = (
                 SELECT id FROM outbox
                 WHERE outbox.chat_id = chats.chat_id AND status = 'failed'
-                    AND failed_at IS NULL AND text IS NOT NULL AND kind != 'broadcast'
+                    AND failed_at IS NULL AND text IS NOT NULL
+                    AND kind NOT IN {STALE_WHEN_PARKED}
                 ORDER BY id LIMIT 1)
             WHERE chats.unreachable IS NOT NULL AND chats.unreachable_at <= ?
             ORDER BY chats.chat_id

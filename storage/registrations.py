@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -15,7 +15,18 @@ from bot.domain.validation import format_phone
 from storage.database import Database, utc_iso
 
 EDITABLE_FIELDS = ("full_name", "position", "organization", "phone", "email")
-Status = Literal["confirmed", "withdrawn"]
+Status = Literal["confirmed", "waiting", "withdrawn"]
+# A registration that holds the person's place: a seat, or a place in the waiting list.
+ACTIVE = "status IN ('confirmed', 'waiting')"
+# Every read of a registration for its person: the row, and its place in the waiting list.
+SELECT_WITH_PLACE = """
+    SELECT registrations.*, CASE WHEN registrations.status = 'waiting' THEN (
+        SELECT count(*) FROM registrations AS ahead
+        WHERE ahead.event_id = registrations.event_id AND ahead.status = 'waiting'
+            AND (ahead.queued_at, ahead.id) <= (registrations.queued_at, registrations.id)
+    ) END AS place
+    FROM registrations
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +42,8 @@ class NewRegistration:
     email: str
     consent_at: datetime
     consent_version: str
+    # The source in the session's link (bot/domain/sources.py), already checked; not personal.
+    source: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +63,17 @@ class Registration:
     status: Status
     created_at: datetime
     updated_at: datetime
+    # While waiting: the place in line (1 is next), and until when a freed seat is held for
+    # it, when one is. None otherwise, and when the row was read without them.
+    place: int | None = None
+    offer_expires_at: datetime | None = None
+    source: str | None = None  # the source in the session's link (bot/domain/sources.py)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Registration:
+        # `in` on a Row looks at its values: the columns are its keys.
+        columns = row.keys()
+        expires = row["offer_expires_at"] if "offer_expires_at" in columns else None
         return cls(
             id=row["id"],
             event_id=row["event_id"],
@@ -69,16 +90,34 @@ class Registration:
             status=row["status"],
             created_at=datetime.fromisoformat(row["created_at"]),
             updated_at=datetime.fromisoformat(row["updated_at"]),
+            place=row["place"] if "place" in columns else None,
+            offer_expires_at=datetime.fromisoformat(expires) if expires else None,
+            source=row["source"] if "source" in columns else None,
         )
+
+
+ChangeKind = Literal[
+    "created",
+    "changed",
+    "withdrawn",
+    "erased",
+    "erased_on_request",
+    # the waiting list (storage/seats.py): joined it, a freed seat offered, the offer taken,
+    # left it (the data erased, as on withdrawal)
+    "waiting",
+    "offered",
+    "promoted",
+    "left_waitlist",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class RegistrationChange:
-    kind: Literal["created", "changed", "withdrawn", "erased", "erased_on_request"]
+    kind: ChangeKind
     id: int
     event_id: str
-    # "created", "changed": the registration as it is now. The others carry none: its
-    # personal data is gone (storage/erasure.py).
+    # "created", "changed", "waiting", "offered", "promoted": the registration as it is now.
+    # The others carry none: its personal data is gone (storage/erasure.py).
     registration: Registration | None = None
     before: Registration | None = None  # for "changed"
     field: str | None = None  # for "changed"
@@ -125,6 +164,14 @@ def _registrant_csv(row: sqlite3.Row | Mapping[str, Any]) -> str:
     )
 
 
+async def _place(connection: aiosqlite.Connection, registration_id: int) -> int | None:
+    async with connection.execute(
+        f"SELECT place FROM ({SELECT_WITH_PLACE} WHERE registrations.id = ?)", (registration_id,)
+    ) as cursor:
+        row = await cursor.fetchone()
+    return None if row is None else row[0]
+
+
 class AlreadyRegistered(Exception):
     def __init__(self, existing: Registration) -> None:
         super().__init__(f"registration {existing.id} is already active")
@@ -137,10 +184,14 @@ class Registrations:
         self._listener = listener
 
     async def create(self, new: NewRegistration, *, now: datetime) -> Registration:
-        """Insert a confirmed registration; AlreadyRegistered if one is active.
+        """Insert a registration: confirmed when a seat is free, else waiting (its `place`
+        set); AlreadyRegistered if one is active.
 
-        The partial UNIQUE index decides, not a read-then-write here: a double tap or a
-        re-delivered update racing this one cannot make a second row.
+        The database decides both, never a read-then-write here. The partial UNIQUE index
+        keeps a double tap or a re-delivered update from making a second row. The seat is
+        taken by the INSERT itself: one statement counts the seats and writes the status,
+        inside a write transaction, so two people confirming the last seat at once cannot
+        both get it (a count, then an insert, oversold 50 of 50 with capacity 5).
         """
         stamp = utc_iso(now)
         phone_display = format_phone(new.phone)
@@ -161,35 +212,53 @@ class Registrations:
                     INSERT INTO registrations (
                         event_id, user_id, username, telegram_name, full_name, position,
                         organization, phone, phone_display, email, consent_at, consent_version,
-                        status, created_at, updated_at, csv_cells, csv_rule
-                    ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'confirmed', ?, ?, ?, ?)
+                        status, created_at, updated_at, csv_cells, csv_rule, queued_at, source
+                    )
+                    SELECT :event_id, :user_id, :username, :telegram_name, :full_name,
+                        :position, :organization, :phone, :phone_display, :email, :consent_at,
+                        :consent_version, seat.status, :now, :now, :csv_cells, :csv_rule,
+                        CASE WHEN seat.status = 'waiting' THEN :now END, :source
+                    FROM (
+                        -- Everyone waiting counts as taking a seat: one holds a freed seat
+                        -- while its offer is open, and no newcomer goes ahead of the line.
+                        SELECT CASE WHEN events.capacity IS NULL OR (
+                            SELECT count(*) FROM registrations
+                            WHERE event_id = :event_id AND status IN ('confirmed', 'waiting')
+                        ) < events.capacity THEN 'confirmed' ELSE 'waiting' END AS status
+                        FROM events WHERE events.id = :event_id
+                    ) AS seat
                     RETURNING *
                     """,
-                    (
-                        new.event_id,
-                        new.user_id,
-                        new.username,
-                        new.telegram_name,
-                        new.full_name,
-                        new.position,
-                        new.organization,
-                        new.phone,
-                        phone_display,
-                        new.email,
-                        utc_iso(new.consent_at),
-                        new.consent_version,
-                        stamp,
-                        stamp,
-                        csv_cells,
-                        CSV_RULE,
-                    ),
+                    {
+                        "event_id": new.event_id,
+                        "user_id": new.user_id,
+                        "username": new.username,
+                        "telegram_name": new.telegram_name,
+                        "full_name": new.full_name,
+                        "position": new.position,
+                        "organization": new.organization,
+                        "phone": new.phone,
+                        "phone_display": phone_display,
+                        "email": new.email,
+                        "consent_at": utc_iso(new.consent_at),
+                        "consent_version": new.consent_version,
+                        "now": stamp,
+                        "csv_cells": csv_cells,
+                        "csv_rule": CSV_RULE,
+                        "source": new.source,
+                    },
                 )
                 row = next(iter(rows), None)
-                assert row is not None
+                if row is None:
+                    raise LookupError(f"event {new.event_id!r} is not in the database")
                 registration = Registration.from_row(row)
+                if registration.status == "waiting":
+                    place = await _place(connection, registration.id)
+                    registration = replace(registration, place=place)
+                kind: ChangeKind = "created" if registration.status == "confirmed" else "waiting"
                 await self._listener(
                     connection,
-                    RegistrationChange("created", registration.id, new.event_id, registration),
+                    RegistrationChange(kind, registration.id, new.event_id, registration),
                     now,
                 )
         except sqlite3.IntegrityError:
@@ -203,22 +272,21 @@ class Registrations:
         """The registration, unless its personal data was erased (then there is nothing of
         the person to show or change)."""
         row = await self._db.fetchone(
-            "SELECT * FROM registrations WHERE id = ? AND erased_at IS NULL", (registration_id,)
+            f"{SELECT_WITH_PLACE} WHERE id = ? AND erased_at IS NULL", (registration_id,)
         )
         return Registration.from_row(row) if row else None
 
     async def active(self, event_id: str, user_id: int) -> Registration | None:
+        """The person's registration for the session: confirmed, or waiting for a seat."""
         row = await self._db.fetchone(
-            "SELECT * FROM registrations WHERE event_id = ? AND user_id = ? "
-            "AND status = 'confirmed'",
+            f"{SELECT_WITH_PLACE} WHERE event_id = ? AND user_id = ? AND {ACTIVE}",
             (event_id, user_id),
         )
         return Registration.from_row(row) if row else None
 
     async def active_for_user(self, user_id: int) -> list[Registration]:
         rows = await self._db.fetchall(
-            "SELECT * FROM registrations WHERE user_id = ? AND status = 'confirmed' "
-            "ORDER BY created_at, id",
+            f"{SELECT_WITH_PLACE} WHERE user_id = ? AND {ACTIVE} ORDER BY created_at, id",
             (user_id,),
         )
         return [Registration.from_row(row) for row in rows]
@@ -231,7 +299,7 @@ class Registrations:
             raise ValueError(f"{field!r} is not editable")
         async with self._db.transaction() as connection:
             async with connection.execute(
-                "SELECT * FROM registrations WHERE id = ? AND user_id = ? AND status = 'confirmed'",
+                f"SELECT * FROM registrations WHERE id = ? AND user_id = ? AND {ACTIVE}",
                 (registration_id, user_id),
             ) as cursor:
                 before = await cursor.fetchone()
@@ -275,7 +343,10 @@ class Registrations:
                 rows = list(
                     await connection.execute_fetchall(
                         f"SELECT id, {', '.join(_CSV_SOURCES)} FROM registrations "
-                        "WHERE id > ? AND (csv_rule IS NOT ? OR csv_cells IS NULL) "
+                        # Not erased rows: they have no values to make a text of (and a
+                        # CHECK keeps their text empty).
+                        "WHERE id > ? AND erased_at IS NULL "
+                        "AND (csv_rule IS NOT ? OR csv_cells IS NULL) "
                         "ORDER BY id LIMIT ?",
                         (last, CSV_RULE, batch),
                     )

@@ -1,4 +1,4 @@
-"""Numbers and look-ups for admins: /stats and /find."""
+"""Numbers and look-ups for admins: /stats, /find and /erase."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from datetime import datetime, time, timedelta
 from pathlib import Path
 
 from bot.domain.events import Event
+from bot.domain.validation import PersonKey
 from storage.database import Database, casefold, utc_iso
 from storage.export.source import open_read_only
+from storage.outbox import STALE_WHEN_PARKED
 from storage.registrations import Registration
 
 
@@ -23,6 +25,11 @@ class EventStats:
     today: int  # confirmed today, in the event's local day
     last_7_days: int
     unreachable: int  # confirmed registrants who blocked the bot
+    waiting: int = 0  # in the waiting list
+    offered: int = 0  # of them, holding an offer of a freed seat
+    capacity: int | None = None  # as the database holds it (None: unlimited)
+    # Confirmed registrations per source of the link (None: without one), most first.
+    sources: tuple[tuple[str | None, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +76,10 @@ class AdminQueries:
                 count(*) FILTER (WHERE status = 'confirmed' AND created_at >= :today),
                 count(*) FILTER (WHERE status = 'confirmed' AND created_at >= :week),
                 count(*) FILTER (WHERE status = 'confirmed' AND user_id IN (
-                    SELECT chat_id FROM chats WHERE unreachable IS NOT NULL))
+                    SELECT chat_id FROM chats WHERE unreachable IS NOT NULL)),
+                count(*) FILTER (WHERE status = 'waiting'),
+                count(*) FILTER (WHERE status = 'waiting' AND offered_at IS NOT NULL),
+                (SELECT capacity FROM events WHERE id = :event)
             FROM registrations WHERE event_id = :event
             """,
             {
@@ -86,6 +96,12 @@ class AdminQueries:
             (event.id,),
             heavy=True,
         )
+        sources = await self._db.fetchall(
+            "SELECT source, count(*) FROM registrations "
+            "WHERE event_id = ? AND status = 'confirmed' GROUP BY source ORDER BY 2 DESC, 1",
+            (event.id,),
+            heavy=True,
+        )
         assert row is not None and forms is not None
         return EventStats(
             confirmed=row[0],
@@ -94,6 +110,10 @@ class AdminQueries:
             today=row[2],
             last_7_days=row[3],
             unreachable=row[4],
+            waiting=row[5],
+            offered=row[6],
+            capacity=row[7],
+            sources=tuple((source, count) for source, count in sources),
         )
 
     async def find(self, query: str, *, limit: int) -> tuple[list[Registration], int]:
@@ -105,6 +125,12 @@ class AdminQueries:
         it runs in a worker thread on a read-only connection of its own, like an export."""
         return await asyncio.to_thread(_find, self._db.path, query, limit)
 
+    async def holding(self, key: PersonKey) -> list[Registration]:
+        """Registrations that still hold personal data and match `key` (an e-mail in any
+        case), oldest first: what an admin's /erase would erase. Off the bot's connection,
+        as `find`: a phone or an e-mail is looked for in every row."""
+        return await asyncio.to_thread(_holding, self._db.path, key)
+
     async def outbox_health(self, *, limit: int) -> OutboxHealth:
         # Groups and chats with waiting messages: a participant who blocked the bot is
         # counted per session already, and may be one of thousands.
@@ -112,14 +138,15 @@ class AdminQueries:
             "chats.unreachable IS NOT NULL AND (chats.chat_id < 0 OR EXISTS ("
             "SELECT 1 FROM outbox WHERE outbox.chat_id = chats.chat_id "
             "AND outbox.status = 'failed' AND outbox.failed_at IS NULL "
-            "AND outbox.kind != 'broadcast'))"
+            f"AND outbox.kind NOT IN {STALE_WHEN_PARKED}))"
         )
         parked = await self._db.fetchall(
             f"""
             SELECT chats.chat_id, chats.unreachable, chats.unreachable_at,
                 (SELECT count(*) FROM outbox WHERE outbox.chat_id = chats.chat_id
                     AND outbox.status = 'failed' AND outbox.failed_at IS NULL
-                    AND outbox.text IS NOT NULL AND outbox.kind != 'broadcast')
+                    AND outbox.text IS NOT NULL
+                    AND outbox.kind NOT IN {STALE_WHEN_PARKED})
             FROM chats WHERE {parked_where}
             ORDER BY chats.unreachable_at IS NULL, chats.unreachable_at, chats.chat_id
             LIMIT ?
@@ -184,3 +211,23 @@ def _find(path: Path, query: str, limit: int) -> tuple[list[Registration], int]:
             {**params, "limit": limit},
         ).fetchall()
     return [Registration.from_row(row) for row in rows], count[0]
+
+
+def _holding(path: Path, key: PersonKey) -> list[Registration]:
+    params: tuple[object, ...]
+    if key.registration_id is not None:
+        where, params = "id = ?", (key.registration_id,)
+    elif key.phone is not None:
+        where, params = "phone = ?", (key.phone,)
+    elif key.email is not None:
+        where, params = "casefold(email) = ?", (key.email,)
+    else:
+        return []
+    with open_read_only(path) as connection:
+        connection.row_factory = sqlite3.Row
+        connection.create_function("casefold", 1, casefold, deterministic=True)
+        rows = connection.execute(
+            f"SELECT * FROM registrations WHERE erased_at IS NULL AND {where} ORDER BY id",
+            params,
+        ).fetchall()
+    return [Registration.from_row(row) for row in rows]

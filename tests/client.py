@@ -176,6 +176,15 @@ class TelegramUser:
         return message.text if message.text is not None else message.caption or ""
 
     @property
+    def last_message_text(self) -> str:
+        """The last text message, past files sent after it (the calendar file follows the
+        confirmation)."""
+        for message in reversed(self.fake.messages_to(self.chat_id)):
+            if message.text is not None and not message.deleted:
+                return message.text
+        return ""
+
+    @property
     def reply_keyboard(self) -> JSON | None:
         keyboard: JSON | None = None
         for message in self.fake.messages_to(self.chat_id):

@@ -247,8 +247,9 @@ async def register_over_http(fake: FakeTelegram, workdir: Path, user_id: int) ->
     await user.send("Министерство культуры")
     await user.send("+7 912 345-67-89")
     await user.send(f"user{user_id}@example.ru")
-    await user.click("Подтвердить")
-    assert "Вы зарегистрированы" in user.last_text
+    replies = await user.click("Подтвердить")
+    # The confirmation, then the calendar file.
+    assert "Вы зарегистрированы" in (replies[0].text or "")
 
 
 # --- the export oracle ------------------------------------------------------------------------
@@ -257,7 +258,7 @@ async def register_over_http(fake: FakeTelegram, workdir: Path, user_id: int) ->
 def expected_rows(database: Path, event_id: str | None, *, for_csv: bool) -> list[list[str]]:
     """The database's registrations as the export must show them, formatted independently of
     the export's fast paths, through the same `cell`."""
-    status = {"confirmed": "подтверждена", "withdrawn": "отменена"}
+    status = {"confirmed": "подтверждена", "waiting": "лист ожидания", "withdrawn": "отменена"}
 
     def shown(stored: str, zone: ZoneInfo) -> str:
         local = datetime.fromisoformat(stored).astimezone(zone)
@@ -288,6 +289,7 @@ def expected_rows(database: Path, event_id: str | None, *, for_csv: bool) -> lis
             row["username"] or "",
             shown(row["consent_at"], zone),
             "да" if row["unreachable"] else "",
+            row["source"] or "",
         ]
         if event_id is None:
             values.insert(0, row["title"])

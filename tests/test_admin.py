@@ -385,8 +385,9 @@ async def test_admin_commands_work_in_the_middle_of_a_form(admin: TelegramUser) 
     replies = await admin.send("/stats")
     assert "Зарегистрированы: 0" in (replies[0].text or "")
     # The summary, where the admin pressed the button, becomes the confirmation.
-    [confirmation] = await admin.click("Подтвердить")
+    [confirmation, calendar] = await admin.click("Подтвердить")
     assert "Вы зарегистрированы" in (confirmation.text or "")
+    assert calendar.filename == "forum-2026.ics"
 
 
 async def test_stats_lists_parked_chats_and_refused_messages(

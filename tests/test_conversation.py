@@ -27,13 +27,15 @@ EVENT_ID = "forum-2026"
 async def test_a_registration_takes_as_many_bot_api_calls_as_a_bare_aiogram_form(
     user: TelegramUser,
 ) -> None:
-    # bench/floor_bot.py: a message per step, and an answer to each of the two buttons.
+    # bench/floor_bot.py: a message per step, and an answer to each of the two buttons; then
+    # the calendar file, which the bare form does not send.
     await fill_form(user)
     await user.click("Подтвердить")
     calls = [
         call.method for call in user.fake.calls if call.params.get("chat_id") != -1001234567890
     ]
-    assert len([call for call in calls if call != "setMyCommands"]) == 10, calls
+    assert len([call for call in calls if call != "setMyCommands"]) == 11, calls
+    assert calls[-1] == "sendDocument"
 
 
 async def stored_rows(db: Database) -> list[dict[str, object]]:
@@ -98,12 +100,14 @@ async def test_registration_completes_and_is_stored(
         assert shown in summary
 
     replies = await user.click("Подтвердить")
-    assert "Вы зарегистрированы" in user.last_text
-    assert "10 декабря 2026, 12:00 (МСК, UTC+3)" in user.last_text
-    assert "https://example.org/join" in user.last_text
-    # The summary itself became the confirmation, without its buttons.
-    assert [message.edits for message in replies] == [[summary]]
+    confirmation = replies[0].text or ""
+    assert "Вы зарегистрированы" in confirmation
+    assert "10 декабря 2026, 12:00 (МСК, UTC+3)" in confirmation
+    assert "https://example.org/join" in confirmation
+    # The summary itself became the confirmation, without its buttons; the calendar follows.
+    assert [message.edits for message in replies] == [[summary], []]
     assert user.buttons(replies[0]) == []
+    assert replies[1].filename == "forum-2026.ics"
 
     [row] = await stored_rows(db)
     assert row["event_id"] == EVENT_ID
@@ -505,7 +509,7 @@ async def test_changes_are_refused_after_the_deadline(
     clock.advance(timedelta(days=30))
     [card, *_] = await user.send("/me")
     assert "Срок изменения данных истёк" in (card.text or "")
-    assert user.buttons(card) == ["Отменить регистрацию"]
+    assert user.buttons(card) == ["📅 Файл для календаря", "Отменить регистрацию"]
 
 
 async def test_confirm_after_the_deadline_is_refused(

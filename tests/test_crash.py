@@ -27,7 +27,7 @@ GROUP, PRIVATE = -100111, 600
 
 
 async def participant(fake: FakeTelegram, database: Path, user_id: int, rng: random.Random) -> str:
-    """One person registering at their own pace; returns the last text they saw."""
+    """One person registering at their own pace; returns the last text message they saw."""
     user = TelegramUser(fake, http_deliver(fake, timeout=180, database=database), user_id=user_id)
     await asyncio.sleep(rng.uniform(0, 40))
     steps = [
@@ -43,7 +43,7 @@ async def participant(fake: FakeTelegram, database: Path, user_id: int, rng: ran
     for step in steps:
         await step()
         await asyncio.sleep(rng.uniform(0.05, 1.0))
-    return user.last_text
+    return user.last_message_text
 
 
 @pytest.mark.timeout(600)

@@ -64,8 +64,9 @@ async def test_participant_registers_over_http_and_bot_stops_gracefully(workdir:
         await user.share_contact("79123456789")
         await user.send("maria@example.ru")
         assert "<b>Директор</b> & Co" in user.last_text
-        await user.click("Подтвердить")
-        assert "Вы зарегистрированы" in user.last_text
+        replies = await user.click("Подтвердить")
+        assert "Вы зарегистрированы" in (replies[0].text or "")
+        assert replies[1].filename == "forum.ics"  # the calendar file follows
 
         commands = fake.calls_of("setMyCommands")
         assert commands, "the command menu is set at start-up"
@@ -110,8 +111,8 @@ async def test_form_continues_after_sigkill_at_the_same_question(workdir: Path) 
             await user.send("+7 912 345-67-89")
             await user.send("petrov@example.ru")
             assert "Петров Пётр Петрович" in user.last_text  # earlier answers kept
-            await user.click("Подтвердить")
-            assert "Вы зарегистрированы" in user.last_text
+            replies = await user.click("Подтвердить")
+            assert "Вы зарегистрированы" in (replies[0].text or "")
             bot.process.send_signal(signal.SIGTERM)
             assert await bot.wait() == 0
 

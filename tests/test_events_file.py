@@ -62,6 +62,7 @@ def test_parse_events_builds_aware_events_when_file_is_valid() -> None:
         privacy_policy_version="2022-11-18",
         ends_at=datetime(2022, 11, 24, 14, 0, tzinfo=zone),
         operator="org@example.ru",
+        reminders=(timedelta(days=1), timedelta(hours=1)),
     )
     assert first.starts_at.utcoffset() == timedelta(hours=5)
     assert second.timezone is MOSCOW

@@ -28,12 +28,12 @@ from openpyxl import load_workbook
 import storage.export.times
 from bot.domain.cells import CSV_DELIMITER, CSV_RULE, cell, cells, csv_line, registrant_csv
 from bot.domain.events import EventCatalog, parse_events
-from bot.domain.validation import format_phone
+from bot.domain.validation import format_phone, format_phone_by_parsing
 from storage.database import open_database
 from storage.erasure import PersonalData
 from storage.events import EventsRepository
 from storage.export import UnknownEvent, export_filename, export_to_file
-from storage.export.columns import COLUMNS, columns_for, export_rows, phone_for_people
+from storage.export.columns import COLUMNS, columns_for, export_rows
 from storage.export.csv import csv_lines
 from storage.export.source import SchemaMismatch, open_read_only
 from storage.export.times import CsvTimes, LocalTimes, local_time
@@ -147,18 +147,18 @@ def _example_numbers() -> list[str]:
     return result
 
 
-def test_phone_for_people_equals_format_phone_for_every_example_number() -> None:
+def test_format_phone_equals_phonenumbers_own_for_every_example_number() -> None:
     numbers = _example_numbers()
 
     assert len(numbers) > 1500
-    assert [phone_for_people(n) for n in numbers] == [format_phone(n) for n in numbers]
+    assert [format_phone(n) for n in numbers] == [format_phone_by_parsing(n) for n in numbers]
 
 
 @pytest.mark.parametrize(
     "odd", ["", "+", "79123456789", "+7912abc", "+0123", "+01", "+999123", "+٧٩١٢٣٤٥٦٧٨٩"]
 )
-def test_phone_for_people_falls_back_when_not_e164(odd: str) -> None:
-    assert phone_for_people(odd) == format_phone(odd)
+def test_format_phone_falls_back_when_not_e164(odd: str) -> None:
+    assert format_phone(odd) == format_phone_by_parsing(odd)
 
 
 def test_local_time_names_the_zone() -> None:
@@ -385,6 +385,8 @@ _STORED = st.fixed_dictionaries(
         "user_id": st.integers(min_value=-(2**40), max_value=2**40),
         "username": st.none() | _TEXT,
         "unreachable_at": st.none() | _TEXT,
+        # The source in the session's link: only the link's characters (the table's check).
+        "source": st.none() | st.from_regex(r"[A-Za-z0-9_]{1,30}", fullmatch=True),
         # The CSV text of the registrant's values: stored by today's rule, by another, none.
         "csv_cells": st.sampled_from(["today's", "another rule's", None]),
     }
@@ -418,8 +420,8 @@ def _store(path: Path, rows: list[dict[str, object]]) -> None:
             connection.execute(
                 "INSERT INTO registrations (event_id, user_id, username, telegram_name, "
                 "full_name, position, organization, phone, phone_display, email, consent_at, "
-                "consent_version, status, created_at, updated_at) "
-                "VALUES (?, ?, ?, 'T', ?, ?, ?, ?, ?, ?, ?, 'v1', ?, ?, ?)",
+                "consent_version, status, created_at, updated_at, source) "
+                "VALUES (?, ?, ?, 'T', ?, ?, ?, ?, ?, ?, ?, 'v1', ?, ?, ?, ?)",
                 (
                     ("forum-2026", "sib-2026")[number % 2],
                     user_id,
@@ -434,6 +436,7 @@ def _store(path: Path, rows: list[dict[str, object]]) -> None:
                     row["status"],
                     row["created_at"],
                     row["created_at"],
+                    row["source"],
                 ),
             )
             if row["unreachable_at"] is not None:

@@ -261,6 +261,8 @@ COMMANDS = (
     "/help",
     "/me",
     f"/start {EVENT_ID}",
+    f"/start {EVENT_ID}--vk_post",
+    f"/start {EVENT_ID}--bad-source!",
     "/start no-such-event",
     "/start@event_registration_test_bot",
     "/me@another_bot",

@@ -237,3 +237,112 @@ async def test_refused_cards_are_told_from_parked_ones_when_upgrading(tmp_path: 
             (-2, "failed", None),
             (-1, "pending", None),
         ]
+
+
+async def test_upgrade_erases_registrations_withdrawn_before_and_leaves_no_trace(
+    tmp_path: Path,
+) -> None:
+    # Before schema 11 a withdrawal kept the data, though the bot said it would be removed.
+    path = tmp_path / "bot.sqlite3"
+    async with open_database(path, migrate_to=10) as db:
+        await db.execute("PRAGMA secure_delete = OFF")  # as older versions wrote the file
+        await db.execute(
+            "INSERT INTO events (id, title, starts_at, timezone, registration_deadline,"
+            " location, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            ("conf", "Конференция", NOW, "Europe/Moscow", NOW, "Москва", NOW),
+        )
+        await insert_registration(db)
+        gone = registration(
+            user_id=8,
+            full_name="Петров Пётр Петрович",
+            email="petrov@example.com",
+            phone="+79167654321",
+            status="withdrawn",
+        )
+        await insert_registration(db, **gone)
+        await db.execute(
+            "INSERT INTO outbox (chat_id, kind, registration_id, text, status, created_at, "
+            "failed_at) VALUES (-1, 'card', 2, 'Петров Пётр Петрович', 'failed', ?, ?)",
+            (NOW, NOW),
+        )
+        # A card delivered long ago: its text was emptied, in a file without secure_delete.
+        await db.execute(
+            "INSERT INTO outbox (chat_id, kind, registration_id, text, status, created_at) "
+            "VALUES (-1, 'card', 2, 'Петров Пётр Петрович, petrov@example.com', 'pending', ?)",
+            (NOW,),
+        )
+        await db.execute("UPDATE outbox SET status = 'sent', text = NULL WHERE status = 'pending'")
+        # A form abandoned long ago, deleted in a file without secure_delete.
+        await db.execute(
+            "INSERT INTO fsm_states (key, data, updated_at) VALUES ('k', ?, ?)",
+            ('{"full_name": "Сидоров Сидор Сидорович"}', NOW),
+        )
+        await db.execute("DELETE FROM fsm_states")
+
+    async with open_database(path) as db:
+        rows = await db.fetchall(
+            "SELECT id, status, full_name, email, user_id, erased_at IS NOT NULL AS erased "
+            "FROM registrations ORDER BY id"
+        )
+        assert [tuple(row) for row in rows] == [
+            (1, "confirmed", "Иванова Мария Петровна", "maria@example.com", 7, 0),
+            (2, "withdrawn", None, None, None, 1),
+        ]
+        audit = await db.fetchall("SELECT reason, actor, registration_id, fields FROM audit")
+        assert [tuple(row) for row in audit] == [
+            (
+                "withdrawal",
+                "upgrade",
+                2,
+                "full_name,position,organization,phone,email,user_id,telegram_name",
+            )
+        ]
+        outbox = await db.fetchall("SELECT status FROM outbox ORDER BY id")
+        assert [row["status"] for row in outbox] == ["sent"]
+        assert await db.fetchone("SELECT value FROM meta WHERE key = 'retention_since'")
+    content = path.read_bytes()
+    for value in ("Петров Пётр Петрович", "petrov@example.com", "79167654321", "Сидоров"):
+        assert value.encode() not in content
+    assert "Иванова Мария Петровна".encode() in content
+
+
+async def test_seats_step_keeps_registrations_and_messages_when_upgrading(tmp_path: Path) -> None:
+    # The step that brings seats makes registrations and the outbox anew: every row, and
+    # the one-active rule, survive it; a session without capacity is unlimited.
+    step = next(i for i, sql in enumerate(MIGRATIONS) if "offer_expires_at" in sql)
+    path = tmp_path / "bot.sqlite3"
+    async with open_database(path, migrate_to=step) as db:
+        await db.execute(
+            "INSERT INTO events (id, title, starts_at, timezone, registration_deadline,"
+            " location, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            ("conf", "Конференция", NOW, "Europe/Moscow", NOW, "Москва", NOW),
+        )
+        await insert_registration(db)
+        await insert_registration(db, user_id=8)
+        await db.execute(
+            "UPDATE registrations SET status = 'withdrawn', erased_at = ?, user_id = NULL, "
+            "telegram_name = NULL, full_name = NULL, position = NULL, organization = NULL, "
+            "phone = NULL, email = NULL WHERE user_id = 8",
+            (NOW,),
+        )
+        await db.execute(
+            "INSERT INTO outbox (chat_id, kind, registration_id, text, status, created_at) "
+            "VALUES (-1, 'card', 1, 'Карта', 'pending', ?)",
+            (NOW,),
+        )
+    async with open_database(path) as db:
+        rows = await db.fetchall(
+            "SELECT id, user_id, status, erased_at IS NOT NULL, queued_at FROM registrations"
+        )
+        assert [tuple(row) for row in rows] == [
+            (1, 7, "confirmed", 0, None),
+            (2, None, "withdrawn", 1, None),
+        ]
+        outbox = await db.fetchall("SELECT registration_id, text, reply_markup FROM outbox")
+        assert [tuple(row) for row in outbox] == [(1, "Карта", None)]
+        event = await db.fetchone("SELECT capacity, offer_hours FROM events")
+        assert event is not None and tuple(event) == (None, 24)
+        with pytest.raises(sqlite3.IntegrityError):
+            await insert_registration(db, status="waiting", queued_at=NOW)
+        with pytest.raises(sqlite3.IntegrityError):
+            await insert_registration(db, user_id=9, status="waiting")  # no place in line

@@ -4,18 +4,22 @@ and its WAL."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+import asyncio
+import sqlite3
+from datetime import timedelta
 
-import pytest
-
-from bot.domain.texts import t
 from bot.sender import Sender
-from storage.database import Database, open_database
-from storage.erasure import PersonalData
+from storage.database import Database
 from tests.client import TelegramUser
 from tests.fake_telegram import FakeTelegram
-from tests.helpers import ORGANIZER_CHAT_ID, Clock, assert_no_trace, assert_traces, fill_form
+from tests.helpers import (
+    ORGANIZER_CHAT_ID,
+    Clock,
+    assert_no_trace,
+    assert_no_trace_in,
+    assert_traces,
+    fill_form,
+)
 
 
 async def register(make_user, user_id: int = 1001) -> TelegramUser:  # type: ignore[no-untyped-def]
@@ -77,7 +81,7 @@ async def test_withdrawal_erases_the_registrations_personal_data_at_once(
     )
     # /me and /find have nothing of them; /start begins afresh.
     await user.send("/me")
-    assert user.last_text == t("my_none")
+    assert "не храним ни одной вашей регистрации" in user.last_text
     await assert_no_trace(db)
 
 
@@ -103,7 +107,9 @@ async def test_forget_erases_every_registration_the_draft_and_queued_messages(
 ) -> None:
     user = await register(make_user)
     await sender.idle()
-    # An announcement still queued to them (the sender has not reached it).
+    # An announcement still queued to them: the sender is stopped until /forget is done, so
+    # that it cannot reach the row first.
+    await sender.stop(grace=1)
     await db.execute(
         "INSERT INTO outbox (chat_id, kind, text, created_at) VALUES (1001, 'broadcast', ?, ?)",
         ("Иванова Мария Петровна, до встречи", clock().isoformat()),
@@ -113,8 +119,9 @@ async def test_forget_erases_every_registration_the_draft_and_queued_messages(
 
     await user.send("/forget")
     assert "Удалить все ваши данные?" in user.last_text
-    assert "(1)" in user.last_text
+    assert "регистраций: 1" in user.last_text
     await user.click("Да, удалить всё")
+    await sender.start()
     await sender.idle()
 
     assert "ваши данные удалены" in user.last_text
@@ -144,7 +151,8 @@ async def test_forget_in_the_middle_of_a_form_erases_the_draft(
     assert_traces(db)
 
     await user.send("/forget")
-    assert "регистрациях (0)" in user.last_text
+    assert "незаконченная анкета" in user.last_text
+    assert "регистраци" not in user.last_text
     await user.click("Да, удалить всё")
 
     assert "ваши данные удалены" in user.last_text
@@ -182,28 +190,53 @@ async def test_forget_with_nothing_stored_says_so(make_user, db: Database) -> No
     assert await db.fetchall("SELECT * FROM audit") == []
 
 
-async def test_an_erasure_is_one_transaction(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+async def test_an_erasure_is_one_transaction(make_user, sender: Sender, db: Database) -> None:
+    """A failure half-way (here SQLite refuses the record of the erasure, after the
+    registration was emptied) leaves everything as it was, and the person is told."""
+    user = await register(make_user)
+    await sender.idle()
+    before = await registration_row(db)
+    await db.execute(
+        "CREATE TEMP TRIGGER refuse_record BEFORE INSERT ON audit "
+        "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+    )
+
+    await user.send("/forget")
+    await user.click("Да, удалить всё")
+
+    assert "ваши данные удалены" not in user.last_text
+    assert await registration_row(db) == before
+    assert await db.fetchall("SELECT * FROM audit") == []
+    await db.execute("DROP TRIGGER refuse_record")
+    await user.send("/forget")
+    await user.click("Да, удалить всё")
+    assert "ваши данные удалены" in user.last_text
+
+
+async def test_the_wal_is_cut_once_a_reader_holding_an_old_snapshot_lets_go(
+    make_user, db: Database
 ) -> None:
-    """A failure half-way (here: writing the record) leaves everything as it was."""
-    from storage import erasure
+    """An export reads a snapshot while a person withdraws: the erasure commits at once, the
+    WAL keeps the old pages for the export, and is cut as soon as the export ends."""
+    user = await register(make_user)
+    await user.send("/me")
+    await user.click("Отменить регистрацию")
+    export = sqlite3.connect(f"file:{db.path}?mode=ro", uri=True)
+    export.execute("BEGIN")
+    assert export.execute("SELECT full_name FROM registrations").fetchall() == [
+        ("Иванова Мария Петровна",)
+    ]
 
-    async def broken(connection, entries):  # type: ignore[no-untyped-def]
-        raise RuntimeError("disk full")
+    await user.click("Да, отменить")
+    scrub = asyncio.ensure_future(db.wal_scrubbed(db.scrub_wal()))
+    await asyncio.sleep(0.5)
+    assert not scrub.done()
+    # The export still sees its snapshot, whole.
+    assert export.execute("SELECT full_name FROM registrations").fetchall() == [
+        ("Иванова Мария Петровна",)
+    ]
+    export.execute("ROLLBACK")
+    export.close()
 
-    async with open_database(tmp_path / "db.sqlite3") as db:
-        await db.execute(
-            "INSERT INTO events (id, title, starts_at, timezone, registration_deadline, "
-            "location, synced_at) VALUES ('e', 'E', 'x', 'UTC', 'x', 'L', 'x')"
-        )
-        await db.execute(
-            "INSERT INTO registrations (event_id, user_id, telegram_name, full_name, position, "
-            "organization, phone, email, consent_at, consent_version, status, created_at, "
-            "updated_at) VALUES ('e', 7, 'T', 'Имя Фамилия', 'P', 'O', '+79123456789', "
-            "'a@b.ru', 'x', 'v1', 'confirmed', 'x', 'x')"
-        )
-        before = [tuple(row) for row in await db.fetchall("SELECT * FROM registrations")]
-        monkeypatch.setattr(erasure, "record_in", broken)
-        with pytest.raises(RuntimeError):
-            await PersonalData(db).forget(7, now=datetime.now(UTC))
-        assert [tuple(row) for row in await db.fetchall("SELECT * FROM registrations")] == before
+    await asyncio.wait_for(scrub, 10)
+    assert_no_trace_in(db.path)

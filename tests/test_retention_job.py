@@ -73,8 +73,8 @@ async def run_retention(dispatcher: Dispatcher) -> RetentionRun:
 
 async def register(user: TelegramUser) -> None:
     await fill_form(user)
-    await user.click("Подтвердить")
-    assert "Вы зарегистрированы" in user.last_text
+    replies = await user.click("Подтвердить")
+    assert "Вы зарегистрированы" in (replies[0].text or "")
 
 
 async def register_petrov(user: TelegramUser, event_id: str) -> None:
@@ -85,8 +85,8 @@ async def register_petrov(user: TelegramUser, event_id: str) -> None:
     await user.send("Фонд «Север»")
     await user.send("+7 900 111-22-33")
     await user.send(PETROV[1])
-    await user.click("Подтвердить")
-    assert "Вы зарегистрированы" in user.last_text
+    replies = await user.click("Подтвердить")
+    assert "Вы зарегистрированы" in (replies[0].text or "")
 
 
 async def audit(db: Database) -> list[tuple[object, ...]]:

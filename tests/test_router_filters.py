@@ -58,8 +58,8 @@ def run_in_threads(router: Router) -> list[str]:
 def test_production_filters_and_handlers_are_all_awaitable(dispatcher: Dispatcher) -> None:
     walked = list(callables(dispatcher))
     # The walk reaches the participant form and the admin commands (not only the top).
-    assert any("/participant/registration.message: answer_typed" in where for where, _ in walked)
-    assert any("/admin/admin_commands.message: stats_shown" in where for where, _ in walked)
+    assert any("/private/registration.message: answer_typed" in where for where, _ in walked)
+    assert any("/private/admin/admin_commands.message: stats_shown" in where for where, _ in walked)
     assert run_in_threads(dispatcher) == []
 
 

@@ -32,7 +32,7 @@ async def registers(fake: FakeTelegram, database: Path, user_id: int, rng: rando
     for answer in ("Петров Пётр", "Журналист", "Газета", "89123456789", f"p{user_id}@example.ru"):
         await user.send(answer)
     await user.click("Подтвердить")
-    return user.last_text
+    return user.last_message_text
 
 
 @pytest.mark.timeout(300)

@@ -15,6 +15,7 @@ from bot.domain.events import Event
 from bot.domain.limits import MAX_MESSAGE_LENGTH, message_length
 from bot.domain.render import retention_rule
 from bot.domain.retention import erasure_moment
+from bot.domain.sources import sources_line
 from bot.domain.texts import Html, t
 from bot.domain.timefmt import MONTHS_GENITIVE, format_date, format_datetime
 
@@ -35,6 +36,13 @@ class EventDigest:
     # that have any, oldest first.
     per_day: list[tuple[date, int]]
     final: bool  # the session has started: its last digest
+    # Confirmed registrations per source of the link (None: without one): (source, all, new).
+    sources: tuple[tuple[str | None, int, int], ...] = ()
+    # The session's seats (issue 13): None when it has no capacity, or the numbers are not
+    # known; `waiting`: people on its waiting list, None without one.
+    capacity: int | None = None
+    seats_left: int | None = None
+    waiting: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +179,32 @@ def _days_between(start: datetime, end: datetime, zone: ZoneInfo) -> int:
     return (end.astimezone(zone).date() - start.astimezone(zone).date()).days
 
 
+def _seat_texts(digest: EventDigest) -> list[str]:
+    texts = []
+    if digest.capacity is not None and digest.seats_left is not None:
+        texts.append(
+            t("digest_seats_left", left=digest.seats_left, capacity=digest.capacity)
+            if digest.seats_left > 0
+            else t("digest_seats_none", capacity=digest.capacity)
+        )
+    if digest.waiting is not None and (digest.waiting or texts):
+        texts.append(t("digest_waiting", count=digest.waiting))
+    return texts
+
+
+def _seats_suffix(digest: EventDigest) -> str:
+    """The seats and the waiting list after a session's total in the one-line digest."""
+    seats = _seat_texts(digest)
+    return t("digest_total_seats", seats=Html("; ".join(seats))) if seats else ""
+
+
+def _source_text(digest: EventDigest) -> str | None:
+    return sources_line(
+        [(source, count) for source, count, _ in digest.sources],
+        {source: new for source, _, new in digest.sources},
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _Line:
     text: str
@@ -201,6 +235,9 @@ def _event_lines(digest: EventDigest, now: datetime, max_names: int) -> list[_Li
     else:
         texts.append(t("digest_new_none"))
     texts.append(t("digest_totals", confirmed=digest.confirmed, withdrawn=digest.withdrawn))
+    texts += _seat_texts(digest)
+    if (sources := _source_text(digest)) is not None:
+        texts.append(sources)
     if digest.per_day:
         days = Html(
             ", ".join(
@@ -302,6 +339,7 @@ def render_digest(
                     title=digest.event.title,
                     confirmed=digest.confirmed,
                 )
+                + _seats_suffix(digest)
                 for digest in digests
             )
         )

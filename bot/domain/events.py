@@ -21,6 +21,8 @@ JOIN_URL_PATTERN = re.compile(r"https?://\S+")
 # A session without `ends_at` (in the file, or synced before the column existed) is taken to
 # last this long: the retention period counts from its end.
 DEFAULT_DURATION = timedelta(hours=2)
+# How long a waiting-list offer of a freed seat stays open when the file gives no `offer_hours`.
+DEFAULT_OFFER_HOURS = 24
 
 
 class EventsFileError(Exception):
@@ -47,6 +49,11 @@ class Event:
     operator: str | None = None
     # False for an event gone from the file but kept in the database: closed for good.
     in_file: bool = True
+    # Seats and the waiting list (see `_seats`): None is unlimited.
+    capacity: int | None = None
+    offer_hours: int = DEFAULT_OFFER_HOURS
+    # How long before `starts_at` each reminder goes out, longest first (see `reminders`).
+    reminders: tuple[timedelta, ...] = ()
 
     def is_open(self, now: datetime) -> bool:
         return self.in_file and now <= self.registration_deadline
@@ -82,6 +89,36 @@ class EventCatalog:
         return list(dict.fromkeys(event.contact for event in self.events if event.contact))
 
 
+# --- Seats and the waiting list: `capacity` (no key: unlimited), `offer_hours` ---------------
+
+MAX_CAPACITY = 100_000
+MAX_OFFER_HOURS = 24 * 30
+_SEAT_KEYS = ("capacity", "offer_hours")
+
+
+def _whole(raw: dict[str, Any], key: str, low: int, high: int, fail: Any) -> int | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    # TOML's booleans are Python ints: `capacity = true` is a mistake, not one seat.
+    if isinstance(value, bool) or not isinstance(value, int):
+        fail(key, f"must be a whole number from {low} to {high}")
+    if not low <= value <= high:
+        fail(key, f"is {value}; use a whole number from {low} to {high}")
+    number: int = value
+    return number
+
+
+def _seats(raw: dict[str, Any], fail: Any) -> dict[str, Any]:
+    """The event's seat keys as Event fields."""
+    capacity = _whole(raw, "capacity", 1, MAX_CAPACITY, fail)
+    offer_hours = _whole(raw, "offer_hours", 1, MAX_OFFER_HOURS, fail)
+    return {
+        "capacity": capacity,
+        "offer_hours": DEFAULT_OFFER_HOURS if offer_hours is None else offer_hours,
+    }
+
+
 _REQUIRED = ("id", "title", "starts_at", "registration_deadline", "location")
 _OPTIONAL = (
     "timezone",
@@ -92,6 +129,8 @@ _OPTIONAL = (
     "privacy_policy_version",
     "ends_at",
     "operator",
+    *_SEAT_KEYS,
+    "reminders",
 )
 
 
@@ -203,7 +242,40 @@ def _parse_event(raw: Any, position: int, default_zone: ZoneInfo, file: Path) ->
         privacy_policy_version=version,
         ends_at=ends_at,
         operator=_text(raw, "operator", fail) or contact,
+        **_seats(raw, fail),
+        reminders=_reminders(raw, fail),
     )
+
+
+# --- reminders ---------------------------------------------------------------------------------
+# `reminders = ["1d", "1h"]`: how long before the start each registrant is reminded; [] none.
+DEFAULT_REMINDERS = (timedelta(days=1), timedelta(hours=1))
+_REMINDER = re.compile(r"([1-9][0-9]{0,3})([dhm])")
+_REMINDER_UNITS = {"d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1)}
+# A reminder further ahead than this is a typo rather than a reminder.
+MAX_REMINDER = timedelta(days=60)
+
+
+def _reminders(raw: dict[str, Any], fail: Any) -> tuple[timedelta, ...]:
+    value = raw.get("reminders")
+    if value is None:
+        return DEFAULT_REMINDERS
+    example = 'e.g. ["1d", "1h"], or [] for none'
+    if not isinstance(value, list):
+        fail("reminders", f"must be a list of times before the start, {example}")
+    offsets: list[timedelta] = []
+    for item in value:
+        match = _REMINDER.fullmatch(item) if isinstance(item, str) else None
+        if match is None:
+            fail("reminders", f"{item!r} is not a time such as '1d', '1h' or '30m' ({example})")
+            continue
+        offset = int(match[1]) * _REMINDER_UNITS[match[2]]
+        if offset > MAX_REMINDER:
+            fail("reminders", f"{item!r} is more than {MAX_REMINDER.days} days before the start")
+        if offset in offsets:
+            fail("reminders", f"{item!r} is the same time as another reminder")
+        offsets.append(offset)
+    return tuple(sorted(offsets, reverse=True))
 
 
 def parse_events(text: str, *, file: Path, default_zone: ZoneInfo) -> EventCatalog:

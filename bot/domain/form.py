@@ -25,6 +25,8 @@ class Draft:
     """The FSM data of one conversation. Only JSON types, and only here typed."""
 
     event_id: str
+    # Where the person came from: the source in the session's link (bot/domain/sources.py).
+    source: str | None = None
     consent_at: str | None = None  # ISO, UTC
     consent_version: str | None = None
     full_name: str | None = None
@@ -36,6 +38,8 @@ class Draft:
     editing: str | None = None
     # Set when changing a saved registration (from /me) rather than filling a new one.
     registration_id: int | None = None
+    # The session was full when the summary was shown: its confirm joins the waiting list.
+    waitlist: bool = False
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> Draft:

@@ -32,6 +32,8 @@ RU: dict[str, str] = {
     "command_find": "Поиск регистрации",
     "command_broadcast": "Рассылка участникам",
     "command_digest": "Сводка сейчас",
+    "command_erase": "Удалить данные участника по запросу",
+    "command_audit": "Журнал удалений и выгрузок",
     # Events
     "event_card": "<b>{title}</b>\n📅 {when}\n📍 {location}",
     "event_card_unknown": "<b>Мероприятие удалено из расписания</b>",
@@ -132,6 +134,7 @@ RU: dict[str, str] = {
     "my_registration": "{card}\n\n{answers}\n\nЗарегистрированы {registered_at}.\n{stored}",
     "my_stored": "<b>Telegram:</b> id {user_id}, имя пользователя {username}, имя {name}\n"
     "<b>Согласие на обработку данных:</b> {consent_at}, редакция условий «{version}»",
+    "my_source": "<b>Источник ссылки, по которой вы пришли:</b> {source}",
     "my_kept_until": "🗑 Данные этой регистрации хранятся до {date} включительно ({zone}), "
     "затем удаляются.",
     "my_no_username": "не указано",
@@ -174,10 +177,12 @@ RU: dict[str, str] = {
     "change_closed": "Изменить данные уже нельзя: регистрация закрыта.",
     # /forget (152-FZ art. 21 §5: consent withdrawn, data destroyed)
     "forget_confirm": "Удалить все ваши данные? Будут удалены ФИО, должность, место работы, "
-    "телефон, e-mail и данные Telegram во всех ваших регистрациях ({registrations}), "
-    "незаконченная анкета и сообщения, которые ждут отправки вам. Регистрации будут отменены, "
-    "организаторы получат уведомление только с номером регистрации. Отменить удаление будет "
-    "нельзя.",
+    "телефон, e-mail и данные Telegram во всех ваших регистрациях (регистраций: "
+    "{registrations}), незаконченная анкета и сообщения, которые ждут отправки вам. Регистрации "
+    "будут отменены, организаторы получат уведомление только с номером регистрации. Отменить "
+    "удаление будет нельзя.",
+    "forget_confirm_draft": "Удалить ваши данные? Будут удалены незаконченная анкета со всеми "
+    "ответами и сообщения, которые ждут отправки вам. Отменить удаление будет нельзя.",
     "forget_nothing": "У нас нет ваших персональных данных: ни регистраций, ни незаконченной "
     "анкеты.",
     "button_forget_yes": "Да, удалить всё",
@@ -225,6 +230,10 @@ RU: dict[str, str] = {
     "digest_new_line": "{number}. {full_name} — {organization}",
     "digest_new_more": "…и ещё {count}",
     "digest_totals": "👥 Всего зарегистрированы: {confirmed}, отменили регистрацию: {withdrawn}",
+    "digest_seats_left": "💺 Свободных мест: {left} из {capacity}",
+    "digest_seats_none": "💺 Свободных мест нет (всего {capacity})",
+    "digest_waiting": "📋 В листе ожидания: {count}",
+    "digest_total_seats": " ({seats})",
     "digest_per_day": "📈 По дням: {days}",
     "digest_per_day_item": "{date} — {count}",
     "digest_deadline_days": "⏳ До конца регистрации: {days} дн. (до {deadline})",
@@ -256,7 +265,9 @@ RU: dict[str, str] = {
     "digest_no_sessions": "Сводки нет: ни одна сессия не идёт и не предстоит.",
     "admin_help": "Команды администратора:\n/export — выгрузка регистраций (CSV и Excel)\n"
     "/stats — цифры по сессиям\n/find <i>текст</i> — поиск по ФИО, организации, телефону, e-mail\n"
-    "/broadcast — сообщение всем зарегистрированным\n/digest — сводка для организаторов сейчас",
+    "/broadcast — сообщение всем зарегистрированным\n/digest — сводка для организаторов сейчас\n"
+    "/erase <i>телефон, e-mail или номер регистрации</i> — удалить персональные данные участника "
+    "по его запросу\n/audit — журнал: удаления данных, выгрузки, поиск, рассылки",
     "choose_event_admin": "Выберите сессию:",
     "export_preparing": "⏳ Готовлю выгрузку…",
     "export_done": "✅ Выгрузка готова: {rows} строк, файлы CSV и Excel ниже.",
@@ -283,6 +294,12 @@ RU: dict[str, str] = {
     "stats_failed_header": "<b>❗ Не доставлены (Telegram отклонил сообщение): {count}</b>",
     "stats_failed_item": "• {count} — {reason} (последнее {last})",
     "stats_more": "…и ещё {count}",
+    # Where people came from (the source in a session's link: bot/domain/sources.py)
+    "sources_line": "🔗 Откуда пришли: {items}",
+    "sources_item": "{source} — {count}",
+    "sources_item_new": "{source} — {count} (+{new})",
+    "sources_none": "без метки",
+    "sources_more": "ещё источников: {sources}, в них {count}",
     # /find
     "find_usage": "Напишите, что искать: /find Иванова, /find 912345, /find @mail.ru",
     "find_none": "Ничего не нашлось по запросу «{query}».",
@@ -292,6 +309,59 @@ RU: dict[str, str] = {
     "   {title} · {status}",
     "status_confirmed": "зарегистрирован(а)",
     "status_withdrawn": "отменил(а) регистрацию",
+    # /erase: a participant's request by other channels (152-FZ art. 21 §5)
+    "erase_usage": "Напишите, чьи данные удалить: /erase +7 912 345-67-89, /erase "
+    "ivanova@example.ru или /erase 123 (номер регистрации).",
+    "reason_person_key_unclear": "Это не телефон, не e-mail и не номер регистрации.",
+    "erase_none": "Регистраций с персональными данными по запросу «{query}» нет: ничего не "
+    "удалено. Если данные уже удаляли, журнал — /audit.",
+    "erase_header": "Регистрации с персональными данными: {count}",
+    "erase_item": "№{id} · {title} · <b>{full_name}</b> · {status}",
+    "erase_more": "…и ещё {count}",
+    "erase_confirm": "Удалить персональные данные этих регистраций ({count})? ФИО, должность, "
+    "место работы, телефон, e-mail и данные Telegram будут удалены безвозвратно; регистрации "
+    "останутся в счёте без данных, организаторы получат уведомление только с номером.",
+    "erase_too_many": "Совпадений больше, чем можно удалить одной кнопкой ({count}). Удаляйте "
+    "по номеру регистрации: /erase {example}.",
+    "button_erase_yes": "Да, удалить",
+    "button_erase_no": "Нет, оставить",
+    "erase_done": "Готово: персональные данные удалены, регистраций: {count} ({numbers}).",
+    "erase_done_nothing": "Данные этих регистраций уже удалены: ничего не изменилось.",
+    "erase_kept": "Хорошо, ничего не удалено.",
+    # /audit: the record of erasures and of reads of personal data
+    "audit_empty": "Журнал пуст: данных не удаляли, выгрузок, поиска и рассылок не было.",
+    "audit_header": "<b>Журнал, последние записи ({count}), новые сверху</b>",
+    "audit_more": "…и ещё {count}. Весь журнал — на сервере: python -m bot audit --since "
+    "ГГГГ-ММ-ДД",
+    "audit_separator": " · ",
+    "audit_value": "{value}",
+    "audit_action_erase": "удаление",
+    "audit_action_export": "выгрузка",
+    "audit_action_find": "поиск",
+    "audit_action_broadcast": "рассылка",
+    "audit_reason_withdrawal": "отмена регистрации",
+    "audit_reason_forget": "/forget",
+    "audit_reason_admin": "по запросу",
+    "audit_reason_retention": "срок хранения истёк",
+    "audit_reason_draft_expiry": "анкета заброшена",
+    "audit_actor_participant": "участник",
+    "audit_actor_operator": "оператор (сервер)",
+    "audit_actor_retention": "бот",
+    "audit_actor_upgrade": "обновление бота",
+    "audit_actor_admin": "админ {id}",
+    "audit_registration": "№{id}",
+    "audit_all_events": "все сессии",
+    "audit_fields": "удалено: {fields}",
+    "audit_rows": "строк: {count}",
+    "audit_field_full_name": "ФИО",
+    "audit_field_position": "должность",
+    "audit_field_organization": "место работы",
+    "audit_field_phone": "телефон",
+    "audit_field_email": "e-mail",
+    "audit_field_user_id": "Telegram ID",
+    "audit_field_username": "имя пользователя",
+    "audit_field_telegram_name": "имя в Telegram",
+    "audit_field_draft": "анкета",
     # /broadcast
     "broadcast_write": "Сессия «{title}», получателей: {count}.\nНапишите сообщение для рассылки "
     "(текст до 4096 символов) или пришлите фото или документ с подписью (до 1024 символов). "
@@ -325,10 +395,77 @@ RU: dict[str, str] = {
     "export_column_username": "Имя пользователя Telegram",
     "export_column_consent_at": "Дата согласия на обработку ПДн",
     "export_column_unreachable": "Заблокировал(а) бота",
+    "export_column_source": "Источник",
     "export_unreachable_yes": "да",
     "export_status_confirmed": "подтверждена",
     "export_status_withdrawn": "отменена",
     "export_sheet_name": "Регистрации",
+    # Seats and the waiting list (issue 13)
+    "seats_left": "🪑 Осталось мест: {left} из {capacity}.",
+    "seats_none": "🪑 Свободных мест нет: можно встать в лист ожидания. Когда место "
+    "освободится, бот предложит его первому в очереди.",
+    "summary_waitlist": "🪑 Свободных мест нет. Нажав «Встать в лист ожидания», вы займёте "
+    "место в очереди с этими ответами; когда место освободится, бот предложит его по очереди.",
+    "button_join_waitlist": "🕒 Встать в лист ожидания",
+    "waitlisted": "🕒 Свободных мест нет, и вы в листе ожидания: место в очереди — {place}.\n\n"
+    "{card}\n\nКогда место освободится, бот пришлёт предложение с кнопкой. Покинуть лист "
+    "ожидания — /me.",
+    "already_in_line": "Вы уже в листе ожидания.",
+    "already_waiting": "Вы уже в листе ожидания на это мероприятие. Вот ваши данные:",
+    "waiting_place": "🕒 <b>Лист ожидания:</b> место в очереди — {place}.",
+    "waiting_offer_open": "🎟 <b>Для вас освободилось место:</b> подтвердите его до {until}.",
+    "offer_message": "🎟 Освободилось место на «{title}»! Оно закреплено за вами до {until}. "
+    "Нажмите «Занять место», чтобы зарегистрироваться; если не успеете, место перейдёт "
+    "следующему в очереди.",
+    "button_take_seat": "✅ Занять место",
+    "offer_taken": "🎉 Место ваше, вы зарегистрированы!\n\n{card}\n\nЖдём вас. Посмотреть или "
+    "изменить данные — /me.",
+    "offer_expired": "Срок предложения истёк, и место перешло следующему в очереди. Вы "
+    "по-прежнему в листе ожидания: место в очереди — {place}.",
+    "offer_ran_out": "Время на подтверждение места на «{title}» истекло, и место перешло "
+    "следующему в очереди. Вы остаётесь в листе ожидания, в конце очереди; место в очереди — "
+    "в /me.",
+    "offer_already": "Место уже ваше: вы зарегистрированы.",
+    "offer_gone": "Этого места в листе ожидания больше нет. Зарегистрироваться — /start.",
+    "waitlist_closed": "Регистрация на «{title}» закрыта, и место, к сожалению, так и не "
+    "освободилось. Спасибо, что ждали!",
+    "button_leave_waitlist": "Покинуть лист ожидания",
+    "leave_confirm": "Покинуть лист ожидания на «{title}»? Ваши данные в этой записи (ФИО, "
+    "должность, место работы, телефон, e-mail и данные Telegram) будут сразу удалены, а место в "
+    "очереди потеряно.",
+    "button_leave_yes": "Да, покинуть",
+    "left_waitlist": "Вы покинули лист ожидания на «{title}», ваши данные в этой записи удалены. "
+    "Если передумаете, отправьте /start.",
+    "card_waiting": "🕒 <b>Лист ожидания: регистрация №{id}, место в очереди — {place}</b>\n"
+    "{event}\n\n{answers}\n{telegram}\n🕒 {at}",
+    "card_offered": "🎟 <b>Место предложено: регистрация №{id}</b> (из листа ожидания, до "
+    "{until})\n{event}\n{full_name}\n🕒 {at}",
+    "card_promoted": "✅ <b>Место занято из листа ожидания: регистрация №{id}</b>\n{event}\n"
+    "{full_name}\n🕒 {at}",
+    "card_left_waitlist": "❌ <b>Выход из листа ожидания: регистрация №{id}</b>\n{event}\n"
+    "Данные участника удалены.\n🕒 {at}",
+    "stats_seats": "🪑 Мест: {capacity}, занято: {confirmed}, свободно: {left}",
+    "stats_waitlist": "🕒 Лист ожидания: {waiting}, из них с предложением места: {offered}",
+    "status_waiting": "в листе ожидания",
+    "export_status_waiting": "лист ожидания",
+    # Reminders, a changed session, the calendar file (issue 13)
+    "reminder": "⏰ Напоминаем: через {left} начнётся мероприятие, на которое вы "
+    "зарегистрированы.\n\n{card}",
+    "unit_hours": "час|часа|часов",
+    "unit_minutes": "минуту|минуты|минут",
+    "session_changed": "📣 <b>Изменения в мероприятии «{title}»</b>\n{changes}\n\nТеперь так:"
+    "\n{card}\n\nНапоминания придут по новому времени. Обновлённый файл для календаря — "
+    "следующим сообщением.",
+    "change_starts_at": "📅 Начало: было {old}, стало {new}",
+    "change_ends_at": "🏁 Окончание: было {old}, стало {new}",
+    "change_location": "📍 Место: было «{old}», стало «{new}»",
+    "change_join_url": "🔗 Ссылка для подключения: было {old}, стало {new}",
+    "change_none": "не указано",
+    "calendar_caption": "📅 Файл для календаря: откройте его, чтобы добавить «{title}» в свой "
+    "календарь (или обновить уже добавленное).",
+    "calendar_join_url": "Ссылка для подключения: {url}",
+    "calendar_contact": "Связаться с организаторами: {contact}",
+    "button_calendar": "📅 Файл для календаря",
     # The sandbox (`make try`): lines printed in the terminal, never sent to Telegram
     "sandbox_starting": "Песочница: запускаю бота — без токена и без сети…",
     "sandbox_folder": "Временная папка: {folder} (удаляется при выходе)",

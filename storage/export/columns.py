@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import functools
-import re
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Literal, NamedTuple
+from typing import Literal
 from zoneinfo import ZoneInfo
-
-import phonenumbers
-from phonenumbers.phonemetadata import PhoneMetadata
 
 from bot.domain.events import EventCatalog
 from bot.domain.texts import t
@@ -29,85 +24,10 @@ ExportFormat = Literal["csv", "xlsx"]
 FORMATS: tuple[ExportFormat, ...] = ("csv", "xlsx")
 
 
-class _PhoneRule(NamedTuple):
-    leading: re.Pattern[str] | None
-    pattern: re.Pattern[str]
-    rule: str  # "\\1 \\2-\\3-\\4", as phonenumbers passes it to re.sub
-    template: str | None  # the same as str.format template: "{0} {1}-{2}-{3}"
-
-
-def _format_template(rule: str) -> str | None:
-    parts = re.split(r"\\([1-9])", rule)
-    literals = parts[::2]
-    if any("\\" in literal for literal in literals):
-        return None
-    escaped = [literal.replace("{", "{{").replace("}", "}}") for literal in literals]
-    groups = [f"{{{int(number) - 1}}}" for number in parts[1::2]]
-    return "".join(part for pair in zip(escaped, [*groups, ""], strict=True) for part in pair)
-
-
-@functools.cache
-def _international_rules(country_code: int) -> tuple[_PhoneRule, ...]:
-    region = phonenumbers.region_code_for_country_code(country_code)
-    metadata = PhoneMetadata.metadata_for_region_or_calling_code(country_code, region.upper())
-    if metadata is None:
-        return ()
-    formats = metadata.intl_number_format or metadata.number_format
-    return tuple(
-        _PhoneRule(
-            re.compile(rule.leading_digits_pattern[-1]) if rule.leading_digits_pattern else None,
-            re.compile(rule.pattern),
-            rule.format,
-            _format_template(rule.format),
-        )
-        for rule in formats
-        if rule.pattern is not None and rule.format is not None
-    )
-
-
-def phone_for_people(e164: str) -> str:
-    """`format_phone`, much faster (bench/ANALYSIS.md): the same metadata, the same choice of rule.
-
-    `format_phone` parses the number anew, which alone would dominate the time of a large export
-    on a 100,000-row export. A stored phone is E.164 already, so this applies phonenumbers'
-    own INTERNATIONAL rule (the first format whose leading digits and pattern fit the
-    national number, then `re.sub`) with the patterns compiled once and the substitution as
-    a str.format. Anything unusual falls back to `format_phone`; a test checks that both
-    agree on every example number phonenumbers has.
-    """
-    digits = e164[1:]
-    if e164[:1] != "+" or not (digits.isascii() and digits.isdigit()) or digits[0] == "0":
-        return format_phone(e164)
-    # Country calling codes are prefix-free, 1 to 3 digits, never starting with 0.
-    for length in (1, 2, 3):
-        code = int(digits[:length])
-        if code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
-            break
-    else:
-        return format_phone(e164)
-    national = digits[length:]
-    rules = _international_rules(code)
-    if not national or not rules:
-        return format_phone(e164)
-    for leading, pattern, rule, template in rules:
-        if leading is not None and not leading.match(national):
-            continue
-        # phonenumbers takes the first rule whose pattern matches the whole number, then
-        # re.sub()s it, which replaces what match() finds first. When that match is the whole
-        # number, the rule fits and the result is the template filled with its groups ("" for
-        # a group not taken).
-        match = pattern.match(national)
-        if match is not None and match.end() == len(national) and template is not None:
-            return f"+{code} " + template.format(*match.groups(""))
-        if pattern.fullmatch(national):
-            return f"+{code} {pattern.sub(rule, national)}"
-    return f"+{code} {national}"
-
-
 def _phone(record: ExportRecord) -> str:
     if record.phone is None:
         return ""
-    return record.phone_display or phone_for_people(record.phone)
+    return record.phone_display or format_phone(record.phone)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +69,8 @@ COLUMNS: tuple[Column, ...] = (
         lambda r, s: t("export_unreachable_yes") if r.unreachable_at else "",
         14,
     ),
+    # Where the person came from: the source in the session's link, empty without one.
+    Column("export_column_source", lambda r, s: r.source or "", 16),
 )
 
 
@@ -162,7 +84,8 @@ def header_row(columns: Sequence[Column]) -> list[str]:
 
 
 def status_labels() -> dict[str, str]:
-    return {status: t(f"export_status_{status}") for status in ("confirmed", "withdrawn")}
+    statuses = ("confirmed", "waiting", "withdrawn")
+    return {status: t(f"export_status_{status}") for status in statuses}
 
 
 def session_of(

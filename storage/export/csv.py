@@ -58,6 +58,9 @@ def csv_lines(
     sessions = Sessions(connection, catalog)
     delimiter = CSV_DELIMITER.encode()
     unreachable = as_cell(t("export_unreachable_yes"))
+    # A source is Latin letters, digits and "_" (the schema's CHECK): it goes into the line as
+    # it is; each is checked once all the same.
+    sources: dict[str | None, bytes | None] = {None: b""}
     with snapshot(connection) as rows:
         for event in rows.sessions(event_id):
             session = sessions[event]
@@ -75,16 +78,29 @@ def csv_lines(
             times = CsvTimes(session.local_time)
             for batch in rows.csv_rows(event, rule=CSV_RULE, batch=_ROWS_PER_WRITE):
                 lines = []
-                for registration_id, status, created_at, consent_at, registrant, blocked in batch:
+                for (
+                    registration_id,
+                    status,
+                    created_at,
+                    consent_at,
+                    registrant,
+                    blocked,
+                    source,
+                ) in batch:
                     head = heads.get(status)
                     created = times(created_at)
                     consent = times(consent_at)
+                    if source in sources:
+                        came_from = sources[source]
+                    else:
+                        came_from = sources[source] = as_cell(source) if source else None
                     if (
                         head is None
                         or registrant is None
                         or created is None
                         or consent is None
                         or unreachable is None
+                        or came_from is None
                     ):
                         record = rows.record(registration_id)
                         line = csv_line(cells(build_row(record, session, columns), for_csv=True))
@@ -92,7 +108,14 @@ def csv_lines(
                         continue
                     lines.append(
                         delimiter.join(
-                            (head, created, registrant, consent, unreachable if blocked else b"")
+                            (
+                                head,
+                                created,
+                                registrant,
+                                consent,
+                                unreachable if blocked else b"",
+                                came_from,
+                            )
                         )
                     )
                 yield lines

@@ -36,6 +36,7 @@ class ExportRecord(NamedTuple):
     username: str | None
     consent_at: str
     unreachable_at: str | None  # the person blocked the bot (their private chat is unreachable)
+    source: str | None  # the source in the session's link (bot/domain/sources.py)
 
 
 # What ExportRecord._make does, without a Python frame per row.
@@ -46,7 +47,7 @@ _COLUMNS = """
     registrations.created_at, registrations.full_name, registrations.position,
     registrations.organization, registrations.phone, registrations.phone_display,
     registrations.email, registrations.user_id, registrations.username,
-    registrations.consent_at, chats.unreachable_at
+    registrations.consent_at, chats.unreachable_at, registrations.source
 """
 _FROM = """
     FROM registrations
@@ -69,13 +70,14 @@ class CsvRow(NamedTuple):
     consent_at: str
     cells: bytes | None  # None: no text, or one made by another rule
     unreachable_at: str | None
+    source: str | None
 
 
 _CSV_ROWS = f"""
     SELECT registrations.id, registrations.status, registrations.created_at,
            registrations.consent_at,
            CASE WHEN registrations.csv_rule = :rule THEN CAST(registrations.csv_cells AS BLOB) END,
-           chats.unreachable_at
+           chats.unreachable_at, registrations.source
     {_FROM} WHERE registrations.event_id = :session
     ORDER BY registrations.event_id, registrations.id
 """

@@ -1,0 +1,298 @@
+"""Seats and the waiting list: who holds a seat is decided by the database.
+
+A registration takes a seat when it is made (`Registrations.create`, one statement) or waits
+in line. A seat that frees (a withdrawal, /forget, an erasure on request, a raised capacity, an
+offer let run out) is offered to the first in line *in the same transaction* that freed it:
+the offer is a row in the outbox with its button, so a crash after the commit still sends it,
+once (the sender marks it sent), and a crash before it leaves the seat taken, as before.
+
+While an offer is open the seat is held for it: a newcomer counts everyone waiting as taking
+a seat (see `Registrations.create`), so nobody goes ahead of the line. An offer is open for
+the session's `offer_hours` or until its registration deadline, whichever comes first; taken,
+the registration is confirmed; let run out, the person goes to the end of the line and the
+seat passes on (`tick`). Once the deadline passes no offer is made, and the people still in
+line are told, once, that no seat freed (`waitlist_closed_at`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+import aiosqlite
+
+from bot.domain.events import EventCatalog
+from bot.domain.texts import t
+from bot.domain.timefmt import format_datetime
+from storage.database import Database, utc_iso
+from storage.outbox import Outbox
+from storage.registrations import (
+    SELECT_WITH_PLACE,
+    ChangeListener,
+    Registration,
+    RegistrationChange,
+    nobody,
+)
+
+logger = logging.getLogger(__name__)
+
+# The offer's inline keyboard for a registration, as Bot API JSON (the handlers' callback
+# data: storage does not build keyboards, the wiring passes this in).
+OfferMarkup = Callable[[int], str]
+
+
+def no_markup(registration_id: int) -> str:
+    return json.dumps({"inline_keyboard": []})
+
+
+@dataclass(frozen=True, slots=True)
+class SeatCount:
+    """A session's seats now: confirmed registrations, the capacity (None: unlimited), people
+    waiting, and how many of them hold an offer of a freed seat."""
+
+    confirmed: int
+    capacity: int | None
+    waiting: int
+    offered: int
+
+    @property
+    def left(self) -> int | None:
+        """Seats a newcomer could still take (None: unlimited)."""
+        if self.capacity is None:
+            return None
+        return max(0, self.capacity - self.confirmed - self.waiting)
+
+    @property
+    def full(self) -> bool:
+        return self.left == 0
+
+
+async def seat_count(db: Database, event_id: str) -> SeatCount:
+    """A session's seats now: for any reader that has the database (the digest)."""
+    row = await db.fetchone(
+        """
+        SELECT
+            (SELECT count(*) FROM registrations WHERE event_id = :event AND status = 'confirmed'),
+            (SELECT capacity FROM events WHERE id = :event),
+            (SELECT count(*) FROM registrations WHERE event_id = :event AND status = 'waiting'),
+            (SELECT count(*) FROM registrations
+                WHERE event_id = :event AND status = 'waiting' AND offered_at IS NOT NULL)
+        """,
+        {"event": event_id},
+    )
+    assert row is not None
+    return SeatCount(int(row[0]), row[1], int(row[2]), int(row[3]))
+
+
+TakeOutcome = Literal["taken", "already", "expired", "gone"]
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    outcome: TakeOutcome
+    registration: Registration | None = None  # taken, already, expired: as it is now
+
+
+class Seats:
+    def __init__(
+        self,
+        db: Database,
+        outbox: Outbox,
+        catalog: EventCatalog,
+        listener: ChangeListener = nobody,
+        *,
+        offer_markup: OfferMarkup = no_markup,
+    ) -> None:
+        self._db = db
+        self._outbox = outbox
+        self._catalog = catalog
+        self._listener = listener
+        self._offer_markup = offer_markup
+
+    async def seats(self, event_id: str) -> SeatCount:
+        """The session's seats (the greeting, the summary, /stats, the digest)."""
+        return await seat_count(self._db, event_id)
+
+    async def take(self, registration_id: int, *, user_id: int, now: datetime) -> Taken:
+        """The person takes the seat offered to them: confirmed as if they had just confirmed.
+        Pressed twice, or after the offer ran out, it changes nothing and says so."""
+        async with self._db.transaction() as connection:
+            async with connection.execute(
+                f"{SELECT_WITH_PLACE} WHERE id = ? AND user_id = ? AND erased_at IS NULL",
+                (registration_id, user_id),
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is None or row["status"] == "withdrawn":
+                return Taken("gone")
+            registration = Registration.from_row(row)
+            if registration.status == "confirmed":
+                return Taken("already", registration)
+            expires = registration.offer_expires_at
+            if expires is None or now > expires:
+                return Taken("expired", registration)
+            async with connection.execute(
+                "UPDATE registrations SET status = 'confirmed', queued_at = NULL, "
+                "offered_at = NULL, offer_expires_at = NULL, updated_at = ? "
+                "WHERE id = ? RETURNING *",
+                (utc_iso(now), registration_id),
+            ) as cursor:
+                promoted = await cursor.fetchone()
+            assert promoted is not None
+            taken = Registration.from_row(promoted)
+            await self._listener(
+                connection,
+                RegistrationChange("promoted", taken.id, taken.event_id, taken),
+                now,
+            )
+        logger.info("Registration %d took an offered seat", registration_id)
+        return Taken("taken", taken)
+
+    async def tick(self, now: datetime) -> None:
+        """The waiting lists' clock: offers run out pass on, free seats (a raised capacity)
+        are offered, and lists whose deadline passed are told once that no seat freed."""
+        async with self._db.transaction(heavy=True) as connection:
+            stamp = utc_iso(now)
+            # Let run out: to the end of the line, so the seat goes to the next person. Told
+            # so, unless the deadline ended it (then the list is told it is over).
+            async with connection.execute(
+                "SELECT id, user_id, event_id, offer_expires_at < (SELECT registration_deadline "
+                "FROM events WHERE events.id = registrations.event_id) AS before_deadline "
+                "FROM registrations WHERE status = 'waiting' AND offer_expires_at < ? "
+                "ORDER BY queued_at, id",
+                (stamp,),
+            ) as cursor:
+                ran_out = list(await cursor.fetchall())
+            await connection.executemany(
+                "UPDATE registrations SET offered_at = NULL, offer_expires_at = NULL, "
+                "queued_at = ? WHERE id = ?",
+                [(stamp, row["id"]) for row in ran_out],
+            )
+            for row in ran_out:
+                if not row["before_deadline"]:
+                    continue
+                event = self._catalog.get(row["event_id"])
+                title = event.title if event else row["event_id"]
+                await self._outbox.add(
+                    connection,
+                    [row["user_id"]],
+                    "waitlist",
+                    t("offer_ran_out", title=title),
+                    now=now,
+                    registration_id=row["id"],
+                )
+            async with connection.execute(
+                "SELECT DISTINCT event_id FROM registrations WHERE status = 'waiting' "
+                "AND offered_at IS NULL"
+            ) as cursor:
+                waiting = [row[0] for row in await cursor.fetchall()]
+            await self.fill_in(connection, waiting, now)
+            await self._close_lists(connection, now)
+
+    async def fill_in(
+        self, connection: aiosqlite.Connection, event_ids: Iterable[str], now: datetime
+    ) -> None:
+        """Offer each session's free seats to the first in line, inside the caller's
+        transaction (the one that freed them)."""
+        for event_id in dict.fromkeys(event_ids):
+            async with connection.execute(
+                """
+                SELECT events.capacity, events.offer_hours, events.registration_deadline,
+                    events.in_file,
+                    (SELECT count(*) FROM registrations
+                        WHERE event_id = events.id AND status = 'confirmed') AS confirmed,
+                    (SELECT count(*) FROM registrations
+                        WHERE event_id = events.id AND status = 'waiting'
+                        AND offered_at IS NOT NULL) AS offered
+                FROM events WHERE id = ?
+                """,
+                (event_id,),
+            ) as cursor:
+                event_row = await cursor.fetchone()
+            if event_row is None or not event_row["in_file"]:
+                continue
+            deadline = datetime.fromisoformat(event_row["registration_deadline"])
+            if now > deadline:
+                continue
+            capacity = event_row["capacity"]
+            # LIMIT -1 is no limit: an unlimited session offers a seat to everyone in line.
+            free = -1
+            if capacity is not None:
+                free = capacity - event_row["confirmed"] - event_row["offered"]
+                if free <= 0:  # full, or over a lowered capacity
+                    continue
+            async with connection.execute(
+                f"{SELECT_WITH_PLACE} WHERE event_id = ? AND status = 'waiting' "
+                "AND offered_at IS NULL ORDER BY queued_at, id LIMIT ?",
+                (event_id, free),
+            ) as cursor:
+                rows = list(await cursor.fetchall())
+            expires = min(now + timedelta(hours=event_row["offer_hours"]), deadline)
+            for row in rows:
+                await self._offer(connection, row, now, expires)
+
+    async def _offer(
+        self, connection: aiosqlite.Connection, row: sqlite3.Row, now: datetime, expires: datetime
+    ) -> None:
+        async with connection.execute(
+            "UPDATE registrations SET offered_at = ?, offer_expires_at = ? WHERE id = ? "
+            "RETURNING *",
+            (utc_iso(now), utc_iso(expires), row["id"]),
+        ) as cursor:
+            updated = await cursor.fetchone()
+        assert updated is not None
+        registration = Registration.from_row(updated)
+        event = self._catalog.get(registration.event_id)
+        title = event.title if event else registration.event_id
+        zone = event.timezone if event else None
+        text = t("offer_message", title=title, until=format_datetime(expires, zone))
+        await self._outbox.add(
+            connection,
+            [registration.user_id],
+            "offer",
+            text,
+            now=now,
+            registration_id=registration.id,
+            reply_markup=self._offer_markup(registration.id),
+        )
+        await self._listener(
+            connection,
+            RegistrationChange("offered", registration.id, registration.event_id, registration),
+            now,
+        )
+        logger.info("Registration %d: a freed seat offered", registration.id)
+
+    async def _close_lists(self, connection: aiosqlite.Connection, now: datetime) -> None:
+        stamp = utc_iso(now)
+        async with connection.execute(
+            "SELECT id FROM events WHERE waitlist_closed_at IS NULL AND registration_deadline < ?",
+            (stamp,),
+        ) as cursor:
+            closing = [row[0] for row in await cursor.fetchall()]
+        for event_id in closing:
+            event = self._catalog.get(event_id)
+            async with connection.execute(
+                "SELECT id, user_id FROM registrations WHERE event_id = ? AND status = 'waiting' "
+                "ORDER BY queued_at, id",
+                (event_id,),
+            ) as cursor:
+                rows = list(await cursor.fetchall())
+            text = t("waitlist_closed", title=event.title if event else event_id)
+            for row in rows:
+                await self._outbox.add(
+                    connection,
+                    [row["user_id"]],
+                    "waitlist",
+                    text,
+                    now=now,
+                    registration_id=row["id"],
+                )
+            await connection.execute(
+                "UPDATE events SET waitlist_closed_at = ? WHERE id = ?", (stamp, event_id)
+            )
+            if rows:
+                logger.info("Event %s: %d people in line told no seat freed", event_id, len(rows))
