@@ -233,6 +233,27 @@ async def test_retention_erases_in_batches_every_status(
     await assert_no_trace(db)
 
 
+async def test_retention_erases_a_place_in_the_waiting_list_too(
+    settings: Settings, db: Database, clock: Clock, fake: FakeTelegram, bot: Bot
+) -> None:
+    await retention_began(db, LONG_AGO)
+    dispatcher = await dispatcher_for(EVENTS_TOML + "capacity = 1\n", settings, db, clock)
+    await register(TelegramUser(fake, feed_deliver(dispatcher, bot), user_id=1001))
+    petrov = TelegramUser(fake, feed_deliver(dispatcher, bot), user_id=1002)
+    await petrov.send("/start forum-2026")
+    await petrov.click("Даю согласие")
+    for answer in (PETROV[0], "Директор", "Фонд «Север»", "+7 900 111-22-33", PETROV[1]):
+        await petrov.send(answer)
+    await petrov.click("Встать в лист ожидания")
+    statuses = await db.fetchall("SELECT status FROM registrations ORDER BY id")
+    assert [row["status"] for row in statuses] == ["confirmed", "waiting"]
+
+    clock.now = DUE
+    assert (await run_retention(dispatcher)).erased == 2
+    assert all((await erased_at(db)).values())
+    await assert_no_trace(db, (*TRACES, *PETROV))
+
+
 async def test_nothing_is_erased_before_the_upgrades_grace_ends_and_the_log_says_when(
     make_user, db: Database, clock: Clock, dispatcher: Dispatcher, caplog: pytest.LogCaptureFixture
 ) -> None:
