@@ -22,7 +22,7 @@ from bot.domain.retention import erasure_moment, grace_until
 from bot.retention_worker import RetentionJob, RetentionRun
 from bot.sender import Sender
 from storage.database import Database, utc_iso
-from tests.client import TelegramUser, feed_deliver
+from tests.client import TelegramUser, feed_deliver, http_deliver
 from tests.fake_telegram import FakeTelegram, serve
 from tests.helpers import (
     ADMIN_ID,
@@ -576,3 +576,40 @@ async def test_the_bot_process_erases_at_start_up_what_is_past_its_period(tmp_pa
     assert "Retention: erased the personal data of 1 registrations of forum" in output
     assert not any(value in output for value in typed)
     assert_no_trace_in(db_file(tmp_path), typed)
+
+
+@pytest.mark.slow
+async def test_the_bot_process_deletes_a_form_left_for_seven_days(tmp_path: Path) -> None:
+    (tmp_path / "events.toml").write_text(upcoming_event_toml(), encoding="utf-8")
+    fake = FakeTelegram(token=TOKEN)
+    typed = ("Сидорова Анна Павловна", "Ведущий специалист")
+    path = db_file(tmp_path)
+    async with serve(fake) as base_url:
+        async with bot_process(tmp_path, fake, base_url) as bot:
+            user = TelegramUser(fake, http_deliver(fake, timeout=20, database=path), user_id=1002)
+            await user.send("/start")
+            await user.click("Даю согласие")
+            for answer in typed:
+                await user.send(answer)
+            bot.process.send_signal(signal.SIGTERM)
+            assert await bot.wait() == 0
+        assert not no_trace_in(path, typed)
+        # The form was last touched eight days ago.
+        with sqlite3.connect(path) as connection:
+            connection.execute(
+                "UPDATE fsm_states SET updated_at = ? WHERE state IS NOT NULL",
+                ((datetime.now(UTC) - timedelta(days=8)).isoformat(),),
+            )
+        async with bot_process(tmp_path, fake, base_url, run=1) as bot:
+            await wait_until(lambda: no_trace_in(path, typed), timeout=20)
+            sent_before = len(fake.messages_to(1002))
+            # The person gets nothing; their next message starts afresh.
+            await user.send("Главный специалист")
+            assert len(fake.messages_to(1002)) == sent_before + 1
+            assert "место работы" not in user.last_message_text.lower()
+            bot.process.send_signal(signal.SIGTERM)
+            assert await bot.wait() == 0
+    with sqlite3.connect(path) as connection:
+        audit = connection.execute("SELECT reason, fields FROM audit").fetchall()
+    assert audit == [("draft_expiry", "draft")]
+    assert_no_trace_in(path, typed)
