@@ -25,7 +25,7 @@ from bot.domain.config import Settings
 from bot.domain.events import Event, EventCatalog
 from bot.domain.limits import pack_blocks
 from bot.domain.sources import sources_line
-from bot.domain.texts import Html, t
+from bot.domain.texts import Html, t, tn
 from bot.domain.timefmt import format_datetime
 from bot.domain.validation import format_phone
 from handlers.jobs import BackgroundJobs
@@ -78,7 +78,7 @@ def deadline_line(event: Event, now_local_days: int) -> str:
         return t("stats_closed")
     if now_local_days == 0:
         return t("stats_deadline_today")
-    return t("stats_deadline_days", days=now_local_days)
+    return tn("stats_deadline_days", now_local_days, days=now_local_days)
 
 
 def outbox_block(health: OutboxHealth, zone: ZoneInfo) -> str | None:
@@ -304,7 +304,7 @@ async def send_export(
         await report_job(progress, t("export_failed"))
         return
     logger.info("Export of %s (%d rows) sent to %d", event_id or "all sessions", rows, chat_id)
-    await report_job(progress, t("export_done", rows=rows))
+    await report_job(progress, tn("export_done", rows, rows=rows))
 
 
 async def report_job(progress: Message, text: str) -> None:
