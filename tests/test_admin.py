@@ -245,7 +245,7 @@ async def test_broadcast_reaches_every_reachable_registrant_once_with_a_report(
     await admin.send("/broadcast")
     assert "получателей: 4" in admin.last_text
     replies = await admin.send("Ссылка для подключения: <https://example.org/join> & до встречи!")
-    assert "Так увидят сообщение 4 получателей" in (replies[0].text or "")
+    assert "Так увидят сообщение 4 получателя" in (replies[0].text or "")
     await admin.click("Отправить (4)")
     assert "отправлено 0 из 4" in admin.last_text
     await sender.idle()

@@ -58,13 +58,13 @@ def read_catalog(locale: str) -> Catalog:
 
 def entries(locale: str) -> dict[str, tuple[str, ...]]:
     """Each key's text (a plural entry: its forms), as the `.po` source has them."""
-    return {
-        message.id[0] if isinstance(message.id, tuple) else message.id: (
-            tuple(message.string) if isinstance(message.string, tuple) else (message.string,)
-        )
-        for message in read_catalog(locale)
-        if message.id
-    }
+    found: dict[str, tuple[str, ...]] = {}
+    for message in read_catalog(locale):
+        key = message.id[0] if isinstance(message.id, tuple | list) else message.id
+        forms = message.string if isinstance(message.string, tuple | list) else (message.string,)
+        if key:
+            found[str(key)] = tuple(str(form or "") for form in forms)
+    return found
 
 
 def plural_keys(locale: str = DEFAULT_LOCALE) -> frozenset[str]:
