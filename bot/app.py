@@ -40,7 +40,7 @@ from bot.domain.clock import Clock, utc_now
 from bot.domain.config import Settings
 from bot.domain.events import EventCatalog, load_events
 from bot.flood import FloodGate, FloodLimits
-from bot.middlewares import ConversationMiddleware, HandledUpdatesMiddleware
+from bot.middlewares import ConversationMiddleware, HandledUpdatesMiddleware, LocaleMiddleware
 from bot.polling import poll
 from bot.reminder_worker import ReminderScheduler
 from bot.retry import ButtonAnswersBestEffort, RetryRequests
@@ -60,6 +60,7 @@ from storage.erasure import PersonalData
 from storage.events import EventsRepository
 from storage.fsm import SQLiteStorage
 from storage.inbox import Inbox
+from storage.languages import Languages
 from storage.outbox import Outbox
 from storage.registrations import Registrations
 from storage.reminders import Reminders
@@ -195,6 +196,7 @@ def create_dispatcher(
     cards = CardPublisher(outbox, settings.organizer_chat_ids, catalog)
     seats = Seats(db, outbox, catalog, cards, offer_markup=offer_markup_json)
     reminders = Reminders(db, outbox)
+    languages = Languages(db)
     storage = SQLiteStorage(
         db,
         key_builder=DefaultKeyBuilder(
@@ -235,11 +237,14 @@ def create_dispatcher(
         personal_data=PersonalData(db, cards, seats),
         seats=seats,
         reminders=reminders,
+        languages=languages,
         clock=clock,
     )
     # Order: the update's scope with aiogram's FSM (takes the conversation's lock, reads its
     # row once), then the guard against updates handled before.
     dispatcher.update.outer_middleware(ConversationMiddleware(dispatcher.fsm, storage))
+    # Before the guard: a reply to an update handled before is in the person's language too.
+    dispatcher.update.outer_middleware(LocaleMiddleware(languages))
     dispatcher.update.outer_middleware(
         HandledUpdatesMiddleware(HandledUpdates(db), clock, on_repeat=repeat_question)
     )
