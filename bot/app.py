@@ -193,7 +193,7 @@ def create_dispatcher(
     background workers start and stop with it (startup and shutdown hooks)."""
     catalog = replace(catalog, retention_days=settings.retention_days)
     outbox = Outbox(db)
-    cards = CardPublisher(outbox, settings.organizer_chat_ids, catalog)
+    cards = CardPublisher(outbox, settings.organizer_chat_ids, catalog, settings.organizer_language)
     seats = Seats(db, outbox, catalog, cards, offer_markup=offer_markup_json)
     reminders = Reminders(db, outbox)
     languages = Languages(db)
@@ -219,6 +219,7 @@ def create_dispatcher(
             at=settings.digest_time,
             zone=settings.timezone,
             clock=clock,
+            language=settings.organizer_language,
         ),
         "limits": limits or Limits(),
         "audit": AuditLog(db),

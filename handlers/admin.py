@@ -261,7 +261,7 @@ async def start_export(
     today = clock().astimezone(settings.timezone).date()
     job = partial(
         send_export, bot, chat_id, progress, event_id, catalog, settings.database_path, today,
-        audit, clock,
+        audit, clock, settings.organizer_language,
     )  # fmt: skip
     background_jobs.start(EXPORT_JOB, chat_id, job)
 
@@ -276,6 +276,7 @@ async def send_export(
     today: date,
     audit: AuditLog,
     clock: Clock,
+    language: str,
 ) -> None:
     """Build both files in a process of their own (their own read-only connection; WAL lets
     the bot keep writing meanwhile), send them, and turn "preparing…" into the result. The
@@ -288,7 +289,9 @@ async def send_export(
             for fmt in FORMATS:
                 name = export_filename(event_id, fmt, today)
                 path = Path(folder) / name
-                rows = await export_in_process(database_path, catalog, event_id, fmt, path)
+                rows = await export_in_process(
+                    database_path, catalog, event_id, fmt, path, language=language
+                )
                 await bot.send_document(chat_id, FSInputFile(path, filename=name))
                 if not recorded:
                     recorded = True
