@@ -3,6 +3,7 @@ Dispatcher, /language in the middle of a form, what stays in the organisers' lan
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -29,8 +30,7 @@ from tests.helpers import (
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 ENGLISH_TOML = EVENTS_TOML + "".join(
-    f'{key} = "{value.replace(chr(34), chr(92) + chr(34))}"\n'
-    for key, value in ENGLISH_FIELDS.items()
+    f"{key} = {json.dumps(value, ensure_ascii=False)}\n" for key, value in ENGLISH_FIELDS.items()
 )
 
 
@@ -299,5 +299,5 @@ def test_consent_versions_differ_per_language_text(tmp_path: Path) -> None:
 
 
 def test_english_text_too_long_stops_with_its_key(tmp_path: Path) -> None:
-    with pytest.raises(EventsFileError, match="'title_en'.*at most 200"):
+    with pytest.raises(EventsFileError, match=r"'title_en'.*at most 200"):
         load_events(events_with(tmp_path, title_en="x" * 201), default_zone=MOSCOW)
