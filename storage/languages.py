@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from bot.domain.texts import language_of
+import aiosqlite
+
+from bot.domain.texts import DEFAULT_LOCALE, language_of
 from storage.database import Database
 
 # Known people's languages, so that an update costs no read; a person's row changes only
@@ -57,3 +59,13 @@ class Languages:
         if len(self._known) >= _CACHE_LIMIT:
             self._known.clear()
         self._known[user_id] = language
+
+
+async def reader_language(connection: aiosqlite.Connection, user_id: int) -> str:
+    """The language a person reads, inside a transaction that writes to them outside their
+    own update (an offer made by someone else's withdrawal, the waiting list's clock)."""
+    async with connection.execute(
+        "SELECT language FROM languages WHERE user_id = ?", (user_id,)
+    ) as cursor:
+        row = await cursor.fetchone()
+    return DEFAULT_LOCALE if row is None else str(row[0])

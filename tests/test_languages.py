@@ -301,3 +301,33 @@ def test_consent_versions_differ_per_language_text(tmp_path: Path) -> None:
 def test_english_text_too_long_stops_with_its_key(tmp_path: Path) -> None:
     with pytest.raises(EventsFileError, match=r"'title_en'.*at most 200"):
         load_events(events_with(tmp_path, title_en="x" * 201), default_zone=MOSCOW)
+
+
+async def test_a_seat_freed_by_a_russian_reader_is_offered_in_english(
+    fake: FakeTelegram, settings: Settings, db: Database, clock: Clock, bot: Bot
+) -> None:
+    dispatcher = await dispatcher_for(ENGLISH_TOML + "capacity = 1\n", settings, db, clock)
+    ivan = person(fake, dispatcher, bot, 2008, "ru")
+    mary = person(fake, dispatcher, bot, 2009, "en")
+    for who, agree, phone in (
+        (ivan, "Даю согласие", "79123456789"),
+        (mary, "I agree", "447911123456"),
+    ):
+        await who.send("/start")
+        await who.click(agree)
+        await who.send("Иванова Мария Петровна")
+        await who.send("Главный специалист")
+        await who.send("Министерство культуры")
+        await who.share_contact(phone)
+        await who.send("someone@example.ru")
+    await ivan.click("Подтвердить")
+    await mary.click("Confirm")  # the seat went meanwhile: the database puts her in line
+    assert "you are on the waiting list" in mary.last_message_text
+
+    await ivan.send("/me")
+    await ivan.click("Отменить регистрацию")
+    await ivan.click("Да, отменить")
+
+    [offer] = await db.fetchall("SELECT text, reply_markup FROM outbox WHERE kind = 'offer'")
+    assert offer["text"].startswith("🎟 A seat has freed up for “Strategy session “EtNik””!")
+    assert "Take the seat" in offer["reply_markup"]
