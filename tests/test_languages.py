@@ -331,3 +331,35 @@ async def test_a_seat_freed_by_a_russian_reader_is_offered_in_english(
     [offer] = await db.fetchall("SELECT text, reply_markup FROM outbox WHERE kind = 'offer'")
     assert offer["text"].startswith("🎟 A seat has freed up for “Strategy session “EtNik””!")
     assert "Take the seat" in offer["reply_markup"]
+
+
+async def test_each_registrant_is_reminded_in_their_own_language(
+    fake: FakeTelegram, english_dispatcher: Dispatcher, bot: Bot, db: Database, clock: Clock
+) -> None:
+    ivan = person(fake, english_dispatcher, bot, 2010, "ru")
+    mary = person(fake, english_dispatcher, bot, 2011, "en")
+    for who, agree, confirm in (
+        (ivan, "Даю согласие", "Подтвердить"),
+        (mary, "I agree", "Confirm"),
+    ):
+        await who.send("/start")
+        await who.click(agree)
+        await who.send("Иванова Мария Петровна")
+        await who.send("Главный специалист")
+        await who.send("Министерство культуры")
+        await who.share_contact("79123456789")
+        await who.send("someone@example.ru")
+        await who.click(confirm)
+
+    clock.now = datetime(2026, 12, 9, 12, 1, tzinfo=MOSCOW)  # a day before the start
+    assert await english_dispatcher["reminder_scheduler"].run_due() == 2
+
+    rows = await db.fetchall(
+        "SELECT chat_id, text FROM outbox WHERE kind = 'reminder' ORDER BY chat_id"
+    )
+    texts = {row["chat_id"]: row["text"] for row in rows}
+    assert texts[2010].startswith("⏰ Напоминаем: через 1 день начнётся мероприятие")
+    assert "Стратегическая сессия «ЭтНик»" in texts[2010]
+    assert texts[2011].startswith("⏰ A reminder: the event you registered for starts in 1 day.")
+    assert "Strategy session “EtNik”" in texts[2011]
+    assert "10 December 2026, 12:00 (MSK, UTC+3)" in texts[2011]
