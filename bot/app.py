@@ -154,11 +154,12 @@ async def start_workers(
     clock: Clock,
     limits: Limits,
     seats: Seats,
+    languages: Languages,
 ) -> None:
     sender = Sender(bot, outbox, clock, limits)
     dispatcher.services["sender"] = sender
     await sender.start()
-    reporter = BroadcastReporter(bot, broadcasts, catalog, clock)
+    reporter = BroadcastReporter(bot, broadcasts, catalog, clock, languages=languages)
     dispatcher.services["worker_tasks"] = [
         asyncio.create_task(digest.run(), name="digest"),
         asyncio.create_task(reporter.run(), name="broadcast-progress"),
