@@ -12,6 +12,7 @@ import aiosqlite
 
 from bot.domain.digest import MAX_NAMES, PER_DAY_DAYS, EventDigest, events_for_digest, render_digest
 from bot.domain.events import Event, EventCatalog
+from bot.domain.texts import LOCALE
 from storage.database import Database, utc_iso
 from storage.seats import SeatCount
 
@@ -148,7 +149,10 @@ class Digests:
         last = await self.last(connection)
         since = last[1] if last else None
         stats = [
-            await self.stats(event, since, now, final=final, connection=connection)
+            # Each session as the organisers read it (their language's title).
+            await self.stats(
+                event.localized(LOCALE.get()), since, now, final=final, connection=connection
+            )
             for event, final in events_for_digest(catalog.events, now, since)
         ]
         return render_digest(now.astimezone(zone).date(), stats, now)

@@ -363,3 +363,22 @@ async def test_each_registrant_is_reminded_in_their_own_language(
     assert texts[2011].startswith("⏰ A reminder: the event you registered for starts in 1 day.")
     assert "Strategy session “EtNik”" in texts[2011]
     assert "10 December 2026, 12:00 (MSK, UTC+3)" in texts[2011]
+
+
+async def test_digest_in_the_organizers_language(
+    settings: Settings, db: Database, clock: Clock
+) -> None:
+    russian = await dispatcher_for(ENGLISH_TOML, settings, db, clock)
+    english = await dispatcher_for(
+        ENGLISH_TOML, settings.model_copy(update={"organizer_language": "en"}), db, clock
+    )
+    clock.now = datetime(2026, 11, 26, 9, 0, tzinfo=MOSCOW)
+
+    ru = "\n".join(await russian["digest"].compose(clock.now))
+    en = "\n".join(await english["digest"].compose(clock.now))
+
+    # Nothing new: one line naming each session's total.
+    assert ru.startswith("📊 Сводка за 26 ноября 2026: новых регистраций нет.")
+    assert "«Стратегическая сессия «ЭтНик»» — 0" in ru
+    assert en.startswith("📊 Digest for 26 November 2026: no new registrations.")
+    assert "“Strategy session “EtNik”” — 0" in en
