@@ -382,3 +382,16 @@ async def test_digest_in_the_organizers_language(
     assert "«Стратегическая сессия «ЭтНик»» — 0" in ru
     assert en.startswith("📊 Digest for 26 November 2026: no new registrations.")
     assert "“Strategy session “EtNik”” — 0" in en
+
+
+async def test_forget_erases_the_language_chosen(
+    fake: FakeTelegram, dispatcher: Dispatcher, bot: Bot, db: Database
+) -> None:
+    mary = person(fake, dispatcher, bot, 2012, "ru")
+    await mary.send("/language")
+    await mary.send("/start")
+    await mary.click("I agree")
+    await mary.send("/forget")
+    await mary.click("Yes, delete everything")
+    assert await db.fetchall("SELECT * FROM languages WHERE user_id = 2012") == []
+    assert mary.last_text.startswith("Done: your data is deleted")
