@@ -39,6 +39,7 @@ from bot.digest_worker import DigestScheduler
 from bot.domain.clock import Clock, utc_now
 from bot.domain.config import Settings
 from bot.domain.events import EventCatalog, load_events
+from bot.domain.texts import load_catalogues
 from bot.flood import FloodGate, FloodLimits
 from bot.middlewares import ConversationMiddleware, HandledUpdatesMiddleware, LocaleMiddleware
 from bot.polling import poll
@@ -193,6 +194,7 @@ def create_dispatcher(
     """The one Dispatcher: app-scoped objects reach handlers as typed keyword arguments;
     background workers start and stop with it (startup and shutdown hooks)."""
     catalog = replace(catalog, retention_days=settings.retention_days)
+    load_catalogues()
     outbox = Outbox(db)
     cards = CardPublisher(outbox, settings.organizer_chat_ids, catalog, settings.organizer_language)
     seats = Seats(db, outbox, catalog, cards, offer_markup=offer_markup_json)

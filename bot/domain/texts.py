@@ -35,8 +35,8 @@ from babel.messages.pofile import read_po
 LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
 DOMAIN = "bot"
 DEFAULT_LOCALE = "ru"
-# The languages a person can choose; the first is the default. A third language is its
-# `.po` file and its code here.
+# The languages a person can choose; the first is the default. A third language: its `.po`
+# file and its code here, and what README's "Languages" lists besides.
 LANGUAGES = ("ru", "en")
 LOCALE: ContextVar[str] = ContextVar("LOCALE", default=DEFAULT_LOCALE)
 
@@ -81,6 +81,13 @@ def translations(locale: str) -> gettext.GNUTranslations:
     write_mo(compiled, catalog)
     compiled.seek(0)
     return gettext.GNUTranslations(compiled)
+
+
+def load_catalogues() -> None:
+    """Compile every language's catalogue now, at start-up, so that a broken `.po` file stops
+    the bot at once rather than at the first message in that language."""
+    for locale in LANGUAGES:
+        translations(locale)
 
 
 def language_of(code: str | None) -> str:
