@@ -395,3 +395,18 @@ async def test_forget_erases_the_language_chosen(
     await mary.click("Yes, delete everything")
     assert await db.fetchall("SELECT * FROM languages WHERE user_id = 2012") == []
     assert mary.last_text.startswith("Done: your data is deleted")
+
+
+@pytest.mark.parametrize(("language", "column"), [("ru", "ФИО"), ("en", "Full name")])
+def test_export_headers_in_the_organizers_language(
+    settings: Settings, db: Database, tmp_path: Path, language: str, column: str
+) -> None:
+    from storage.export import export_to_file
+
+    catalog = load_events(settings.events_file, default_zone=settings.timezone)
+    output = tmp_path / "export.csv"
+
+    export_to_file(db.path, catalog, None, "csv", output, language=language)
+
+    header = output.read_text(encoding="utf-8-sig").splitlines()[0]
+    assert column in header
