@@ -39,8 +39,9 @@ from bot.digest_worker import DigestScheduler
 from bot.domain.clock import Clock, utc_now
 from bot.domain.config import Settings
 from bot.domain.events import EventCatalog, load_events
+from bot.domain.texts import load_catalogues
 from bot.flood import FloodGate, FloodLimits
-from bot.middlewares import ConversationMiddleware, HandledUpdatesMiddleware
+from bot.middlewares import ConversationMiddleware, HandledUpdatesMiddleware, LocaleMiddleware
 from bot.polling import poll
 from bot.reminder_worker import ReminderScheduler
 from bot.retention_worker import RetentionJob
@@ -62,6 +63,7 @@ from storage.erasure import PersonalData
 from storage.events import EventsRepository
 from storage.fsm import SQLiteStorage
 from storage.inbox import Inbox
+from storage.languages import Languages
 from storage.outbox import Outbox
 from storage.registrations import Registrations
 from storage.reminders import Reminders
@@ -156,11 +158,12 @@ async def start_workers(
     clock: Clock,
     limits: Limits,
     seats: Seats,
+    languages: Languages,
 ) -> None:
     sender = Sender(bot, outbox, clock, limits)
     dispatcher.services["sender"] = sender
     await sender.start()
-    reporter = BroadcastReporter(bot, broadcasts, catalog, clock)
+    reporter = BroadcastReporter(bot, broadcasts, catalog, clock, languages=languages)
     dispatcher.services["worker_tasks"] = [
         asyncio.create_task(digest.run(), name="digest"),
         asyncio.create_task(reporter.run(), name="broadcast-progress"),
@@ -195,10 +198,12 @@ def create_dispatcher(
     """The one Dispatcher: app-scoped objects reach handlers as typed keyword arguments;
     background workers start and stop with it (startup and shutdown hooks)."""
     catalog = replace(catalog, retention_days=settings.retention_days)
+    load_catalogues()
     outbox = Outbox(db)
-    cards = CardPublisher(outbox, settings.organizer_chat_ids, catalog)
+    cards = CardPublisher(outbox, settings.organizer_chat_ids, catalog, settings.organizer_language)
     seats = Seats(db, outbox, catalog, cards, offer_markup=offer_markup_json)
     reminders = Reminders(db, outbox)
+    languages = Languages(db)
     storage = SQLiteStorage(
         db,
         key_builder=DefaultKeyBuilder(
@@ -223,6 +228,7 @@ def create_dispatcher(
             at=settings.digest_time,
             zone=settings.timezone,
             clock=clock,
+            language=settings.organizer_language,
         ),
         "limits": limits or Limits(),
         "audit": AuditLog(db),
@@ -251,11 +257,14 @@ def create_dispatcher(
         personal_data=personal_data,
         seats=seats,
         reminders=reminders,
+        languages=languages,
         clock=clock,
     )
     # Order: the update's scope with aiogram's FSM (takes the conversation's lock, reads its
     # row once), then the guard against updates handled before.
     dispatcher.update.outer_middleware(ConversationMiddleware(dispatcher.fsm, storage))
+    # Before the guard: a reply to an update handled before is in the person's language too.
+    dispatcher.update.outer_middleware(LocaleMiddleware(languages))
     dispatcher.update.outer_middleware(
         HandledUpdatesMiddleware(HandledUpdates(db), clock, on_repeat=repeat_question)
     )

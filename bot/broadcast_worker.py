@@ -10,8 +10,9 @@ from aiogram.exceptions import TelegramAPIError, TelegramRetryAfter
 
 from bot.domain.clock import Clock
 from bot.domain.events import EventCatalog
-from bot.domain.texts import t
+from bot.domain.texts import DEFAULT_LOCALE, t, use_locale
 from storage.broadcasts import Broadcast, Broadcasts, Progress
+from storage.languages import Languages
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +26,9 @@ class BroadcastReporter:
         clock: Clock,
         *,
         every: float = 3.0,
+        languages: Languages | None = None,
     ) -> None:
+        self._languages = languages
         self._bot = bot
         self._broadcasts = broadcasts
         self._catalog = catalog
@@ -44,24 +47,33 @@ class BroadcastReporter:
 
     async def report_once(self) -> None:
         for broadcast in await self._broadcasts.unfinished():
-            progress = await self._broadcasts.progress(broadcast)
-            if progress.pending == 0:
-                await self._show(broadcast, self._report(broadcast, progress))
-                await self._broadcasts.finish(broadcast.id, now=self._clock())
-                logger.info(
-                    "Broadcast %d finished: %d delivered, %d blocked, %d failed",
-                    broadcast.id,
-                    progress.delivered,
-                    progress.blocked,
-                    progress.failed,
-                )
-            elif self._shown.get(broadcast.id) != progress.done:
-                title = self._title(broadcast)
-                text = t(
-                    "broadcast_progress", title=title, done=progress.done, total=progress.total
-                )
-                await self._show(broadcast, text)
-                self._shown[broadcast.id] = progress.done
+            # Outside the admin's update: in the admin's language (a private chat's id is its
+            # user's).
+            language = (
+                await self._languages.of(broadcast.admin_chat_id)
+                if self._languages is not None
+                else DEFAULT_LOCALE
+            )
+            with use_locale(language):
+                await self._report_one(broadcast)
+
+    async def _report_one(self, broadcast: Broadcast) -> None:
+        progress = await self._broadcasts.progress(broadcast)
+        if progress.pending == 0:
+            await self._show(broadcast, self._report(broadcast, progress))
+            await self._broadcasts.finish(broadcast.id, now=self._clock())
+            logger.info(
+                "Broadcast %d finished: %d delivered, %d blocked, %d failed",
+                broadcast.id,
+                progress.delivered,
+                progress.blocked,
+                progress.failed,
+            )
+        elif self._shown.get(broadcast.id) != progress.done:
+            title = self._title(broadcast)
+            text = t("broadcast_progress", title=title, done=progress.done, total=progress.total)
+            await self._show(broadcast, text)
+            self._shown[broadcast.id] = progress.done
 
     def _title(self, broadcast: Broadcast) -> str:
         event = self._catalog.get(broadcast.event_id)

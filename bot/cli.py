@@ -120,7 +120,12 @@ def export(argv: list[str], redaction: Redaction) -> int:
         from storage.export import export_to_file
 
         count = export_to_file(
-            settings.database_path, catalog, event_id, cast("ExportFormat", fmt), output
+            settings.database_path,
+            catalog,
+            event_id,
+            cast("ExportFormat", fmt),
+            output,
+            language=settings.organizer_language,
         )
     except sqlite3.Error as error:
         redaction.error(f"error: cannot read {str(settings.database_path)!r}: {error}")

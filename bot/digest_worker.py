@@ -17,6 +17,7 @@ import aiosqlite
 from bot.domain.clock import Clock
 from bot.domain.digest import due_digest_date, latest_run_at_or_before, next_run_after
 from bot.domain.events import EventCatalog
+from bot.domain.texts import DEFAULT_LOCALE, use_locale
 from storage.database import Database
 from storage.digests import Digests
 from storage.outbox import Outbox
@@ -39,7 +40,9 @@ class DigestScheduler:
         zone: ZoneInfo,
         clock: Clock,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        language: str = DEFAULT_LOCALE,
     ) -> None:
+        self._language = language
         self._db = db
         self._digests = Digests(db)
         self._outbox = outbox
@@ -53,7 +56,11 @@ class DigestScheduler:
     async def compose(
         self, now: datetime, *, connection: aiosqlite.Connection | None = None
     ) -> list[str]:
-        return await self._digests.compose(self._catalog, self._zone, now, connection=connection)
+        # In the organisers' language, also when an admin's /digest asks for it.
+        with use_locale(self._language):
+            return await self._digests.compose(
+                self._catalog, self._zone, now, connection=connection
+            )
 
     async def run_due(self) -> bool:
         """Queue the digest if one is due now; True when it did."""

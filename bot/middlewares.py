@@ -9,10 +9,12 @@ from typing import Any
 from aiogram import BaseMiddleware, Bot
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.middleware import FSMContextMiddleware
-from aiogram.types import TelegramObject, Update
+from aiogram.types import TelegramObject, Update, User
 
 from bot.domain.clock import Clock
+from bot.domain.texts import use_locale
 from storage.fsm import SQLiteStorage
+from storage.languages import Languages
 from storage.updates import HandledUpdates
 
 logger = logging.getLogger(__name__)
@@ -70,6 +72,29 @@ class ConversationMiddleware(FSMContextMiddleware):
                 data["state"] = context
                 data["raw_state"] = await context.get_state()
                 return await handler(event, data)
+
+
+class LocaleMiddleware(BaseMiddleware):
+    """The update is answered in its sender's language: their /language choice, else their
+    Telegram language's (English when it starts with "en", Russian otherwise). Texts read
+    it from `texts.LOCALE`; an update without a person (a chat's membership) stays in the
+    default."""
+
+    def __init__(self, languages: Languages) -> None:
+        self._languages = languages
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        user = data.get("event_from_user")
+        if not isinstance(user, User) or user.is_bot:
+            return await handler(event, data)
+        language = await self._languages.of(user.id, user.language_code)
+        with use_locale(language):
+            return await handler(event, data)
 
 
 class HandledUpdatesMiddleware(BaseMiddleware):

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from bot.domain.clock import Clock
 from bot.domain.events import EventCatalog
 from bot.domain.reminders import due_reminders, next_due_after, reminder_text
+from bot.domain.texts import LANGUAGES, use_locale
 from storage.reminders import Reminders
 
 logger = logging.getLogger(__name__)
@@ -42,8 +43,11 @@ class ReminderScheduler:
         now = self._clock()
         total = 0
         for due in due_reminders(self._catalog, now):
-            text = reminder_text(due.event, due.offset)
-            queued = await self._reminders.queue(due.event.id, due.offset, due.at, text, now=now)
+            texts = {}
+            for language in LANGUAGES:
+                with use_locale(language):
+                    texts[language] = reminder_text(due.event.localized(language), due.offset)
+            queued = await self._reminders.queue(due.event.id, due.offset, due.at, texts, now=now)
             if queued:
                 logger.info(
                     "Reminder %s before event %s queued for %d registrants",

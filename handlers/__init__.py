@@ -14,6 +14,7 @@ from handlers import (
     common,
     erase,
     forget,
+    language,
     my_registrations,
     organizer,
     refusals,
@@ -66,6 +67,7 @@ def get_routers(admin_ids: Iterable[int], services: Mapping[str, Any]) -> list[R
         start.create_router(),
         my_registrations.create_router(),
         forget.create_router(),
+        language.create_router(),
     )
     private = _only(Router(name="private"), None, private=True)
     private.include_routers(admins, commands, registration.create_router())

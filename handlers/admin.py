@@ -25,7 +25,7 @@ from bot.domain.config import Settings
 from bot.domain.events import Event, EventCatalog
 from bot.domain.limits import pack_blocks
 from bot.domain.sources import sources_line
-from bot.domain.texts import Html, t
+from bot.domain.texts import Html, t, tn
 from bot.domain.timefmt import format_datetime
 from bot.domain.validation import format_phone
 from handlers.jobs import BackgroundJobs
@@ -78,7 +78,7 @@ def deadline_line(event: Event, now_local_days: int) -> str:
         return t("stats_closed")
     if now_local_days == 0:
         return t("stats_deadline_today")
-    return t("stats_deadline_days", days=now_local_days)
+    return tn("stats_deadline_days", now_local_days, days=now_local_days)
 
 
 def outbox_block(health: OutboxHealth, zone: ZoneInfo) -> str | None:
@@ -261,7 +261,7 @@ async def start_export(
     today = clock().astimezone(settings.timezone).date()
     job = partial(
         send_export, bot, chat_id, progress, event_id, catalog, settings.database_path, today,
-        audit, clock,
+        audit, clock, settings.organizer_language,
     )  # fmt: skip
     background_jobs.start(EXPORT_JOB, chat_id, job)
 
@@ -276,6 +276,7 @@ async def send_export(
     today: date,
     audit: AuditLog,
     clock: Clock,
+    language: str,
 ) -> None:
     """Build both files in a process of their own (their own read-only connection; WAL lets
     the bot keep writing meanwhile), send them, and turn "preparing…" into the result. The
@@ -288,7 +289,9 @@ async def send_export(
             for fmt in FORMATS:
                 name = export_filename(event_id, fmt, today)
                 path = Path(folder) / name
-                rows = await export_in_process(database_path, catalog, event_id, fmt, path)
+                rows = await export_in_process(
+                    database_path, catalog, event_id, fmt, path, language=language
+                )
                 await bot.send_document(chat_id, FSInputFile(path, filename=name))
                 if not recorded:
                     recorded = True
@@ -304,7 +307,7 @@ async def send_export(
         await report_job(progress, t("export_failed"))
         return
     logger.info("Export of %s (%d rows) sent to %d", event_id or "all sessions", rows, chat_id)
-    await report_job(progress, t("export_done", rows=rows))
+    await report_job(progress, tn("export_done", rows, rows=rows))
 
 
 async def report_job(progress: Message, text: str) -> None:

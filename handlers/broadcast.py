@@ -21,7 +21,7 @@ from aiogram.types import CallbackQuery, Message
 
 from bot.domain.clock import Clock
 from bot.domain.events import Event, EventCatalog
-from bot.domain.texts import t
+from bot.domain.texts import t, tn
 from handlers.keyboards import AdminAction, AdminCallback, broadcast_keyboard, events_keyboard
 from handlers.states import BroadcastForm
 from storage.broadcasts import Broadcasts
@@ -115,7 +115,7 @@ async def broadcast_written(
         data |= {"media_kind": media.kind, "media_file_id": media.file_id}
     await transition(state, BroadcastForm.confirming, data)
     title = event.title if event else event_id
-    await message.answer(t("broadcast_preview", count=count, title=title))
+    await message.answer(tn("broadcast_preview", count, count=count, title=title))
     markup = broadcast_keyboard(event_id, count)
     caption = text or None
     if media is None:

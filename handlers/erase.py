@@ -23,7 +23,7 @@ from bot.domain.clock import Clock
 from bot.domain.config import Settings
 from bot.domain.events import EventCatalog
 from bot.domain.limits import MAX_MESSAGE_LENGTH, message_length
-from bot.domain.texts import CATALOGUES, LOCALE, t
+from bot.domain.texts import t
 from bot.domain.timefmt import format_datetime
 from bot.domain.validation import ValidationError, parse_person_key
 from handlers.keyboards import EraseAction, EraseCallback, erase_callbacks, erase_keyboard
@@ -129,7 +129,10 @@ def _label(prefix: str, value: str) -> str:
     """The catalogue's name for a recorded value; the value itself if it has none (a
     reason or actor recorded by a later version)."""
     key = f"{prefix}_{value}"
-    return t(key) if key in CATALOGUES[LOCALE.get()] else t("audit_value", value=value)
+    try:
+        return t(key)
+    except KeyError:
+        return t("audit_value", value=value)
 
 
 def audit_line(entry: AuditEntry, zone: ZoneInfo) -> str:

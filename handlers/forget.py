@@ -22,6 +22,7 @@ from handlers.keyboards import ForgetAction, ForgetCallback, forget_keyboard
 from handlers.replies import reask, replace_answered
 from storage.erasure import PersonalData
 from storage.fsm import end_in
+from storage.languages import Languages
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ async def forget_confirmed(
     state: FSMContext,
     personal_data: PersonalData,
     clock: Clock,
+    languages: Languages,
 ) -> None:
     await callback.answer()
 
@@ -57,6 +59,8 @@ async def forget_confirmed(
     forgotten = await personal_data.forget(
         callback.from_user.id, now=clock(), within=end_conversation
     )
+    # The language chosen goes too (a next message takes Telegram's language again).
+    await languages.forget(callback.from_user.id)
     if forgotten.anything:
         text = t("forget_done", registrations=len(forgotten.registrations))
         # Ids only: the log never holds personal data.

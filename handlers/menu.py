@@ -1,4 +1,6 @@
-"""The command menu: participants see their five commands; each admin also sees theirs."""
+"""The command menu: participants see their commands; each admin also sees theirs. One menu
+per language: Telegram shows a user the menu of their app's language (`language_code`), and
+the one without a language to everyone else, so that one is the default language's."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
 
-from bot.domain.texts import t
+from bot.domain.texts import DEFAULT_LOCALE, LANGUAGES, t, use_locale
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +21,7 @@ PARTICIPANT_COMMANDS = (
     ("me", "command_me"),
     ("cancel", "command_cancel"),
     ("forget", "command_forget"),
+    ("language", "command_language"),
     ("help", "command_help"),
 )
 ADMIN_COMMANDS = (
@@ -32,8 +35,13 @@ ADMIN_COMMANDS = (
 )
 
 
-def _commands(pairs: Iterable[tuple[str, str]]) -> list[BotCommand]:
-    return [BotCommand(command=name, description=t(key)) for name, key in pairs]
+def _commands(pairs: Iterable[tuple[str, str]], language: str) -> list[BotCommand]:
+    with use_locale(language):
+        return [BotCommand(command=name, description=t(key)) for name, key in pairs]
+
+
+def _language_code(language: str) -> str | None:
+    return None if language == DEFAULT_LOCALE else language
 
 
 class AdminMenus:
@@ -44,12 +52,15 @@ class AdminMenus:
         self._pending = set(admin_ids)
 
     async def set_all(self, bot: Bot) -> None:
-        try:
-            await bot.set_my_commands(
-                _commands(PARTICIPANT_COMMANDS), scope=BotCommandScopeDefault()
-            )
-        except TelegramAPIError as error:
-            logger.warning("Could not set the command menu: %s", error)
+        for language in LANGUAGES:
+            try:
+                await bot.set_my_commands(
+                    _commands(PARTICIPANT_COMMANDS, language),
+                    scope=BotCommandScopeDefault(),
+                    language_code=_language_code(language),
+                )
+            except TelegramAPIError as error:
+                logger.warning("Could not set the %s command menu: %s", language, error)
         for admin_id in sorted(self._pending):
             await self.ensure(bot, admin_id)
 
@@ -57,10 +68,12 @@ class AdminMenus:
         if admin_id not in self._pending:
             return
         try:
-            await bot.set_my_commands(
-                _commands(PARTICIPANT_COMMANDS + ADMIN_COMMANDS),
-                scope=BotCommandScopeChat(chat_id=admin_id),
-            )
+            for language in LANGUAGES:
+                await bot.set_my_commands(
+                    _commands(PARTICIPANT_COMMANDS + ADMIN_COMMANDS, language),
+                    scope=BotCommandScopeChat(chat_id=admin_id),
+                    language_code=_language_code(language),
+                )
         except TelegramAPIError as error:
             logger.warning(
                 "Could not set the admin menu for %d (%s); will retry at their /start",

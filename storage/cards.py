@@ -10,7 +10,7 @@ import aiosqlite
 from bot.domain.events import EventCatalog
 from bot.domain.form import FIELDS
 from bot.domain.render import answers, shown_value
-from bot.domain.texts import Html, t
+from bot.domain.texts import DEFAULT_LOCALE, Html, t, use_locale
 from bot.domain.timefmt import format_datetime
 from storage.outbox import Outbox
 from storage.registrations import RegistrationChange
@@ -83,23 +83,33 @@ def render_card(change: RegistrationChange, catalog: EventCatalog, now: datetime
 
 
 class CardPublisher:
-    """The registrations' change listener: a card for every organiser chat."""
+    """The registrations' change listener: a card for every organiser chat, in the
+    organisers' language whoever's update made the change."""
 
-    def __init__(self, outbox: Outbox, chat_ids: Sequence[int], catalog: EventCatalog) -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        chat_ids: Sequence[int],
+        catalog: EventCatalog,
+        language: str = DEFAULT_LOCALE,
+    ) -> None:
         self._outbox = outbox
         self._chat_ids = tuple(chat_ids)
         self._catalog = catalog
+        self._language = language
 
     async def __call__(
         self, connection: aiosqlite.Connection, change: RegistrationChange, now: datetime
     ) -> None:
         if not self._chat_ids:
             return
+        with use_locale(self._language):
+            card = render_card(change, self._catalog, now)
         await self._outbox.add(
             connection,
             self._chat_ids,
             "card",
-            render_card(change, self._catalog, now),
+            card,
             now=now,
             registration_id=change.id,
         )

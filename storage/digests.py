@@ -21,6 +21,7 @@ from bot.domain.digest import (
 )
 from bot.domain.events import Event, EventCatalog
 from bot.domain.retention import grace_until
+from bot.domain.texts import LOCALE
 from storage.database import Database, utc_iso
 from storage.retention import Retention
 from storage.seats import SeatCount
@@ -160,7 +161,10 @@ class Digests:
         last = await self.last(connection)
         since = last[1] if last else None
         stats = [
-            await self.stats(event, since, now, final=final, connection=connection)
+            # Each session as the organisers read it (their language's title).
+            await self.stats(
+                event.localized(LOCALE.get()), since, now, final=final, connection=connection
+            )
             for event, final in events_for_digest(catalog.events, now, since)
         ]
         retention = Retention(self._db)

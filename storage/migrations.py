@@ -483,6 +483,17 @@ MIGRATIONS: tuple[str, ...] = (
         changed_at TEXT NOT NULL
     );
     """,
+    # 16: the language each person reads (issue 14): chosen with /language, else taken from
+    # their Telegram language_code at their first message, and kept so that what reaches
+    # them outside an update (reminders, offers, notices of a changed session) is in it too.
+    # Keyed by the Telegram user id, like a private chat; erased by /forget.
+    """
+    CREATE TABLE languages (
+        user_id  INTEGER PRIMARY KEY,
+        language TEXT NOT NULL CHECK (language IN ('ru', 'en')),
+        chosen   INTEGER NOT NULL DEFAULT 0 CHECK (chosen IN (0, 1))
+    );
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

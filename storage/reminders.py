@@ -10,6 +10,7 @@ undelivered rows (storage/erasure.py drops rows by registration), /forget a pers
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,14 +19,15 @@ import aiosqlite
 from bot.domain.calendar import calendar_file, calendar_name
 from bot.domain.events import EventCatalog
 from bot.domain.reminders import SessionChange, SessionVersion, change_text, offset_minutes
-from bot.domain.texts import t
+from bot.domain.texts import DEFAULT_LOCALE, LANGUAGES, t, use_locale
 from storage.database import Database, utc_iso
 from storage.outbox import Outbox
 
 logger = logging.getLogger(__name__)
 
-# Each registrant of :event_id (a private chat's id is its user's, followed if it moved),
-# parked at once when their chat refuses the bot, as Outbox.add does. `extra` narrows it.
+# Each registrant of :event_id who reads :language (a private chat's id is its user's,
+# followed if it moved), parked at once when their chat refuses the bot, as Outbox.add
+# does. `extra` narrows it. Who has no language recorded reads the default one.
 _TO_REGISTRANTS = """
     INSERT INTO outbox (chat_id, kind, registration_id, text, attachment_name, attachment,
         created_at, status, error)
@@ -36,8 +38,10 @@ _TO_REGISTRANTS = """
         FROM registrations
         LEFT JOIN chats AS moved
             ON moved.chat_id = registrations.user_id AND moved.moved_to IS NOT NULL
+        LEFT JOIN languages ON languages.user_id = registrations.user_id
         WHERE registrations.event_id = :event_id AND registrations.status = 'confirmed'
-            AND registrations.erased_at IS NULL {extra}
+            AND registrations.erased_at IS NULL
+            AND COALESCE(languages.language, :default_language) = :language {extra}
         ORDER BY registrations.id
     ) AS target
     LEFT JOIN chats ON chats.chat_id = target.chat_id
@@ -51,10 +55,17 @@ class Reminders:
         self._outbox = outbox
 
     async def queue(
-        self, event_id: str, offset: timedelta, due: datetime, text: str, *, now: datetime
+        self,
+        event_id: str,
+        offset: timedelta,
+        due: datetime,
+        texts: Mapping[str, str],
+        *,
+        now: datetime,
     ) -> int:
         """Queue the reminder `offset` before the start to every registrant who registered
-        by `due` and has not had it; returns how many were queued."""
+        by `due` and has not had it, in their language (`texts` by language); returns how
+        many were queued."""
         minutes = offset_minutes(offset)
         extra = (
             "AND registrations.created_at <= :due AND NOT EXISTS (SELECT 1 FROM reminders "
@@ -63,7 +74,7 @@ class Reminders:
         )
         params = {
             "event_id": event_id,
-            "text": text,
+            "default_language": DEFAULT_LOCALE,
             "attachment_name": None,
             "attachment": None,
             "now": utc_iso(now),
@@ -72,8 +83,13 @@ class Reminders:
         }
         # Tens of thousands of rows: SQLite's work, on aiosqlite's thread (heavy).
         async with self._db.transaction(heavy=True) as connection:
-            rows = await connection.execute_fetchall(_TO_REGISTRANTS.format(extra=extra), params)
-            ids = [row[0] for row in rows]
+            ids: list[int] = []
+            for language, text in texts.items():
+                rows = await connection.execute_fetchall(
+                    _TO_REGISTRANTS.format(extra=extra),
+                    params | {"language": language, "text": text},
+                )
+                ids.extend(row[0] for row in rows)
             await connection.executemany(
                 "INSERT INTO reminders (registration_id, offset_minutes, due_at, queued_at) "
                 "VALUES (?, ?, ?, ?)",
@@ -155,19 +171,28 @@ class Reminders:
         self, connection: aiosqlite.Connection, change: SessionChange, now: datetime
     ) -> None:
         event = change.event
-        common: dict[str, Any] = {"event_id": event.id, "now": utc_iso(now)}
         sql = _TO_REGISTRANTS.format(extra="")
-        await connection.execute_fetchall(
-            sql,
-            common | {"text": change_text(change), "attachment_name": None, "attachment": None},
-        )
-        # The file after the notice: the sender keeps each chat's order.
-        await connection.execute_fetchall(
-            sql,
-            common
-            | {
-                "text": t("calendar_caption", title=event.title),
-                "attachment_name": calendar_name(event),
-                "attachment": calendar_file(event, sequence=change.sequence, now=now),
-            },
-        )
+        attachment = calendar_file(event, sequence=change.sequence, now=now)
+        for language in LANGUAGES:
+            common: dict[str, Any] = {
+                "event_id": event.id,
+                "now": utc_iso(now),
+                "default_language": DEFAULT_LOCALE,
+                "language": language,
+            }
+            with use_locale(language):
+                notice = change_text(change)
+                caption = t("calendar_caption", title=event.localized(language).title)
+            await connection.execute_fetchall(
+                sql, common | {"text": notice, "attachment_name": None, "attachment": None}
+            )
+            # The file after the notice: the sender keeps each chat's order.
+            await connection.execute_fetchall(
+                sql,
+                common
+                | {
+                    "text": caption,
+                    "attachment_name": calendar_name(event),
+                    "attachment": attachment,
+                },
+            )

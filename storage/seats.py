@@ -27,9 +27,10 @@ from typing import Literal
 import aiosqlite
 
 from bot.domain.events import EventCatalog
-from bot.domain.texts import t
+from bot.domain.texts import t, use_locale
 from bot.domain.timefmt import format_datetime
 from storage.database import Database, utc_iso
+from storage.languages import reader_language
 from storage.outbox import Outbox
 from storage.registrations import (
     SELECT_WITH_PLACE,
@@ -175,13 +176,15 @@ class Seats:
             for row in ran_out:
                 if not row["before_deadline"]:
                     continue
-                event = self._catalog.get(row["event_id"])
-                title = event.title if event else row["event_id"]
+                with use_locale(await reader_language(connection, row["user_id"])):
+                    event = self._catalog.get(row["event_id"])
+                    title = event.title if event else row["event_id"]
+                    text = t("offer_ran_out", title=title)
                 await self._outbox.add(
                     connection,
                     [row["user_id"]],
                     "waitlist",
-                    t("offer_ran_out", title=title),
+                    text,
                     now=now,
                     registration_id=row["id"],
                 )
@@ -246,10 +249,13 @@ class Seats:
             updated = await cursor.fetchone()
         assert updated is not None
         registration = Registration.from_row(updated)
-        event = self._catalog.get(registration.event_id)
-        title = event.title if event else registration.event_id
-        zone = event.timezone if event else None
-        text = t("offer_message", title=title, until=format_datetime(expires, zone))
+        # In the language of the person offered, not of whoever freed the seat.
+        with use_locale(await reader_language(connection, registration.user_id)):
+            event = self._catalog.get(registration.event_id)
+            title = event.title if event else registration.event_id
+            zone = event.timezone if event else None
+            text = t("offer_message", title=title, until=format_datetime(expires, zone))
+            markup = self._offer_markup(registration.id)
         await self._outbox.add(
             connection,
             [registration.user_id],
@@ -257,7 +263,7 @@ class Seats:
             text,
             now=now,
             registration_id=registration.id,
-            reply_markup=self._offer_markup(registration.id),
+            reply_markup=markup,
         )
         await self._listener(
             connection,
@@ -274,15 +280,16 @@ class Seats:
         ) as cursor:
             closing = [row[0] for row in await cursor.fetchall()]
         for event_id in closing:
-            event = self._catalog.get(event_id)
             async with connection.execute(
                 "SELECT id, user_id FROM registrations WHERE event_id = ? AND status = 'waiting' "
                 "ORDER BY queued_at, id",
                 (event_id,),
             ) as cursor:
                 rows = list(await cursor.fetchall())
-            text = t("waitlist_closed", title=event.title if event else event_id)
             for row in rows:
+                with use_locale(await reader_language(connection, row["user_id"])):
+                    event = self._catalog.get(event_id)
+                    text = t("waitlist_closed", title=event.title if event else event_id)
                 await self._outbox.add(
                     connection,
                     [row["user_id"]],

@@ -90,6 +90,7 @@ class TelegramUser:
         last_name: str | None = None,
         username: str | None = None,
         chat_id: int | None = None,
+        language_code: str = "ru",
     ) -> None:
         self.fake = fake
         self.deliver = deliver
@@ -98,7 +99,11 @@ class TelegramUser:
         self.last_name = last_name
         self.chat_id = user_id if chat_id is None else chat_id
         self.user = user_json(
-            user_id, first_name=first_name, last_name=last_name, username=username
+            user_id,
+            first_name=first_name,
+            last_name=last_name,
+            username=username,
+            language_code=language_code,
         )
 
     # --- acting ---------------------------------------------------------------------------

@@ -73,6 +73,14 @@ EVENTS_TOML = event_toml(
     privacy_policy_version="v1",
 )
 
+# The session's own texts for English readers (issue 14): `<key>_en` beside each key.
+ENGLISH_FIELDS = {
+    "title_en": "Strategy session “EtNik”",
+    "description_en": "A session for NGOs & public bodies <online>",
+    "location_en": "Online",
+    "privacy_policy_en": "The data is processed under Federal Law 152-FZ.",
+}
+
 
 def upcoming_event_toml(**fields: str) -> str:
     """A session ten days ahead of the real clock, for processes that run on it."""

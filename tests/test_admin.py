@@ -96,7 +96,7 @@ async def test_stats_per_session(
     assert "Заполняют анкету: 1" in text
     assert "Сегодня: 1, за 7 дней: 1" in text
     assert "Заблокировали бота: 1" in text
-    assert "До конца регистрации: 12 дн." in text
+    assert "До конца регистрации: 12 дней" in text
 
 
 async def test_find_matches_any_case_and_phone_forms(
@@ -167,7 +167,7 @@ async def test_export_answers_at_once_and_uploads_in_the_background(
     assert not jobs.running("export", ADMIN_ID)
     [progress] = [m for m in fake.messages_to(ADMIN_ID) if m.edits]
     assert progress.edits == ["⏳ Готовлю выгрузку…"]
-    assert progress.text == "✅ Выгрузка готова: 2 строк, файлы CSV и Excel ниже."
+    assert progress.text == "✅ Выгрузка готова: 2 строки, файлы CSV и Excel ниже."
     documents = {m.filename: m.document for m in fake.messages_to(ADMIN_ID) if m.document}
     assert sorted(documents) == [EXPORT_CSV, EXPORT_XLSX]
     csv_bytes = documents[EXPORT_CSV]
@@ -245,7 +245,7 @@ async def test_broadcast_reaches_every_reachable_registrant_once_with_a_report(
     await admin.send("/broadcast")
     assert "получателей: 4" in admin.last_text
     replies = await admin.send("Ссылка для подключения: <https://example.org/join> & до встречи!")
-    assert "Так увидят сообщение 4 получателей" in (replies[0].text or "")
+    assert "Так увидят сообщение 4 получателя" in (replies[0].text or "")
     await admin.click("Отправить (4)")
     assert "отправлено 0 из 4" in admin.last_text
     await sender.idle()
@@ -306,7 +306,7 @@ async def test_broadcast_of_a_photo_with_a_caption_as_the_admin_wrote_it(
         caption, caption_entities=[{"type": "bold", "offset": 0, "length": 9}]
     )
 
-    assert "Так увидят сообщение 3 получателей" in (replies[0].text or "")
+    assert "Так увидят сообщение 3 получателя" in (replies[0].text or "")
     preview = replies[1]
     assert preview.caption == caption
     assert preview.photo is not None and preview.photo.startswith("photo-m-file-")  # the largest

@@ -307,8 +307,8 @@ def test_render_digest_escapes_a_new_name_and_shows_the_numbers() -> None:
         "1. &lt;b&gt;Иван&lt;/b&gt; &amp; Co — ООО «Ромашка» &lt;i&gt;",
         "👥 Всего зарегистрированы: 12, отменили регистрацию: 1",
         "📈 По дням: 24 ноября — 4, 25 ноября — 8",
-        "⏳ До конца регистрации: 12 дн. (до 8 декабря 2026, 23:59 (МСК, UTC+3))",
-        "🗓 До начала: 14 дн.",
+        "⏳ До конца регистрации: 12 дней (до 8 декабря 2026, 23:59 (МСК, UTC+3))",
+        "🗓 До начала: 14 дней.",
     ]
 
 
@@ -325,8 +325,8 @@ def test_render_digest_counts_days_on_the_events_calendar() -> None:
     (message,) = render_digest(date(2026, 11, 26), [digest], now)
 
     assert "📅 29 ноября 2026, 10:00 (МСК+7, UTC+10)" in message
-    assert "⏳ До конца регистрации: 1 дн. (до 28 ноября 2026, 10:00 (МСК+7, UTC+10))" in message
-    assert "🗓 До начала: 2 дн." in message
+    assert "⏳ До конца регистрации: 1 день (до 28 ноября 2026, 10:00 (МСК+7, UTC+10))" in message
+    assert "🗓 До начала: 2 дня." in message
 
 
 def test_render_digest_marks_the_final_digest_of_a_started_session() -> None:

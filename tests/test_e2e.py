@@ -15,6 +15,7 @@ import pytest
 from tests.client import TelegramUser, http_deliver
 from tests.fake_telegram import FakeTelegram, serve
 from tests.helpers import (
+    ENGLISH_FIELDS,
     MOSCOW,
     TOKEN,
     bot_env,
@@ -455,3 +456,61 @@ async def test_a_garbled_answer_at_start_up_is_one_line_without_the_token(
     assert "error: cannot reach the Bot API: " in output
     assert "/bot<token redacted>/getMe" in output
     assert SECRET not in output
+
+
+async def test_english_participant_registers_over_http_and_the_card_stays_russian(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "events.toml").write_text(
+        upcoming_event_toml(
+            **ENGLISH_FIELDS, privacy_policy="Политика", privacy_policy_version="v2"
+        ),
+        encoding="utf-8",
+    )
+    fake = FakeTelegram(token=TOKEN)
+    async with (
+        serve(fake) as base_url,
+        bot_process(tmp_path, fake, base_url, ORGANIZER_CHAT_IDS=str(GROUP)) as bot,
+    ):
+        user = TelegramUser(
+            fake,
+            http_deliver(fake, timeout=20, database=db_file(tmp_path)),
+            user_id=1001,
+            first_name="Mary",
+            language_code="en-US",
+        )
+        [greeting] = await user.send("/start")
+        assert (greeting.text or "").startswith("Hello! Here you can register for an event.")
+        assert "Strategy session “EtNik”" in (greeting.text or "")
+        assert "The data is processed under Federal Law 152-FZ." in (greeting.text or "")
+        assert "(MSK, UTC+3)" in (greeting.text or "")
+        await user.click("I agree")
+        assert "Step 1 of 5" in user.last_text
+        await user.send("Mary Smith")
+        replies = await user.send("/language")  # mid-form: the question again, in Russian
+        assert "Шаг 2 из 5" in (replies[-1].text or "")
+        await user.send("/language")
+        assert "Step 2 of 5" in user.last_text
+        await user.send("Director")
+        await user.send("Ministry of Culture")
+        await user.send("+44 7911 123456")
+        await user.send("mary@example.com")
+        assert user.last_text.startswith("Please check your details:")
+        assert "Mary Smith" in user.last_text  # the answer before the switches is kept
+        replies = await user.click("Confirm")
+        assert "You are registered" in (replies[0].text or "")
+        assert "You are registered" in user.last_message_text  # the calendar file follows
+        await user.send("/me")
+        assert "Your personal data" in user.last_message_text
+
+        await wait_until(lambda: bool(card_numbers(fake, GROUP)))
+        [card] = [m.text or "" for m in fake.messages_to(GROUP)]
+        assert "Новая регистрация" in card and "Mary Smith" in card
+        english_menu = fake.commands_for({"type": "default"}, "en")
+        assert english_menu and english_menu[0]["description"] == "Register"
+
+        bot.process.send_signal(signal.SIGTERM)
+        assert await bot.wait() == 0
+
+    [row] = stored(tmp_path)
+    assert (row["full_name"], row["consent_version"]) == ("Mary Smith", "v2+en")

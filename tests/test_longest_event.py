@@ -23,6 +23,11 @@ def longest(key: str) -> str:
     return ("Т&<" * MAX_LENGTHS[key])[: MAX_LENGTHS[key]]
 
 
+def english(key: str) -> str:
+    """The longest English text the file allows for `key`, full of what escaping lengthens."""
+    return ("E&<" * MAX_LENGTHS[key])[: MAX_LENGTHS[key]]
+
+
 @pytest.fixture
 def events_file(tmp_path: Path) -> Path:
     path = tmp_path / "events.toml"
@@ -41,6 +46,10 @@ contact = "{longest("contact")}"
 operator = "{longest("operator")}"
 privacy_policy = "{longest("privacy_policy")}"
 privacy_policy_version = "{"v" * MAX_LENGTHS["privacy_policy_version"]}"
+title_en = "{english("title")}"
+location_en = "{english("location")}"
+description_en = "{english("description")}"
+privacy_policy_en = "{english("privacy_policy")}"
 """,
         encoding="utf-8",
     )
@@ -71,4 +80,30 @@ async def test_every_message_fits_when_every_event_text_is_longest(
     assert longest("title") in (card.text or "")
     assert any(longest("title") in (m.text or "") for m in fake.messages_to(ADMIN_ID))
     row = await dispatcher["registrations"].active("forum-2026", user.user_id)
+    assert row is not None and row.status == "confirmed"
+
+
+async def test_every_english_message_fits_when_every_english_text_is_longest(
+    make_user, fake: FakeTelegram, dispatcher, bot, clock
+) -> None:  # type: ignore[no-untyped-def]
+    mary: TelegramUser = make_user(2001, first_name="Mary", language_code="en")
+    replies = await mary.send("/start")
+    # The greeting and the consent question, the English policy whole in it.
+    assert any(english("privacy_policy") in (reply.text or "") for reply in replies)
+    assert max(len(reply.text or "") for reply in replies) <= MAX_TEXT_LENGTH
+    await mary.click("I agree")
+    await mary.send("Mary Smith")
+    await mary.send("Director")
+    await mary.send("Ministry of Culture")
+    await mary.share_contact("447911123456")
+    await mary.send("mary@example.com")
+    await mary.click("Confirm")
+    await mary.send("/me")
+
+    sent = [call for call in fake.calls if call.method in ("sendMessage", "editMessageText")]
+    assert [call for call in sent if call.error_code] == []
+    texts = [message.text or "" for message in fake.messages_to(mary.user_id)]
+    assert any(english("title") in text for text in texts)  # shown whole, not cut
+    assert max(len(text) for text in texts) <= MAX_TEXT_LENGTH
+    row = await dispatcher["registrations"].active("forum-2026", mary.user_id)
     assert row is not None and row.status == "confirmed"

@@ -2,11 +2,28 @@ from string import Formatter
 
 import pytest
 
-from bot.domain.texts import CATALOGUES, RU, Html, plural, quantity, t, th
+from bot.domain.texts import (
+    DEFAULT_LOCALE,
+    LANGUAGES,
+    LOCALE,
+    Html,
+    entries,
+    language_of,
+    plural_keys,
+    quantity,
+    t,
+    th,
+    tn,
+    use_locale,
+)
 
 # Telegram's limit for one message's text, counted after entity parsing; the raw
 # template is a safe upper bound.
 MESSAGE_LIMIT = 4096
+
+RU = {key: forms[0] for key, forms in entries("ru").items()}
+PLURALS = sorted(plural_keys())
+NUMBERS = (0, 1, 2, 5, 11, 21, 22, 25, 111)
 
 
 def fields(template: str) -> list[str | None]:
@@ -61,6 +78,39 @@ def test_th_returns_html_that_nests_unescaped() -> None:
 def test_t_raises_key_error_when_key_unknown() -> None:
     with pytest.raises(KeyError):
         t("no_such_text")
+    with pytest.raises(KeyError):
+        tn("no_such_text", 2)
+
+
+def test_t_speaks_the_locale_set_and_russian_by_default() -> None:
+    assert LOCALE.get() == DEFAULT_LOCALE
+    assert t("button_confirm") == "✅ Подтвердить"
+    with use_locale("en"):
+        assert t("button_confirm") == "✅ Confirm"
+    assert t("button_confirm") == "✅ Подтвердить"
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [("en", "en"), ("en-GB", "en"), ("EN-us", "en"), ("ru", "ru"), ("de", "ru"), (None, "ru")],
+)
+def test_language_of_telegram_code_is_english_when_it_starts_with_en(
+    code: str | None, expected: str
+) -> None:
+    assert language_of(code) == expected
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_catalogue_has_every_key_with_the_same_placeholders(language: str) -> None:
+    catalogue = entries(language)
+
+    assert catalogue.keys() == RU.keys(), language
+    for key, forms in catalogue.items():
+        for form in forms:
+            assert form, f"{language}: {key} is empty"
+            assert sorted(map(str, fields(form))) == sorted(map(str, fields(RU[key]))), (
+                f"{language}: {key}"
+            )
 
 
 @pytest.mark.parametrize("key", sorted(RU))
@@ -70,58 +120,85 @@ def test_template_fields_are_named_placeholders(key: str) -> None:
         assert name.isidentifier(), f"{key}: {{{name}}} is not a plain keyword field"
 
 
+@pytest.mark.parametrize("language", LANGUAGES)
 @pytest.mark.parametrize("key", sorted(RU))
-def test_template_formats_when_all_fields_given(key: str) -> None:
+def test_template_formats_when_all_fields_given(language: str, key: str) -> None:
     params = {str(name): f"<{name}>" for name in fields(RU[key])}
 
-    text = t(key, **params)
+    with use_locale(language):
+        text = tn(key, 5, **params) if key in PLURALS else t(key, **params)
 
     for name in params:
         assert f"&lt;{name}&gt;" in text
     assert "{" not in text.replace("{{", "")
 
 
-@pytest.mark.parametrize("key", sorted(RU))
-def test_template_fits_one_telegram_message(key: str) -> None:
-    assert len(RU[key]) <= MESSAGE_LIMIT
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_template_fits_one_telegram_message(language: str) -> None:
+    for key, forms in entries(language).items():
+        assert all(len(form) <= MESSAGE_LIMIT for form in forms), key
 
 
-def test_catalogues_share_keys_when_several_languages() -> None:
-    for language, catalogue in CATALOGUES.items():
-        assert catalogue.keys() == RU.keys(), language
+def test_plural_texts_are_the_same_in_every_language() -> None:
+    for language in LANGUAGES:
+        assert plural_keys(language) == frozenset(PLURALS), language
+
+
+# Every plural text, in every language, after each number whose form differs somewhere:
+# Russian 1 / 2-4 / 5-20 / 21 / 22 / 25 / 111, English 1 / the rest.
+RUSSIAN_FORM = {0: 2, 1: 0, 2: 1, 5: 2, 11: 2, 21: 0, 22: 1, 25: 2, 111: 2}
+ENGLISH_FORM = {n: 0 if n == 1 else 1 for n in NUMBERS}
+FORM = {"ru": RUSSIAN_FORM, "en": ENGLISH_FORM}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("key", PLURALS)
+@pytest.mark.parametrize("n", NUMBERS)
+def test_plural_text_takes_the_form_of_its_number(language: str, key: str, n: int) -> None:
+    forms = entries(language)[key]
+    params = {str(name): n for name in fields(forms[0])}
+
+    with use_locale(language):
+        text = tn(key, n, **params)
+
+    assert text == forms[FORM[language][n]].format(**params)
 
 
 @pytest.mark.parametrize(
-    ("n", "expected"),
+    ("language", "n", "expected"),
     [
-        (0, "дней"),
-        (1, "день"),
-        (2, "дня"),
-        (4, "дня"),
-        (5, "дней"),
-        (11, "дней"),
-        (12, "дней"),
-        (14, "дней"),
-        (21, "день"),
-        (22, "дня"),
-        (25, "дней"),
-        (101, "день"),
-        (111, "дней"),
-        (112, "дней"),
-        (1001, "день"),
-        (3650, "дней"),
-        (-1, "день"),
+        ("ru", 0, "0 дней"),
+        ("ru", 1, "1 день"),
+        ("ru", 2, "2 дня"),
+        ("ru", 5, "5 дней"),
+        ("ru", 11, "11 дней"),
+        ("ru", 21, "21 день"),
+        ("ru", 22, "22 дня"),
+        ("ru", 25, "25 дней"),
+        ("ru", 111, "111 дней"),
+        ("en", 0, "0 days"),
+        ("en", 1, "1 day"),
+        ("en", 2, "2 days"),
+        ("en", 21, "21 days"),
+        ("en", 111, "111 days"),
     ],
 )
-def test_plural_picks_the_russian_form_after_a_number(n: int, expected: str) -> None:
-    assert plural(n, "день", "дня", "дней") == expected
+def test_quantity_writes_the_number_with_its_noun(language: str, n: int, expected: str) -> None:
+    with use_locale(language):
+        assert quantity(n, "unit_days") == expected
 
 
-@pytest.mark.parametrize(("n", "expected"), [(1, "1 день"), (3, "3 дня"), (30, "30 дней")])
-def test_quantity_writes_the_number_with_the_catalogues_noun(n: int, expected: str) -> None:
-    assert quantity(n, "unit_days") == expected
-
-
-@pytest.mark.parametrize("key", [key for key in sorted(RU) if key.startswith("unit_")])
-def test_units_give_three_forms(key: str) -> None:
-    assert len(RU[key].split("|")) == 3
+@pytest.mark.parametrize(
+    ("language", "n", "expected"),
+    [
+        ("ru", 1, "✅ Выгрузка готова: 1 строка, файлы CSV и Excel ниже."),
+        ("ru", 2, "✅ Выгрузка готова: 2 строки, файлы CSV и Excel ниже."),
+        ("ru", 5, "✅ Выгрузка готова: 5 строк, файлы CSV и Excel ниже."),
+        ("ru", 21, "✅ Выгрузка готова: 21 строка, файлы CSV и Excel ниже."),
+        ("en", 1, "✅ The export is ready: 1 row, CSV and Excel files below."),
+        ("en", 2, "✅ The export is ready: 2 rows, CSV and Excel files below."),
+    ],
+)
+def test_plural_sentence_agrees_with_its_number(language: str, n: int, expected: str) -> None:
+    with use_locale(language):
+        assert tn("export_done", n, rows=n) == expected

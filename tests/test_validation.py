@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from bot.domain import validation
-from bot.domain.texts import RU
+from bot.domain.texts import entries
 from bot.domain.validation import (
     MAX_INPUT_LENGTH,
     TEXT_LIMITS,
@@ -223,4 +223,4 @@ def test_validation_reasons_have_texts_when_raised_anywhere_in_module() -> None:
     reasons = set(re.findall(r'ValidationError\(\s*"(\w+)"', source))
 
     assert reasons >= {"empty", "too_long", "too_short", "phone_invalid", "email_invalid"}
-    assert sorted(reason for reason in reasons if f"reason_{reason}" not in RU) == []
+    assert sorted(reason for reason in reasons if f"reason_{reason}" not in entries("ru")) == []

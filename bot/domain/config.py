@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.domain.retention import DEFAULT_RETENTION_DAYS
+from bot.domain.texts import DEFAULT_LOCALE, LANGUAGES
 
 # A token from @BotFather: "<bot id>:<35 characters>".
 TOKEN_PATTERN = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{30,}$")
@@ -39,6 +40,19 @@ class DataSettings(BaseSettings):
     # Days after a session ends until its registrations' personal data is erased (0: the
     # next day). Here, not on Settings: the operator's commands on the server see it too.
     retention_days: int = DEFAULT_RETENTION_DAYS
+    # The language of organiser cards, digests and exports (a participant reads their own).
+    # Here, not on Settings: the operator's export on the server writes in it too.
+    organizer_language: str = DEFAULT_LOCALE
+
+    @field_validator("organizer_language", mode="before")
+    @classmethod
+    def _language(cls, value: object) -> object:
+        text = str(value).strip().lower()
+        if text not in LANGUAGES:
+            raise ValueError(
+                f"{value!r} is not a language of the bot: one of {', '.join(LANGUAGES)}"
+            )
+        return text
 
     @field_validator("timezone", mode="before")
     @classmethod

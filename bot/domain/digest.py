@@ -16,7 +16,7 @@ from bot.domain.limits import MAX_MESSAGE_LENGTH, message_length
 from bot.domain.render import retention_rule
 from bot.domain.retention import erasure_moment
 from bot.domain.sources import sources_line
-from bot.domain.texts import Html, t
+from bot.domain.texts import Html, t, tn
 from bot.domain.timefmt import MONTHS_GENITIVE, format_date, format_datetime
 
 MAX_NAMES = 100
@@ -250,13 +250,15 @@ def _event_lines(digest: EventDigest, now: datetime, max_names: int) -> list[_Li
     if not event.is_open(now):
         texts.append(t("digest_closed"))
     elif (days_left := _days_between(now, event.registration_deadline, zone)) > 0:
-        texts.append(t("digest_deadline_days", days=days_left, deadline=deadline))
+        texts.append(tn("digest_deadline_days", days_left, days=days_left, deadline=deadline))
     else:
         texts.append(t("digest_deadline_today", deadline=deadline))
     if now < event.starts_at:
         days_left = _days_between(now, event.starts_at, zone)
         texts.append(
-            t("digest_start_days", days=days_left) if days_left > 0 else t("digest_start_today")
+            tn("digest_start_days", days_left, days=days_left)
+            if days_left > 0
+            else t("digest_start_today")
         )
     return [
         _Line(text, starts_block=index == 0, resume=None if index == 0 else resume)

@@ -6,13 +6,15 @@ import hashlib
 import re
 import tomllib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.domain.retention import DEFAULT_RETENTION_DAYS
+from bot.domain.texts import DEFAULT_LOCALE, LANGUAGES, LOCALE
 
 # Deep-link payloads allow A-Z a-z 0-9 _ - (64 max); callback data is 64 bytes in all,
 # so ids stay short enough to sit inside a button's payload.
@@ -54,6 +56,16 @@ class Event:
     offer_hours: int = DEFAULT_OFFER_HOURS
     # How long before `starts_at` each reminder goes out, longest first (see `reminders`).
     reminders: tuple[timedelta, ...] = ()
+    # The texts in the other languages, `("title_en", "...")` pairs (see `localized`), and
+    # the version of the consent each language's reader gives ("privacy_policy_version_en").
+    translations: tuple[tuple[str, str], ...] = ()
+
+    def localized(self, language: str) -> Event:
+        """The event as a reader of `language` sees it: its texts in that language where
+        the file gives them, else as written."""
+        if language == DEFAULT_LOCALE or not self.translations:
+            return self
+        return _localized(self, language)
 
     def is_open(self, now: datetime) -> bool:
         return self.in_file and now <= self.registration_deadline
@@ -80,10 +92,14 @@ class EventCatalog:
         return len(self.events)
 
     def get(self, event_id: str) -> Event | None:
-        return next((event for event in self.events + self.archived if event.id == event_id), None)
+        """The event in the current locale's language (`texts.LOCALE`): a participant's in
+        their update, the organisers' in work set to their language."""
+        event = next((event for event in self.events + self.archived if event.id == event_id), None)
+        return None if event is None else event.localized(LOCALE.get())
 
     def open_events(self, now: datetime) -> list[Event]:
-        return [event for event in self.events if event.is_open(now)]
+        language = LOCALE.get()
+        return [event.localized(language) for event in self.events if event.is_open(now)]
 
     def contacts(self) -> list[str]:
         return list(dict.fromkeys(event.contact for event in self.events if event.contact))
@@ -119,6 +135,57 @@ def _seats(raw: dict[str, Any], fail: Any) -> dict[str, Any]:
     }
 
 
+# The texts a file may give in each further language as `<key>_<language>` ("title_en").
+TRANSLATED = ("title", "description", "location", "privacy_policy")
+_TRANSLATED_KEYS = tuple(
+    f"{key}_{language}"
+    for language in LANGUAGES
+    if language != DEFAULT_LOCALE
+    for key in TRANSLATED
+)
+
+
+@lru_cache(maxsize=256)
+def _localized(event: Event, language: str) -> Event:
+    texts = dict(event.translations)
+
+    def text(key: str) -> str | None:
+        value = texts.get(f"{key}_{language}", getattr(event, key))
+        return None if value is None else str(value)
+
+    return replace(
+        event,
+        title=text("title") or event.title,
+        description=text("description"),
+        location=text("location") or event.location,
+        privacy_policy=text("privacy_policy"),
+        privacy_policy_version=text("privacy_policy_version") or event.privacy_policy_version,
+    )
+
+
+def _translations(
+    raw: dict[str, Any], policy: str | None, version: str, explicit: bool, fail: Any
+) -> tuple[tuple[str, str], ...]:
+    pairs: list[tuple[str, str]] = []
+    for language in LANGUAGES:
+        if language == DEFAULT_LOCALE:
+            continue
+        for key in TRANSLATED:
+            text = _text(raw, f"{key}_{language}", fail, limit_of=key)
+            if text is not None:
+                pairs.append((f"{key}_{language}", text))
+        # Consent is given to the text the person read: a reader of another language reads
+        # another text, so their consent names another version.
+        translated = _text(raw, f"privacy_policy_{language}", fail, limit_of="privacy_policy")
+        if translated is not None and not explicit:
+            digest = hashlib.sha256(translated.encode()).hexdigest()[:12]
+            pairs.append((f"privacy_policy_version_{language}", f"sha256:{digest}"))
+        elif translated is not None or policy is None:
+            # The file's own version, or the bot's default policy, which is translated.
+            pairs.append((f"privacy_policy_version_{language}", f"{version}+{language}"))
+    return tuple(pairs)
+
+
 _REQUIRED = ("id", "title", "starts_at", "registration_deadline", "location")
 _OPTIONAL = (
     "timezone",
@@ -131,6 +198,7 @@ _OPTIONAL = (
     "operator",
     *_SEAT_KEYS,
     "reminders",
+    *_TRANSLATED_KEYS,
 )
 
 
@@ -149,14 +217,14 @@ MAX_LENGTHS = {
 }
 
 
-def _text(raw: dict[str, Any], key: str, fail: Any) -> str | None:
+def _text(raw: dict[str, Any], key: str, fail: Any, *, limit_of: str = "") -> str | None:
     value = raw.get(key)
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip():
         fail(key, "must be a non-empty string")
     text = str(value).strip()
-    limit = MAX_LENGTHS.get(key)
+    limit = MAX_LENGTHS.get(limit_of or key)
     if limit is not None and len(text) > limit:
         fail(key, f"is {len(text)} characters long; at most {limit} fit in a message")
     return text
@@ -222,6 +290,7 @@ def _parse_event(raw: Any, position: int, default_zone: ZoneInfo, file: Path) ->
 
     policy = _text(raw, "privacy_policy", fail)
     version = _text(raw, "privacy_policy_version", fail)
+    explicit = version is not None
     if version is None:
         # Consent is given to a specific text: without an explicit version, its hash.
         digest = hashlib.sha256((policy or "").encode()).hexdigest()[:12]
@@ -244,6 +313,7 @@ def _parse_event(raw: Any, position: int, default_zone: ZoneInfo, file: Path) ->
         operator=_text(raw, "operator", fail) or contact,
         **_seats(raw, fail),
         reminders=_reminders(raw, fail),
+        translations=_translations(raw, policy, version, explicit, fail),
     )
 
 

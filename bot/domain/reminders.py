@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from bot.domain.events import Event
 from bot.domain.render import event_card
-from bot.domain.texts import Html, quantity, t
+from bot.domain.texts import LOCALE, Html, quantity, t
 from bot.domain.timefmt import format_datetime
 
 # A reminder not queued within this long after it was due (the bot was down) is skipped:
@@ -110,9 +110,11 @@ def change_text(change: SessionChange) -> str:
             old = getattr(before, name) or t("change_none")
             new = getattr(event, name) or t("change_none")
         lines.append(t(f"change_{name}", old=old, new=new))
+    # What changed is compared as the file writes it; the session is shown in the reader's.
+    shown = event.localized(LOCALE.get())
     return t(
         "session_changed",
-        title=event.title,
+        title=shown.title,
         changes=Html("\n".join(lines)),
-        card=event_card(event, join_url=True),
+        card=event_card(shown, join_url=True),
     )

@@ -1,9 +1,12 @@
-"""Times for people: "24 ноября 2022, 12:00 (МСК, UTC+3)". Aware datetimes only."""
+"""Times for people: "24 ноября 2022, 12:00 (МСК, UTC+3)", in English "24 November 2022,
+12:00 (MSK, UTC+3)", in the current locale (`texts.LOCALE`). Aware datetimes only."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
+
+from bot.domain.texts import LOCALE
 
 MONTHS_GENITIVE = (
     "января",
@@ -19,6 +22,23 @@ MONTHS_GENITIVE = (
     "ноября",
     "декабря",
 )
+MONTHS_ENGLISH = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+MONTHS = {"ru": MONTHS_GENITIVE, "en": MONTHS_ENGLISH}
+# Moscow time's abbreviation, as a reader of each language knows it.
+MOSCOW_ABBREVIATION = {"ru": "МСК", "en": "MSK"}
 
 # Russia names its zones relative to Moscow ("МСК+2"); zoneinfo knows no countries,
 # so the Russian IANA zones are listed (zone1970.tab, country RU).
@@ -72,7 +92,8 @@ def zone_label(moment: datetime) -> str:
     name = getattr(moment.tzinfo, "key", None)
     if name in RUSSIAN_ZONES:
         from_moscow = utc_offset - (moment.astimezone(MOSCOW).utcoffset() or timedelta(0))
-        msk = "МСК" + ("" if not from_moscow else _offset(from_moscow))
+        abbreviation = MOSCOW_ABBREVIATION.get(LOCALE.get(), "MSK")
+        msk = abbreviation + ("" if not from_moscow else _offset(from_moscow))
         return f"{msk}, {utc}"
     if not name or name in ("UTC", "Etc/UTC"):
         return utc
@@ -80,7 +101,8 @@ def zone_label(moment: datetime) -> str:
 
 
 def format_date(moment: datetime) -> str:
-    return f"{moment.day} {MONTHS_GENITIVE[moment.month - 1]} {moment.year}"
+    months = MONTHS.get(LOCALE.get(), MONTHS_ENGLISH)
+    return f"{moment.day} {months[moment.month - 1]} {moment.year}"
 
 
 def format_datetime(moment: datetime, zone: ZoneInfo | None = None) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.domain.events import EventCatalog
-from bot.domain.texts import t
+from bot.domain.texts import DEFAULT_LOCALE, t, use_locale
 from storage.export.columns import (
     FORMATS,
     Column,
@@ -35,14 +35,27 @@ def export_to_file(
     event_id: str | None,
     fmt: ExportFormat,
     output: Target,
+    *,
+    language: str = DEFAULT_LOCALE,
 ) -> int:
     """Write the registrations of one session (or of all, when `event_id` is None) to
-    `output`; returns the number of rows written. Blocking: the bot runs it in a child process
-    (`storage.export.process`).
+    `output`, its headers and labels in `language` (the organisers'); returns the number of
+    rows written. Blocking: the bot runs it in a child process (`storage.export.process`).
 
     Raises UnknownEvent for a session neither in the events file nor in the database, before
     `output` is touched.
     """
+    with use_locale(language):
+        return _export_to_file(database_path, catalog, event_id, fmt, output)
+
+
+def _export_to_file(
+    database_path: Path | str,
+    catalog: EventCatalog,
+    event_id: str | None,
+    fmt: ExportFormat,
+    output: Target,
+) -> int:
     columns = columns_for(event_id)
     with open_read_only(database_path) as connection:
         if (

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from bot.domain.events import EventCatalog
+from bot.domain.texts import DEFAULT_LOCALE
 from storage.export import ExportFormat, export_to_file
 
 
@@ -28,6 +29,8 @@ async def export_in_process(
     event_id: str | None,
     fmt: ExportFormat,
     output: Path,
+    *,
+    language: str = DEFAULT_LOCALE,
 ) -> int:
     """`export_to_file` in a child process; returns the number of rows written."""
     process = await asyncio.create_subprocess_exec(
@@ -38,7 +41,7 @@ async def export_in_process(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    job = pickle.dumps((database_path, catalog, event_id, fmt, output))
+    job = pickle.dumps((database_path, catalog, event_id, fmt, output, language))
     try:
         out, err = await process.communicate(job)
     except BaseException:
@@ -55,9 +58,9 @@ async def export_in_process(
 
 def _main() -> int:
     # Our own pickle, from our own parent, through a pipe: nothing else can write it.
-    database_path, catalog, event_id, fmt, output = pickle.load(sys.stdin.buffer)
+    database_path, catalog, event_id, fmt, output, language = pickle.load(sys.stdin.buffer)
     try:
-        rows = export_to_file(database_path, catalog, event_id, fmt, output)
+        rows = export_to_file(database_path, catalog, event_id, fmt, output, language=language)
     except Exception as error:
         # The type only: an error's text may quote a value from the database.
         print(type(error).__name__, file=sys.stderr)
