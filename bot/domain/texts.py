@@ -505,6 +505,22 @@ RU: dict[str, str] = {
     "sandbox_demo_policy": (
         "Песочница: данные хранятся во временной папке и удаляются при выходе."
     ),
+    # The event's own questions (`[[events.questions]]`, issue 14). A question's own text
+    # comes from the events file (bot/domain/form.py: question_text); these frame it.
+    "question_ask": "{question}",
+    "question_hint_choice": "Выберите вариант кнопкой или напишите его.",
+    "question_hint_yes_no": "Нажмите «Да» или «Нет» (или напишите).",
+    "question_hint_optional": "Необязательный вопрос: можно нажать «Пропустить».",
+    "button_skip": "Пропустить",
+    "button_yes": "Да",
+    "button_no": "Нет",
+    "answer_line": "<b>{question}:</b> {answer}",
+    "answer_skipped": "—",
+    "reason_not_an_option": "Такого варианта нет: выберите один из вариантов кнопкой.",
+    "reason_required": "Этот вопрос обязательный: пропустить его нельзя.",
+    "question_button_stale": "Эта кнопка уже не действует.",
+    "export_answers": "Ответы",
+    "export_answer_pair": "{question}: {answer}",
 }
 
 CATALOGUES: dict[str, dict[str, str]] = {"ru": RU}
