@@ -17,8 +17,8 @@ from aiogram.types import (
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from pydantic import Field, field_validator
 
-from bot.domain.events import Event
-from bot.domain.form import FIELDS
+from bot.domain.events import MAX_OPTIONS, MAX_QUESTIONS, Event
+from bot.domain.form import FIELDS, Question, option_labels, question_text
 from bot.domain.texts import LOCALE, t
 from bot.domain.validation import MAX_ROW_ID
 
@@ -26,6 +26,10 @@ from bot.domain.validation import MAX_ROW_ID
 # client and can be forged: an id outside this range would make the query raise
 # OverflowError, so the button's filter refuses it and it is answered as an expired button.
 RowId = Annotated[int, Field(ge=1, le=2**63 - 1)]
+# An event question's index in its event's list, and an option's in its question's: buttons
+# carry these, never ids or labels (Cyrillic takes two of callback data's 64 bytes a letter).
+QuestionIndex = Annotated[int, Field(ge=0, lt=MAX_QUESTIONS)]
+OptionIndex = Annotated[int, Field(ge=0, lt=MAX_OPTIONS)]
 
 
 class FormField(StrEnum):
@@ -62,6 +66,20 @@ class SummaryCallback(CallbackData, prefix="summary"):
     action: SummaryAction
     event_id: str
     field: FormField | None = None
+    question: QuestionIndex | None = None
+
+
+class QuestionAction(StrEnum):
+    answer = "a"
+    skip = "s"
+
+
+class QuestionCallback(CallbackData, prefix="q"):
+    """A button under one of the event's own questions: its option, or "skip"."""
+
+    action: QuestionAction
+    question: QuestionIndex
+    option: OptionIndex = 0
 
 
 class MyAction(StrEnum):
@@ -78,6 +96,7 @@ class MyCallback(CallbackData, prefix="my"):
     action: MyAction
     registration_id: RowId
     field: FormField | None = None
+    question: QuestionIndex | None = None
 
 
 class OfferAction(StrEnum):
@@ -214,12 +233,26 @@ def _phone_keyboard(locale: str) -> ReplyKeyboardMarkup:
     )
 
 
-def summary_keyboard(event_id: str, *, waitlist: bool = False) -> InlineKeyboardMarkup:
-    return _summary_keyboard(event_id, LOCALE.get(), waitlist)
+# A question's text on its edit button: Telegram shows a short button label whole.
+BUTTON_LABEL = 40
+
+
+def button_label(text: str) -> str:
+    return text if len(text) <= BUTTON_LABEL else text[: BUTTON_LABEL - 1] + "…"
+
+
+def summary_keyboard(
+    event_id: str, *, waitlist: bool = False, questions: tuple[Question, ...] = ()
+) -> InlineKeyboardMarkup:
+    locale = LOCALE.get()
+    labels = tuple(button_label(question_text(question, locale)) for question in questions)
+    return _summary_keyboard(event_id, locale, waitlist, labels)
 
 
 @lru_cache(maxsize=64)
-def _summary_keyboard(event_id: str, locale: str, waitlist: bool) -> InlineKeyboardMarkup:
+def _summary_keyboard(
+    event_id: str, locale: str, waitlist: bool, labels: tuple[str, ...] = ()
+) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     # Full: the same button joins the waiting list (the database decides either way).
     builder.button(
@@ -233,11 +266,44 @@ def _summary_keyboard(event_id: str, locale: str, waitlist: bool) -> InlineKeybo
                 action=SummaryAction.edit, event_id=event_id, field=field
             ),
         )
+    for index, label in enumerate(labels):
+        builder.button(
+            text=t("button_edit_field", field=label),
+            callback_data=SummaryCallback(
+                action=SummaryAction.edit, event_id=event_id, question=index
+            ),
+        )
     builder.button(
         text=t("button_cancel_form"),
         callback_data=SummaryCallback(action=SummaryAction.cancel, event_id=event_id),
     )
-    builder.adjust(1, 2, 2, 1, 1)
+    builder.adjust(1, 2, 2, 1, *(1 for _ in labels), 1)
+    return builder.as_markup()
+
+
+def question_keyboard(index: int, question: Question) -> InlineKeyboardMarkup | None:
+    """The buttons of the event's question at `index`: its options (yes and no), and "skip"
+    when it is optional; None for a required text question."""
+    builder = InlineKeyboardBuilder()
+    if question.kind == "yes_no":
+        labels: tuple[str, ...] = (t("button_yes"), t("button_no"))
+    else:
+        labels = option_labels(question, LOCALE.get())
+    for option, label in enumerate(labels):
+        builder.button(
+            text=label,
+            callback_data=QuestionCallback(
+                action=QuestionAction.answer, question=index, option=option
+            ),
+        )
+    if not question.required:
+        builder.button(
+            text=t("button_skip"),
+            callback_data=QuestionCallback(action=QuestionAction.skip, question=index),
+        )
+    if not labels and question.required:
+        return None
+    builder.adjust(*((2,) if question.kind == "yes_no" else (1 for _ in labels)), 1)
     return builder.as_markup()
 
 
@@ -282,7 +348,9 @@ def offer_markup_json(registration_id: int) -> str:
     return offer_keyboard(registration_id).model_dump_json(exclude_none=True)
 
 
-def fields_keyboard(registration_id: int) -> InlineKeyboardMarkup:
+def fields_keyboard(
+    registration_id: int, questions: tuple[Question, ...] = ()
+) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     for field in FormField:
         builder.button(
@@ -291,11 +359,19 @@ def fields_keyboard(registration_id: int) -> InlineKeyboardMarkup:
                 action=MyAction.change_field, registration_id=registration_id, field=field
             ),
         )
+    locale = LOCALE.get()
+    for index, question in enumerate(questions):
+        builder.button(
+            text=t("button_edit_field", field=button_label(question_text(question, locale))),
+            callback_data=MyCallback(
+                action=MyAction.change_field, registration_id=registration_id, question=index
+            ),
+        )
     builder.button(
         text=t("button_back"),
         callback_data=MyCallback(action=MyAction.show, registration_id=registration_id),
     )
-    builder.adjust(2, 2, 1, 1)
+    builder.adjust(2, 2, 1, *(1 for _ in questions), 1)
     return builder.as_markup()
 
 

@@ -18,7 +18,7 @@ from aiogram.types import CallbackQuery, Message, User
 
 from bot.domain.clock import Clock
 from bot.domain.events import Event, EventCatalog
-from bot.domain.form import Draft
+from bot.domain.form import FIELDS, Draft
 from bot.domain.render import contacts_line, event_card
 from bot.domain.sources import parse_start_payload
 from bot.domain.texts import t
@@ -26,7 +26,7 @@ from handlers.keyboards import ConsentAction, ConsentCallback, EventChoice, even
 from handlers.replies import (
     closed_text,
     end_form_by_button,
-    question_text,
+    field_question,
     reask,
     replace_answered,
     show_consent,
@@ -170,7 +170,8 @@ async def consent_given(
     # The consent message becomes the record of it and the first question: one call where
     # removing its buttons and asking would take two.
     record = event_card(event) + "\n\n" + t("consent_given") + "\n\n"
-    await replace_answered(callback, bot, record + question_text("full_name", draft))
+    total = len(FIELDS) + len(event.questions)
+    await replace_answered(callback, bot, record + field_question("full_name", draft, total))
 
 
 async def consent_declined(callback: CallbackQuery, bot: Bot, state: FSMContext) -> None:

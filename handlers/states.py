@@ -17,6 +17,8 @@ class Form(StatesGroup):
     organization = State()
     phone = State()
     email = State()
+    # One of the event's own questions (`[[events.questions]]`): which, in the draft.
+    question = State()
     summary = State()
 
 

@@ -172,9 +172,7 @@ def _registrant_csv(row: sqlite3.Row | Mapping[str, Any]) -> str:
     )
 
 
-async def _answers(
-    connection: aiosqlite.Connection, registration: Registration
-) -> Registration:
+async def _answers(connection: aiosqlite.Connection, registration: Registration) -> Registration:
     async with connection.execute(
         "SELECT question_id, value FROM answers WHERE registration_id = ? ORDER BY question_id",
         (registration.id,),
@@ -307,8 +305,7 @@ class Registrations:
 
     async def _with_answers(self, registration: Registration) -> Registration:
         rows = await self._db.fetchall(
-            "SELECT question_id, value FROM answers WHERE registration_id = ? "
-            "ORDER BY question_id",
+            "SELECT question_id, value FROM answers WHERE registration_id = ? ORDER BY question_id",
             (registration.id,),
         )
         return replace(registration, answers=tuple((row[0], row[1]) for row in rows))
@@ -347,7 +344,8 @@ class Registrations:
             if value:
                 await connection.execute(
                     "INSERT INTO answers (registration_id, question_id, value) VALUES (?, ?, ?) "
-                    "ON CONFLICT (registration_id, question_id) DO UPDATE SET value = excluded.value",
+                    "ON CONFLICT (registration_id, question_id) "
+                    "DO UPDATE SET value = excluded.value",
                     (registration_id, question_id, value),
                 )
             else:

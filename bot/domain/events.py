@@ -343,7 +343,7 @@ def _question(raw: Any, position: int, file: Path, label: str) -> Question:
     found = options("options")
     found_en = options("options_en")
     if kind == "choice" and not found:
-        fail("options", "is required for kind = \"choice\"")
+        fail("options", 'is required for kind = "choice"')
     if kind != "choice" and (found or found_en):
         fail("options" if found else "options_en", "only a choice question has options")
     if found_en and len(found_en) != len(found):

@@ -40,7 +40,7 @@ def answers(
     """The standard answers, then the event's own: each question of the file (skipped or
     unanswered: a dash), then any stored answer to a question gone from the file, by its id."""
     text = th("answers", **{field: shown_value(field, value) for field, value in values.items()})
-    lines = [text] if text else []
+    lines: list[str] = [text] if text else []
     extra = extra or {}
     for question in questions:
         lines.append(answer_line(question_text(question, locale), extra.get(question.id, "")))
