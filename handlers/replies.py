@@ -18,6 +18,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import (
     BufferedInputFile,
     CallbackQuery,
+    InlineKeyboardMarkup,
     Message,
     ReplyKeyboardMarkup,
     ReplyKeyboardRemove,
@@ -28,7 +29,7 @@ from bot.domain.calendar import calendar_file, calendar_name
 from bot.domain.clock import Clock
 from bot.domain.events import Event, EventCatalog
 from bot.domain.form import FIELDS, Draft, question_text
-from bot.domain.limits import MAX_MESSAGE_LENGTH, message_length
+from bot.domain.limits import MAX_MESSAGE_LENGTH, message_length, split_lines
 from bot.domain.render import answers, contacts_line, event_card, privacy_policy, shown_value
 from bot.domain.retention import kept_until
 from bot.domain.texts import LOCALE, Html, t
@@ -117,8 +118,19 @@ def summary_text(draft: Draft, event: Event) -> str:
     return text
 
 
+async def send_long(
+    bot: Bot, chat_id: int, text: str, reply_markup: InlineKeyboardMarkup | None = None
+) -> None:
+    """`text` in one message, or cut between lines into several, the buttons under the last."""
+    *parts, last = split_lines(text)
+    for part in parts:
+        await bot.send_message(chat_id, part)
+    await bot.send_message(chat_id, last, reply_markup=reply_markup)
+
+
 async def show_summary(bot: Bot, chat_id: int, draft: Draft, event: Event) -> None:
-    await bot.send_message(
+    await send_long(
+        bot,
         chat_id,
         summary_text(draft, event),
         reply_markup=summary_keyboard(event.id, waitlist=draft.waitlist, questions=event.questions),
@@ -183,7 +195,8 @@ async def show_registration(
 ) -> None:
     event = catalog.get(registration.event_id)
     can_change = event is not None and event.is_open(clock())
-    await bot.send_message(
+    await send_long(
+        bot,
         chat_id,
         registration_text(registration, event, can_change, catalog.retention_days),
         reply_markup=registration_keyboard(
@@ -258,7 +271,7 @@ async def replace_answered(callback: CallbackQuery, bot: Bot, text: str) -> None
         except TelegramBadRequest as error:
             logger.info("Message %d not edited (%s); sending anew", message.message_id, error)
     await remove_buttons(callback)
-    await bot.send_message(callback.from_user.id, text)
+    await send_long(bot, callback.from_user.id, text)
 
 
 async def remove_buttons(callback: CallbackQuery) -> None:

@@ -9,6 +9,7 @@ import aiosqlite
 
 from bot.domain.events import EventCatalog
 from bot.domain.form import FIELDS
+from bot.domain.limits import split_lines
 from bot.domain.render import answers, shown_value
 from bot.domain.texts import Html, t
 from bot.domain.timefmt import format_datetime
@@ -111,11 +112,8 @@ class CardPublisher:
     ) -> None:
         if not self._chat_ids:
             return
-        await self._outbox.add(
-            connection,
-            self._chat_ids,
-            "card",
-            render_card(change, self._catalog, now),
-            now=now,
-            registration_id=change.id,
-        )
+        # A session with many questions of its own can make a card longer than a message.
+        for part in split_lines(render_card(change, self._catalog, now)):
+            await self._outbox.add(
+                connection, self._chat_ids, "card", part, now=now, registration_id=change.id
+            )

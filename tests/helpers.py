@@ -25,7 +25,6 @@ from bot.app import create_dispatcher
 from bot.domain.cells import cell
 from bot.domain.config import Settings
 from bot.domain.events import load_events
-from bot.domain.texts import t
 from bot.domain.timefmt import zone_label
 from bot.domain.validation import format_phone
 from bot.sender import Limits
