@@ -15,7 +15,7 @@ from aiogram.types import (
     ReplyKeyboardMarkup,
 )
 from aiogram.utils.keyboard import InlineKeyboardBuilder
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
 from bot.domain.events import MAX_OPTIONS, MAX_QUESTIONS, Event
 from bot.domain.form import FIELDS, Question, option_labels, question_text
@@ -32,15 +32,18 @@ QuestionIndex = Annotated[int, Field(ge=0, lt=MAX_QUESTIONS)]
 OptionIndex = Annotated[int, Field(ge=0, lt=MAX_OPTIONS)]
 
 
-class FormField(StrEnum):
-    full_name = "full_name"
-    position = "position"
-    organization = "organization"
-    phone = "phone"
-    email = "email"
+def _known_field(value: str) -> str:
+    if value not in FIELDS:
+        raise ValueError("not a question of the form")
+    return value
 
 
-assert tuple(FormField) == FIELDS
+# A standard question, by its id (the form's table: bot/domain/form.py).
+FormField = Annotated[str, AfterValidator(_known_field)]
+
+
+def _rows_of_two(count: int) -> tuple[int, ...]:
+    return (2,) * (count // 2) + (1,) * (count % 2)
 
 
 class EventChoice(CallbackData, prefix="event"):
@@ -259,7 +262,7 @@ def _summary_keyboard(
         text=t("button_join_waitlist" if waitlist else "button_confirm"),
         callback_data=SummaryCallback(action=SummaryAction.confirm, event_id=event_id),
     )
-    for field in FormField:
+    for field in FIELDS:
         builder.button(
             text=t("button_edit_field", field=t(f"field_{field}")),
             callback_data=SummaryCallback(
@@ -277,7 +280,7 @@ def _summary_keyboard(
         text=t("button_cancel_form"),
         callback_data=SummaryCallback(action=SummaryAction.cancel, event_id=event_id),
     )
-    builder.adjust(1, 2, 2, 1, *(1 for _ in labels), 1)
+    builder.adjust(1, *_rows_of_two(len(FIELDS)), *(1 for _ in labels), 1)
     return builder.as_markup()
 
 
@@ -352,7 +355,7 @@ def fields_keyboard(
     registration_id: int, questions: tuple[Question, ...] = ()
 ) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
-    for field in FormField:
+    for field in FIELDS:
         builder.button(
             text=t("button_edit_field", field=t(f"field_{field}")),
             callback_data=MyCallback(
@@ -371,7 +374,7 @@ def fields_keyboard(
         text=t("button_back"),
         callback_data=MyCallback(action=MyAction.show, registration_id=registration_id),
     )
-    builder.adjust(2, 2, 1, *(1 for _ in questions), 1)
+    builder.adjust(*_rows_of_two(len(FIELDS)), *(1 for _ in questions), 1)
     return builder.as_markup()
 
 

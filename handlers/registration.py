@@ -54,7 +54,7 @@ from handlers.replies import (
     show_registration,
     show_summary,
 )
-from handlers.states import FIELD_STATES, STATE_FIELDS, Form
+from handlers.states import CONTACT_STATES, FIELD_STATES, STATE_FIELDS, Form
 from storage.fsm import transition
 from storage.registrations import AlreadyRegistered, NewRegistration, Registrations
 from storage.reminders import Reminders
@@ -191,9 +191,15 @@ async def question_answered_typed(
     """A typed answer to one of the event's own questions (a choice's option counts)."""
     draft = Draft.from_data(await state.get_data())
     event = catalog.get(draft.event_id)
-    if event is None or draft.question is None or draft.question >= len(event.questions):
+    if event is None:
         await state.clear()
         await message.answer(t("event_not_found"))
+        return
+    if draft.question is None or draft.question >= len(event.questions):
+        # The question left the events file (a restart) while it was open: on with the form.
+        await next_or_summary(
+            message.chat.id, replace(draft, question=None), bot, state, seats, catalog
+        )
         return
     try:
         value = validate_answer(event.questions[draft.question], text)
@@ -554,7 +560,7 @@ def create_router() -> Router:
     router.message.register(
         question_answered_typed, StateFilter(Form.question), Magic(F.text.as_("text"))
     )
-    router.message.register(contact_shared, StateFilter(Form.phone), Magic(F.contact))
+    router.message.register(contact_shared, StateFilter(*CONTACT_STATES), Magic(F.contact))
     router.message.register(
         text_instead_of_button, StateFilter(Form.consent, Form.summary), Magic(F.text)
     )

@@ -28,7 +28,7 @@ from aiogram.types import (
 from bot.domain.calendar import calendar_file, calendar_name
 from bot.domain.clock import Clock
 from bot.domain.events import Event, EventCatalog
-from bot.domain.form import FIELDS, Draft, question_text
+from bot.domain.form import FIELDS, KEYBOARDS, Draft, question_text
 from bot.domain.limits import MAX_MESSAGE_LENGTH, message_length, split_lines
 from bot.domain.render import answers, contacts_line, event_card, privacy_policy, shown_value
 from bot.domain.retention import kept_until
@@ -73,7 +73,7 @@ async def ask(
     total = len(FIELDS) + (len(event.questions) if event else 0)
     question = field_question(field, draft, total)
     markup: ReplyKeyboardMarkup | ReplyKeyboardRemove | None = None
-    if field == "phone":
+    if KEYBOARDS[field] == "phone":
         markup = phone_keyboard()
     elif remove_keyboard:
         markup = ReplyKeyboardRemove()

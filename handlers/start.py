@@ -32,7 +32,7 @@ from handlers.replies import (
     show_consent,
     show_registration,
 )
-from handlers.states import Form
+from handlers.states import FIELD_STATES, Form
 from storage.fsm import transition
 from storage.registrations import Registrations
 from storage.seats import Seats
@@ -166,7 +166,7 @@ async def consent_given(
         )
         return
     draft = replace(draft, consent_at=now.isoformat(), consent_version=event.privacy_policy_version)
-    await transition(state, Form.full_name, draft.to_data())
+    await transition(state, FIELD_STATES[FIELDS[0]], draft.to_data())
     # The consent message becomes the record of it and the first question: one call where
     # removing its buttons and asking would take two.
     record = event_card(event) + "\n\n" + t("consent_given") + "\n\n"

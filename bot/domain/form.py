@@ -15,16 +15,33 @@ from bot.domain.validation import (
     validate_text,
 )
 
-FIELDS: Final = ("full_name", "position", "organization", "phone", "email")
+# The reply keyboard a standard question comes with: none, or "share my number".
+KeyboardKind = Literal["none", "phone"]
 
 
-VALIDATORS: Final[dict[str, Callable[[str], str]]] = {
-    "full_name": lambda text: validate_text("full_name", text),
-    "position": lambda text: validate_text("position", text),
-    "organization": lambda text: validate_text("organization", text),
-    "phone": validate_phone,
-    "email": validate_email_address,
-}
+@dataclass(frozen=True, slots=True)
+class StandardField:
+    """A question every session asks, before its own (`Question`). Its texts are `ask_<id>`
+    (the question) and `field_<id>` (its name in summaries and buttons) in the catalogue; its
+    value is a column of `registrations`."""
+
+    id: str
+    validator: Callable[[str], str]
+    keyboard: KeyboardKind = "none"
+
+
+# The standard questions, in the order asked: their states, edit buttons, the summary's lines
+# and the card's come from this table.
+STANDARD_FIELDS: Final = (
+    StandardField("full_name", lambda text: validate_text("full_name", text)),
+    StandardField("position", lambda text: validate_text("position", text)),
+    StandardField("organization", lambda text: validate_text("organization", text)),
+    StandardField("phone", validate_phone, keyboard="phone"),
+    StandardField("email", validate_email_address),
+)
+FIELDS: Final = tuple(field.id for field in STANDARD_FIELDS)
+VALIDATORS: Final = {field.id: field.validator for field in STANDARD_FIELDS}
+KEYBOARDS: Final = {field.id: field.keyboard for field in STANDARD_FIELDS}
 
 
 QuestionKind = Literal["text", "choice", "yes_no"]

@@ -39,8 +39,10 @@ def answers(
 ) -> Html:
     """The standard answers, then the event's own: each question of the file (skipped or
     unanswered: a dash), then any stored answer to a question gone from the file, by its id."""
-    text = th("answers", **{field: shown_value(field, value) for field, value in values.items()})
-    lines: list[str] = [text] if text else []
+    lines = [
+        t("answer_line", question=t(f"field_{field}"), answer=shown_value(field, value))
+        for field, value in values.items()
+    ]
     extra = extra or {}
     for question in questions:
         lines.append(answer_line(question_text(question, locale), extra.get(question.id, "")))

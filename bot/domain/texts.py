@@ -119,8 +119,6 @@ RU: dict[str, str] = {
     "kind_other": "сообщение другого типа",
     # Summary and confirmation
     "summary": "Проверьте, пожалуйста, данные:\n\n{card}\n\n{answers}\n\nВсё верно?",
-    "answers": "<b>ФИО:</b> {full_name}\n<b>Должность:</b> {position}\n"
-    "<b>Место работы:</b> {organization}\n<b>Телефон:</b> {phone}\n<b>E-mail:</b> {email}",
     "button_confirm": "✅ Подтвердить",
     "button_edit_field": "✏️ {field}",
     "button_cancel_form": "Отменить",
