@@ -14,6 +14,7 @@ import pytest
 from openpyxl import load_workbook
 
 from bot.domain.cells import CSV_DELIMITER
+from bot.domain.config import Settings
 from bot.domain.events import EventCatalog, EventsFileError, parse_events
 from bot.domain.form import Draft, Question, question_text, validate_answer
 from bot.domain.limits import MAX_MESSAGE_LENGTH, message_length, split_lines
@@ -30,8 +31,10 @@ from tests.helpers import (
     ORGANIZER_CHAT_ID,
     QUESTIONS_TOML,
     TRACES,
+    Clock,
     assert_no_trace,
     assert_traces,
+    dispatcher_for,
     expected_rows,
     header,
 )
@@ -317,3 +320,33 @@ def test_english_keys_are_kept_on_the_question() -> None:
     assert [q.kind for q in catalog.events[0].questions] == ["choice", "yes_no", "text"]
     assert catalog.events[0].questions[2].required is False
     assert catalog.events[0].questions[2].max_length == 100
+
+
+async def test_a_question_removed_from_the_file_keeps_its_answers_in_the_export(
+    user: TelegramUser,
+    db: Database,
+    settings: Settings,
+    clock: Clock,
+    tmp_path: Path,
+) -> None:
+    await standard_answers(user)
+    await user.click("СМИ")
+    await user.click("Да")
+    await user.send(TOPIC)
+    await user.click("Подтвердить")
+    # The organisers drop the yes/no question and add another; the bot restarts.
+    added = '\n[[events.questions]]\nid = "district"\ntext = "Район"\nrequired = false\n'
+    without_speaker = QUESTIONS_TOML.replace(
+        '[[events.questions]]\nid = "speaker"\ntext = "Будете выступать?"\nkind = "yes_no"\n', ""
+    )
+    dispatcher = await dispatcher_for(EVENTS_TOML + without_speaker + added, settings, db, clock)
+    catalog: EventCatalog = dispatcher["catalog"]
+    path = tmp_path / "out.csv"
+    export_to_file(db.path, catalog, "forum-2026", "csv", path)
+    rows = read_csv(path)
+    assert rows[0][-4:] == ["Кого вы представляете?", "Тема выступления", "Район", "speaker"]
+    assert rows[1][-4:] == ["СМИ", TOPIC, "", "Да"]
+    export_to_file(db.path, catalog, None, "csv", path)
+    assert read_csv(path)[1][-1] == (
+        f"Кого вы представляете?: СМИ; Тема выступления: {TOPIC}; speaker: Да"
+    )
