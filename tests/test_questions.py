@@ -350,3 +350,9 @@ async def test_a_question_removed_from_the_file_keeps_its_answers_in_the_export(
     assert read_csv(path)[1][-1] == (
         f"Кого вы представляете?: СМИ; Тема выступления: {TOPIC}; speaker: Да"
     )
+
+
+def test_a_question_written_on_several_lines_is_one_line() -> None:
+    toml = '[[events.questions]]\nid = "a"\ntext = """\nКого вы\n  представляете?"""\n'
+    catalog = parse_events(event_with(toml), file=Path("e.toml"), default_zone=MOSCOW)
+    assert catalog.events[0].questions[0].text == "Кого вы представляете?"

@@ -310,9 +310,12 @@ def _question(raw: Any, position: int, file: Path, label: str) -> Question:
             return None
         if not isinstance(value, str) or not value.strip():
             fail(key, "must be a non-empty string")
-        if len(value.strip()) > limit:
-            fail(key, f"is {len(value.strip())} characters long; at most {limit}")
-        return str(value).strip()
+        # One line: a question's text goes into one line of the summary, and a long summary
+        # is cut between lines (bot/domain/limits.py: split_lines).
+        flat = " ".join(str(value).split())
+        if len(flat) > limit:
+            fail(key, f"is {len(flat)} characters long; at most {limit}")
+        return flat
 
     def options(key: str) -> tuple[str, ...]:
         value = raw.get(key)
@@ -324,9 +327,10 @@ def _question(raw: Any, position: int, file: Path, label: str) -> Question:
         for item in value:
             if not isinstance(item, str) or not item.strip():
                 fail(key, "each option must be a non-empty string")
-            if len(item.strip()) > MAX_OPTION_TEXT:
+            flat = " ".join(str(item).split())
+            if len(flat) > MAX_OPTION_TEXT:
                 fail(key, f"{item!r} is longer than {MAX_OPTION_TEXT} characters")
-            items.append(item.strip())
+            items.append(flat)
         if len({item.casefold() for item in items}) != len(items):
             fail(key, "has the same option twice")
         return tuple(items)
