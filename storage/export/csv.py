@@ -21,6 +21,9 @@ from storage.export.times import CsvTimes, as_cell
 # mmap threshold. Above it every batch is a fresh mmap, zero-filled page by page (measured in
 # bench/ANALYSIS.md).
 _ROWS_PER_WRITE = 100
+# Distinct answer sets whose cells are kept per session: memory stays flat when every
+# answer is a text of its own.
+_TAILS_KEPT = 10_000
 
 
 def write_csv(target: Target, header: Sequence[str], batches: Iterable[list[bytes]]) -> int:
@@ -80,6 +83,8 @@ def csv_lines(
                 if (label := as_cell(text)) is not None
             }
             times = CsvTimes(session.local_time)
+            # Choices repeat: the same answers make the same cells, made once per session.
+            tails: dict[str, bytes] = {}
             for batch in rows.csv_rows(event, rule=CSV_RULE, batch=_ROWS_PER_WRITE):
                 lines = []
                 for (
@@ -113,6 +118,8 @@ def csv_lines(
                         continue
                     if answered == "{}" or answered is None:
                         tail = no_answers
+                    elif answered in tails:
+                        tail = tails[answered]
                     else:
                         values = parse_answers(answered)
                         shown = (
@@ -121,6 +128,9 @@ def csv_lines(
                             else [answers_text(values, session.questions)]
                         )
                         tail = (CSV_DELIMITER + csv_line(cells(shown, for_csv=True))).encode()
+                        if len(tails) >= _TAILS_KEPT:
+                            tails.clear()
+                        tails[answered] = tail
                     lines.append(
                         delimiter.join(
                             (
