@@ -1,13 +1,17 @@
-"""The form: five questions, the summary, confirm; /cancel. Starting and consent are in
-handlers/start.py; /me in handlers/my_registrations.py, whose "change a field" asks that
-question here and saves the answer at once (`save_change`).
+"""The form: the five standard questions, the event's own, the summary, confirm; /cancel.
+Starting and consent are in handlers/start.py; /me in handlers/my_registrations.py, whose
+"change a field" asks that question here and saves the answer at once (`save_change`,
+`save_answer`).
 
     /start [event id] ─▶ consent ─▶ full_name ─▶ position ─▶ organization ─▶ phone ─▶ email
                                         ▲                                              │
-                                        └──── "change <field>" ◀── summary ◀───────────┘
+                                        │       the event's own questions (`question`) ◀┘
+                                        │       one state; which one, and the answers,
+                                        │       in the draft          │
+                                        └── "change <field>" ◀── summary ◀┘
                                                                       │ confirm
                                                                       ▼
-                                                              registrations row
+                                                    registrations row + its answers
 
 Each step saves the move first (`transition`, stamped with the update), then replies: what
 the person sees is never ahead of what is stored. A kill in between makes Telegram deliver
