@@ -15,10 +15,10 @@ from aiogram.types import (
     ReplyKeyboardMarkup,
 )
 from aiogram.utils.keyboard import InlineKeyboardBuilder
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
-from bot.domain.events import Event
-from bot.domain.form import FIELDS
+from bot.domain.events import MAX_OPTIONS, MAX_QUESTIONS, Event
+from bot.domain.form import FIELDS, Question, option_labels, question_text
 from bot.domain.texts import LOCALE, t
 from bot.domain.validation import MAX_ROW_ID
 
@@ -26,17 +26,24 @@ from bot.domain.validation import MAX_ROW_ID
 # client and can be forged: an id outside this range would make the query raise
 # OverflowError, so the button's filter refuses it and it is answered as an expired button.
 RowId = Annotated[int, Field(ge=1, le=2**63 - 1)]
+# An event question's index in its event's list, and an option's in its question's: buttons
+# carry these, never ids or labels (Cyrillic takes two of callback data's 64 bytes a letter).
+QuestionIndex = Annotated[int, Field(ge=0, lt=MAX_QUESTIONS)]
+OptionIndex = Annotated[int, Field(ge=0, lt=MAX_OPTIONS)]
 
 
-class FormField(StrEnum):
-    full_name = "full_name"
-    position = "position"
-    organization = "organization"
-    phone = "phone"
-    email = "email"
+def _known_field(value: str) -> str:
+    if value not in FIELDS:
+        raise ValueError("not a question of the form")
+    return value
 
 
-assert tuple(FormField) == FIELDS
+# A standard question, by its id (the form's table: bot/domain/form.py).
+FormField = Annotated[str, AfterValidator(_known_field)]
+
+
+def _rows_of_two(count: int) -> tuple[int, ...]:
+    return (2,) * (count // 2) + (1,) * (count % 2)
 
 
 class EventChoice(CallbackData, prefix="event"):
@@ -62,6 +69,20 @@ class SummaryCallback(CallbackData, prefix="summary"):
     action: SummaryAction
     event_id: str
     field: FormField | None = None
+    question: QuestionIndex | None = None
+
+
+class QuestionAction(StrEnum):
+    answer = "a"
+    skip = "s"
+
+
+class QuestionCallback(CallbackData, prefix="q"):
+    """A button under one of the event's own questions: its option, or "skip"."""
+
+    action: QuestionAction
+    question: QuestionIndex
+    option: OptionIndex = 0
 
 
 class MyAction(StrEnum):
@@ -78,6 +99,7 @@ class MyCallback(CallbackData, prefix="my"):
     action: MyAction
     registration_id: RowId
     field: FormField | None = None
+    question: QuestionIndex | None = None
 
 
 class OfferAction(StrEnum):
@@ -214,30 +236,77 @@ def _phone_keyboard(locale: str) -> ReplyKeyboardMarkup:
     )
 
 
-def summary_keyboard(event_id: str, *, waitlist: bool = False) -> InlineKeyboardMarkup:
-    return _summary_keyboard(event_id, LOCALE.get(), waitlist)
+# A question's text on its edit button: Telegram shows a short button label whole.
+BUTTON_LABEL = 40
+
+
+def button_label(text: str) -> str:
+    return text if len(text) <= BUTTON_LABEL else text[: BUTTON_LABEL - 1] + "…"
+
+
+def summary_keyboard(
+    event_id: str, *, waitlist: bool = False, questions: tuple[Question, ...] = ()
+) -> InlineKeyboardMarkup:
+    locale = LOCALE.get()
+    labels = tuple(button_label(question_text(question, locale)) for question in questions)
+    return _summary_keyboard(event_id, locale, waitlist, labels)
 
 
 @lru_cache(maxsize=64)
-def _summary_keyboard(event_id: str, locale: str, waitlist: bool) -> InlineKeyboardMarkup:
+def _summary_keyboard(
+    event_id: str, locale: str, waitlist: bool, labels: tuple[str, ...] = ()
+) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     # Full: the same button joins the waiting list (the database decides either way).
     builder.button(
         text=t("button_join_waitlist" if waitlist else "button_confirm"),
         callback_data=SummaryCallback(action=SummaryAction.confirm, event_id=event_id),
     )
-    for field in FormField:
+    for field in FIELDS:
         builder.button(
             text=t("button_edit_field", field=t(f"field_{field}")),
             callback_data=SummaryCallback(
                 action=SummaryAction.edit, event_id=event_id, field=field
             ),
         )
+    for index, label in enumerate(labels):
+        builder.button(
+            text=t("button_edit_field", field=label),
+            callback_data=SummaryCallback(
+                action=SummaryAction.edit, event_id=event_id, question=index
+            ),
+        )
     builder.button(
         text=t("button_cancel_form"),
         callback_data=SummaryCallback(action=SummaryAction.cancel, event_id=event_id),
     )
-    builder.adjust(1, 2, 2, 1, 1)
+    builder.adjust(1, *_rows_of_two(len(FIELDS)), *(1 for _ in labels), 1)
+    return builder.as_markup()
+
+
+def question_keyboard(index: int, question: Question) -> InlineKeyboardMarkup | None:
+    """The buttons of the event's question at `index`: its options (yes and no), and "skip"
+    when it is optional; None for a required text question."""
+    builder = InlineKeyboardBuilder()
+    if question.kind == "yes_no":
+        labels: tuple[str, ...] = (t("button_yes"), t("button_no"))
+    else:
+        labels = option_labels(question, LOCALE.get())
+    for option, label in enumerate(labels):
+        builder.button(
+            text=label,
+            callback_data=QuestionCallback(
+                action=QuestionAction.answer, question=index, option=option
+            ),
+        )
+    if not question.required:
+        builder.button(
+            text=t("button_skip"),
+            callback_data=QuestionCallback(action=QuestionAction.skip, question=index),
+        )
+    if not labels and question.required:
+        return None
+    builder.adjust(*((2,) if question.kind == "yes_no" else (1 for _ in labels)), 1)
     return builder.as_markup()
 
 
@@ -282,20 +351,30 @@ def offer_markup_json(registration_id: int) -> str:
     return offer_keyboard(registration_id).model_dump_json(exclude_none=True)
 
 
-def fields_keyboard(registration_id: int) -> InlineKeyboardMarkup:
+def fields_keyboard(
+    registration_id: int, questions: tuple[Question, ...] = ()
+) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
-    for field in FormField:
+    for field in FIELDS:
         builder.button(
             text=t("button_edit_field", field=t(f"field_{field}")),
             callback_data=MyCallback(
                 action=MyAction.change_field, registration_id=registration_id, field=field
             ),
         )
+    locale = LOCALE.get()
+    for index, question in enumerate(questions):
+        builder.button(
+            text=t("button_edit_field", field=button_label(question_text(question, locale))),
+            callback_data=MyCallback(
+                action=MyAction.change_field, registration_id=registration_id, question=index
+            ),
+        )
     builder.button(
         text=t("button_back"),
         callback_data=MyCallback(action=MyAction.show, registration_id=registration_id),
     )
-    builder.adjust(2, 2, 1, 1)
+    builder.adjust(*_rows_of_two(len(FIELDS)), *(1 for _ in questions), 1)
     return builder.as_markup()
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from aiogram import BaseMiddleware, Bot, F, Router
@@ -34,7 +35,14 @@ from handlers.keyboards import (
     registration_keyboard,
     withdraw_keyboard,
 )
-from handlers.replies import ask, reask, remove_buttons, send_calendar, show_registration
+from handlers.replies import (
+    ask,
+    ask_question,
+    reask,
+    remove_buttons,
+    send_calendar,
+    show_registration,
+)
 from handlers.states import FIELD_STATES, Form
 from storage.erasure import PersonalData
 from storage.fsm import transition
@@ -220,7 +228,11 @@ async def change_requested(
         return
     await callback.answer()
     if isinstance(callback.message, Message):
-        await callback.message.edit_reply_markup(reply_markup=fields_keyboard(registration.id))
+        event = catalog.get(registration.event_id)
+        questions = event.questions if event else ()
+        await callback.message.edit_reply_markup(
+            reply_markup=fields_keyboard(registration.id, questions)
+        )
 
 
 async def field_change_requested(
@@ -239,17 +251,27 @@ async def field_change_requested(
     if await refused_mid_form(callback, bot, state, catalog):
         return
     await callback.answer()
-    if callback_data.field is None:
-        return
-    field = str(callback_data.field)
     draft = Draft(
         event_id=registration.event_id,
         registration_id=registration.id,
-        editing=field,
         **{name: getattr(registration, name) for name in FIELDS},
+        extra=registration.answer_map(),
     )
+    event = catalog.get(registration.event_id)
+    if callback_data.question is not None and event is not None:
+        if callback_data.question >= len(event.questions):
+            return
+        question = event.questions[callback_data.question]
+        draft = replace(draft, editing=question.id, question=callback_data.question)
+        await transition(state, Form.question, draft.to_data())
+        await ask_question(bot, callback.from_user.id, event, draft)
+        return
+    if callback_data.field is None:
+        return
+    field = str(callback_data.field)
+    draft = replace(draft, editing=field)
     await transition(state, FIELD_STATES[field], draft.to_data())
-    await ask(bot, callback.from_user.id, field, draft)
+    await ask(bot, callback.from_user.id, field, draft, catalog=catalog)
 
 
 async def calendar_requested(

@@ -1,13 +1,17 @@
-"""The form: five questions, the summary, confirm; /cancel. Starting and consent are in
-handlers/start.py; /me in handlers/my_registrations.py, whose "change a field" asks that
-question here and saves the answer at once (`save_change`).
+"""The form: the five standard questions, the event's own, the summary, confirm; /cancel.
+Starting and consent are in handlers/start.py; /me in handlers/my_registrations.py, whose
+"change a field" asks that question here and saves the answer at once (`save_change`,
+`save_answer`).
 
     /start [event id] ─▶ consent ─▶ full_name ─▶ position ─▶ organization ─▶ phone ─▶ email
                                         ▲                                              │
-                                        └──── "change <field>" ◀── summary ◀───────────┘
+                                        │       the event's own questions (`question`) ◀┘
+                                        │       one state; which one, and the answers,
+                                        │       in the draft          │
+                                        └── "change <field>" ◀── summary ◀┘
                                                                       │ confirm
                                                                       ▼
-                                                              registrations row
+                                                    registrations row + its answers
 
 Each step saves the move first (`transition`, stamped with the update), then replies: what
 the person sees is never ahead of what is stored. A kill in between makes Telegram deliver
@@ -28,15 +32,22 @@ from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
 
 from bot.domain.clock import Clock
 from bot.domain.events import EventCatalog
-from bot.domain.form import VALIDATORS, Draft
+from bot.domain.form import VALIDATORS, Draft, validate_answer
 from bot.domain.render import event_card, shown_value
 from bot.domain.sources import valid_source
 from bot.domain.texts import Html, t
 from bot.domain.validation import ValidationError, validate_phone
 from handlers.filters import Magic
-from handlers.keyboards import OfferCallback, SummaryAction, SummaryCallback
+from handlers.keyboards import (
+    OfferCallback,
+    QuestionAction,
+    QuestionCallback,
+    SummaryAction,
+    SummaryCallback,
+)
 from handlers.replies import (
     ask,
+    ask_question,
     closed_text,
     end_form_by_button,
     reask,
@@ -47,7 +58,7 @@ from handlers.replies import (
     show_registration,
     show_summary,
 )
-from handlers.states import FIELD_STATES, STATE_FIELDS, Form
+from handlers.states import CONTACT_STATES, FIELD_STATES, STATE_FIELDS, Form
 from storage.fsm import transition
 from storage.registrations import AlreadyRegistered, NewRegistration, Registrations
 from storage.reminders import Reminders
@@ -138,18 +149,166 @@ async def accept(
             draft,
             preface=preface + "\n\n" if preface else "",
             remove_keyboard=bool(preface),
+            catalog=catalog,
         )
         return
+    await next_or_summary(chat_id, draft, bot, state, seats, catalog)
+
+
+async def next_or_summary(
+    chat_id: int,
+    draft: Draft,
+    bot: Bot,
+    state: FSMContext,
+    seats: Seats,
+    catalog: EventCatalog,
+) -> None:
+    """After an answer: the event's next own question, or the summary."""
+    event = catalog.get(draft.event_id)
+    if event is None:
+        await state.clear()
+        await bot.send_message(chat_id, t("event_not_found"))
+        return
+    index = draft.next_extra(event.questions)
+    if index is not None:
+        draft = replace(draft, question=index)
+        await transition(state, Form.question, draft.to_data())
+        await ask_question(bot, chat_id, event, draft)
+        return
+    # What the summary offers: a seat, or the waiting list. The database decides again on
+    # confirming (a seat may free or go meanwhile).
+    draft = replace(draft, editing=None, question=None, waitlist=(await seats.seats(event.id)).full)
+    await transition(state, Form.summary, draft.to_data())
+    await show_summary(bot, chat_id, draft, event)
+
+
+async def question_answered_typed(
+    message: Message,
+    text: str,
+    bot: Bot,
+    state: FSMContext,
+    registrations: Registrations,
+    seats: Seats,
+    catalog: EventCatalog,
+    clock: Clock,
+) -> None:
+    """A typed answer to one of the event's own questions (a choice's option counts)."""
+    draft = Draft.from_data(await state.get_data())
     event = catalog.get(draft.event_id)
     if event is None:
         await state.clear()
         await message.answer(t("event_not_found"))
         return
-    # What the summary offers: a seat, or the waiting list. The database decides again on
-    # confirming (a seat may free or go meanwhile).
-    draft = replace(draft, editing=None, waitlist=(await seats.seats(event.id)).full)
-    await transition(state, Form.summary, draft.to_data())
-    await show_summary(bot, chat_id, draft, event)
+    if draft.question is None or draft.question >= len(event.questions):
+        # The question left the events file (a restart) while it was open: on with the form.
+        await next_or_summary(
+            message.chat.id, replace(draft, question=None), bot, state, seats, catalog
+        )
+        return
+    try:
+        value = validate_answer(event.questions[draft.question], text)
+    except ValidationError as error:
+        await reject(bot, message.chat.id, state, catalog, error.reason, **error.params)
+        return
+    await accept_question(
+        message.chat.id, draft, value, bot, state, registrations, seats, catalog, clock
+    )
+
+
+async def question_pressed(
+    callback: CallbackQuery,
+    callback_data: QuestionCallback,
+    bot: Bot,
+    state: FSMContext,
+    registrations: Registrations,
+    seats: Seats,
+    catalog: EventCatalog,
+    clock: Clock,
+) -> None:
+    """An option, or "skip", under the question being asked. A button of another question
+    (an old message, a double tap after the form moved on) is answered and changes nothing."""
+    draft = Draft.from_data(await state.get_data())
+    event = catalog.get(draft.event_id)
+    if (
+        event is None
+        or draft.question != callback_data.question
+        or draft.question >= len(event.questions)
+    ):
+        await callback.answer(t("question_button_stale"))
+        await remove_buttons(callback)
+        return
+    question = event.questions[draft.question]
+    if callback_data.action == QuestionAction.skip:
+        if question.required:
+            await callback.answer(t("reason_required"), show_alert=True)
+            return
+        value = ""
+    else:
+        choices = question.choices()
+        if callback_data.option >= len(choices):
+            await callback.answer(t("question_button_stale"))
+            await reask(bot, callback.from_user.id, state, catalog)
+            return
+        value = choices[callback_data.option]
+    await callback.answer()
+    await remove_buttons(callback)
+    await accept_question(
+        callback.from_user.id, draft, value, bot, state, registrations, seats, catalog, clock
+    )
+
+
+async def accept_question(
+    chat_id: int,
+    draft: Draft,
+    value: str,
+    bot: Bot,
+    state: FSMContext,
+    registrations: Registrations,
+    seats: Seats,
+    catalog: EventCatalog,
+    clock: Clock,
+) -> None:
+    event = catalog.get(draft.event_id)
+    assert event is not None and draft.question is not None
+    question = event.questions[draft.question]
+    draft = draft.with_extra(question, value)
+    if draft.registration_id is not None:
+        await save_answer(
+            chat_id, draft, question.id, value, bot, state, registrations, catalog, clock
+        )
+        return
+    await next_or_summary(chat_id, draft, bot, state, seats, catalog)
+
+
+async def save_answer(
+    chat_id: int,
+    draft: Draft,
+    question_id: str,
+    value: str,
+    bot: Bot,
+    state: FSMContext,
+    registrations: Registrations,
+    catalog: EventCatalog,
+    clock: Clock,
+) -> None:
+    """From /me: the answer is saved at once, as a field's change is (`save_change`)."""
+    assert draft.registration_id is not None
+    event = catalog.get(draft.event_id)
+    now = clock()
+    if event is None or not event.is_open(now):
+        await state.clear()
+        await bot.send_message(chat_id, t("change_closed"))
+        return
+    changed = await registrations.update_answer(
+        draft.registration_id, user_id=chat_id, question_id=question_id, value=value, now=now
+    )
+    await state.clear()
+    if changed is None:
+        await bot.send_message(chat_id, t("my_none"))
+        return
+    logger.info("Registration %d: answer %s changed", draft.registration_id, question_id)
+    await bot.send_message(chat_id, t("field_updated"))
+    await show_registration(bot, chat_id, changed[1], catalog, clock)
 
 
 async def save_change(
@@ -232,7 +391,11 @@ async def registration_confirmed(
         text = closed_text(event, catalog) if event else t("event_not_found")
         await bot.send_message(user.id, t("confirm_failed_closed") + "\n\n" + text)
         return
-    if draft.next_question() is not None or draft.consent_at is None:
+    if (
+        draft.next_question() is not None
+        or draft.next_extra(event.questions) is not None
+        or draft.consent_at is None
+    ):
         # Cannot happen through the buttons; a corrupted draft is asked again, not saved.
         await callback.answer()
         await reask(bot, user.id, state, catalog)
@@ -251,6 +414,11 @@ async def registration_confirmed(
         phone=answers_["phone"],
         email=answers_["email"],
         source=valid_source(draft.source),
+        answers=tuple(
+            (question.id, value)
+            for question in event.questions
+            if (value := draft.extra_answers().get(question.id, ""))
+        ),
     )
     try:
         registration = await registrations.create(new, now=now)
@@ -282,13 +450,25 @@ async def summary_edit(
     callback_data: SummaryCallback,
     bot: Bot,
     state: FSMContext,
+    catalog: EventCatalog,
 ) -> None:
     await callback.answer()
+    draft = Draft.from_data(await state.get_data())
+    if callback_data.question is not None:
+        event = catalog.get(draft.event_id)
+        if event is None or callback_data.question >= len(event.questions):
+            await reask(bot, callback.from_user.id, state, catalog)
+            return
+        question = event.questions[callback_data.question]
+        draft = replace(draft, editing=question.id, question=callback_data.question)
+        await transition(state, Form.question, draft.to_data())
+        await ask_question(bot, callback.from_user.id, event, draft)
+        return
     assert callback_data.field is not None
     field = str(callback_data.field)
-    draft = replace(Draft.from_data(await state.get_data()), editing=field)
+    draft = replace(draft, editing=field)
     await transition(state, FIELD_STATES[field], draft.to_data())
-    await ask(bot, callback.from_user.id, field, draft)
+    await ask(bot, callback.from_user.id, field, draft, catalog=catalog)
 
 
 async def form_cancelled_by_button(callback: CallbackQuery, bot: Bot, state: FSMContext) -> None:
@@ -315,6 +495,11 @@ async def stale_summary_button(
     else:
         answer = t("already_in_line" if registered.status == "waiting" else "already_confirmed")
     await callback.answer(answer)
+    await remove_buttons(callback)
+
+
+async def stale_question_button(callback: CallbackQuery) -> None:
+    await callback.answer(t("question_button_stale"))
     await remove_buttons(callback)
 
 
@@ -376,7 +561,10 @@ def create_router() -> Router:
     # The cheaper check first: an answer is refused by it before its state is looked at.
     router.message.register(command_in_form, Magic(F.text.startswith("/")), in_form)
     router.message.register(answer_typed, field_states, Magic(F.text.as_("text")))
-    router.message.register(contact_shared, StateFilter(Form.phone), Magic(F.contact))
+    router.message.register(
+        question_answered_typed, StateFilter(Form.question), Magic(F.text.as_("text"))
+    )
+    router.message.register(contact_shared, StateFilter(*CONTACT_STATES), Magic(F.contact))
     router.message.register(
         text_instead_of_button, StateFilter(Form.consent, Form.summary), Magic(F.text)
     )
@@ -390,7 +578,9 @@ def create_router() -> Router:
     router.callback_query.register(
         summary_edit,
         StateFilter(Form.summary),
-        SummaryCallback.filter((F.action == SummaryAction.edit) & F.field),
+        SummaryCallback.filter(
+            (F.action == SummaryAction.edit) & (F.field | F.question.is_not(None))
+        ),
     )
     router.callback_query.register(
         form_cancelled_by_button,
@@ -398,5 +588,9 @@ def create_router() -> Router:
         SummaryCallback.filter(F.action == SummaryAction.cancel),
     )
     router.callback_query.register(stale_summary_button, SummaryCallback.filter())
+    router.callback_query.register(
+        question_pressed, StateFilter(Form.question), QuestionCallback.filter()
+    )
+    router.callback_query.register(stale_question_button, QuestionCallback.filter())
     router.callback_query.register(seat_taken, OfferCallback.filter())
     return router

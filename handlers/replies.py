@@ -18,6 +18,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import (
     BufferedInputFile,
     CallbackQuery,
+    InlineKeyboardMarkup,
     Message,
     ReplyKeyboardMarkup,
     ReplyKeyboardRemove,
@@ -27,15 +28,16 @@ from aiogram.types import (
 from bot.domain.calendar import calendar_file, calendar_name
 from bot.domain.clock import Clock
 from bot.domain.events import Event, EventCatalog
-from bot.domain.form import FIELDS, Draft
-from bot.domain.limits import MAX_MESSAGE_LENGTH, message_length
+from bot.domain.form import FIELDS, KEYBOARDS, Draft, question_text
+from bot.domain.limits import MAX_MESSAGE_LENGTH, message_length, split_lines
 from bot.domain.render import answers, contacts_line, event_card, privacy_policy, shown_value
 from bot.domain.retention import kept_until
-from bot.domain.texts import Html, t
+from bot.domain.texts import LOCALE, Html, t
 from bot.domain.timefmt import format_date, format_datetime, zone_label
 from handlers.keyboards import (
     consent_keyboard,
     phone_keyboard,
+    question_keyboard,
     registration_keyboard,
     summary_keyboard,
 )
@@ -46,14 +48,14 @@ from storage.reminders import Reminders
 logger = logging.getLogger(__name__)
 
 
-def question_text(field: str, draft: Draft) -> str:
+def field_question(field: str, draft: Draft, total: int) -> str:
     question = t(f"ask_{field}")
     current = getattr(draft, field)
     if draft.editing is not None and current:
         return t("ask_edit", current=shown_value(field, current), question=Html(question))
     if draft.editing is None:
         number = FIELDS.index(field) + 1
-        return t("ask_step", number=number, total=len(FIELDS), question=Html(question))
+        return t("ask_step", number=number, total=total, question=Html(question))
     return question
 
 
@@ -65,22 +67,73 @@ async def ask(
     *,
     preface: str = "",
     remove_keyboard: bool = False,
+    catalog: EventCatalog | None = None,
 ) -> None:
-    question = question_text(field, draft)
+    event = catalog.get(draft.event_id) if catalog is not None else None
+    total = len(FIELDS) + (len(event.questions) if event else 0)
+    question = field_question(field, draft, total)
     markup: ReplyKeyboardMarkup | ReplyKeyboardRemove | None = None
-    if field == "phone":
+    if KEYBOARDS[field] == "phone":
         markup = phone_keyboard()
     elif remove_keyboard:
         markup = ReplyKeyboardRemove()
     await bot.send_message(chat_id, preface + question, reply_markup=markup)
 
 
-async def show_summary(bot: Bot, chat_id: int, draft: Draft, event: Event) -> None:
-    text = t("summary", card=event_card(event), answers=answers(draft.answers()))
+async def ask_question(
+    bot: Bot, chat_id: int, event: Event, draft: Draft, *, preface: str = ""
+) -> None:
+    """One of the event's own questions (`draft.question`), with its buttons."""
+    assert draft.question is not None
+    index = draft.question
+    question = event.questions[index]
+    text = t("question_ask", question=question_text(question, LOCALE.get()))
+    hints = []
+    if question.kind == "choice":
+        hints.append(t("question_hint_choice"))
+    elif question.kind == "yes_no":
+        hints.append(t("question_hint_yes_no"))
+    if not question.required:
+        hints.append(t("question_hint_optional"))
+    if hints:
+        text += "\n\n" + " ".join(hints)
+    current = draft.extra_answers().get(question.id)
+    if draft.editing is not None and current:
+        text = t("ask_edit", current=current, question=Html(text))
+    elif draft.editing is None:
+        text = t(
+            "ask_step",
+            number=len(FIELDS) + index + 1,
+            total=len(FIELDS) + len(event.questions),
+            question=Html(text),
+        )
+    await bot.send_message(chat_id, preface + text, reply_markup=question_keyboard(index, question))
+
+
+def summary_text(draft: Draft, event: Event) -> str:
+    shown = answers(draft.answers(), event.questions, draft.extra_answers(), LOCALE.get())
+    text = t("summary", card=event_card(event), answers=shown)
     if draft.waitlist:
         text += "\n\n" + t("summary_waitlist")
-    await bot.send_message(
-        chat_id, text, reply_markup=summary_keyboard(event.id, waitlist=draft.waitlist)
+    return text
+
+
+async def send_long(
+    bot: Bot, chat_id: int, text: str, reply_markup: InlineKeyboardMarkup | None = None
+) -> None:
+    """`text` in one message, or cut between lines into several, the buttons under the last."""
+    *parts, last = split_lines(text)
+    for part in parts:
+        await bot.send_message(chat_id, part)
+    await bot.send_message(chat_id, last, reply_markup=reply_markup)
+
+
+async def show_summary(bot: Bot, chat_id: int, draft: Draft, event: Event) -> None:
+    await send_long(
+        bot,
+        chat_id,
+        summary_text(draft, event),
+        reply_markup=summary_keyboard(event.id, waitlist=draft.waitlist, questions=event.questions),
     )
 
 
@@ -120,7 +173,12 @@ def registration_text(
     text = t(
         "my_registration",
         card=Html(card),
-        answers=answers({field: getattr(registration, field) for field in FIELDS}),
+        answers=answers(
+            {field: getattr(registration, field) for field in FIELDS},
+            event.questions if event else (),
+            registration.answer_map(),
+            LOCALE.get(),
+        ),
         registered_at=format_datetime(registration.created_at, zone),
         stored=Html(stored),
     )
@@ -137,7 +195,8 @@ async def show_registration(
 ) -> None:
     event = catalog.get(registration.event_id)
     can_change = event is not None and event.is_open(clock())
-    await bot.send_message(
+    await send_long(
+        bot,
         chat_id,
         registration_text(registration, event, can_change, catalog.retention_days),
         reply_markup=registration_keyboard(
@@ -171,8 +230,11 @@ async def reask(bot: Bot, chat_id: int, state: FSMContext, catalog: EventCatalog
     elif current == Form.summary.state and event:
         await bot.send_message(chat_id, t("summary_press_button"))
         await show_summary(bot, chat_id, draft, event)
+    elif current == Form.question.state and event and draft.question is not None:
+        if draft.question < len(event.questions):
+            await ask_question(bot, chat_id, event, draft)
     elif current in STATE_FIELDS:
-        await ask(bot, chat_id, STATE_FIELDS[current], draft)
+        await ask(bot, chat_id, STATE_FIELDS[current], draft, catalog=catalog)
 
 
 async def repeat_question(update: Update, data: dict[str, Any]) -> None:
@@ -209,7 +271,7 @@ async def replace_answered(callback: CallbackQuery, bot: Bot, text: str) -> None
         except TelegramBadRequest as error:
             logger.info("Message %d not edited (%s); sending anew", message.message_id, error)
     await remove_buttons(callback)
-    await bot.send_message(callback.from_user.id, text)
+    await send_long(bot, callback.from_user.id, text)
 
 
 async def remove_buttons(callback: CallbackQuery) -> None:

@@ -18,7 +18,7 @@ from aiogram.types import CallbackQuery, Message, User
 
 from bot.domain.clock import Clock
 from bot.domain.events import Event, EventCatalog
-from bot.domain.form import Draft
+from bot.domain.form import FIELDS, Draft
 from bot.domain.render import contacts_line, event_card
 from bot.domain.sources import parse_start_payload
 from bot.domain.texts import t
@@ -26,13 +26,13 @@ from handlers.keyboards import ConsentAction, ConsentCallback, EventChoice, even
 from handlers.replies import (
     closed_text,
     end_form_by_button,
-    question_text,
+    field_question,
     reask,
     replace_answered,
     show_consent,
     show_registration,
 )
-from handlers.states import Form
+from handlers.states import FIELD_STATES, Form
 from storage.fsm import transition
 from storage.registrations import Registrations
 from storage.seats import Seats
@@ -166,11 +166,12 @@ async def consent_given(
         )
         return
     draft = replace(draft, consent_at=now.isoformat(), consent_version=event.privacy_policy_version)
-    await transition(state, Form.full_name, draft.to_data())
+    await transition(state, FIELD_STATES[FIELDS[0]], draft.to_data())
     # The consent message becomes the record of it and the first question: one call where
     # removing its buttons and asking would take two.
     record = event_card(event) + "\n\n" + t("consent_given") + "\n\n"
-    await replace_answered(callback, bot, record + question_text("full_name", draft))
+    total = len(FIELDS) + len(event.questions)
+    await replace_answered(callback, bot, record + field_question("full_name", draft, total))
 
 
 async def consent_declined(callback: CallbackQuery, bot: Bot, state: FSMContext) -> None:

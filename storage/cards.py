@@ -9,6 +9,7 @@ import aiosqlite
 
 from bot.domain.events import EventCatalog
 from bot.domain.form import FIELDS
+from bot.domain.limits import split_lines
 from bot.domain.render import answers, shown_value
 from bot.domain.texts import DEFAULT_LOCALE, Html, t, use_locale
 from bot.domain.timefmt import format_datetime
@@ -33,7 +34,11 @@ def render_card(change: RegistrationChange, catalog: EventCatalog, now: datetime
             f"card_{change.kind}",
             id=registration.id,
             event=Html(event_line),
-            answers=answers({field: getattr(registration, field) for field in FIELDS}),
+            answers=answers(
+                {field: getattr(registration, field) for field in FIELDS},
+                event.questions if event else (),
+                registration.answer_map(),
+            ),
             telegram=Html(
                 t(
                     "card_telegram",
@@ -67,14 +72,26 @@ def render_card(change: RegistrationChange, catalog: EventCatalog, now: datetime
     if change.kind == "changed":
         assert registration is not None
         assert change.before is not None and change.field is not None
+        if change.field in FIELDS:
+            name = t(f"field_{change.field}")
+            old = shown_value(change.field, getattr(change.before, change.field))
+            new = shown_value(change.field, getattr(registration, change.field))
+        else:  # an answer to one of the event's own questions, named by its Russian text
+            question = next(
+                (q for q in (event.questions if event else ()) if q.id == change.field), None
+            )
+            name = question.text if question else change.field
+            skipped = t("answer_skipped")
+            old = change.before.answer_map().get(change.field) or skipped
+            new = registration.answer_map().get(change.field) or skipped
         return t(
             "card_changed",
             id=registration.id,
             event=Html(event_line),
             full_name=registration.full_name,
-            field=t(f"field_{change.field}"),
-            old=shown_value(change.field, getattr(change.before, change.field)),
-            new=shown_value(change.field, getattr(registration, change.field)),
+            field=name,
+            old=old,
+            new=new,
             at=at,
         )
     # The person's data is gone: the session and the number only (the organisers have the
@@ -105,11 +122,8 @@ class CardPublisher:
             return
         with use_locale(self._language):
             card = render_card(change, self._catalog, now)
-        await self._outbox.add(
-            connection,
-            self._chat_ids,
-            "card",
-            card,
-            now=now,
-            registration_id=change.id,
-        )
+        # A session with many questions of its own can make a card longer than a message.
+        for part in split_lines(card):
+            await self._outbox.add(
+                connection, self._chat_ids, "card", part, now=now, registration_id=change.id
+            )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from html import escape
 from typing import TYPE_CHECKING, Literal
@@ -233,6 +233,19 @@ class PersonalData:
         )
         ids = [entry.registration_id for entry in erased]
         placeholders = ", ".join("?" * len(ids))
+        # The answers to the event's own questions are the person's too.
+        async with connection.execute(
+            f"DELETE FROM answers WHERE registration_id IN ({placeholders}) "
+            "RETURNING registration_id",
+            ids,
+        ) as cursor:
+            answered = {row[0] for row in await cursor.fetchall()}
+        erased = [
+            replace(entry, fields=(*entry.fields, "answers"))
+            if entry.registration_id in answered
+            else entry
+            for entry in erased
+        ]
         # Undelivered cards about these registrations carry the very values erased.
         await connection.execute(
             f"{_DROP_MESSAGES} WHERE registration_id IN ({placeholders}) AND status != 'sent'",

@@ -494,6 +494,18 @@ MIGRATIONS: tuple[str, ...] = (
         chosen   INTEGER NOT NULL DEFAULT 0 CHECK (chosen IN (0, 1))
     );
     """,
+    # 17: answers to each event's own questions (`[[events.questions]]`, issue 14): one row per
+    # registration and question answered (a skipped one has none). Personal data: an erasure
+    # deletes the registration's rows (storage/erasure.py). A question removed from the file
+    # keeps its rows, exported under its id.
+    """
+    CREATE TABLE answers (
+        registration_id INTEGER NOT NULL REFERENCES registrations (id),
+        question_id     TEXT NOT NULL CHECK (length(question_id) BETWEEN 1 AND 30),
+        value           TEXT NOT NULL CHECK (length(value) BETWEEN 1 AND 1000),
+        PRIMARY KEY (registration_id, question_id)
+    ) WITHOUT ROWID;
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

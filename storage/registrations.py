@@ -44,6 +44,8 @@ class NewRegistration:
     consent_version: str
     # The source in the session's link (bot/domain/sources.py), already checked; not personal.
     source: str | None = None
+    # Answers to the event's own questions: (question id, value), skipped ones left out.
+    answers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,12 @@ class Registration:
     place: int | None = None
     offer_expires_at: datetime | None = None
     source: str | None = None  # the source in the session's link (bot/domain/sources.py)
+    # Answers to the event's own questions (question id, value), as stored; empty when the
+    # row was read without them.
+    answers: tuple[tuple[str, str], ...] = ()
+
+    def answer_map(self) -> dict[str, str]:
+        return dict(self.answers)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Registration:
@@ -164,6 +172,15 @@ def _registrant_csv(row: sqlite3.Row | Mapping[str, Any]) -> str:
     )
 
 
+async def _answers(connection: aiosqlite.Connection, registration: Registration) -> Registration:
+    async with connection.execute(
+        "SELECT question_id, value FROM answers WHERE registration_id = ? ORDER BY question_id",
+        (registration.id,),
+    ) as cursor:
+        rows = await cursor.fetchall()
+    return replace(registration, answers=tuple((row[0], row[1]) for row in rows))
+
+
 async def _place(connection: aiosqlite.Connection, registration_id: int) -> int | None:
     async with connection.execute(
         f"SELECT place FROM ({SELECT_WITH_PLACE} WHERE registrations.id = ?)", (registration_id,)
@@ -252,6 +269,16 @@ class Registrations:
                 if row is None:
                     raise LookupError(f"event {new.event_id!r} is not in the database")
                 registration = Registration.from_row(row)
+                if new.answers:
+                    await connection.executemany(
+                        "INSERT INTO answers (registration_id, question_id, value) "
+                        "VALUES (?, ?, ?)",
+                        [(registration.id, key, value) for key, value in new.answers if value],
+                    )
+                    registration = replace(
+                        registration,
+                        answers=tuple((key, value) for key, value in new.answers if value),
+                    )
                 if registration.status == "waiting":
                     place = await _place(connection, registration.id)
                     registration = replace(registration, place=place)
@@ -274,7 +301,14 @@ class Registrations:
         row = await self._db.fetchone(
             f"{SELECT_WITH_PLACE} WHERE id = ? AND erased_at IS NULL", (registration_id,)
         )
-        return Registration.from_row(row) if row else None
+        return await self._with_answers(Registration.from_row(row)) if row else None
+
+    async def _with_answers(self, registration: Registration) -> Registration:
+        rows = await self._db.fetchall(
+            "SELECT question_id, value FROM answers WHERE registration_id = ? ORDER BY question_id",
+            (registration.id,),
+        )
+        return replace(registration, answers=tuple((row[0], row[1]) for row in rows))
 
     async def active(self, event_id: str, user_id: int) -> Registration | None:
         """The person's registration for the session: confirmed, or waiting for a seat."""
@@ -282,14 +316,53 @@ class Registrations:
             f"{SELECT_WITH_PLACE} WHERE event_id = ? AND user_id = ? AND {ACTIVE}",
             (event_id, user_id),
         )
-        return Registration.from_row(row) if row else None
+        return await self._with_answers(Registration.from_row(row)) if row else None
 
     async def active_for_user(self, user_id: int) -> list[Registration]:
         rows = await self._db.fetchall(
             f"{SELECT_WITH_PLACE} WHERE user_id = ? AND {ACTIVE} ORDER BY created_at, id",
             (user_id,),
         )
-        return [Registration.from_row(row) for row in rows]
+        return [await self._with_answers(Registration.from_row(row)) for row in rows]
+
+    async def update_answer(
+        self, registration_id: int, *, user_id: int, question_id: str, value: str, now: datetime
+    ) -> tuple[Registration, Registration] | None:
+        """Change (or, with "", clear) one answer to an event question of the user's active
+        registration: (before, after), or None. The same value twice changes nothing."""
+        async with self._db.transaction() as connection:
+            async with connection.execute(
+                f"SELECT * FROM registrations WHERE id = ? AND user_id = ? AND {ACTIVE}",
+                (registration_id, user_id),
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                return None
+            old = await _answers(connection, Registration.from_row(row))
+            if old.answer_map().get(question_id, "") == value:
+                return old, old
+            if value:
+                await connection.execute(
+                    "INSERT INTO answers (registration_id, question_id, value) VALUES (?, ?, ?) "
+                    "ON CONFLICT (registration_id, question_id) "
+                    "DO UPDATE SET value = excluded.value",
+                    (registration_id, question_id, value),
+                )
+            else:
+                await connection.execute(
+                    "DELETE FROM answers WHERE registration_id = ? AND question_id = ?",
+                    (registration_id, question_id),
+                )
+            async with connection.execute(
+                "UPDATE registrations SET updated_at = ? WHERE id = ? RETURNING *",
+                (utc_iso(now), registration_id),
+            ) as cursor:
+                after = await cursor.fetchone()
+            assert after is not None
+            new = await _answers(connection, Registration.from_row(after))
+            change = RegistrationChange("changed", new.id, new.event_id, new, old, question_id)
+            await self._listener(connection, change, now)
+        return old, new
 
     async def update_field(
         self, registration_id: int, *, user_id: int, field: str, value: str, now: datetime

@@ -13,7 +13,7 @@ import sqlite3
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,13 +25,12 @@ from bot.app import create_dispatcher
 from bot.domain.cells import cell
 from bot.domain.config import Settings
 from bot.domain.events import load_events
-from bot.domain.texts import t
 from bot.domain.timefmt import zone_label
 from bot.domain.validation import format_phone
 from bot.sender import Limits
 from storage.database import Database
 from storage.events import EventsRepository
-from storage.export.columns import columns_for
+from storage.export.columns import columns_for, header_row
 from tests.client import TelegramUser, http_deliver
 from tests.fake_telegram import FakeTelegram
 
@@ -301,12 +300,56 @@ def expected_rows(database: Path, event_id: str | None, *, for_csv: bool) -> lis
         ]
         if event_id is None:
             values.insert(0, row["title"])
+            values.append(answers_cell(database, row["id"]))
         result.append([cell(value, for_csv=for_csv) for value in values])
     return result
 
 
+def answers_cell(database: Path, registration_id: int) -> str:
+    """The «Ответы» cell of an every-session export, made independently: "id: value" pairs,
+    headed by the question's text when the events file in the test has none (the oracle's
+    tests give their questions' texts by `QUESTION_TEXTS`)."""
+    with closing(sqlite3.connect(database)) as connection:
+        rows = connection.execute(
+            "SELECT question_id, value FROM answers WHERE registration_id = ?",
+            (registration_id,),
+        ).fetchall()
+    order = {key: position for position, key in enumerate(QUESTION_TEXTS)}
+    rows.sort(key=lambda row: (order.get(row[0], len(order)), row[0]))
+    return "; ".join(f"{QUESTION_TEXTS.get(key, key)}: {value}" for key, value in rows)
+
+
+# The texts of the questions of `QUESTIONS_TOML`, by id, in file order.
+QUESTION_TEXTS = {
+    "category": "Кого вы представляете?",
+    "speaker": "Будете выступать?",
+    "topic": "Тема выступления",
+}
+QUESTIONS_TOML = """
+[[events.questions]]
+id = "category"
+text = "Кого вы представляете?"
+text_en = "Whom do you represent?"
+kind = "choice"
+options = ["Орган власти", "СМИ", "НКО", "Другое"]
+options_en = ["Government", "Media", "NGO", "Other"]
+
+[[events.questions]]
+id = "speaker"
+text = "Будете выступать?"
+kind = "yes_no"
+
+[[events.questions]]
+id = "topic"
+text = "Тема выступления"
+kind = "text"
+required = false
+max_length = 100
+"""
+
+
 def header(event_id: str | None) -> list[str]:
-    return [t(column.header) for column in columns_for(event_id)]
+    return header_row(columns_for(event_id))
 
 
 # --- personal data ----------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import csv as csv_module
+import io
 import signal
 import sqlite3
 import stat
@@ -11,16 +13,21 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from openpyxl import load_workbook
 
+from bot.domain.cells import CSV_DELIMITER
 from tests.client import TelegramUser, http_deliver
 from tests.fake_telegram import FakeTelegram, serve
 from tests.helpers import (
     ENGLISH_FIELDS,
     MOSCOW,
+    QUESTIONS_TOML,
     TOKEN,
+    assert_no_trace_in,
     bot_env,
     bot_process,
     card_numbers,
+    database_bytes,
     db_file,
     expected_rows,
     header,
@@ -514,3 +521,85 @@ async def test_english_participant_registers_over_http_and_the_card_stays_russia
 
     [row] = stored(tmp_path)
     assert (row["full_name"], row["consent_version"]) == ("Mary Smith", "v2+en")
+
+
+async def test_event_questions_over_http_asked_stored_carded_exported_and_erased(
+    workdir: Path,
+) -> None:
+    """A session with a choice, a yes/no and an optional text question, with the real process:
+    answered by button and by typing, skipped, edited from the summary and from /me, in the
+    organisers' card, in both export files, and gone from the file's bytes after /forget."""
+    (workdir / "events.toml").write_text(upcoming_event_toml() + QUESTIONS_TOML, encoding="utf-8")
+    organizers = -100777
+    topic = "Сохранение родных языков"
+    fake = FakeTelegram(token=TOKEN)
+    path = db_file(workdir)
+    async with (
+        serve(fake) as base_url,
+        bot_process(workdir, fake, base_url, ORGANIZER_CHAT_IDS=str(organizers)) as bot,
+    ):
+        user = TelegramUser(
+            fake, http_deliver(fake, timeout=20, database=path), user_id=1001, first_name="Мария"
+        )
+        await user.send("/start")
+        await user.click("Даю согласие")
+        await user.send("Иванова Мария Петровна")
+        await user.send("Главный специалист")
+        await user.send("Министерство культуры")
+        await user.send("+7 912 345-67-89")
+        await user.send("maria@example.ru")
+        assert "Кого вы представляете?" in user.last_text
+        await user.send("Журналисты")  # no such option: the options again
+        assert user.buttons(fake.last_message(1001)) == ["Орган власти", "СМИ", "НКО", "Другое"]
+        await user.click("Орган власти")
+        await user.send("нет")  # the yes/no question, typed
+        await user.click("Пропустить")
+        assert "Тема выступления: —" in user.last_text
+        await user.click("✏️ Тема выступления")
+        await user.send(topic)
+        assert f"Тема выступления: {topic}" in user.last_text
+        await user.click("Подтвердить")
+        assert "Вы зарегистрированы" in user.last_message_text
+        await wait_until(lambda: any(topic in (m.text or "") for m in fake.messages_to(organizers)))
+
+        await user.send("/me")
+        await user.click("Изменить")
+        await user.click("✏️ Кого вы представляете?")
+        await user.click("НКО")
+        assert "Кого вы представляете?: НКО" in user.last_message_text
+
+        admin = TelegramUser(fake, http_deliver(fake, timeout=30, database=path), user_id=500)
+        await admin.send("/export")
+        await wait_until(lambda: sum(1 for m in fake.messages_to(500) if m.document) == 2)
+        documents = {m.filename or "": m.document for m in fake.messages_to(500) if m.document}
+        [csv_bytes] = [data for name, data in documents.items() if name.endswith(".csv")]
+        [xlsx_bytes] = [data for name, data in documents.items() if name.endswith(".xlsx")]
+        assert csv_bytes is not None and xlsx_bytes is not None
+        rows = list(
+            csv_module.reader(io.StringIO(csv_bytes.decode("utf-8-sig")), delimiter=CSV_DELIMITER)
+        )
+        sheet = load_workbook(io.BytesIO(xlsx_bytes)).active
+        assert sheet is not None
+        cells = [["" if c.value is None else c.value for c in row] for row in sheet.iter_rows()]
+        for table in (rows, cells):
+            assert table[0][-3:] == [
+                "Кого вы представляете?",
+                "Будете выступать?",
+                "Тема выступления",
+            ]
+            assert table[1][-3:] == ["НКО", "Нет", topic]
+
+        assert any(topic.encode() in content for content in database_bytes(path).values())
+        await user.send("/forget")
+        await user.click("Да, удалить всё")
+        assert "ваши данные удалены" in user.last_text
+        await wait_until(
+            lambda: not any(topic.encode() in c for c in database_bytes(path).values()),
+            timeout=10,
+        )
+        bot.process.send_signal(signal.SIGTERM)
+        assert await bot.wait() == 0
+
+    assert_no_trace_in(path, (topic, "Иванова Мария Петровна", "maria@example.ru"))
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT count(*) FROM answers").fetchone() == (0,)

@@ -122,7 +122,8 @@ def test_export_filename_names_session_and_date() -> None:
 def test_columns_add_session_column_only_when_every_session() -> None:
     assert [c.header for c in columns_for(None)] == [c.header for c in COLUMNS]
     assert "export_column_session" not in [c.header for c in columns_for("forum-2026")]
-    assert len(columns_for(None)) == len(columns_for("forum-2026")) + 1
+    # every session: the session column and the «Ответы» column
+    assert len(columns_for(None)) == len(columns_for("forum-2026")) + 2
 
 
 # --- The fast formatters equal the reference ones -------------------------------------------

@@ -51,7 +51,6 @@ from handlers.keyboards import (
     ConsentAction,
     ConsentCallback,
     EventChoice,
-    FormField,
     MyAction,
     MyCallback,
     SummaryAction,
@@ -335,13 +334,13 @@ KNOWN_CALLBACKS = (
     *(
         SummaryCallback(action=action, event_id=EVENT_ID, field=field).pack()
         for action in SummaryAction
-        for field in (None, *FormField)
+        for field in (None, *FIELDS)
     ),
     *(
         MyCallback(action=action, registration_id=registration_id, field=field).pack()
         for action in MyAction
         for registration_id in (1, 2)
-        for field in (None, FormField.email)
+        for field in (None, "email")
     ),
 )
 

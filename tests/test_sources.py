@@ -366,7 +366,9 @@ async def test_both_export_files_show_the_source_as_stored(
             header(event_id),
             *expected_rows(db.path, event_id, for_csv=False),
         ]
-        assert [row[-1] for row in read_csv(csv_path)] == ["Источник", "vk", ""]
+        # The source column, before an every-session export's «Ответы».
+        source = read_csv(csv_path)[0].index("Источник")
+        assert [row[source] for row in read_csv(csv_path)] == ["Источник", "vk", ""]
 
 
 # --- the real process over HTTP ---------------------------------------------------------------

@@ -44,22 +44,12 @@ def test_t_escapes_parameter_when_plain_value(value: object, expected: str) -> N
 
 
 def test_t_escapes_every_parameter_when_several_given() -> None:
-    text = t(
-        "answers",
-        full_name="<i>Иван</i>",
-        position="A & B",
-        organization="<script>",
-        phone="+7 <912>",
-        email="a@b.ru>",
-    )
+    text = t("answer_line", question="<i>Иван</i> & <script>", answer="+7 <912>")
 
     assert "<i>Иван" not in text
-    assert "&lt;i&gt;Иван&lt;/i&gt;" in text
-    assert "A &amp; B" in text
-    assert "&lt;script&gt;" in text
+    assert "&lt;i&gt;Иван&lt;/i&gt; &amp; &lt;script&gt;" in text
     assert "+7 &lt;912&gt;" in text
-    assert "a@b.ru&gt;" in text
-    assert text.startswith("<b>ФИО:</b> ")
+    assert text.startswith("<b>")
 
 
 def test_t_passes_html_parameter_unescaped_when_wrapped() -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bot.domain.form import DEFAULT_MAX_LENGTH, Question
 from bot.domain.retention import DEFAULT_RETENTION_DAYS
 from bot.domain.texts import DEFAULT_LOCALE, LANGUAGES, LOCALE
 
@@ -66,6 +67,9 @@ class Event:
         if language == DEFAULT_LOCALE or not self.translations:
             return self
         return _localized(self, language)
+
+    # The event's own questions (`[[events.questions]]`), asked after the e-mail, in order.
+    questions: tuple[Question, ...] = ()
 
     def is_open(self, now: datetime) -> bool:
         return self.in_file and now <= self.registration_deadline
@@ -199,6 +203,7 @@ _OPTIONAL = (
     *_SEAT_KEYS,
     "reminders",
     *_TRANSLATED_KEYS,
+    "questions",
 )
 
 
@@ -314,6 +319,129 @@ def _parse_event(raw: Any, position: int, default_zone: ZoneInfo, file: Path) ->
         **_seats(raw, fail),
         reminders=_reminders(raw, fail),
         translations=_translations(raw, policy, version, explicit, fail),
+        questions=_questions(raw, file, label),
+    )
+
+
+# --- the event's own questions: `[[events.questions]]` -----------------------------------------
+QUESTION_ID_PATTERN = re.compile(r"[a-z0-9_]{1,30}")
+# Enough for any form; with these limits the longest summary still fits in one message
+# (tests/test_questions.py builds one with 20 questions of the longest texts).
+MAX_QUESTIONS = 20
+MAX_QUESTION_TEXT = 300
+MAX_OPTIONS = 10
+MAX_OPTION_TEXT = 60
+MAX_ANSWER_LENGTH = 1000
+_QUESTION_KINDS = ("text", "choice", "yes_no")
+_QUESTION_KEYS = (
+    "id", "text", "text_en", "kind", "options", "options_en", "required", "max_length",
+)  # fmt: skip
+
+
+def _questions(raw: dict[str, Any], file: Path, label: str) -> tuple[Question, ...]:
+    value = raw.get("questions")
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > MAX_QUESTIONS:
+        raise EventsFileError(
+            f"{file}: {label}: key 'questions': use up to {MAX_QUESTIONS} [[events.questions]] "
+            "tables"
+        )
+    questions: list[Question] = []
+    for position, item in enumerate(value, start=1):
+        question = _question(item, position, file, label)
+        if any(other.id == question.id for other in questions):
+            raise EventsFileError(
+                f"{file}: {label}: question {question.id!r}: key 'id': used twice"
+            )
+        questions.append(question)
+    return tuple(questions)
+
+
+def _question(raw: Any, position: int, file: Path, label: str) -> Question:
+    name = f"question #{position}"
+    if isinstance(raw, dict) and isinstance(raw.get("id"), str):
+        name = f"question {raw['id']!r}"
+
+    def fail(key: str, problem: str) -> Any:
+        raise EventsFileError(f"{file}: {label}: {name}: key {key!r}: {problem}")
+
+    if not isinstance(raw, dict):
+        fail("questions", "each entry must be a [[events.questions]] table")
+    for key in ("id", "text"):
+        if key not in raw:
+            fail(key, "is required")
+    for key in raw:
+        if key not in _QUESTION_KEYS:
+            fail(key, f"is not a known key (known: {', '.join(_QUESTION_KEYS)})")
+
+    def text(key: str, limit: int) -> str | None:
+        value = raw.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            fail(key, "must be a non-empty string")
+        # One line: a question's text goes into one line of the summary, and a long summary
+        # is cut between lines (bot/domain/limits.py: split_lines).
+        flat = " ".join(str(value).split())
+        if len(flat) > limit:
+            fail(key, f"is {len(flat)} characters long; at most {limit}")
+        return flat
+
+    def options(key: str) -> tuple[str, ...]:
+        value = raw.get(key)
+        if value is None:
+            return ()
+        if not isinstance(value, list) or not 2 <= len(value) <= MAX_OPTIONS:
+            fail(key, f"must be a list of 2 to {MAX_OPTIONS} texts")
+        items = []
+        for item in value:
+            if not isinstance(item, str) or not item.strip():
+                fail(key, "each option must be a non-empty string")
+            flat = " ".join(str(item).split())
+            if len(flat) > MAX_OPTION_TEXT:
+                fail(key, f"{item!r} is longer than {MAX_OPTION_TEXT} characters")
+            items.append(flat)
+        if len({item.casefold() for item in items}) != len(items):
+            fail(key, "has the same option twice")
+        return tuple(items)
+
+    question_id = raw["id"]
+    if not isinstance(question_id, str) or not QUESTION_ID_PATTERN.fullmatch(question_id):
+        fail("id", "use 1-30 lowercase Latin letters, digits or '_'")
+    kind = raw.get("kind", "text")
+    if kind not in _QUESTION_KINDS:
+        fail("kind", f"{kind!r} is not one of {', '.join(_QUESTION_KINDS)}")
+    required = raw.get("required", True)
+    if not isinstance(required, bool):
+        fail("required", "must be true or false")
+    found = options("options")
+    found_en = options("options_en")
+    if kind == "choice" and not found:
+        fail("options", 'is required for kind = "choice"')
+    if kind != "choice" and (found or found_en):
+        fail("options" if found else "options_en", "only a choice question has options")
+    if found_en and len(found_en) != len(found):
+        fail("options_en", f"has {len(found_en)} options; options has {len(found)}")
+    max_length = DEFAULT_MAX_LENGTH
+    if "max_length" in raw:
+        if kind != "text":
+            fail("max_length", "only a text question has a maximum length")
+        length = raw["max_length"]
+        if isinstance(length, bool) or not isinstance(length, int):
+            fail("max_length", f"must be a whole number from 1 to {MAX_ANSWER_LENGTH}")
+        if not 1 <= length <= MAX_ANSWER_LENGTH:
+            fail("max_length", f"is {length}; use a whole number from 1 to {MAX_ANSWER_LENGTH}")
+        max_length = length
+    return Question(
+        id=question_id,
+        text=text("text", MAX_QUESTION_TEXT) or "",
+        kind=kind,
+        options=found,
+        required=required,
+        max_length=max_length,
+        text_en=text("text_en", MAX_QUESTION_TEXT),
+        options_en=found_en,
     )
 
 

@@ -28,3 +28,11 @@ def pack_blocks(blocks: list[str], separator: str = "\n\n") -> list[str]:
         else:
             messages.append(block[:MAX_MESSAGE_LENGTH])
     return messages
+
+
+def split_lines(text: str) -> list[str]:
+    """`text` in as few messages as fit, cut between lines (each of our lines is whole HTML:
+    no tag spans two). A form with many questions of its own can outgrow one message."""
+    if message_length(text) <= MAX_MESSAGE_LENGTH:
+        return [text]
+    return pack_blocks(text.split("\n"), separator="\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from bot.domain.events import Event
+from bot.domain.form import Question, question_text
 from bot.domain.texts import Html, quantity, t, th
 from bot.domain.timefmt import format_datetime
 from bot.domain.validation import format_phone
@@ -30,8 +31,28 @@ def shown_value(field: str, value: str) -> str:
     return format_phone(value) if field == "phone" and value else value
 
 
-def answers(values: Mapping[str, str]) -> Html:
-    return th("answers", **{field: shown_value(field, value) for field, value in values.items()})
+def answers(
+    values: Mapping[str, str],
+    questions: tuple[Question, ...] = (),
+    extra: Mapping[str, str] | None = None,
+    locale: str = "ru",
+) -> Html:
+    """The standard answers, then the event's own: each question of the file (skipped or
+    unanswered: a dash), then any stored answer to a question gone from the file, by its id."""
+    lines = [
+        t("answer_line", question=t(f"field_{field}"), answer=shown_value(field, value))
+        for field, value in values.items()
+    ]
+    extra = extra or {}
+    for question in questions:
+        lines.append(answer_line(question_text(question, locale), extra.get(question.id, "")))
+    known = {question.id for question in questions}
+    lines.extend(answer_line(key, value) for key, value in extra.items() if key not in known)
+    return Html("\n".join(lines))
+
+
+def answer_line(question: str, answer: str) -> str:
+    return t("answer_line", question=question, answer=answer or Html(t("answer_skipped")))
 
 
 def contacts_line(contacts: list[str]) -> str:

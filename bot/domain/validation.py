@@ -39,6 +39,10 @@ class ValidationError(Exception):
     params: dict[str, Any] = field(default_factory=dict)
 
 
+def clean_text(text: str) -> str:
+    return _clean(text)
+
+
 def _clean(text: str) -> str:
     # Drop control and format characters (NUL, zero-width, RTL overrides) that make a
     # value look different from what it is, then collapse runs of white space. NFC last:

@@ -20,6 +20,7 @@ from storage.export.columns import (
     export_filename,
     export_rows,
     header_row,
+    session_questions,
 )
 from storage.export.csv import csv_lines, write_csv
 from storage.export.files import Target, UnknownEvent
@@ -56,7 +57,6 @@ def _export_to_file(
     fmt: ExportFormat,
     output: Target,
 ) -> int:
-    columns = columns_for(event_id)
     with open_read_only(database_path) as connection:
         if (
             event_id is not None
@@ -64,6 +64,8 @@ def _export_to_file(
             and event_id not in stored_events(connection)
         ):
             raise UnknownEvent(event_id)
+        questions = [] if event_id is None else session_questions(connection, catalog, event_id)
+        columns = columns_for(event_id, questions)
         header = header_row(columns)
         if fmt == "csv":
             return write_csv(output, header, csv_lines(connection, catalog, event_id, columns))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -15,6 +17,7 @@ from bot.domain.validation import format_phone
 from storage.export.source import (
     ExportRecord,
     StoredEvent,
+    answered_questions,
     stored_events,
     stream_registrations,
 )
@@ -38,6 +41,27 @@ class Session:
     title: str
     local_time: LocalTimes  # a stored time, shown in the session's zone
     status_labels: dict[str, str]
+    # The event's own questions, (id, Russian text), in file order: the «Ответы» cell.
+    questions: tuple[tuple[str, str], ...] = ()
+
+
+@lru_cache(maxsize=1)  # the same row's JSON, read by each of its question columns
+def parse_answers(stored: str | None) -> Mapping[str, str]:
+    if not stored or stored == "{}":
+        return {}
+    parsed: dict[str, str] = json.loads(stored)
+    return parsed
+
+
+def answers_text(answers: Mapping[str, str], questions: Sequence[tuple[str, str]]) -> str:
+    """«Ответы» of an every-session export: "question: answer; …", the file's questions in
+    order, then those gone from it by id."""
+    if not answers:
+        return ""
+    texts = dict(questions)
+    order = [key for key, _ in questions if key in answers]
+    order += sorted(key for key in answers if key not in texts)
+    return "; ".join(f"{texts.get(key, key)}: {answers[key]}" for key in order)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +70,8 @@ class Column:
     value: Callable[[ExportRecord, Session], str]
     width: float  # XLSX column width, in characters of the default font
     every_session_only: bool = False  # shown only when every session is exported
+    # An event question's column: its id; `header` is then the text itself, not a key.
+    question: str | None = None
 
 
 # One row per column, in file order: adding a column is one line here plus its header in
@@ -71,16 +97,53 @@ COLUMNS: tuple[Column, ...] = (
     ),
     # Where the person came from: the source in the session's link, empty without one.
     Column("export_column_source", lambda r, s: r.source or "", 16),
+    # Every session: the answers to each one's own questions in one cell; one session has
+    # a column per question instead (`question_column`).
+    Column(
+        "export_answers",
+        lambda r, s: answers_text(parse_answers(r.answers), s.questions),
+        60,
+        every_session_only=True,
+    ),
 )
 
 
-def columns_for(event_id: str | None) -> tuple[Column, ...]:
+def question_column(question_id: str, header: str) -> Column:
+    return Column(
+        header,
+        lambda r, s: parse_answers(r.answers).get(question_id, ""),
+        30,
+        question=question_id,
+    )
+
+
+def columns_for(
+    event_id: str | None, questions: Sequence[tuple[str, str]] = ()
+) -> tuple[Column, ...]:
+    """The columns of an export; one session's ends with a column per question of it,
+    (id, header) as `session_questions` gives them."""
     every = event_id is None
-    return tuple(column for column in COLUMNS if every or not column.every_session_only)
+    standard = tuple(column for column in COLUMNS if every or not column.every_session_only)
+    if every:
+        return standard
+    return standard + tuple(question_column(key, header) for key, header in questions)
+
+
+def session_questions(
+    connection: sqlite3.Connection, catalog: EventCatalog, event_id: str
+) -> list[tuple[str, str]]:
+    """One session's questions for its export, (id, header): those of the events file,
+    headed by their Russian text, then any gone from it whose answers are stored, by id."""
+    event = catalog.get(event_id)
+    listed = [(q.id, q.text) for q in event.questions] if event else []
+    known = {key for key, _ in listed}
+    return listed + [
+        (key, key) for key in answered_questions(connection, event_id) if key not in known
+    ]
 
 
 def header_row(columns: Sequence[Column]) -> list[str]:
-    return [t(column.header) for column in columns]
+    return [column.header if column.question else t(column.header) for column in columns]
 
 
 def status_labels() -> dict[str, str]:
@@ -97,7 +160,8 @@ def session_of(
     """The session as the events file has it, else as the database last saw it."""
     event = catalog.get(event_id)
     if event is not None:
-        return Session(event.title, LocalTimes(event.timezone), labels)
+        questions = tuple((question.id, question.text) for question in event.questions)
+        return Session(event.title, LocalTimes(event.timezone), labels, questions)
     title, zone = stored[event_id]
     return Session(title, LocalTimes(ZoneInfo(zone)), labels)
 

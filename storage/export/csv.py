@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from bot.domain.cells import CSV_DELIMITER, CSV_RULE, cells, csv_line
 from bot.domain.events import EventCatalog
 from bot.domain.texts import t
-from storage.export.columns import Column, Sessions, build_row
+from storage.export.columns import Column, Sessions, answers_text, build_row, parse_answers
 from storage.export.files import Target, binary_output
 from storage.export.source import (
     snapshot,
@@ -21,6 +21,9 @@ from storage.export.times import CsvTimes, as_cell
 # mmap threshold. Above it every batch is a fresh mmap, zero-filled page by page (measured in
 # bench/ANALYSIS.md).
 _ROWS_PER_WRITE = 100
+# Distinct answer sets whose cells are kept per session: memory stays flat when every
+# answer is a text of its own.
+_TAILS_KEPT = 10_000
 
 
 def write_csv(target: Target, header: Sequence[str], batches: Iterable[list[bytes]]) -> int:
@@ -61,6 +64,10 @@ def csv_lines(
     # A source is Latin letters, digits and "_" (the schema's CHECK): it goes into the line as
     # it is; each is checked once all the same.
     sources: dict[str | None, bytes | None] = {None: b""}
+    # The answers to the event's own questions end the line: a cell per question of one
+    # session, or the «Ответы» cell of every session; without answers, empty cells.
+    questions = [column.question for column in columns if column.question is not None]
+    no_answers = delimiter * (len(questions) if event_id is not None else 1)
     with snapshot(connection) as rows:
         for event in rows.sessions(event_id):
             session = sessions[event]
@@ -76,6 +83,8 @@ def csv_lines(
                 if (label := as_cell(text)) is not None
             }
             times = CsvTimes(session.local_time)
+            # Choices repeat: the same answers make the same cells, made once per session.
+            tails: dict[str, bytes] = {}
             for batch in rows.csv_rows(event, rule=CSV_RULE, batch=_ROWS_PER_WRITE):
                 lines = []
                 for (
@@ -86,6 +95,7 @@ def csv_lines(
                     registrant,
                     blocked,
                     source,
+                    answered,
                 ) in batch:
                     head = heads.get(status)
                     created = times(created_at)
@@ -106,6 +116,21 @@ def csv_lines(
                         line = csv_line(cells(build_row(record, session, columns), for_csv=True))
                         lines.append(line.encode())
                         continue
+                    if answered == "{}" or answered is None:
+                        tail = no_answers
+                    elif answered in tails:
+                        tail = tails[answered]
+                    else:
+                        values = parse_answers(answered)
+                        shown = (
+                            [values.get(key, "") for key in questions]
+                            if event_id is not None
+                            else [answers_text(values, session.questions)]
+                        )
+                        tail = (CSV_DELIMITER + csv_line(cells(shown, for_csv=True))).encode()
+                        if len(tails) >= _TAILS_KEPT:
+                            tails.clear()
+                        tails[answered] = tail
                     lines.append(
                         delimiter.join(
                             (
@@ -117,5 +142,6 @@ def csv_lines(
                                 came_from,
                             )
                         )
+                        + tail
                     )
                 yield lines

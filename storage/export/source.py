@@ -37,17 +37,24 @@ class ExportRecord(NamedTuple):
     consent_at: str
     unreachable_at: str | None  # the person blocked the bot (their private chat is unreachable)
     source: str | None  # the source in the session's link (bot/domain/sources.py)
+    # Answers to the event's own questions: a JSON object, question id to value ("{}": none).
+    answers: str | None
 
 
 # What ExportRecord._make does, without a Python frame per row.
 _record = functools.partial(tuple.__new__, ExportRecord)
 
-_COLUMNS = """
+# A registration's answers as one JSON object, read by the primary key of `answers`.
+ANSWERS = """(
+    SELECT json_group_object(answers.question_id, answers.value) FROM answers
+    WHERE answers.registration_id = registrations.id
+)"""
+_COLUMNS = f"""
     registrations.event_id, registrations.status,
     registrations.created_at, registrations.full_name, registrations.position,
     registrations.organization, registrations.phone, registrations.phone_display,
     registrations.email, registrations.user_id, registrations.username,
-    registrations.consent_at, chats.unreachable_at, registrations.source
+    registrations.consent_at, chats.unreachable_at, registrations.source, {ANSWERS}
 """
 _FROM = """
     FROM registrations
@@ -71,13 +78,14 @@ class CsvRow(NamedTuple):
     cells: bytes | None  # None: no text, or one made by another rule
     unreachable_at: str | None
     source: str | None
+    answers: str | None  # as in ExportRecord
 
 
 _CSV_ROWS = f"""
     SELECT registrations.id, registrations.status, registrations.created_at,
            registrations.consent_at,
            CASE WHEN registrations.csv_rule = :rule THEN CAST(registrations.csv_cells AS BLOB) END,
-           chats.unreachable_at, registrations.source
+           chats.unreachable_at, registrations.source, {ANSWERS}
     {_FROM} WHERE registrations.event_id = :session
     ORDER BY registrations.event_id, registrations.id
 """
@@ -117,6 +125,18 @@ def open_read_only(path: Path | str) -> Iterator[sqlite3.Connection]:
 class StoredEvent(NamedTuple):
     title: str
     timezone: str  # IANA name
+
+
+def answered_questions(connection: sqlite3.Connection, event_id: str) -> list[str]:
+    """The ids of the questions a session's registrations answered, as stored (a question
+    gone from the events file keeps its answers)."""
+    rows = connection.execute(
+        "SELECT DISTINCT answers.question_id FROM answers "
+        "JOIN registrations ON registrations.id = answers.registration_id "
+        "WHERE registrations.event_id = ? ORDER BY answers.question_id",
+        (event_id,),
+    ).fetchall()
+    return [question_id for (question_id,) in rows]
 
 
 def stored_events(connection: sqlite3.Connection) -> dict[str, StoredEvent]:
