@@ -388,3 +388,31 @@ async def test_answers_go_through_the_cell_rule_and_the_csv_fast_way_agrees(
         assert fast == slow and len(fast) == len(answers)
         if event_id is not None:  # a cell of its own: neutralised as a formula
             assert fast[0].endswith(';"\'=HYPERLINK(""x""); тема"'.encode())
+
+
+async def test_an_english_reader_is_asked_in_english_and_the_choice_is_stored_in_russian(
+    make_user, fake: FakeTelegram, db: Database
+) -> None:
+    user: TelegramUser = make_user(1001, first_name="Mary", language_code="en")
+    await user.send("/start")
+    await user.click("I agree")
+    await user.send("Mary Smith")
+    await user.send("Director")
+    await user.send("Ministry of Culture")
+    await user.share_contact("79123456789")
+    await user.send("mary@example.com")
+
+    asked = fake.last_message(user.chat_id)
+    assert "Step 6 of 8" in (asked.text or "") and "Whom do you represent?" in (asked.text or "")
+    assert user.buttons(asked) == ["Government", "Media", "NGO", "Other"]
+    await user.click("Media")
+    # A question without an English text is asked as written; its buttons are English.
+    assert "Будете выступать?" in user.last_text
+    assert user.buttons(fake.last_message(user.chat_id)) == ["Yes", "No"]
+    await user.send("yes")
+    await user.click("Skip")
+    assert "Whom do you represent?: Media" in user.last_text
+    await user.click("Confirm")
+
+    # Stored as the options' Russian text, whatever the person saw, so exports and counts agree.
+    assert await answers_of(db) == [(1, "category", "СМИ"), (1, "speaker", "Да")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from bot.domain.events import Event
-from bot.domain.form import Question, question_text
+from bot.domain.form import NO, YES, Question, option_labels, question_text
 from bot.domain.texts import Html, quantity, t, th
 from bot.domain.timefmt import format_datetime
 from bot.domain.validation import format_phone
@@ -45,10 +45,21 @@ def answers(
     ]
     extra = extra or {}
     for question in questions:
-        lines.append(answer_line(question_text(question, locale), extra.get(question.id, "")))
+        value = shown_answer(question, extra.get(question.id, ""), locale)
+        lines.append(answer_line(question_text(question, locale), value))
     known = {question.id for question in questions}
     lines.extend(answer_line(key, value) for key, value in extra.items() if key not in known)
     return Html("\n".join(lines))
+
+
+def shown_answer(question: Question, value: str, locale: str = "ru") -> str:
+    """A stored answer as the reader reads it: the stored Russian option in their language
+    where the file gives it, a yes/no as its button says."""
+    if question.kind == "yes_no" and value in (YES, NO):
+        return t("button_yes" if value == YES else "button_no")
+    if question.kind == "choice" and value in question.options:
+        return option_labels(question, locale)[question.options.index(value)]
+    return value
 
 
 def answer_line(question: str, answer: str) -> str:
