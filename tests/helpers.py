@@ -354,6 +354,21 @@ def header(event_id: str | None) -> list[str]:
 
 # --- personal data ----------------------------------------------------------------------------
 
+# A registration's columns that hold personal data, written out here (not taken from the code
+# under test): an erasure empties every one.
+PERSONAL = (
+    "full_name",
+    "position",
+    "organization",
+    "phone",
+    "phone_display",
+    "email",
+    "user_id",
+    "username",
+    "telegram_name",
+    "csv_cells",
+)
+
 # What fill_form types, and how it is stored and shown.
 TRACES = (
     "Иванова Мария Петровна",

@@ -24,6 +24,7 @@ from tests.fake_telegram import FakeTelegram
 from tests.helpers import (
     ADMIN_ID,
     ORGANIZER_CHAT_ID,
+    PERSONAL,
     TRACES,
     Clock,
     assert_no_trace,
@@ -33,18 +34,6 @@ from tests.helpers import (
 
 EVENT_ID = "forum-2026"
 ERASED_CARD = "Данные участника удалены по его запросу: регистрация №{}"
-PERSONAL = (
-    "full_name",
-    "position",
-    "organization",
-    "phone",
-    "phone_display",
-    "email",
-    "user_id",
-    "username",
-    "telegram_name",
-    "csv_cells",
-)
 
 
 @pytest.fixture

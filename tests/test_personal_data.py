@@ -14,6 +14,7 @@ from tests.client import TelegramUser
 from tests.fake_telegram import FakeTelegram
 from tests.helpers import (
     ORGANIZER_CHAT_ID,
+    PERSONAL,
     Clock,
     assert_no_trace,
     assert_no_trace_in,
@@ -33,20 +34,6 @@ async def registration_row(db: Database, registration_id: int = 1) -> dict[str, 
     row = await db.fetchone("SELECT * FROM registrations WHERE id = ?", (registration_id,))
     assert row is not None
     return dict(row)
-
-
-PERSONAL = (
-    "full_name",
-    "position",
-    "organization",
-    "phone",
-    "phone_display",
-    "email",
-    "user_id",
-    "username",
-    "telegram_name",
-    "csv_cells",
-)
 
 
 async def test_withdrawal_erases_the_registrations_personal_data_at_once(
