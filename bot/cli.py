@@ -39,6 +39,7 @@ from bot.domain.config import (
     load_settings,
 )
 from bot.domain.events import EventCatalog, EventsFileError, load_events
+from bot.domain.texts import CatalogueError, load_catalogues
 from bot.domain.validation import PersonKey, ValidationError, parse_person_key
 from bot.logs import Redaction
 from storage.audit import OPERATOR, AuditEntry, AuditLog, Reason, csv_lines
@@ -341,7 +342,8 @@ def main(argv: list[str]) -> int:
         # settings or the events file is reported at once.
         settings = load_settings()
         catalog = load_events(settings.events_file, default_zone=settings.timezone)
-    except (SettingsError, EventsFileError) as error:
+        load_catalogues()
+    except (SettingsError, EventsFileError, CatalogueError) as error:
         redaction.error(f"error: {error}")
         return EXIT_CONFIG
     redaction.keep_secret(settings.bot_token.get_secret_value())

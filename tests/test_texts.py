@@ -192,3 +192,28 @@ def test_quantity_writes_the_number_with_its_noun(language: str, n: int, expecte
 def test_plural_sentence_agrees_with_its_number(language: str, n: int, expected: str) -> None:
     with use_locale(language):
         assert tn("export_done", n, rows=n) == expected
+
+
+def test_a_broken_catalogue_is_one_line_naming_its_file(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bot.domain.texts as texts
+
+    for language in LANGUAGES:
+        folder = tmp_path / language / "LC_MESSAGES"
+        folder.mkdir(parents=True)
+        (folder / "bot.po").write_bytes(texts.po_path(language).read_bytes())
+    broken = tmp_path / "en" / "LC_MESSAGES" / "bot.po"
+    broken.write_text(broken.read_text(encoding="utf-8") + '\nmsgid "oops\n', encoding="utf-8")
+    monkeypatch.setattr(texts, "LOCALES_DIR", tmp_path)
+    texts.translations.cache_clear()
+    try:
+        with pytest.raises(texts.CatalogueError) as raised:
+            texts.load_catalogues()
+    finally:
+        monkeypatch.undo()
+        texts.translations.cache_clear()
+
+    message = str(raised.value)
+    assert message.startswith(f"{broken}: ")
+    assert "\n" not in message

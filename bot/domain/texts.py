@@ -53,7 +53,7 @@ def po_path(locale: str) -> Path:
 
 def read_catalog(locale: str) -> Catalog:
     with po_path(locale).open("rb") as source:
-        return read_po(source, locale=locale, domain=DOMAIN)
+        return read_po(source, locale=locale, domain=DOMAIN, abort_invalid=True)
 
 
 def entries(locale: str) -> dict[str, tuple[str, ...]]:
@@ -83,11 +83,19 @@ def translations(locale: str) -> gettext.GNUTranslations:
     return gettext.GNUTranslations(compiled)
 
 
+class CatalogueError(Exception):
+    """A `.po` file that cannot be read: one line naming the file and what is wrong."""
+
+
 def load_catalogues() -> None:
     """Compile every language's catalogue now, at start-up, so that a broken `.po` file stops
-    the bot at once rather than at the first message in that language."""
+    the bot at once, with one line, rather than at the first message in that language."""
     for locale in LANGUAGES:
-        translations(locale)
+        try:
+            translations(locale)
+        except Exception as error:  # Babel's and gettext's errors have no common base
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise CatalogueError(f"{po_path(locale)}: {reason}") from None
 
 
 def language_of(code: str | None) -> str:
