@@ -275,9 +275,17 @@ async def replace_answered(callback: CallbackQuery, bot: Bot, text: str) -> None
 
 
 async def remove_buttons(callback: CallbackQuery) -> None:
-    """Take the buttons off the message that was answered, so it cannot be answered twice."""
+    """Take the buttons off the message that was answered, so it cannot be answered twice.
+
+    The update carries the message as it was when the button was pressed: delivered again
+    after a crash, it may show buttons already taken off, which Telegram refuses to take off
+    twice ("message is not modified"). Nothing is lost then: they are gone."""
     if isinstance(callback.message, Message) and callback.message.reply_markup:
-        await callback.message.edit_reply_markup(reply_markup=None)
+        try:
+            await callback.message.edit_reply_markup(reply_markup=None)
+        except TelegramBadRequest as error:
+            if "message is not modified" not in error.message:
+                raise
 
 
 async def end_form_by_button(

@@ -162,6 +162,10 @@ class TelegramUser:
         )
         return await self._deliver(update)
 
+    async def send_update(self, update: JSON) -> list[SentMessage]:
+        """An update made by hand: a message as an earlier press carried it, say."""
+        return await self._deliver(update)
+
     async def block_bot(self) -> list[SentMessage]:
         self.fake.block(self.chat_id)
         update = my_chat_member_update(

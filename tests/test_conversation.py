@@ -18,7 +18,7 @@ from storage.database import Database
 from storage.events import EventsRepository
 from storage.registrations import Registrations
 from tests.client import Deliver, TelegramUser, feed_deliver
-from tests.fake_telegram import FakeTelegram, text_update
+from tests.fake_telegram import FakeTelegram, callback_query_update, text_update
 from tests.helpers import EVENTS_TOML, Clock, dispatcher_for, fill_form, set_read_only
 
 EVENT_ID = "forum-2026"
@@ -792,3 +792,26 @@ async def test_a_button_answer_telegram_refuses_does_not_cost_the_step(
     assert t("error_try_again") not in user.last_text
     [row] = await fsm_rows(db)
     assert row["state"] == "Form:full_name"
+
+
+async def test_a_button_delivered_again_after_a_crash_with_its_buttons_already_gone_is_quiet(
+    user: TelegramUser, fake: FakeTelegram, db: Database
+) -> None:
+    """Telegram delivers an update again if the bot died before confirming it; the message in
+    it still shows the buttons the bot took off meanwhile. Taking them off again is refused
+    ("message is not modified"): that is no error for the person."""
+    await fill_form(user)
+    [summary] = [m for m in fake.messages_to(user.chat_id) if m.inline_keyboard][-1:]
+    as_pressed = fake.message_json(summary)  # the message as the first press carried it
+    [confirm] = [b for row in summary.inline_keyboard for b in row if "Подтвердить" in b["text"]]
+    await user.click("Подтвердить")
+    assert fake.message_json(summary).get("reply_markup") is None
+
+    replies = await user.send_update(
+        callback_query_update(
+            user.user, as_pressed, confirm["callback_data"], query_id=fake.new_callback_query_id()
+        )
+    )
+
+    assert all("что-то пошло не так" not in (reply.text or "") for reply in replies)
+    assert len(await db.fetchall("SELECT * FROM registrations")) == 1
