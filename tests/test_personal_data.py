@@ -227,3 +227,31 @@ async def test_the_wal_is_cut_once_a_reader_holding_an_old_snapshot_lets_go(
 
     await asyncio.wait_for(scrub, 10)
     assert_no_trace_in(db.path)
+
+
+async def test_an_undelivered_digest_loses_the_erased_name_and_keeps_the_others(
+    make_user, sender: Sender, db: Database, clock: Clock
+) -> None:
+    user = await register(make_user)
+    await sender.idle()
+    await sender.stop()  # the digest waits, undelivered
+    digest = (
+        "1. Иванова Мария Петровна, Министерство культуры Саратовской области\n"
+        "2. Петров Пётр Петрович, ООО «Ромашка»"
+    )
+    await db.execute(
+        "INSERT INTO outbox (chat_id, kind, text, created_at) VALUES (-1, 'digest', ?, ?)",
+        (digest, clock().isoformat()),
+    )
+
+    await user.send("/me")
+    await user.click("Отменить регистрацию")
+    await user.click("Да, отменить")
+
+    row = await db.fetchone("SELECT status, text FROM outbox WHERE kind = 'digest'")
+    assert row is not None
+    assert (row["status"], row["text"]) == (
+        "pending",
+        "1. —, —\n2. Петров Пётр Петрович, ООО «Ромашка»",
+    )
+    await assert_no_trace(db)
