@@ -39,6 +39,7 @@ from bot.digest_worker import DigestScheduler
 from bot.domain.clock import Clock, utc_now
 from bot.domain.config import Settings
 from bot.domain.events import EventCatalog, load_events
+from bot.domain.form import FORM, FormFields
 from bot.domain.texts import load_catalogues
 from bot.flood import FloodGate, FloodLimits
 from bot.middlewares import ConversationMiddleware, HandledUpdatesMiddleware, LocaleMiddleware
@@ -53,7 +54,7 @@ from handlers import get_routers, on_error, repeat_question
 from handlers.jobs import BackgroundJobs
 from handlers.keyboards import offer_markup_json
 from handlers.menu import AdminMenus
-from handlers.states import Form
+from handlers.states import form_states
 from storage.audit import AuditLog
 from storage.broadcasts import Broadcasts
 from storage.cards import CardPublisher
@@ -194,13 +195,24 @@ def create_dispatcher(
     catalog: EventCatalog,
     clock: Clock = utc_now,
     limits: Limits | None = None,
+    form: FormFields = FORM,
 ) -> AppDispatcher:
     """The one Dispatcher: app-scoped objects reach handlers as typed keyword arguments;
-    background workers start and stop with it (startup and shutdown hooks)."""
+    background workers start and stop with it (startup and shutdown hooks). `form`: the
+    standard questions (STANDARD_FIELDS unless given)."""
+    for event in catalog:
+        for question in event.questions:
+            if question.id in form:
+                raise ValueError(
+                    f"event {event.id!r}: question {question.id!r}: a standard question of "
+                    "the form has this id"
+                )
     catalog = replace(catalog, retention_days=settings.retention_days)
     load_catalogues()
     outbox = Outbox(db)
-    cards = CardPublisher(outbox, settings.organizer_chat_ids, catalog, settings.organizer_language)
+    cards = CardPublisher(
+        outbox, settings.organizer_chat_ids, catalog, settings.organizer_language, form=form
+    )
     seats = Seats(db, outbox, catalog, cards, offer_markup=offer_markup_json)
     reminders = Reminders(db, outbox)
     languages = Languages(db)
@@ -240,7 +252,7 @@ def create_dispatcher(
             zone=settings.timezone,
             # The registration form's states, /me's change of a field included (it holds a
             # copy of the registration); an admin's broadcast being written is not a form.
-            form_states=Form.__all_states_names__,
+            form_states=form_states(form),
             clock=clock,
         ),
     }
@@ -253,6 +265,7 @@ def create_dispatcher(
         services=services,
         # Workflow data: what the participants' handlers take.
         catalog=catalog,
+        form=form,
         registrations=Registrations(db, cards),
         personal_data=personal_data,
         seats=seats,
@@ -268,7 +281,7 @@ def create_dispatcher(
     dispatcher.update.outer_middleware(
         HandledUpdatesMiddleware(HandledUpdates(db), clock, on_repeat=repeat_question)
     )
-    dispatcher.include_routers(*get_routers(settings.admin_ids, services))
+    dispatcher.include_routers(*get_routers(settings.admin_ids, services, form))
     dispatcher.errors.register(on_error)
     dispatcher.startup.register(set_commands)
     dispatcher.startup.register(start_workers)

@@ -8,6 +8,7 @@ from aiogram.enums import ChatType
 from aiogram.filters import Filter
 from aiogram.types import TelegramObject
 
+from bot.domain.form import FormFields
 from handlers import (
     admin,
     broadcast,
@@ -28,7 +29,9 @@ from handlers.replies import repeat_question
 __all__ = ["get_routers", "on_error", "repeat_question"]
 
 
-def get_routers(admin_ids: Iterable[int], services: Mapping[str, Any]) -> list[Router]:
+def get_routers(
+    admin_ids: Iterable[int], services: Mapping[str, Any], form: FormFields
+) -> list[Router]:
     """Routers in the order they are asked; the first handler whose filters pass wins.
 
     1. private: every conversation with a person (in groups the form would expose answers to
@@ -70,7 +73,7 @@ def get_routers(admin_ids: Iterable[int], services: Mapping[str, Any]) -> list[R
         language.create_router(),
     )
     private = _only(Router(name="private"), None, private=True)
-    private.include_routers(admins, commands, registration.create_router())
+    private.include_routers(admins, commands, registration.create_router(form))
     chat_members = organizer.create_router()
     chat_members.my_chat_member.middleware(Provide(services))
     return [private, common.create_router(), chat_members]

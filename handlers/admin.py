@@ -23,6 +23,7 @@ from aiogram.types import CallbackQuery, FSInputFile, Message
 from bot.domain.clock import Clock
 from bot.domain.config import Settings
 from bot.domain.events import Event, EventCatalog
+from bot.domain.form import FormFields
 from bot.domain.limits import pack_blocks
 from bot.domain.sources import sources_line
 from bot.domain.texts import Html, t, tn
@@ -211,6 +212,7 @@ async def export_started(
     message: Message,
     bot: Bot,
     catalog: EventCatalog,
+    form: FormFields,
     settings: Settings,
     clock: Clock,
     background_jobs: BackgroundJobs,
@@ -219,7 +221,7 @@ async def export_started(
     events = list(catalog.events) + list(catalog.archived)
     if len(events) <= 1:
         await start_export(bot, message.chat.id, events[0].id if events else None,
-                           catalog, settings, clock, background_jobs, audit)  # fmt: skip
+                           catalog, form, settings, clock, background_jobs, audit)  # fmt: skip
         return
     keyboard = events_keyboard(events, AdminAction.export_event, all_events=True)
     await message.answer(t("choose_event_admin"), reply_markup=keyboard)
@@ -230,6 +232,7 @@ async def export_chosen(
     callback_data: AdminCallback,
     bot: Bot,
     catalog: EventCatalog,
+    form: FormFields,
     settings: Settings,
     clock: Clock,
     background_jobs: BackgroundJobs,
@@ -238,8 +241,9 @@ async def export_chosen(
     await callback.answer()
     event_id = None if callback_data.event_id == ALL_EVENTS else callback_data.event_id
     await start_export(
-        bot, callback.from_user.id, event_id, catalog, settings, clock, background_jobs, audit
-    )
+        bot, callback.from_user.id, event_id, catalog, form, settings, clock, background_jobs,
+        audit,
+    )  # fmt: skip
 
 
 async def start_export(
@@ -247,6 +251,7 @@ async def start_export(
     chat_id: int,
     event_id: str | None,
     catalog: EventCatalog,
+    form: FormFields,
     settings: Settings,
     clock: Clock,
     background_jobs: BackgroundJobs,
@@ -261,7 +266,7 @@ async def start_export(
     today = clock().astimezone(settings.timezone).date()
     job = partial(
         send_export, bot, chat_id, progress, event_id, catalog, settings.database_path, today,
-        audit, clock, settings.organizer_language,
+        audit, clock, settings.organizer_language, form.in_answers,
     )  # fmt: skip
     background_jobs.start(EXPORT_JOB, chat_id, job)
 
@@ -277,6 +282,7 @@ async def send_export(
     audit: AuditLog,
     clock: Clock,
     language: str,
+    standard: tuple[str, ...],
 ) -> None:
     """Build both files in a process of their own (their own read-only connection; WAL lets
     the bot keep writing meanwhile), send them, and turn "preparing…" into the result. The
@@ -290,8 +296,9 @@ async def send_export(
                 name = export_filename(event_id, fmt, today)
                 path = Path(folder) / name
                 rows = await export_in_process(
-                    database_path, catalog, event_id, fmt, path, language=language
-                )
+                    database_path, catalog, event_id, fmt, path, language=language,
+                    standard=standard,
+                )  # fmt: skip
                 await bot.send_document(chat_id, FSInputFile(path, filename=name))
                 if not recorded:
                     recorded = True

@@ -5,7 +5,7 @@ aiogram 3.31 runs every filter that is not a coroutine function through `asyncio
 a thread hop for what is a few attribute reads. Wrapped in an async `Filter`, the same
 expression is checked in place. Measured in bench/ (the framework-floor benchmark).
 
-The same goes for a `State` used as a filter (`register(handler, Form.phone)`): `State`
+The same goes for a `State` used as a filter (`register(handler, Form.consent)`): `State`
 is a plain callable, so the routers wrap states in `StateFilter`, which is async.
 tests/test_router_filters.py walks the production routers and fails on any synchronous one.
 """

@@ -17,6 +17,7 @@ from aiogram.types import CallbackQuery, Message
 
 from bot.domain.clock import Clock
 from bot.domain.events import EventCatalog
+from bot.domain.form import FormFields
 from bot.domain.texts import t
 from handlers.keyboards import ForgetAction, ForgetCallback, forget_keyboard
 from handlers.replies import reask, replace_answered
@@ -76,12 +77,12 @@ async def forget_confirmed(
 
 
 async def forget_declined(
-    callback: CallbackQuery, bot: Bot, state: FSMContext, catalog: EventCatalog
+    callback: CallbackQuery, bot: Bot, state: FSMContext, catalog: EventCatalog, form: FormFields
 ) -> None:
     await callback.answer()
     await replace_answered(callback, bot, t("forget_kept"))
     if await state.get_state() is not None:
-        await reask(bot, callback.from_user.id, state, catalog)
+        await reask(bot, callback.from_user.id, state, catalog, form)
 
 
 def create_router() -> Router:

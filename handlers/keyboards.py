@@ -18,7 +18,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from pydantic import AfterValidator, Field, field_validator
 
 from bot.domain.events import MAX_OPTIONS, MAX_QUESTIONS, Event
-from bot.domain.form import FIELDS, Question, option_labels, question_text
+from bot.domain.form import FIELD_ID_PATTERN, FormFields, Question, option_labels, question_text
 from bot.domain.texts import LOCALE, t
 from bot.domain.validation import MAX_ROW_ID
 
@@ -32,14 +32,15 @@ QuestionIndex = Annotated[int, Field(ge=0, lt=MAX_QUESTIONS)]
 OptionIndex = Annotated[int, Field(ge=0, lt=MAX_OPTIONS)]
 
 
-def _known_field(value: str) -> str:
-    if value not in FIELDS:
-        raise ValueError("not a question of the form")
+def _field_id(value: str) -> str:
+    if not FIELD_ID_PATTERN.fullmatch(value):
+        raise ValueError("not a standard question's id")
     return value
 
 
-# A standard question, by its id (the form's table: bot/domain/form.py).
-FormField = Annotated[str, AfterValidator(_known_field)]
+# A standard question, by its id; whether the bot's form has it, the handler asks (the
+# form's table is the bot's, bot/domain/form.py: FormFields).
+FormField = Annotated[str, AfterValidator(_field_id)]
 
 
 def _rows_of_two(count: int) -> tuple[int, ...]:
@@ -245,16 +246,24 @@ def button_label(text: str) -> str:
 
 
 def summary_keyboard(
-    event_id: str, *, waitlist: bool = False, questions: tuple[Question, ...] = ()
+    event_id: str,
+    form: FormFields,
+    *,
+    waitlist: bool = False,
+    questions: tuple[Question, ...] = (),
 ) -> InlineKeyboardMarkup:
     locale = LOCALE.get()
     labels = tuple(button_label(question_text(question, locale)) for question in questions)
-    return _summary_keyboard(event_id, locale, waitlist, labels)
+    return _summary_keyboard(event_id, locale, form.ids, waitlist, labels)
 
 
 @lru_cache(maxsize=64)
 def _summary_keyboard(
-    event_id: str, locale: str, waitlist: bool, labels: tuple[str, ...] = ()
+    event_id: str,
+    locale: str,
+    fields: tuple[str, ...],
+    waitlist: bool,
+    labels: tuple[str, ...] = (),
 ) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     # Full: the same button joins the waiting list (the database decides either way).
@@ -262,7 +271,7 @@ def _summary_keyboard(
         text=t("button_join_waitlist" if waitlist else "button_confirm"),
         callback_data=SummaryCallback(action=SummaryAction.confirm, event_id=event_id),
     )
-    for field in FIELDS:
+    for field in fields:
         builder.button(
             text=t("button_edit_field", field=t(f"field_{field}")),
             callback_data=SummaryCallback(
@@ -280,7 +289,7 @@ def _summary_keyboard(
         text=t("button_cancel_form"),
         callback_data=SummaryCallback(action=SummaryAction.cancel, event_id=event_id),
     )
-    builder.adjust(1, *_rows_of_two(len(FIELDS)), *(1 for _ in labels), 1)
+    builder.adjust(1, *_rows_of_two(len(fields)), *(1 for _ in labels), 1)
     return builder.as_markup()
 
 
@@ -352,10 +361,10 @@ def offer_markup_json(registration_id: int) -> str:
 
 
 def fields_keyboard(
-    registration_id: int, questions: tuple[Question, ...] = ()
+    registration_id: int, form: FormFields, questions: tuple[Question, ...] = ()
 ) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
-    for field in FIELDS:
+    for field in form.ids:
         builder.button(
             text=t("button_edit_field", field=t(f"field_{field}")),
             callback_data=MyCallback(
@@ -374,7 +383,7 @@ def fields_keyboard(
         text=t("button_back"),
         callback_data=MyCallback(action=MyAction.show, registration_id=registration_id),
     )
-    builder.adjust(*_rows_of_two(len(FIELDS)), *(1 for _ in questions), 1)
+    builder.adjust(*_rows_of_two(len(form)), *(1 for _ in questions), 1)
     return builder.as_markup()
 
 

@@ -12,6 +12,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import Message
 
 from bot.domain.events import EventCatalog
+from bot.domain.form import FormFields
 from bot.domain.texts import LANGUAGES, LOCALE, t, use_locale
 from handlers.replies import reask
 from storage.languages import Languages
@@ -28,6 +29,7 @@ async def language_switched(
     bot: Bot,
     state: FSMContext,
     catalog: EventCatalog,
+    form: FormFields,
     languages: Languages,
 ) -> None:
     assert message.from_user is not None
@@ -35,7 +37,7 @@ async def language_switched(
     await languages.choose(message.from_user.id, language)
     with use_locale(language):
         await message.answer(t("language_switched"))
-        await reask(bot, message.chat.id, state, catalog)
+        await reask(bot, message.chat.id, state, catalog, form)
 
 
 def create_router() -> Router:

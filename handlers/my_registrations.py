@@ -23,7 +23,7 @@ from aiogram.types import CallbackQuery, Message, TelegramObject
 
 from bot.domain.clock import Clock
 from bot.domain.events import MAX_LENGTHS, Event, EventCatalog
-from bot.domain.form import FIELDS, Draft
+from bot.domain.form import Draft, FormFields
 from bot.domain.limits import MAX_MESSAGE_LENGTH, message_length, pack_blocks
 from bot.domain.render import retention_rule
 from bot.domain.retention import FORM_KEPT_DAYS
@@ -43,7 +43,7 @@ from handlers.replies import (
     send_calendar,
     show_registration,
 )
-from handlers.states import FIELD_STATES, Form
+from handlers.states import Form, field_state
 from storage.erasure import PersonalData
 from storage.fsm import transition
 from storage.registrations import Registration, Registrations
@@ -58,6 +58,7 @@ async def my_registrations(
     state: FSMContext,
     registrations: Registrations,
     catalog: EventCatalog,
+    form: FormFields,
     clock: Clock,
 ) -> None:
     """Each registration with everything stored in it, then once what is done with the data
@@ -72,13 +73,13 @@ async def my_registrations(
             text += "\n\n" + form_kept_text()
         await message.answer(text)
     for registration in found:
-        await show_registration(bot, message.chat.id, registration, catalog, clock)
+        await show_registration(bot, message.chat.id, registration, catalog, clock, form)
     if found:
         events = [catalog.get(registration.event_id) for registration in found]
         for text in privacy_notice(events, catalog, has_form=has_form):
             await message.answer(text)
     if current is not None:
-        await reask(bot, message.chat.id, state, catalog)
+        await reask(bot, message.chat.id, state, catalog, form)
 
 
 def form_kept_text() -> str:
@@ -179,13 +180,13 @@ def open_event(registration: Registration, catalog: EventCatalog, clock: Clock) 
 
 
 async def refused_mid_form(
-    callback: CallbackQuery, bot: Bot, state: FSMContext, catalog: EventCatalog
+    callback: CallbackQuery, bot: Bot, state: FSMContext, catalog: EventCatalog, form: FormFields
 ) -> bool:
     """A change or a withdrawal waits until the open form is finished: one draft at a time."""
     if await state.get_state() is None:
         return False
     await callback.answer(t("finish_form_first"), show_alert=True)
-    await reask(bot, callback.from_user.id, state, catalog)
+    await reask(bot, callback.from_user.id, state, catalog, form)
     return True
 
 
@@ -221,6 +222,7 @@ async def change_requested(
     callback: CallbackQuery,
     registration: Registration,
     catalog: EventCatalog,
+    form: FormFields,
     clock: Clock,
 ) -> None:
     if open_event(registration, catalog, clock) is None:
@@ -231,7 +233,7 @@ async def change_requested(
         event = catalog.get(registration.event_id)
         questions = event.questions if event else ()
         await callback.message.edit_reply_markup(
-            reply_markup=fields_keyboard(registration.id, questions)
+            reply_markup=fields_keyboard(registration.id, form, questions)
         )
 
 
@@ -242,21 +244,24 @@ async def field_change_requested(
     bot: Bot,
     state: FSMContext,
     catalog: EventCatalog,
+    form: FormFields,
     clock: Clock,
 ) -> None:
     """The field's question, as in the form; the answer is saved at once (no summary)."""
     if open_event(registration, catalog, clock) is None:
         await callback.answer(t("change_closed"), show_alert=True)
         return
-    if await refused_mid_form(callback, bot, state, catalog):
+    if await refused_mid_form(callback, bot, state, catalog, form):
         return
     await callback.answer()
+    stored = registration.answer_map()
     draft = Draft(
         event_id=registration.event_id,
         registration_id=registration.id,
-        **{name: getattr(registration, name) for name in FIELDS},
-        extra=registration.answer_map(),
+        extra={key: value for key, value in stored.items() if key not in form},
     )
+    for field, value in form.values(registration, stored).items():
+        draft = draft.with_answer(field, value)
     event = catalog.get(registration.event_id)
     if callback_data.question is not None and event is not None:
         if callback_data.question >= len(event.questions):
@@ -264,14 +269,14 @@ async def field_change_requested(
         question = event.questions[callback_data.question]
         draft = replace(draft, editing=question.id, question=callback_data.question)
         await transition(state, Form.question, draft.to_data())
-        await ask_question(bot, callback.from_user.id, event, draft)
-        return
-    if callback_data.field is None:
+        await ask_question(bot, callback.from_user.id, event, draft, form)
         return
     field = str(callback_data.field)
+    if callback_data.field is None or field not in form:
+        return
     draft = replace(draft, editing=field)
-    await transition(state, FIELD_STATES[field], draft.to_data())
-    await ask(bot, callback.from_user.id, field, draft, catalog=catalog)
+    await transition(state, field_state(field), draft.to_data())
+    await ask(bot, callback.from_user.id, field, draft, form, catalog=catalog)
 
 
 async def calendar_requested(
@@ -316,9 +321,10 @@ async def withdrawal_confirmed(
     state: FSMContext,
     personal_data: PersonalData,
     catalog: EventCatalog,
+    form: FormFields,
     clock: Clock,
 ) -> None:
-    if await refused_mid_form(callback, bot, state, catalog):
+    if await refused_mid_form(callback, bot, state, catalog, form):
         return
     await callback.answer()
     # Consent withdrawn: the personal data goes with the registration (152-FZ art. 21 §5).

@@ -11,6 +11,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 
 from bot.domain.events import EventCatalog
+from bot.domain.form import FormFields
 from bot.domain.texts import t
 from handlers.keyboards import AdminCallback, EraseCallback
 from handlers.menu import ADMIN_COMMANDS
@@ -18,11 +19,11 @@ from handlers.replies import reask
 
 
 async def admin_refused(
-    message: Message, bot: Bot, state: FSMContext, catalog: EventCatalog
+    message: Message, bot: Bot, state: FSMContext, catalog: EventCatalog, form: FormFields
 ) -> None:
     await message.answer(t("admin_only"))
     # A participant in the middle of the form gets their question back.
-    await reask(bot, message.chat.id, state, catalog)
+    await reask(bot, message.chat.id, state, catalog, form)
 
 
 async def admin_button_refused(callback: CallbackQuery) -> None:

@@ -32,7 +32,7 @@ from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
 
 from bot.domain.clock import Clock
 from bot.domain.events import EventCatalog
-from bot.domain.form import VALIDATORS, Draft, validate_answer
+from bot.domain.form import Draft, FormFields, validate_answer
 from bot.domain.render import event_card, shown_value
 from bot.domain.sources import valid_source
 from bot.domain.texts import Html, t
@@ -58,7 +58,7 @@ from handlers.replies import (
     show_registration,
     show_summary,
 )
-from handlers.states import CONTACT_STATES, FIELD_STATES, STATE_FIELDS, Form
+from handlers.states import Form, contact_states, field_state, field_states, state_field
 from storage.fsm import transition
 from storage.registrations import AlreadyRegistered, NewRegistration, Registrations
 from storage.reminders import Reminders
@@ -80,15 +80,17 @@ async def answer_typed(
     registrations: Registrations,
     seats: Seats,
     catalog: EventCatalog,
+    form: FormFields,
     clock: Clock,
 ) -> None:
-    field = STATE_FIELDS[await state.get_state()]
+    field = state_field(await state.get_state(), form)
+    assert field is not None  # the router's filter: one of the form's states
     try:
-        value = VALIDATORS[field](text)
+        value = form[field].validator(text)
     except ValidationError as error:
-        await reject(bot, message.chat.id, state, catalog, error.reason, **error.params)
+        await reject(bot, message.chat.id, state, catalog, form, error.reason, **error.params)
         return
-    await accept(message, field, value, bot, state, registrations, seats, catalog, clock)
+    await accept(message, field, value, bot, state, registrations, seats, catalog, form, clock)
 
 
 async def contact_shared(
@@ -98,21 +100,23 @@ async def contact_shared(
     registrations: Registrations,
     seats: Seats,
     catalog: EventCatalog,
+    form: FormFields,
     clock: Clock,
 ) -> None:
     assert message.contact is not None and message.from_user is not None
     # Anyone's card can be forwarded as a contact; only one's own number was verified
     # by Telegram.
     if message.contact.user_id != message.from_user.id:
-        await reject(bot, message.chat.id, state, catalog, "contact_not_own")
+        await reject(bot, message.chat.id, state, catalog, form, "contact_not_own")
         return
     number = message.contact.phone_number
     try:
         value = validate_phone(number if number.startswith("+") else "+" + number)
     except ValidationError as error:
-        await reject(bot, message.chat.id, state, catalog, error.reason, **error.params)
+        await reject(bot, message.chat.id, state, catalog, form, error.reason, **error.params)
         return
-    await accept(message, "phone", value, bot, state, registrations, seats, catalog, clock)
+    field = state_field(await state.get_state(), form) or "phone"
+    await accept(message, field, value, bot, state, registrations, seats, catalog, form, clock)
 
 
 async def accept(
@@ -124,12 +128,13 @@ async def accept(
     registrations: Registrations,
     seats: Seats,
     catalog: EventCatalog,
+    form: FormFields,
     clock: Clock,
 ) -> None:
     """Store a valid answer and move on: next question, back to the summary, or save."""
     chat_id = message.chat.id
     draft = Draft.from_data(await state.get_data()).with_answer(field, value)
-    next_field = None if draft.registration_id is not None else draft.next_question()
+    next_field = None if draft.registration_id is not None else draft.next_question(form)
     preface = ""
     if field == "phone":
         # The "share my number" keyboard has done its job: it goes with the next question,
@@ -138,21 +143,24 @@ async def accept(
         if next_field is None:
             await message.answer(preface, reply_markup=ReplyKeyboardRemove())
     if draft.registration_id is not None:
-        await save_change(message, draft, field, value, bot, state, registrations, catalog, clock)
+        await save_change(
+            message, draft, field, value, bot, state, registrations, catalog, form, clock
+        )
         return
     if next_field is not None:
-        await transition(state, FIELD_STATES[next_field], draft.to_data())
+        await transition(state, field_state(next_field), draft.to_data())
         await ask(
             bot,
             chat_id,
             next_field,
             draft,
+            form,
             preface=preface + "\n\n" if preface else "",
             remove_keyboard=bool(preface),
             catalog=catalog,
         )
         return
-    await next_or_summary(chat_id, draft, bot, state, seats, catalog)
+    await next_or_summary(chat_id, draft, bot, state, seats, catalog, form)
 
 
 async def next_or_summary(
@@ -162,6 +170,7 @@ async def next_or_summary(
     state: FSMContext,
     seats: Seats,
     catalog: EventCatalog,
+    form: FormFields,
 ) -> None:
     """After an answer: the event's next own question, or the summary."""
     event = catalog.get(draft.event_id)
@@ -173,13 +182,13 @@ async def next_or_summary(
     if index is not None:
         draft = replace(draft, question=index)
         await transition(state, Form.question, draft.to_data())
-        await ask_question(bot, chat_id, event, draft)
+        await ask_question(bot, chat_id, event, draft, form)
         return
     # What the summary offers: a seat, or the waiting list. The database decides again on
     # confirming (a seat may free or go meanwhile).
     draft = replace(draft, editing=None, question=None, waitlist=(await seats.seats(event.id)).full)
     await transition(state, Form.summary, draft.to_data())
-    await show_summary(bot, chat_id, draft, event)
+    await show_summary(bot, chat_id, draft, event, form)
 
 
 async def question_answered_typed(
@@ -190,6 +199,7 @@ async def question_answered_typed(
     registrations: Registrations,
     seats: Seats,
     catalog: EventCatalog,
+    form: FormFields,
     clock: Clock,
 ) -> None:
     """A typed answer to one of the event's own questions (a choice's option counts)."""
@@ -202,16 +212,16 @@ async def question_answered_typed(
     if draft.question is None or draft.question >= len(event.questions):
         # The question left the events file (a restart) while it was open: on with the form.
         await next_or_summary(
-            message.chat.id, replace(draft, question=None), bot, state, seats, catalog
+            message.chat.id, replace(draft, question=None), bot, state, seats, catalog, form
         )
         return
     try:
         value = validate_answer(event.questions[draft.question], text)
     except ValidationError as error:
-        await reject(bot, message.chat.id, state, catalog, error.reason, **error.params)
+        await reject(bot, message.chat.id, state, catalog, form, error.reason, **error.params)
         return
     await accept_question(
-        message.chat.id, draft, value, bot, state, registrations, seats, catalog, clock
+        message.chat.id, draft, value, bot, state, registrations, seats, catalog, form, clock
     )
 
 
@@ -223,6 +233,7 @@ async def question_pressed(
     registrations: Registrations,
     seats: Seats,
     catalog: EventCatalog,
+    form: FormFields,
     clock: Clock,
 ) -> None:
     """An option, or "skip", under the question being asked. A button of another question
@@ -247,13 +258,13 @@ async def question_pressed(
         choices = question.choices()
         if callback_data.option >= len(choices):
             await callback.answer(t("question_button_stale"))
-            await reask(bot, callback.from_user.id, state, catalog)
+            await reask(bot, callback.from_user.id, state, catalog, form)
             return
         value = choices[callback_data.option]
     await callback.answer()
     await remove_buttons(callback)
     await accept_question(
-        callback.from_user.id, draft, value, bot, state, registrations, seats, catalog, clock
+        callback.from_user.id, draft, value, bot, state, registrations, seats, catalog, form, clock
     )
 
 
@@ -266,6 +277,7 @@ async def accept_question(
     registrations: Registrations,
     seats: Seats,
     catalog: EventCatalog,
+    form: FormFields,
     clock: Clock,
 ) -> None:
     event = catalog.get(draft.event_id)
@@ -274,10 +286,10 @@ async def accept_question(
     draft = draft.with_extra(question, value)
     if draft.registration_id is not None:
         await save_answer(
-            chat_id, draft, question.id, value, bot, state, registrations, catalog, clock
+            chat_id, draft, question.id, value, bot, state, registrations, catalog, form, clock
         )
         return
-    await next_or_summary(chat_id, draft, bot, state, seats, catalog)
+    await next_or_summary(chat_id, draft, bot, state, seats, catalog, form)
 
 
 async def save_answer(
@@ -289,6 +301,7 @@ async def save_answer(
     state: FSMContext,
     registrations: Registrations,
     catalog: EventCatalog,
+    form: FormFields,
     clock: Clock,
 ) -> None:
     """From /me: the answer is saved at once, as a field's change is (`save_change`)."""
@@ -308,7 +321,7 @@ async def save_answer(
         return
     logger.info("Registration %d: answer %s changed", draft.registration_id, question_id)
     await bot.send_message(chat_id, t("field_updated"))
-    await show_registration(bot, chat_id, changed[1], catalog, clock)
+    await show_registration(bot, chat_id, changed[1], catalog, clock, form)
 
 
 async def save_change(
@@ -320,6 +333,7 @@ async def save_change(
     state: FSMContext,
     registrations: Registrations,
     catalog: EventCatalog,
+    form: FormFields,
     clock: Clock,
 ) -> None:
     assert draft.registration_id is not None and message.from_user is not None
@@ -332,40 +346,50 @@ async def save_change(
     # The change first, the form's end after: a failed write leaves the question open for
     # another try. Delivered again after a crash in between, the same change changes
     # nothing and makes no second card.
-    changed = await registrations.update_field(
-        draft.registration_id, user_id=message.from_user.id, field=field, value=value, now=now
-    )
+    user_id = message.from_user.id
+    if form[field].column:
+        changed = await registrations.update_field(
+            draft.registration_id, user_id=user_id, field=field, value=value, now=now
+        )
+    else:
+        changed = await registrations.update_answer(
+            draft.registration_id, user_id=user_id, question_id=field, value=value, now=now
+        )
     await state.clear()
     if changed is None:
         await message.answer(t("my_none"))
         return
     logger.info("Registration %d: %s changed", draft.registration_id, field)
     await message.answer(t("field_updated"))
-    await show_registration(bot, message.chat.id, changed[1], catalog, clock)
+    await show_registration(bot, message.chat.id, changed[1], catalog, clock, form)
 
 
 async def command_in_form(
-    message: Message, bot: Bot, state: FSMContext, catalog: EventCatalog
+    message: Message, bot: Bot, state: FSMContext, catalog: EventCatalog, form: FormFields
 ) -> None:
     command = (message.text or "").split(maxsplit=1)[0]
-    await reject(bot, message.chat.id, state, catalog, "unknown_command", command=command[:64])
+    await reject(
+        bot, message.chat.id, state, catalog, form, "unknown_command", command=command[:64]
+    )
 
 
 async def not_text_in_form(
-    message: Message, bot: Bot, state: FSMContext, catalog: EventCatalog
+    message: Message, bot: Bot, state: FSMContext, catalog: EventCatalog, form: FormFields
 ) -> None:
     kind = next((kind for kind in NON_TEXT_KINDS if getattr(message, kind, None)), "other")
     current = await state.get_state()
     if current in (Form.consent.state, Form.summary.state):
-        await reask(bot, message.chat.id, state, catalog)
+        await reask(bot, message.chat.id, state, catalog, form)
         return
-    await reject(bot, message.chat.id, state, catalog, "not_text", kind=Html(t(f"kind_{kind}")))
+    await reject(
+        bot, message.chat.id, state, catalog, form, "not_text", kind=Html(t(f"kind_{kind}"))
+    )
 
 
 async def text_instead_of_button(
-    message: Message, bot: Bot, state: FSMContext, catalog: EventCatalog
+    message: Message, bot: Bot, state: FSMContext, catalog: EventCatalog, form: FormFields
 ) -> None:
-    await reask(bot, message.chat.id, state, catalog)
+    await reask(bot, message.chat.id, state, catalog, form)
 
 
 # --- Summary -------------------------------------------------------------------------------
@@ -378,6 +402,7 @@ async def registration_confirmed(
     registrations: Registrations,
     reminders: Reminders,
     catalog: EventCatalog,
+    form: FormFields,
     clock: Clock,
 ) -> None:
     user = callback.from_user
@@ -392,15 +417,15 @@ async def registration_confirmed(
         await bot.send_message(user.id, t("confirm_failed_closed") + "\n\n" + text)
         return
     if (
-        draft.next_question() is not None
+        draft.next_question(form) is not None
         or draft.next_extra(event.questions) is not None
         or draft.consent_at is None
     ):
         # Cannot happen through the buttons; a corrupted draft is asked again, not saved.
         await callback.answer()
-        await reask(bot, user.id, state, catalog)
+        await reask(bot, user.id, state, catalog, form)
         return
-    answers_ = draft.answers()
+    answers_ = draft.answers(form)
     new = NewRegistration(
         event_id=event.id,
         user_id=user.id,
@@ -408,13 +433,15 @@ async def registration_confirmed(
         telegram_name=user.full_name,
         consent_at=datetime.fromisoformat(draft.consent_at),
         consent_version=draft.consent_version or "",
-        full_name=answers_["full_name"],
-        position=answers_["position"],
-        organization=answers_["organization"],
-        phone=answers_["phone"],
-        email=answers_["email"],
+        full_name=answers_.get("full_name", ""),
+        position=answers_.get("position", ""),
+        organization=answers_.get("organization", ""),
+        phone=answers_.get("phone", ""),
+        email=answers_.get("email", ""),
         source=valid_source(draft.source),
-        answers=tuple(
+        # The standard answers not kept in columns, then the event's own.
+        answers=form.answers(answers_)
+        + tuple(
             (question.id, value)
             for question in event.questions
             if (value := draft.extra_answers().get(question.id, ""))
@@ -429,7 +456,7 @@ async def registration_confirmed(
         await remove_buttons(callback)
         waiting = error.existing.status == "waiting"
         await bot.send_message(user.id, t("already_waiting" if waiting else "already_registered"))
-        await show_registration(bot, user.id, error.existing, catalog, clock)
+        await show_registration(bot, user.id, error.existing, catalog, clock, form)
         return
     await callback.answer()
     if registration.status == "waiting":
@@ -451,24 +478,27 @@ async def summary_edit(
     bot: Bot,
     state: FSMContext,
     catalog: EventCatalog,
+    form: FormFields,
 ) -> None:
     await callback.answer()
     draft = Draft.from_data(await state.get_data())
     if callback_data.question is not None:
         event = catalog.get(draft.event_id)
         if event is None or callback_data.question >= len(event.questions):
-            await reask(bot, callback.from_user.id, state, catalog)
+            await reask(bot, callback.from_user.id, state, catalog, form)
             return
         question = event.questions[callback_data.question]
         draft = replace(draft, editing=question.id, question=callback_data.question)
         await transition(state, Form.question, draft.to_data())
-        await ask_question(bot, callback.from_user.id, event, draft)
+        await ask_question(bot, callback.from_user.id, event, draft, form)
         return
-    assert callback_data.field is not None
     field = str(callback_data.field)
+    if field not in form:  # a button of a question the bot no longer asks
+        await reask(bot, callback.from_user.id, state, catalog, form)
+        return
     draft = replace(draft, editing=field)
-    await transition(state, FIELD_STATES[field], draft.to_data())
-    await ask(bot, callback.from_user.id, field, draft, catalog=catalog)
+    await transition(state, field_state(field), draft.to_data())
+    await ask(bot, callback.from_user.id, field, draft, form, catalog=catalog)
 
 
 async def form_cancelled_by_button(callback: CallbackQuery, bot: Bot, state: FSMContext) -> None:
@@ -482,12 +512,13 @@ async def stale_summary_button(
     state: FSMContext,
     registrations: Registrations,
     catalog: EventCatalog,
+    form: FormFields,
 ) -> None:
     """A summary button pressed when the summary is no longer current: a double tap on
     "confirm", or a button of an old summary while a question is open."""
     if await state.get_state() is not None:
         await callback.answer(t("answer_current_question"), show_alert=True)
-        await reask(bot, callback.from_user.id, state, catalog)
+        await reask(bot, callback.from_user.id, state, catalog, form)
         return
     registered = await registrations.active(callback_data.event_id, callback.from_user.id)
     if registered is None:
@@ -550,21 +581,22 @@ async def form_cancelled(message: Message, state: FSMContext) -> None:
     await message.answer(t("cancelled"), reply_markup=ReplyKeyboardRemove())
 
 
-def create_router() -> Router:
+def create_router(form: FormFields) -> Router:
     router = Router(name="registration")
     # /cancel with the commands of handlers/start.py and /me: they work in every state, so
     # they come before `command_in_form`.
     router.message.register(form_cancelled, Command("cancel"))
 
-    in_form = StateFilter(Form)
-    field_states = StateFilter(*FIELD_STATES.values())
+    # The form's own states and a state per standard question of the bot's table.
+    in_form = StateFilter(Form, *field_states(form))
+    asking_field = StateFilter(*field_states(form))
     # The cheaper check first: an answer is refused by it before its state is looked at.
     router.message.register(command_in_form, Magic(F.text.startswith("/")), in_form)
-    router.message.register(answer_typed, field_states, Magic(F.text.as_("text")))
+    router.message.register(answer_typed, asking_field, Magic(F.text.as_("text")))
     router.message.register(
         question_answered_typed, StateFilter(Form.question), Magic(F.text.as_("text"))
     )
-    router.message.register(contact_shared, StateFilter(*CONTACT_STATES), Magic(F.contact))
+    router.message.register(contact_shared, StateFilter(*contact_states(form)), Magic(F.contact))
     router.message.register(
         text_instead_of_button, StateFilter(Form.consent, Form.summary), Magic(F.text)
     )

@@ -28,7 +28,7 @@ from aiogram.types import (
 from bot.domain.calendar import calendar_file, calendar_name
 from bot.domain.clock import Clock
 from bot.domain.events import Event, EventCatalog
-from bot.domain.form import FIELDS, KEYBOARDS, Draft, question_text
+from bot.domain.form import Draft, FormFields, question_text
 from bot.domain.limits import MAX_MESSAGE_LENGTH, message_length, split_lines
 from bot.domain.render import answers, contacts_line, event_card, privacy_policy, shown_value
 from bot.domain.retention import kept_until
@@ -41,21 +41,20 @@ from handlers.keyboards import (
     registration_keyboard,
     summary_keyboard,
 )
-from handlers.states import STATE_FIELDS, Form
+from handlers.states import Form, state_field
 from storage.registrations import Registration
 from storage.reminders import Reminders
 
 logger = logging.getLogger(__name__)
 
 
-def field_question(field: str, draft: Draft, total: int) -> str:
+def field_question(field: str, draft: Draft, form: FormFields, total: int) -> str:
     question = t(f"ask_{field}")
-    current = getattr(draft, field)
+    current = draft.value(field)
     if draft.editing is not None and current:
         return t("ask_edit", current=shown_value(field, current), question=Html(question))
     if draft.editing is None:
-        number = FIELDS.index(field) + 1
-        return t("ask_step", number=number, total=total, question=Html(question))
+        return t("ask_step", number=form.number(field), total=total, question=Html(question))
     return question
 
 
@@ -64,16 +63,17 @@ async def ask(
     chat_id: int,
     field: str,
     draft: Draft,
+    form: FormFields,
     *,
     preface: str = "",
     remove_keyboard: bool = False,
     catalog: EventCatalog | None = None,
 ) -> None:
     event = catalog.get(draft.event_id) if catalog is not None else None
-    total = len(FIELDS) + (len(event.questions) if event else 0)
-    question = field_question(field, draft, total)
+    total = len(form) + (len(event.questions) if event else 0)
+    question = field_question(field, draft, form, total)
     markup: ReplyKeyboardMarkup | ReplyKeyboardRemove | None = None
-    if KEYBOARDS[field] == "phone":
+    if form[field].keyboard == "phone":
         markup = phone_keyboard()
     elif remove_keyboard:
         markup = ReplyKeyboardRemove()
@@ -81,7 +81,7 @@ async def ask(
 
 
 async def ask_question(
-    bot: Bot, chat_id: int, event: Event, draft: Draft, *, preface: str = ""
+    bot: Bot, chat_id: int, event: Event, draft: Draft, form: FormFields, *, preface: str = ""
 ) -> None:
     """One of the event's own questions (`draft.question`), with its buttons."""
     assert draft.question is not None
@@ -103,15 +103,15 @@ async def ask_question(
     elif draft.editing is None:
         text = t(
             "ask_step",
-            number=len(FIELDS) + index + 1,
-            total=len(FIELDS) + len(event.questions),
+            number=len(form) + index + 1,
+            total=len(form) + len(event.questions),
             question=Html(text),
         )
     await bot.send_message(chat_id, preface + text, reply_markup=question_keyboard(index, question))
 
 
-def summary_text(draft: Draft, event: Event) -> str:
-    shown = answers(draft.answers(), event.questions, draft.extra_answers(), LOCALE.get())
+def summary_text(draft: Draft, event: Event, form: FormFields) -> str:
+    shown = answers(draft.answers(form), event.questions, draft.extra_answers(), LOCALE.get())
     text = t("summary", card=event_card(event), answers=shown)
     if draft.waitlist:
         text += "\n\n" + t("summary_waitlist")
@@ -128,12 +128,16 @@ async def send_long(
     await bot.send_message(chat_id, last, reply_markup=reply_markup)
 
 
-async def show_summary(bot: Bot, chat_id: int, draft: Draft, event: Event) -> None:
+async def show_summary(
+    bot: Bot, chat_id: int, draft: Draft, event: Event, form: FormFields
+) -> None:
     await send_long(
         bot,
         chat_id,
-        summary_text(draft, event),
-        reply_markup=summary_keyboard(event.id, waitlist=draft.waitlist, questions=event.questions),
+        summary_text(draft, event, form),
+        reply_markup=summary_keyboard(
+            event.id, form, waitlist=draft.waitlist, questions=event.questions
+        ),
     )
 
 
@@ -150,7 +154,11 @@ async def show_consent(
 
 
 def registration_text(
-    registration: Registration, event: Event | None, can_change: bool, retention_days: int
+    registration: Registration,
+    event: Event | None,
+    can_change: bool,
+    retention_days: int,
+    form: FormFields,
 ) -> str:
     """A registration as its person sees it: everything stored about them in it (152-FZ
     art. 14), and the day its data goes."""
@@ -174,7 +182,7 @@ def registration_text(
         "my_registration",
         card=Html(card),
         answers=answers(
-            {field: getattr(registration, field) for field in FIELDS},
+            form.values(registration, registration.answer_map()),
             event.questions if event else (),
             registration.answer_map(),
             LOCALE.get(),
@@ -191,14 +199,19 @@ def registration_text(
 
 
 async def show_registration(
-    bot: Bot, chat_id: int, registration: Registration, catalog: EventCatalog, clock: Clock
+    bot: Bot,
+    chat_id: int,
+    registration: Registration,
+    catalog: EventCatalog,
+    clock: Clock,
+    form: FormFields,
 ) -> None:
     event = catalog.get(registration.event_id)
     can_change = event is not None and event.is_open(clock())
     await send_long(
         bot,
         chat_id,
-        registration_text(registration, event, can_change, catalog.retention_days),
+        registration_text(registration, event, can_change, catalog.retention_days, form),
         reply_markup=registration_keyboard(
             registration.id,
             can_change=can_change,
@@ -217,7 +230,9 @@ def closed_text(event: Event, catalog: EventCatalog) -> str:
     return text + contacts_line([event.contact] if event.contact else catalog.contacts())
 
 
-async def reask(bot: Bot, chat_id: int, state: FSMContext, catalog: EventCatalog) -> None:
+async def reask(
+    bot: Bot, chat_id: int, state: FSMContext, catalog: EventCatalog, form: FormFields
+) -> None:
     """Put the current question (or button choice) in front of the person again."""
     current = await state.get_state()
     if current is None or not current.startswith(f"{Form.__full_group_name__}:"):
@@ -229,19 +244,22 @@ async def reask(bot: Bot, chat_id: int, state: FSMContext, catalog: EventCatalog
         await show_consent(bot, chat_id, event, catalog)
     elif current == Form.summary.state and event:
         await bot.send_message(chat_id, t("summary_press_button"))
-        await show_summary(bot, chat_id, draft, event)
+        await show_summary(bot, chat_id, draft, event, form)
     elif current == Form.question.state and event and draft.question is not None:
         if draft.question < len(event.questions):
-            await ask_question(bot, chat_id, event, draft)
-    elif current in STATE_FIELDS:
-        await ask(bot, chat_id, STATE_FIELDS[current], draft, catalog=catalog)
+            await ask_question(bot, chat_id, event, draft, form)
+    elif (field := state_field(current, form)) is not None:
+        await ask(bot, chat_id, field, draft, form, catalog=catalog)
 
 
 async def repeat_question(update: Update, data: dict[str, Any]) -> None:
     """For an update that already moved the form (delivered again after a crash): its
     reply may have been lost with the process, so the person gets the question again."""
     state, bot, catalog = data.get("state"), data.get("bot"), data.get("catalog")
+    form = data.get("form")
     if not isinstance(state, FSMContext) or not isinstance(bot, Bot) or catalog is None:
+        return
+    if not isinstance(form, FormFields):
         return
     if update.callback_query is not None:
         with suppress(TelegramAPIError):
@@ -250,14 +268,20 @@ async def repeat_question(update: Update, data: dict[str, Any]) -> None:
     if chat is None and update.callback_query is not None:
         chat = update.callback_query.message.chat if update.callback_query.message else None
     if chat is not None and chat.type == ChatType.PRIVATE:
-        await reask(bot, chat.id, state, catalog)
+        await reask(bot, chat.id, state, catalog, form)
 
 
 async def reject(
-    bot: Bot, chat_id: int, state: FSMContext, catalog: EventCatalog, reason: str, **params: object
+    bot: Bot,
+    chat_id: int,
+    state: FSMContext,
+    catalog: EventCatalog,
+    form: FormFields,
+    reason: str,
+    **params: object,
 ) -> None:
     await bot.send_message(chat_id, t("rejected", reason=Html(t(f"reason_{reason}", **params))))
-    await reask(bot, chat_id, state, catalog)
+    await reask(bot, chat_id, state, catalog, form)
 
 
 async def replace_answered(callback: CallbackQuery, bot: Bot, text: str) -> None:

@@ -18,7 +18,7 @@ from aiogram.types import CallbackQuery, Message, User
 
 from bot.domain.clock import Clock
 from bot.domain.events import Event, EventCatalog
-from bot.domain.form import FIELDS, Draft
+from bot.domain.form import Draft, FormFields
 from bot.domain.render import contacts_line, event_card
 from bot.domain.sources import parse_start_payload
 from bot.domain.texts import t
@@ -32,7 +32,7 @@ from handlers.replies import (
     show_consent,
     show_registration,
 )
-from handlers.states import FIELD_STATES, Form
+from handlers.states import Form, field_state
 from storage.fsm import transition
 from storage.registrations import Registrations
 from storage.seats import Seats
@@ -47,6 +47,7 @@ async def offer_event(
     registrations: Registrations,
     seats: Seats,
     catalog: EventCatalog,
+    form: FormFields,
     clock: Clock,
     source: str | None = None,
 ) -> None:
@@ -59,7 +60,7 @@ async def offer_event(
     if existing is not None:
         waiting = existing.status == "waiting"
         await bot.send_message(chat_id, t("already_waiting" if waiting else "already_registered"))
-        await show_registration(bot, chat_id, existing, catalog, clock)
+        await show_registration(bot, chat_id, existing, catalog, clock, form)
         return
     await transition(state, Form.consent, Draft(event_id=event.id, source=source).to_data())
     greeting = t("greeting", card=event_card(event, deadline=True))
@@ -83,13 +84,14 @@ async def start(
     registrations: Registrations,
     seats: Seats,
     catalog: EventCatalog,
+    form: FormFields,
     clock: Clock,
 ) -> None:
     assert message.from_user is not None
     chat_id = message.chat.id
     if await state.get_state() is not None:
         await message.answer(t("form_in_progress"))
-        await reask(bot, chat_id, state, catalog)
+        await reask(bot, chat_id, state, catalog, form)
         return
     if command.args:
         link = parse_start_payload(command.args, catalog)
@@ -103,6 +105,7 @@ async def start(
                 registrations,
                 seats,
                 catalog,
+                form,
                 clock,
                 link.source,
             )
@@ -121,6 +124,7 @@ async def start(
             registrations,
             seats,
             catalog,
+            form,
             clock,
         )
     else:
@@ -135,25 +139,31 @@ async def event_chosen(
     registrations: Registrations,
     seats: Seats,
     catalog: EventCatalog,
+    form: FormFields,
     clock: Clock,
 ) -> None:
     await callback.answer()
     chat_id = callback.from_user.id
     if await state.get_state() is not None:
         await bot.send_message(chat_id, t("form_in_progress"))
-        await reask(bot, chat_id, state, catalog)
+        await reask(bot, chat_id, state, catalog, form)
         return
     event = catalog.get(callback_data.event_id)
     if event is None:
         await bot.send_message(chat_id, t("event_not_found"))
         return
     await offer_event(
-        bot, chat_id, callback.from_user, event, state, registrations, seats, catalog, clock
+        bot, chat_id, callback.from_user, event, state, registrations, seats, catalog, form, clock
     )
 
 
 async def consent_given(
-    callback: CallbackQuery, bot: Bot, state: FSMContext, catalog: EventCatalog, clock: Clock
+    callback: CallbackQuery,
+    bot: Bot,
+    state: FSMContext,
+    catalog: EventCatalog,
+    form: FormFields,
+    clock: Clock,
 ) -> None:
     await callback.answer()
     draft = Draft.from_data(await state.get_data())
@@ -166,22 +176,25 @@ async def consent_given(
         )
         return
     draft = replace(draft, consent_at=now.isoformat(), consent_version=event.privacy_policy_version)
-    await transition(state, FIELD_STATES[FIELDS[0]], draft.to_data())
+    first = form.ids[0]
+    await transition(state, field_state(first), draft.to_data())
     # The consent message becomes the record of it and the first question: one call where
     # removing its buttons and asking would take two.
     record = event_card(event) + "\n\n" + t("consent_given") + "\n\n"
-    total = len(FIELDS) + len(event.questions)
-    await replace_answered(callback, bot, record + field_question("full_name", draft, total))
+    total = len(form) + len(event.questions)
+    await replace_answered(callback, bot, record + field_question(first, draft, form, total))
 
 
 async def consent_declined(callback: CallbackQuery, bot: Bot, state: FSMContext) -> None:
     await end_form_by_button(callback, bot, state, t("consent_declined"))
 
 
-async def help_shown(message: Message, bot: Bot, state: FSMContext, catalog: EventCatalog) -> None:
+async def help_shown(
+    message: Message, bot: Bot, state: FSMContext, catalog: EventCatalog, form: FormFields
+) -> None:
     await message.answer(t("help"))
     if await state.get_state() is not None:
-        await reask(bot, message.chat.id, state, catalog)
+        await reask(bot, message.chat.id, state, catalog, form)
 
 
 def create_router() -> Router:

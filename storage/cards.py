@@ -8,7 +8,7 @@ from datetime import datetime
 import aiosqlite
 
 from bot.domain.events import EventCatalog
-from bot.domain.form import FIELDS
+from bot.domain.form import FORM, FormFields
 from bot.domain.limits import split_lines
 from bot.domain.render import answers, shown_value
 from bot.domain.texts import DEFAULT_LOCALE, Html, t, use_locale
@@ -17,7 +17,9 @@ from storage.outbox import Outbox
 from storage.registrations import RegistrationChange
 
 
-def render_card(change: RegistrationChange, catalog: EventCatalog, now: datetime) -> str:
+def render_card(
+    change: RegistrationChange, catalog: EventCatalog, now: datetime, form: FormFields = FORM
+) -> str:
     event = catalog.get(change.event_id)
     zone = event.timezone if event else None
     event_line = (
@@ -35,7 +37,7 @@ def render_card(change: RegistrationChange, catalog: EventCatalog, now: datetime
             id=registration.id,
             event=Html(event_line),
             answers=answers(
-                {field: getattr(registration, field) for field in FIELDS},
+                form.values(registration, registration.answer_map()),
                 event.questions if event else (),
                 registration.answer_map(),
             ),
@@ -72,10 +74,11 @@ def render_card(change: RegistrationChange, catalog: EventCatalog, now: datetime
     if change.kind == "changed":
         assert registration is not None
         assert change.before is not None and change.field is not None
-        if change.field in FIELDS:
+        if change.field in form:
             name = t(f"field_{change.field}")
-            old = shown_value(change.field, getattr(change.before, change.field))
-            new = shown_value(change.field, getattr(registration, change.field))
+            old = form.values(change.before, change.before.answer_map())[change.field]
+            new = form.values(registration, registration.answer_map())[change.field]
+            old, new = shown_value(change.field, old), shown_value(change.field, new)
         else:  # an answer to one of the event's own questions, named by its Russian text
             question = next(
                 (q for q in (event.questions if event else ()) if q.id == change.field), None
@@ -109,11 +112,14 @@ class CardPublisher:
         chat_ids: Sequence[int],
         catalog: EventCatalog,
         language: str = DEFAULT_LOCALE,
+        *,
+        form: FormFields = FORM,
     ) -> None:
         self._outbox = outbox
         self._chat_ids = tuple(chat_ids)
         self._catalog = catalog
         self._language = language
+        self._form = form
 
     async def __call__(
         self, connection: aiosqlite.Connection, change: RegistrationChange, now: datetime
@@ -121,7 +127,7 @@ class CardPublisher:
         if not self._chat_ids:
             return
         with use_locale(self._language):
-            card = render_card(change, self._catalog, now)
+            card = render_card(change, self._catalog, now, self._form)
         # A session with many questions of its own can make a card longer than a message.
         for part in split_lines(card):
             await self._outbox.add(

@@ -33,7 +33,7 @@ from storage.database import open_database
 from storage.erasure import PersonalData
 from storage.events import EventsRepository
 from storage.export import UnknownEvent, export_filename, export_to_file
-from storage.export.columns import COLUMNS, columns_for, export_rows
+from storage.export.columns import ANSWERS_COLUMN, COLUMNS, columns_for, export_rows
 from storage.export.csv import csv_lines
 from storage.export.source import SchemaMismatch, open_read_only
 from storage.export.times import CsvTimes, LocalTimes, local_time
@@ -120,7 +120,7 @@ def test_export_filename_names_session_and_date() -> None:
 
 
 def test_columns_add_session_column_only_when_every_session() -> None:
-    assert [c.header for c in columns_for(None)] == [c.header for c in COLUMNS]
+    assert [c.header for c in columns_for(None)] == [c.header for c in (*COLUMNS, ANSWERS_COLUMN)]
     assert "export_column_session" not in [c.header for c in columns_for("forum-2026")]
     # every session: the session column and the «Ответы» column
     assert len(columns_for(None)) == len(columns_for("forum-2026")) + 2

@@ -16,7 +16,7 @@ from openpyxl import load_workbook
 from bot.domain.cells import CSV_DELIMITER, cells, csv_line
 from bot.domain.config import Settings
 from bot.domain.events import EventCatalog, EventsFileError, parse_events
-from bot.domain.form import Draft, Question, question_text, validate_answer
+from bot.domain.form import FORM, Draft, Question, question_text, validate_answer
 from bot.domain.limits import MAX_MESSAGE_LENGTH, message_length, split_lines
 from bot.domain.validation import ValidationError
 from bot.sender import Sender
@@ -215,7 +215,7 @@ async def test_a_form_with_twenty_long_questions_splits_its_summary_cleanly() ->
         email="a@example.ru",
         extra={question.id: "ж" * 1000 for question in questions},
     )
-    parts = split_lines(summary_text(draft, event))
+    parts = split_lines(summary_text(draft, event, FORM))
     assert len(parts) > 1
     assert all(message_length(part) <= MAX_MESSAGE_LENGTH for part in parts)
     # Cut between lines: every answer's line whole in one message, tags balanced.

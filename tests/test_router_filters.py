@@ -71,7 +71,7 @@ async def _handler(message: Message) -> None:
     "filters",
     [
         (F.text,),
-        (Form.phone,),  # a State is a plain callable, unlike StateFilter
+        (Form.consent,),  # a State is a plain callable, unlike StateFilter
         (or_f(Magic(F.text), F.contact),),
         (~Magic(F.text), ~F.contact),
     ],
@@ -92,7 +92,7 @@ def test_walk_finds_a_synchronous_filter_when_one_is_added(
 def test_walk_finds_a_synchronous_router_filter_and_handler() -> None:
     parent, child = Router(name="parent"), Router(name="child")
     parent.message.filter(F.chat.type == "private")
-    child.message.register(lambda message: None, StateFilter(Form.phone))
+    child.message.register(lambda message: None, StateFilter(Form.consent))
     parent.include_router(child)
 
     assert run_in_threads(parent) == [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bot.domain.form import DEFAULT_MAX_LENGTH, Question
+from bot.domain.form import DEFAULT_MAX_LENGTH, FIELDS, Question
 from bot.domain.retention import DEFAULT_RETENTION_DAYS
 from bot.domain.texts import DEFAULT_LOCALE, LANGUAGES, LOCALE
 
@@ -476,7 +476,11 @@ def _reminders(raw: dict[str, Any], fail: Any) -> tuple[timedelta, ...]:
     return tuple(sorted(offsets, reverse=True))
 
 
-def parse_events(text: str, *, file: Path, default_zone: ZoneInfo) -> EventCatalog:
+def parse_events(
+    text: str, *, file: Path, default_zone: ZoneInfo, standard: Collection[str] = FIELDS
+) -> EventCatalog:
+    """The events file; `standard`: the standard questions' ids, which the events' own
+    questions may not take (both kinds of answer are stored by id in one table)."""
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -493,14 +497,22 @@ def parse_events(text: str, *, file: Path, default_zone: ZoneInfo) -> EventCatal
         if event.id in seen:
             raise EventsFileError(f"{file}: event {event.id!r}: key 'id': used twice")
         seen.add(event.id)
+        for question in event.questions:
+            if question.id in standard:
+                raise EventsFileError(
+                    f"{file}: event {event.id!r}: question {question.id!r}: key 'id': a "
+                    "standard question of the form has this id; use another"
+                )
     return EventCatalog(tuple(events))
 
 
-def load_events(file: Path, *, default_zone: ZoneInfo) -> EventCatalog:
+def load_events(
+    file: Path, *, default_zone: ZoneInfo, standard: Collection[str] = FIELDS
+) -> EventCatalog:
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise EventsFileError(f"{file}: file not found (set EVENTS_FILE or create it)") from None
     except (OSError, UnicodeDecodeError) as error:
         raise EventsFileError(f"{file}: cannot be read: {error}") from None
-    return parse_events(text, file=file, default_zone=default_zone)
+    return parse_events(text, file=file, default_zone=default_zone, standard=standard)

@@ -38,7 +38,8 @@ def answers(
     locale: str = "ru",
 ) -> Html:
     """The standard answers, then the event's own: each question of the file (skipped or
-    unanswered: a dash), then any stored answer to a question gone from the file, by its id."""
+    unanswered: a dash), then any stored answer to a question gone from the file, by its id.
+    (`extra` may hold the standard answers kept in `answers` too: they are shown once.)"""
     lines = [
         t("answer_line", question=t(f"field_{field}"), answer=shown_value(field, value))
         for field, value in values.items()
@@ -47,7 +48,7 @@ def answers(
     for question in questions:
         value = shown_answer(question, extra.get(question.id, ""), locale)
         lines.append(answer_line(question_text(question, locale), value))
-    known = {question.id for question in questions}
+    known = {question.id for question in questions}.union(values)
     lines.extend(answer_line(key, value) for key, value in extra.items() if key not in known)
     return Html("\n".join(lines))
 

@@ -8,9 +8,11 @@ in batches, so memory stays flat whatever the number of registrations.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from bot.domain.events import EventCatalog
+from bot.domain.form import FORM
 from bot.domain.texts import DEFAULT_LOCALE, t, use_locale
 from storage.export.columns import (
     FORMATS,
@@ -38,16 +40,19 @@ def export_to_file(
     output: Target,
     *,
     language: str = DEFAULT_LOCALE,
+    standard: Sequence[str] = FORM.in_answers,
 ) -> int:
     """Write the registrations of one session (or of all, when `event_id` is None) to
     `output`, its headers and labels in `language` (the organisers'); returns the number of
     rows written. Blocking: the bot runs it in a child process (`storage.export.process`).
+    `standard`: the standard questions kept in `answers` (`FormFields.in_answers`), a column
+    each.
 
     Raises UnknownEvent for a session neither in the events file nor in the database, before
     `output` is touched.
     """
     with use_locale(language):
-        return _export_to_file(database_path, catalog, event_id, fmt, output)
+        return _export_to_file(database_path, catalog, event_id, fmt, output, tuple(standard))
 
 
 def _export_to_file(
@@ -56,6 +61,7 @@ def _export_to_file(
     event_id: str | None,
     fmt: ExportFormat,
     output: Target,
+    standard: tuple[str, ...],
 ) -> int:
     with open_read_only(database_path) as connection:
         if (
@@ -64,8 +70,10 @@ def _export_to_file(
             and event_id not in stored_events(connection)
         ):
             raise UnknownEvent(event_id)
-        questions = [] if event_id is None else session_questions(connection, catalog, event_id)
-        columns = columns_for(event_id, questions)
+        questions = (
+            [] if event_id is None else session_questions(connection, catalog, event_id, standard)
+        )
+        columns = columns_for(event_id, questions, standard)
         header = header_row(columns)
         if fmt == "csv":
             return write_csv(output, header, csv_lines(connection, catalog, event_id, columns))

@@ -58,16 +58,18 @@ def csv_lines(
     checks both ways agree on arbitrary rows; a column added to COLUMNS must be added here
     too, in its place.
     """
-    sessions = Sessions(connection, catalog)
+    sessions = Sessions(connection, catalog, columns)
     delimiter = CSV_DELIMITER.encode()
     unreachable = as_cell(t("export_unreachable_yes"))
     # A source is Latin letters, digits and "_" (the schema's CHECK): it goes into the line as
     # it is; each is checked once all the same.
     sources: dict[str | None, bytes | None] = {None: b""}
-    # The answers to the event's own questions end the line: a cell per question of one
-    # session, or the «Ответы» cell of every session; without answers, empty cells.
-    questions = [column.question for column in columns if column.question is not None]
-    no_answers = delimiter * (len(questions) if event_id is not None else 1)
+    # The stored answers end the line: a cell per standard question kept in `answers`, then
+    # a cell per question of one session, or the «Ответы» cell of every session; without
+    # answers, empty cells.
+    stored = [column.answer for column in columns if column.answer is not None]
+    every = event_id is None
+    no_answers = delimiter * (len(stored) + every)
     with snapshot(connection) as rows:
         for event in rows.sessions(event_id):
             session = sessions[event]
@@ -122,11 +124,9 @@ def csv_lines(
                         tail = tails[answered]
                     else:
                         values = parse_answers(answered)
-                        shown = (
-                            [values.get(key, "") for key in questions]
-                            if event_id is not None
-                            else [answers_text(values, session.questions)]
-                        )
+                        shown = [values.get(key, "") for key in stored]
+                        if every:
+                            shown.append(answers_text(values, session.questions, session.standard))
                         tail = (CSV_DELIMITER + csv_line(cells(shown, for_csv=True))).encode()
                         if len(tails) >= _TAILS_KEPT:
                             tails.clear()

@@ -31,6 +31,7 @@ async def export_in_process(
     output: Path,
     *,
     language: str = DEFAULT_LOCALE,
+    standard: tuple[str, ...] = (),
 ) -> int:
     """`export_to_file` in a child process; returns the number of rows written."""
     process = await asyncio.create_subprocess_exec(
@@ -41,7 +42,7 @@ async def export_in_process(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    job = pickle.dumps((database_path, catalog, event_id, fmt, output, language))
+    job = pickle.dumps((database_path, catalog, event_id, fmt, output, language, standard))
     try:
         out, err = await process.communicate(job)
     except BaseException:
@@ -58,9 +59,13 @@ async def export_in_process(
 
 def _main() -> int:
     # Our own pickle, from our own parent, through a pipe: nothing else can write it.
-    database_path, catalog, event_id, fmt, output, language = pickle.load(sys.stdin.buffer)
+    database_path, catalog, event_id, fmt, output, language, standard = pickle.load(
+        sys.stdin.buffer
+    )
     try:
-        rows = export_to_file(database_path, catalog, event_id, fmt, output, language=language)
+        rows = export_to_file(
+            database_path, catalog, event_id, fmt, output, language=language, standard=standard
+        )
     except Exception as error:
         # The type only: an error's text may quote a value from the database.
         print(type(error).__name__, file=sys.stderr)
