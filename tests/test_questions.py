@@ -221,7 +221,7 @@ async def test_a_form_with_twenty_long_questions_splits_its_summary_cleanly() ->
     # Cut between lines: every answer's line whole in one message, tags balanced.
     for part in parts:
         assert part.count("<b>") == part.count("</b>")
-    assert "\n".join(parts) == summary_text(draft, event)
+    assert "\n".join(parts) == summary_text(draft, event, FORM)
 
 
 def test_question_text_picks_english_only_when_given() -> None:
