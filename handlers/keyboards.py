@@ -19,7 +19,7 @@ from pydantic import AfterValidator, Field, field_validator
 
 from bot.domain.events import MAX_OPTIONS, MAX_QUESTIONS, Event
 from bot.domain.form import FIELD_ID_PATTERN, FormFields, Question, option_labels, question_text
-from bot.domain.texts import LOCALE, t
+from bot.domain.texts import LANGUAGES, LOCALE, t, template
 from bot.domain.validation import MAX_ROW_ID
 
 # A row id as SQLite stores it (rowids start at 1, 64-bit). Callback data comes from the
@@ -163,6 +163,26 @@ def erase_callbacks(registration_ids: Iterable[int]) -> tuple[EraseCallback, Era
     except ValueError:  # aiogram refuses data longer than Telegram's 64 bytes
         return None
     return buttons
+
+
+class LanguageCallback(CallbackData, prefix="lang"):
+    """A language of /language's chooser, by its catalogue's folder name ("en")."""
+
+    language: Annotated[str, Field(pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$")]
+
+
+def language_keyboard(current: str) -> InlineKeyboardMarkup:
+    """A button per language found at start-up (`texts.LANGUAGES`), each named in itself
+    ("English", "Русский"), the current one marked."""
+    builder = InlineKeyboardBuilder()
+    for language in LANGUAGES:
+        name = template("language_name", language)
+        builder.button(
+            text=t("button_language_current", name=name) if language == current else name,
+            callback_data=LanguageCallback(language=language),
+        )
+    builder.adjust(1)
+    return builder.as_markup()
 
 
 class AdminAction(StrEnum):

@@ -494,9 +494,11 @@ async def test_english_participant_registers_over_http_and_the_card_stays_russia
         await user.click("I agree")
         assert "Step 1 of 5" in user.last_text
         await user.send("Mary Smith")
-        replies = await user.send("/language")  # mid-form: the question again, in Russian
+        await user.send("/language")
+        replies = await user.click("Русский")  # mid-form: the question again, in Russian
         assert "Шаг 2 из 5" in (replies[-1].text or "")
         await user.send("/language")
+        await user.click("English")
         assert "Step 2 of 5" in user.last_text
         await user.send("Director")
         await user.send("Ministry of Culture")

@@ -13,7 +13,7 @@ from aiogram import Bot, Dispatcher
 
 from bot.domain.config import Settings, SettingsError, load_settings
 from bot.domain.events import EventsFileError, load_events
-from bot.domain.texts import use_locale
+from bot.domain.texts import LANGUAGES, LOCALES_DIR, found_languages, use_locale
 from bot.domain.timefmt import format_datetime
 from handlers.menu import PARTICIPANT_COMMANDS
 from storage.database import Database
@@ -136,19 +136,25 @@ async def test_language_switch_mid_form_asks_again_in_english_and_keeps_the_answ
     await ivan.send("Главный специалист")
     assert "Шаг 3 из 5" in ivan.last_text
 
-    replies = await ivan.send("/language")
+    [chooser] = await ivan.send("/language")
+    assert (chooser.text or "").startswith("Выберите язык")
+    assert ivan.buttons(chooser) == ["✓ Русский", "English"]  # each in itself, current marked
+    replies = await ivan.click("English")
     assert (replies[0].text or "").startswith("Done: I now speak English.")
+    assert not replies[0].inline_keyboard  # the chooser, answered
     assert replies[-1].text is not None and replies[-1].text.startswith("Step 3 of 5.")
     assert "Place of work" in replies[-1].text
 
     await ivan.send("Министерство культуры")
     assert "Step 4 of 5" in ivan.last_text
     assert "Share my number" in str(fake.last_message(2004).reply_markup)
-    replies = await ivan.send("/language")  # and back, at the phone question
+    await ivan.send("/language")  # and back, at the phone question
+    replies = await ivan.click("Русский")
     assert (replies[0].text or "").startswith("Готово: теперь я говорю по-русски.")
     assert "Шаг 4 из 5" in ivan.last_text
     assert "Отправить мой номер" in str(fake.last_message(2004).reply_markup)
     await ivan.send("/language")
+    await ivan.click("English")
     await ivan.share_contact("79123456789")
     await ivan.send("ivanova@example.ru")
 
@@ -168,6 +174,7 @@ async def test_language_choice_is_remembered_over_telegrams_language(
     mary = person(fake, dispatcher, bot, 2005, "en")
     assert (await mary.send("/help"))[0].text.startswith("I register")  # type: ignore[union-attr]
     await mary.send("/language")
+    await mary.click("Русский")
     assert (await mary.send("/help"))[0].text.startswith("Я регистрирую")  # type: ignore[union-attr]
     rows = await db.fetchall("SELECT user_id, language, chosen FROM languages")
     assert [tuple(row) for row in rows] == [(2005, "ru", 1)]
@@ -185,6 +192,7 @@ async def test_summary_in_the_middle_of_a_switch_shows_english_buttons(
     await ivan.share_contact("79123456789")
     await ivan.send("ivanova@example.ru")
     await ivan.send("/language")
+    await ivan.click("English")
     assert ivan.last_text.startswith("Please check your details:")
     assert ivan.buttons(fake.last_message(2006))[0] == "✅ Confirm"
 
@@ -389,6 +397,7 @@ async def test_forget_erases_the_language_chosen(
 ) -> None:
     mary = person(fake, dispatcher, bot, 2012, "ru")
     await mary.send("/language")
+    await mary.click("English")
     await mary.send("/start")
     await mary.click("I agree")
     await mary.send("/forget")
@@ -410,3 +419,25 @@ def test_export_headers_in_the_organizers_language(
 
     header = output.read_text(encoding="utf-8-sig").splitlines()[0]
     assert column in header
+
+
+async def test_a_language_button_no_catalogue_has_changes_nothing(
+    fake: FakeTelegram, dispatcher: Dispatcher, bot: Bot, db: Database
+) -> None:
+    mary = person(fake, dispatcher, bot, 2013, "ru")
+    [chooser] = await mary.send("/language")
+    await mary.click_data(chooser, "lang:de")  # a language since removed, or forged
+    assert fake.calls_of("answerCallbackQuery")[-1].params.get("text") == (
+        "Эта кнопка больше не действует."
+    )
+    assert await db.fetchall("SELECT * FROM languages WHERE user_id = 2013 AND chosen") == []
+
+
+def test_the_languages_are_the_catalogues_found(tmp_path: Path) -> None:
+    for code in ("en", "ru", "de"):
+        folder = tmp_path / code / "LC_MESSAGES"
+        folder.mkdir(parents=True)
+        (folder / "bot.po").write_text("", encoding="utf-8")
+    (tmp_path / "fr").mkdir()  # a folder without a catalogue is no language
+    assert found_languages(tmp_path) == ("ru", "de", "en")
+    assert found_languages(LOCALES_DIR) == LANGUAGES == ("ru", "en")

@@ -35,9 +35,19 @@ from babel.messages.pofile import read_po
 LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
 DOMAIN = "bot"
 DEFAULT_LOCALE = "ru"
-# The languages a person can choose; the first is the default. A third language: its `.po`
-# file and its code here, and what README's "Languages" lists besides.
-LANGUAGES = ("ru", "en")
+
+
+def found_languages(folder: Path) -> tuple[str, ...]:
+    """The languages with a catalogue in `folder` (`<code>/LC_MESSAGES/bot.po`), the
+    default first, then by code."""
+    codes = {path.parent.parent.name for path in folder.glob(f"*/LC_MESSAGES/{DOMAIN}.po")}
+    return (DEFAULT_LOCALE, *sorted(codes - {DEFAULT_LOCALE}))
+
+
+# The languages a person can choose (/language lists them), the first the default: those
+# whose catalogue is there when the bot starts. A third language is its `.po` file, and what
+# README's "Languages" lists besides.
+LANGUAGES = found_languages(LOCALES_DIR)
 LOCALE: ContextVar[str] = ContextVar("LOCALE", default=DEFAULT_LOCALE)
 
 
