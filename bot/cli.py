@@ -327,10 +327,10 @@ def main(argv: list[str]) -> int:
         return erase(argv[1:], redaction)
     if argv[:1] == ["audit"]:
         return audit(argv[1:], redaction)
-    if argv == ["try"]:
+    if argv[:1] == ["try"]:
         from bot.sandbox.run import main as sandbox
 
-        return sandbox()
+        return sandbox(argv[1:])
     if argv:
         redaction.error(
             f"error: unknown arguments {' '.join(argv)!r}; run `python -m bot`, "

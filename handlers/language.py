@@ -9,8 +9,8 @@ texts).
 from __future__ import annotations
 
 from aiogram import Bot, Router
-from aiogram.fsm.context import FSMContext
 from aiogram.filters import Command
+from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 
 from bot.domain.events import EventCatalog

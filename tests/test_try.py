@@ -30,14 +30,14 @@ class Pty:
     """`python -m bot try` on the slave side of a pty: its controlling terminal, so Ctrl-C and
     Ctrl-D typed here mean what they mean at a keyboard."""
 
-    def __init__(self, cwd: Path) -> None:
+    def __init__(self, cwd: Path, *args: str, lang: str = "C.UTF-8") -> None:
         env = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME")}
         # The sandbox's temporary folder lands in the test's, where the test can look at it.
-        env.update(LANG="C.UTF-8", TMPDIR=str(cwd), PYTHONPATH=str(ROOT), TERM="dumb")
+        env.update(LANG=lang, TMPDIR=str(cwd), PYTHONPATH=str(ROOT), TERM="dumb")
         pid, fd = pty.fork()
         if pid == 0:  # the child
             os.chdir(cwd)
-            os.execve(sys.executable, [sys.executable, "-m", "bot", "try"], env)
+            os.execve(sys.executable, [sys.executable, "-m", "bot", "try", *args], env)
         self.pid, self.fd = pid, fd
         self.output = ""
         self._seen = 0
@@ -232,3 +232,51 @@ def test_the_sandbox_never_hands_the_bot_an_address_off_this_machine(
     env = bot_environment(tmp_path, tmp_path / "events.toml", "Europe/Moscow", "http://127.0.0.1:9")
     assert env["TELEGRAM_API_URL"] == "http://127.0.0.1:9"
     assert env["BOT_TOKEN"] != os.environ["BOT_TOKEN"]
+
+
+@pytest.mark.parametrize(("args", "lang"), [(("--language", "en"), "C.UTF-8"), ((), "en_GB.UTF-8")])
+def test_the_sandbox_speaks_english_when_asked_or_when_the_terminal_does(
+    tmp_path: Path, args: tuple[str, ...], lang: str
+) -> None:
+    terminal = Pty(tmp_path, *args, lang=lang)
+    try:
+        folder = Path(terminal.expect(r"Temporary folder: (\S+)").group(1))
+        # The bot speaks English to the participant too (their app's language).
+        terminal.expect(r"Hello! Here you can register", timeout=90)
+        terminal.expect(r"\[1\] ✅ I agree")
+        terminal.expect("you › ")
+        terminal.type("\x04")
+        terminal.expect("The sandbox is stopped, the temporary folder removed.")
+        assert terminal.wait() == 0
+        assert not folder.exists()
+        assert "Traceback" not in terminal.output
+    finally:
+        terminal.close()
+
+
+@pytest.mark.parametrize(
+    ("argv", "lang", "language"),
+    [
+        ([], None, "ru"),
+        ([], "C.UTF-8", "ru"),
+        ([], "en_US.UTF-8", "en"),
+        ([], "de_DE.UTF-8", "ru"),
+        (["--language", "en"], "ru_RU.UTF-8", "en"),
+        (["--language", "ru"], "en_US.UTF-8", "ru"),
+    ],
+)
+def test_the_sandboxs_language_comes_from_the_option_then_lang(
+    argv: list[str], lang: str | None, language: str
+) -> None:
+    from bot.sandbox.run import sandbox_language
+
+    assert sandbox_language(argv, lang) == language
+
+
+@pytest.mark.parametrize("argv", [["--language", "xx"], ["--language"], ["--lang=en"]])
+def test_a_wrong_sandbox_option_is_one_line(argv: list[str]) -> None:
+    from bot.sandbox.run import SandboxError, sandbox_language
+
+    with pytest.raises(SandboxError) as error:
+        sandbox_language(argv, None)
+    assert str(error.value).startswith("error: ") and "\n" not in str(error.value)

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from bot.domain.config import SettingsError, load_data_settings
 from bot.domain.events import EventsFileError, load_events
-from bot.domain.texts import t
+from bot.domain.texts import LANGUAGES, LOCALE, language_of, t
 from bot.sandbox.fake_telegram import GROUP_CHAT_ID, FakeTelegram, serve
 
 # The shape the settings require ("<bot id>:<30+ characters>"), and plainly not a real one.
@@ -196,10 +196,21 @@ async def wait_polling(fake: FakeTelegram, child: BotChild, stop: asyncio.Event)
     return True
 
 
-async def sandbox() -> None:
+def sandbox_language(argv: list[str], lang: str | None) -> str:
+    """`--language xx`, else the terminal's `LANG` ("en_US.UTF-8": English), else Russian."""
+    if argv[:1] == ["--language"] and len(argv) == 2:
+        if argv[1] not in LANGUAGES:
+            raise SandboxError(f"error: --language: use one of {', '.join(LANGUAGES)}")
+        return argv[1]
+    if argv:
+        raise SandboxError(f"error: unknown arguments {' '.join(argv)!r}; use --language xx")
+    return language_of((lang or "").split(".")[0].replace("_", "-"))
+
+
+async def sandbox(language: str) -> None:
     from bot.sandbox.terminal import Terminal
 
-    terminal = Terminal(output_dir=Path.cwd())
+    terminal = Terminal(output_dir=Path.cwd(), language=language)
     terminal.listen(asyncio.get_running_loop())
     folder = Path(tempfile.mkdtemp(prefix="bot-try-"))
     try:
@@ -219,11 +230,15 @@ async def sandbox() -> None:
     terminal.line(say("sandbox_stopped"))
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     # The bot's log goes to its file; here only the chat (and warnings) may reach the terminal.
     logging.getLogger().setLevel(logging.WARNING)
     try:
-        asyncio.run(sandbox())
+        language = sandbox_language(argv or [], os.environ.get("LANG"))
+        # The terminal's own lines in it too: set for this process's one run, which
+        # asyncio.run's task inherits.
+        LOCALE.set(language)
+        asyncio.run(sandbox(language))
     except SandboxError as error:
         print(error, file=sys.stderr, flush=True)
         return 2

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bot.domain.texts import DEFAULT_LOCALE
 from bot.sandbox.fake_telegram import (
     JSON,
     FakeTelegram,
@@ -32,9 +33,6 @@ SHARED_PHONE = "79123456789"
 BUTTON_NUMBER = re.compile(r"\d{1,3}")
 REFRESH = 0.05  # seconds between looks at what the bot sent
 
-PARTICIPANT = user_json(PARTICIPANT_ID, first_name="Гость", username="sandbox_guest")
-ADMIN = user_json(ADMIN_ID, first_name="Админ", username="sandbox_admin")
-
 
 @dataclass(frozen=True)
 class Seat:
@@ -45,15 +43,24 @@ class Seat:
     prompt: str
 
 
-SEATS = {
-    seat.name: seat
-    for seat in (
-        Seat(":me", PARTICIPANT_ID, PARTICIPANT, "sandbox_seat_me", "sandbox_prompt_me"),
-        Seat(":admin", ADMIN_ID, ADMIN, "sandbox_seat_admin", "sandbox_prompt_admin"),
-        # In the group the admin types; the bot answers there only /start, as in Telegram.
-        Seat(":org", ORGANIZER_CHAT_ID, ADMIN, "sandbox_seat_org", "sandbox_prompt_org"),
+def seats(language: str) -> dict[str, Seat]:
+    """The three seats; the participant's and the admin's Telegram app in `language`, so the
+    bot speaks it to them (its `language_code`)."""
+    participant = user_json(
+        PARTICIPANT_ID, first_name="Гость", username="sandbox_guest", language_code=language
     )
-}
+    admin = user_json(
+        ADMIN_ID, first_name="Админ", username="sandbox_admin", language_code=language
+    )
+    return {
+        seat.name: seat
+        for seat in (
+            Seat(":me", PARTICIPANT_ID, participant, "sandbox_seat_me", "sandbox_prompt_me"),
+            Seat(":admin", ADMIN_ID, admin, "sandbox_seat_admin", "sandbox_prompt_admin"),
+            # In the group the admin types; the bot answers there only /start, as in Telegram.
+            Seat(":org", ORGANIZER_CHAT_ID, admin, "sandbox_seat_org", "sandbox_prompt_org"),
+        )
+    }
 
 
 @dataclass(frozen=True)
@@ -65,14 +72,17 @@ class Button:
 
 
 class Terminal:
-    def __init__(self, output_dir: Path) -> None:
+    def __init__(self, output_dir: Path, language: str = DEFAULT_LOCALE) -> None:
         self.output_dir = output_dir
         self.stopped = asyncio.Event()
         self._inputs: asyncio.Queue[str | None] = asyncio.Queue()
-        self._seat = SEATS[":me"]
+        self._seats = seats(language)
+        self._seat = self._seats[":me"]
         self._buttons: list[Button] = []
         self._shown: set[tuple[int, int]] = set()
-        self._pending: dict[int, list[SentMessage]] = {seat.chat_id: [] for seat in SEATS.values()}
+        self._pending: dict[int, list[SentMessage]] = {
+            seat.chat_id: [] for seat in self._seats.values()
+        }
         self._saved: dict[tuple[int, int], Path] = {}
         self._prompted = False
         # A chat whose new messages are shown in the current seat too: /digest typed under
@@ -156,8 +166,8 @@ class Terminal:
             if text == ":quit":
                 return
             if text.startswith(":"):
-                if text in SEATS:
-                    self._switch(SEATS[text])
+                if text in self._seats:
+                    self._switch(self._seats[text])
                 else:
                     self.line(say("sandbox_unknown_command", command=text.split()[0]))
                 self.prompt()
@@ -180,7 +190,7 @@ class Terminal:
             # In Telegram an organiser asks for the digest in their private chat with the
             # bot (it answers admin commands there only); the answer is shown here.
             self.line(say("sandbox_digest_via_admin"))
-            seat = SEATS[":admin"]
+            seat = self._seats[":admin"]
             self._mirrored = seat.chat_id
         message_id = self.fake.next_message_id(seat.chat_id)
         update = text_update(seat.user, text, message_id=message_id, chat_id=seat.chat_id)
@@ -238,7 +248,7 @@ class Terminal:
             mark = self.fake.mark()
             if mark != self._mark:
                 news: set[str] = set()
-                for seat in SEATS.values():
+                for seat in self._seats.values():
                     touched = self.fake.touched_since(self._mark, seat.chat_id)
                     for message in touched:
                         self._save_document(message)
