@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from bot.domain.events import EventCatalog
+from bot.domain.form import FORM
 from bot.domain.texts import DEFAULT_LOCALE
 from storage.export import ExportFormat, export_to_file
 
@@ -31,7 +32,7 @@ async def export_in_process(
     output: Path,
     *,
     language: str = DEFAULT_LOCALE,
-    standard: tuple[str, ...] = (),
+    standard: tuple[str, ...] = FORM.in_answers,
 ) -> int:
     """`export_to_file` in a child process; returns the number of rows written."""
     process = await asyncio.create_subprocess_exec(
