@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import shutil
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -20,12 +21,14 @@ from openpyxl import load_workbook
 from bot.app import create_dispatcher
 from bot.domain import texts
 from bot.domain.cells import CSV_DELIMITER, cells
-from bot.domain.clock import Clock
 from bot.domain.config import Settings
 from bot.domain.events import EventCatalog, EventsFileError, parse_events
 from bot.domain.form import STANDARD_FIELDS, FormFields, StandardField
+from bot.retention_worker import RetentionJob
 from bot.sender import Sender
+from storage.audit import RETENTION, Reason, admin_actor
 from storage.database import Database
+from storage.erasure import PersonalData
 from storage.export import export_to_file
 from tests.client import TelegramUser
 from tests.fake_telegram import FakeTelegram
@@ -34,6 +37,7 @@ from tests.helpers import (
     MOSCOW,
     ORGANIZER_CHAT_ID,
     QUESTIONS_TOML,
+    Clock,
     assert_no_trace,
     assert_traces,
 )
@@ -221,6 +225,41 @@ async def test_the_sixth_field_speaks_english_too(
         await user.send(answer)
     await user.send("mary@example.com")
     assert "Step 6 of 9. Which city are you from?" in user.last_text
+
+
+async def test_a_form_left_at_the_sixth_question_expires_with_what_it_holds(
+    user: TelegramUser, db: Database, clock: Clock, dispatcher: Dispatcher
+) -> None:
+    # A form at the sixth question is a form (its state is made from the table): it goes
+    # after 7 days untouched, as one at any other question does.
+    await five_answers(user)
+    [form] = await db.fetchall("SELECT state FROM fsm_states")
+    assert form["state"] == "Form:city"
+    assert_traces(db, "maria@example.ru")
+    clock.advance(timedelta(days=7, minutes=1))
+    retention: RetentionJob = dispatcher["retention"]
+    assert (await retention.run_once()).drafts == 1
+    assert await db.fetchall("SELECT * FROM fsm_states") == []
+    await assert_no_trace(db, ("maria@example.ru",))
+
+
+async def test_a_registration_with_the_sixth_field_loses_it_to_retention_and_to_erase(
+    make_user: Callable[..., TelegramUser], db: Database, personal_data: PersonalData, clock: Clock
+) -> None:
+    people = [make_user(1010 + n, first_name="Мария") for n in range(2)]
+    for person, city in zip(people, (CITY, OTHER_CITY), strict=True):
+        await five_answers(person)
+        await person.send(city)
+        await session_questions(person)
+        await person.click("Подтвердить")
+    assert [row[1:] for row in await answers_of(db) if row[1] == "city"] == [
+        ("city", CITY),
+        ("city", OTHER_CITY),
+    ]
+    await personal_data.erase([1], reason=Reason.retention, actor=RETENTION, now=clock())
+    await personal_data.erase([2], reason=Reason.admin, actor=admin_actor(500), now=clock())
+    assert await answers_of(db) == []
+    await assert_no_trace(db, (CITY, OTHER_CITY))
 
 
 def test_an_event_question_may_not_take_a_standard_fields_id() -> None:
