@@ -19,6 +19,7 @@ from bot.domain.digest import (
 )
 from bot.domain.events import Event
 from bot.domain.limits import MAX_MESSAGE_LENGTH, message_length
+from bot.domain.texts import use_locale
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 VLADIVOSTOK = ZoneInfo("Asia/Vladivostok")
@@ -379,3 +380,19 @@ def test_render_digest_splits_a_long_list_without_splitting_lines() -> None:
 def test_render_digest_refuses_naive_now() -> None:
     with pytest.raises(ValueError, match="naive"):
         render_digest(date(2026, 11, 26), [make_digest()], datetime(2026, 11, 26))  # noqa: DTZ001
+
+
+def test_render_digest_in_english_names_the_days_in_english() -> None:
+    # ORGANIZER_LANGUAGE=en: the registrations-per-day line too (it named Russian months).
+    now = utc(2026, 11, 26, 15, 0)
+    digest = make_digest(
+        new=[("Ivanov Ivan", "NGO")],
+        new_count=1,
+        per_day=[(date(2026, 11, 24), 2), (date(2026, 11, 25), 1)],
+    )
+
+    with use_locale("en"):
+        (message,) = render_digest(date(2026, 11, 26), [digest], now)
+
+    assert "24 November" in message and "25 November" in message
+    assert "ноября" not in message

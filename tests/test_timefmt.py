@@ -3,7 +3,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.domain.timefmt import MONTHS_GENITIVE, format_date, format_datetime, zone_label
+from bot.domain.timefmt import format_date, format_datetime, month_names, zone_label
 
 
 def at(zone: str, *fields: int) -> datetime:
@@ -130,4 +130,4 @@ def test_format_date_uses_genitive_month_name_for_every_month(month: int, name: 
     moment = datetime(2024, month, 9, 12, 0, tzinfo=UTC)
 
     assert format_date(moment) == f"9 {name} 2024"
-    assert MONTHS_GENITIVE[month - 1] == name
+    assert month_names("ru")[month - 1] == name

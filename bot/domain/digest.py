@@ -16,8 +16,8 @@ from bot.domain.limits import MAX_MESSAGE_LENGTH, message_length
 from bot.domain.render import retention_rule
 from bot.domain.retention import erasure_moment
 from bot.domain.sources import sources_line
-from bot.domain.texts import Html, t, tn
-from bot.domain.timefmt import MONTHS_GENITIVE, format_date, format_datetime
+from bot.domain.texts import LOCALE, Html, t, tn
+from bot.domain.timefmt import format_date, format_datetime, month_names
 
 MAX_NAMES = 100
 PER_DAY_DAYS = 7
@@ -166,7 +166,7 @@ def events_for_digest(
 
 
 def _short_date(day: date) -> str:
-    return f"{day.day} {MONTHS_GENITIVE[day.month - 1]}"
+    return f"{day.day} {month_names(LOCALE.get())[day.month - 1]}"
 
 
 def _day_text(day: date) -> str:

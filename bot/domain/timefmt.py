@@ -4,40 +4,22 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import cache
 from zoneinfo import ZoneInfo
+
+from babel.dates import get_month_names
 
 from bot.domain.texts import LOCALE
 
-MONTHS_GENITIVE = (
-    "января",
-    "февраля",
-    "марта",
-    "апреля",
-    "мая",
-    "июня",
-    "июля",
-    "августа",
-    "сентября",
-    "октября",
-    "ноября",
-    "декабря",
-)
-MONTHS_ENGLISH = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
-MONTHS = {"ru": MONTHS_GENITIVE, "en": MONTHS_ENGLISH}
-# Moscow time's abbreviation, as a reader of each language knows it.
+
+@cache
+def month_names(locale: str) -> tuple[str, ...]:
+    """The months as a date names them in `locale` (CLDR's format context: Russian's genitive
+    «24 ноября»), so a new language brings its own without a list here."""
+    return tuple(get_month_names("wide", "format", locale).values())
+
+
+# Moscow time's abbreviation, as a reader of each language knows it (others read "MSK").
 MOSCOW_ABBREVIATION = {"ru": "МСК", "en": "MSK"}
 
 # Russia names its zones relative to Moscow ("МСК+2"); zoneinfo knows no countries,
@@ -101,7 +83,7 @@ def zone_label(moment: datetime) -> str:
 
 
 def format_date(moment: datetime) -> str:
-    months = MONTHS.get(LOCALE.get(), MONTHS_ENGLISH)
+    months = month_names(LOCALE.get())
     return f"{moment.day} {months[moment.month - 1]} {moment.year}"
 
 
