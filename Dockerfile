@@ -25,7 +25,7 @@ COPY storage ./storage
 # A venv without pip, filled by the image's pip: the runtime dependencies only (no dev
 # extras); setuptools lives in pip's throwaway build environment and goes with it.
 RUN python -m venv --without-pip /opt/venv \
- && python -m pip install --python /opt/venv/bin/python . \
+ && python -m pip --python /opt/venv/bin/python install . \
  && /opt/venv/bin/python -c "import bot.domain.texts as t; t.load_catalogues()"
 
 FROM ${PYTHON_IMAGE}
@@ -58,7 +58,7 @@ EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "/usr/local/lib/registration-bot/healthcheck.py"]
 # SIGTERM: the bot stops taking updates, finishes those in hand (up to HANDLING_LIMIT,
-# bot/updates.py: 150 s) and exits 0. Give it that long: compose's stop_grace_period,
-# `docker stop --time 180`.
+# bot/updates.py: 150 s), gives background jobs and the outbox sender 10 s each and exits 0.
+# Give it that long: compose's stop_grace_period, `docker stop --time 200`.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["python", "-m", "bot"]
