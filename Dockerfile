@@ -23,10 +23,11 @@ COPY bot ./bot
 COPY handlers ./handlers
 COPY storage ./storage
 # A venv without pip, filled by the image's pip: the runtime dependencies only (no dev
-# extras); setuptools lives in pip's throwaway build environment and goes with it.
+# extras); setuptools lives in pip's throwaway build environment and goes with it. Then the
+# installed copy (-I: not ./bot) must find its .po catalogues, or the build fails here.
 RUN python -m venv --without-pip /opt/venv \
  && python -m pip --python /opt/venv/bin/python install . \
- && /opt/venv/bin/python -c "import bot.domain.texts as t; t.load_catalogues()"
+ && /opt/venv/bin/python -I -c "import bot.domain.texts as t; t.load_catalogues()"
 
 FROM ${PYTHON_IMAGE}
 ENV PATH=/opt/venv/bin:$PATH \

@@ -781,8 +781,9 @@ async def wait_until_async(condition: Any, timeout: float) -> None:  # noqa: ASY
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv without pip, filled as the Dockerfile's build stage does (`pip --python
-    VENV install .`) from a copy of what it COPYs, filtered by .dockerignore."""
+    """The Dockerfile's build stage run here: its RUN commands as written, in a copy of what
+    it COPYs (filtered by .dockerignore), with /opt/venv in a temporary folder and `python`
+    this interpreter."""
     base = tmp_path_factory.mktemp("image")
     context = base / "src"
     for source in copied_sources():
@@ -790,33 +791,25 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         files = [origin] if origin.is_file() else sorted(origin.rglob("*"))
         for path in files:
             relative = path.relative_to(ROOT).as_posix()
-            if (
-                path.is_file()
-                and not dockerignored(relative)
-                and relative != "deploy/healthcheck.py"
-            ):
+            if path.is_file() and not dockerignored(relative):
                 (context / relative).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, context / relative)
+    shims = base / "bin"
+    shims.mkdir()
+    (shims / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (shims / "python").chmod(0o755)
     venv = base / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "--python",
-            str(python),
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            ".",
-        ],
-        cwd=context,
-        check=True,
-        timeout=600,
-    )
-    return python
+    build = dockerfile_stages()[0]
+    assert build.args("WORKDIR") == ["/src"]
+    for command in build.args("RUN"):
+        subprocess.run(
+            ["sh", "-c", command.replace("/opt/venv", str(venv))],
+            cwd=context,
+            env={**os.environ, "PATH": f"{shims}:{os.environ.get('PATH', '')}"},
+            check=True,
+            timeout=600,
+        )
+    return venv / "bin" / "python"
 
 
 @pytest.mark.slow
