@@ -40,7 +40,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 # A fixed uid/gid (10001, above any host's login users) so that a bind-mounted folder can be
 # given to it with `chown 10001:10001`. /data holds the SQLite default and its WAL: personal
 # data, readable by the bot's user only (a new named volume takes this owner and mode).
-RUN python -m pip uninstall --yes --quiet pip setuptools wheel \
+RUN python -m pip uninstall --yes --quiet --root-user-action=ignore pip setuptools wheel \
  && groupadd --system --gid 10001 bot \
  && useradd --system --uid 10001 --gid bot --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin bot \
