@@ -22,6 +22,7 @@ import hmac
 import json
 import logging
 from collections.abc import Sequence
+from contextlib import suppress
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -164,6 +165,7 @@ class WebhookServer:
         self.handler = handler
         self._health = health
         self._health_timeout = health_timeout
+        self._probe: asyncio.Task[None] | None = None
         self._host, self._port = host, port
         app = web.Application(client_max_size=MAX_BODY)
         handler.register(app, path=path)
@@ -198,13 +200,22 @@ class WebhookServer:
         """Stop listening and let the requests in hand finish (each is an inbox write)."""
         self.refuse()
         await self._runner.cleanup()
+        if self._probe is not None:
+            with suppress(Exception):
+                await self._probe
 
     async def _healthz(self, request: web.Request) -> web.Response:
         if self.handler.stopping:
             return web.Response(status=503, text="stopping\n")
+        # A probe is never cancelled (a statement cancelled on aiosqlite's thread could leave
+        # its transaction open): one that outlasts the timeout runs on, and the next checks
+        # wait for it rather than start another.
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.create_task(self._health.probe(), name="health-probe")
+            # Its failure is reported by whichever check sees it; none is left unretrieved.
+            self._probe.add_done_callback(lambda task: task.cancelled() or task.exception())
         try:
-            async with asyncio.timeout(self._health_timeout):
-                await self._health.probe()
+            await asyncio.wait_for(asyncio.shield(self._probe), self._health_timeout)
         except Exception as error:
             logger.warning("Health check: the database did not answer (%s)", type(error).__name__)
             return web.Response(status=503, text="database not answering\n")

@@ -70,8 +70,11 @@ class UpdateQueue:
         if seconds <= 0:
             return False
         changed = self._changed
+        # Not wait_for: on Python 3.11 it swallows a cancellation that comes as the event is
+        # set, and the fake's webhook delivery (cancelled by close()) would run on.
         try:
-            await asyncio.wait_for(changed.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await changed.wait()
         except TimeoutError:
             return False
         return True
