@@ -373,3 +373,49 @@ async def test_a_second_process_on_the_same_file_is_refused_and_operator_command
     with closing(sqlite3.connect(db_file(workdir))) as db:
         rows = db.execute("SELECT user_id, full_name IS NULL FROM registrations ORDER BY 1")
         assert rows.fetchall() == [(None, 1), (1002, 0)]
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"MODE": "webhook"}, "error: WEBHOOK_URL is required when MODE=webhook"),
+        (
+            {"MODE": "webhook", "WEBHOOK_URL": URL, "WEBHOOK_SECRET": "not secret enough!"},
+            "error: WEBHOOK_SECRET: must be 1 to 256 characters",
+        ),
+        ({"WEBHOOK_LISTEN": "localhost"}, "error: WEBHOOK_LISTEN: 'localhost' is not host:port"),
+    ],
+)
+async def test_webhook_setting_mistakes_stop_the_bot_with_one_line(
+    workdir: Path, env: dict[str, str], expected: str
+) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", cwd=workdir,
+        env=bot_env(workdir, TELEGRAM_API_URL="http://127.0.0.1:9", **env),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    output, _ = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 2
+    [line] = output.decode().strip().splitlines()
+    assert line.startswith(expected), line
+    assert "not secret enough" not in line
+
+
+async def test_a_listen_address_in_use_stops_the_bot_with_one_line(workdir: Path) -> None:
+    fake = FakeTelegram(token=TOKEN)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        async with serve(fake) as base_url:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bot", cwd=workdir,
+                env=bot_env(workdir, TELEGRAM_API_URL=base_url, **webhook_env(port)),
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            )  # fmt: skip
+            output, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 2
+    lines = output.decode().strip().splitlines()
+    assert lines[-1].startswith(f"error: WEBHOOK_LISTEN: cannot listen on 127.0.0.1:{port}: ")
+    assert "Traceback" not in output.decode()
+    assert not fake.calls_of("setWebhook")
