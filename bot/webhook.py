@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiogram import Bot, Dispatcher
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import Update
 from aiogram.webhook.aiohttp_server import BaseRequestHandler
 from aiohttp import web
@@ -243,9 +244,11 @@ async def register_webhook(
             max_connections=MAX_CONNECTIONS,
             drop_pending_updates=False,
         )
-    except Exception as error:
+    except TelegramBadRequest as error:
+        # Telegram's reason (it could not resolve or reach the host, a bad certificate...);
+        # a network failure is not a refusal and is reported as one at start-up (bot.cli).
         raise WebhookSetupError(
-            f"WEBHOOK_URL: Telegram refused the webhook ({type(error).__name__}: {error})"
+            f"WEBHOOK_URL: Telegram refused the webhook: {error.message}"
         ) from None
     await record.remember(wanted)
     logger.info("Webhook set to %s", _shown(settings.webhook_url))

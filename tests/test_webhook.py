@@ -23,6 +23,7 @@ from bot.webhook import (
     MAX_CONNECTIONS,
     WebhookHandler,
     WebhookServer,
+    WebhookSetupError,
     leave_webhook,
     register_webhook,
     serve_webhook,
@@ -378,3 +379,29 @@ async def test_a_stopping_server_answers_503_and_healthz_too(
     finally:
         await server.stop()
     assert await inbox_ids(db) == []
+
+
+async def test_a_webhook_telegram_refuses_stops_the_start_with_one_line_without_the_secret(
+    bot: Bot,
+    fake: FakeTelegram,
+    db: Database,
+    dispatcher: Dispatcher,
+    webhook_settings: Settings,
+) -> None:
+    fake.fail(
+        "setWebhook", code=400, description="Bad Request: bad webhook: Failed to resolve host"
+    )
+
+    with pytest.raises(WebhookSetupError) as refused:
+        await register_webhook(
+            bot, WebhookRecord(db), webhook_settings, dispatcher.resolve_used_update_types()
+        )
+
+    message = str(refused.value)
+    assert message == (
+        "WEBHOOK_URL: Telegram refused the webhook: Bad Request: bad webhook: "
+        "Failed to resolve host"
+    )
+    assert SECRET not in message
+    # Nothing remembered: the next start tries again.
+    assert await WebhookRecord(db).fingerprint() is None
