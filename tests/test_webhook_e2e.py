@@ -419,3 +419,73 @@ async def test_a_listen_address_in_use_stops_the_bot_with_one_line(workdir: Path
     assert lines[-1].startswith(f"error: WEBHOOK_LISTEN: cannot listen on 127.0.0.1:{port}: ")
     assert "Traceback" not in output.decode()
     assert not fake.calls_of("setWebhook")
+
+
+KILLS = 10
+
+
+@pytest.mark.timeout(600)
+async def test_registrations_survive_ten_kills_in_webhook_mode_exactly_once(
+    workdir: Path,
+) -> None:
+    """test_crash.py's twenty kills, in webhook mode: kills land in start-up (before the
+    server listens, around setWebhook) and mid-request alike."""
+    fake = FakeTelegram(token=TOKEN)
+    port = free_port()
+    fast_delivery(fake, port)
+    rng = random.Random(20261207)
+    database = db_file(workdir)
+    env = bot_env(workdir, ORGANIZER_CHAT_IDS=f"{GROUP},{PRIVATE}", **webhook_env(port))
+    log = (workdir / "bot.log").open("ab")
+
+    async def spawn() -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", cwd=workdir, env=env, stdout=log, stderr=log
+        )
+
+    async with serve(fake) as base_url:
+        env["TELEGRAM_API_URL"] = base_url
+        people = [
+            asyncio.create_task(participant(fake, database, user_id, random.Random(rng.random())))
+            for user_id in range(1001, 1001 + USERS)
+        ]
+        moments = []
+        for _ in range(KILLS):
+            process = await spawn()
+            moment = round(rng.uniform(0.5, 4.0), 2)
+            moments.append(moment)
+            await asyncio.sleep(moment)
+            process.kill()
+            await process.wait()
+        print(f"killed after {moments} s")
+
+        process = await spawn()
+        try:
+            seen = await asyncio.wait_for(asyncio.gather(*people), timeout=240)
+            everything = set(range(1, USERS + 1))
+            await wait_until(
+                lambda: (
+                    set(card_numbers(fake, GROUP)) >= everything
+                    and set(card_numbers(fake, PRIVATE)) >= everything
+                ),
+                timeout=120,
+            )
+        finally:
+            process.terminate()
+            assert await asyncio.wait_for(process.wait(), 30) == 0
+    log.close()
+
+    assert all("зарегистрированы" in text.lower() for text in seen), seen
+    with closing(sqlite3.connect(database)) as db:
+        rows = db.execute("SELECT user_id, status, position FROM registrations").fetchall()
+    assert sorted(user_id for user_id, _, _ in rows) == list(range(1001, 1001 + USERS))
+    assert {(status, position) for _, status, position in rows} == {
+        ("confirmed", "Главный специалист")
+    }
+    print(f"duplicate cards per chat after {KILLS} kills: {duplicates(fake)}")
+    assert all(count <= KILLS for count in duplicates(fake).values())
+    # The same settings at every start: set once, unless a kill fell between Telegram's
+    # answer and the fingerprint's write; never dropping what Telegram holds.
+    calls = fake.calls_of("setWebhook")
+    print(f"setWebhook calls over {KILLS + 1} starts: {len(calls)}")
+    assert calls and all(call.params.get("drop_pending_updates") in (None, False) for call in calls)
