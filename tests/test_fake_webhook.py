@@ -253,3 +253,20 @@ async def test_delivery_goes_round_robin_and_around_a_target_that_is_down(
     refused = [request for request in fake.webhook_requests if request.target.startswith(down)]
     assert refused and all(request.error for request in refused)
     assert json.dumps(ids(at_first)) == json.dumps(sorted(ids(at_first)))
+
+
+async def test_without_a_route_nothing_leaves_127_0_0_1_and_updates_wait(
+    bot: Bot, fake: FakeTelegram
+) -> None:
+    await bot.set_webhook(URL, secret_token=SECRET)
+    update_id = fake.push_update(says(1, "привет"))
+
+    with pytest.raises(AssertionError, match="not confirmed"):
+        await fake.wait_confirmed(update_id, timeout=0.3)
+    assert fake.webhook_requests == []
+    assert (await bot.get_webhook_info()).pending_update_count == 1
+
+    async with receiver() as (base, received):
+        fake.route_webhook(base)
+        await fake.wait_confirmed(update_id, timeout=5)
+    assert ids(received) == [update_id]

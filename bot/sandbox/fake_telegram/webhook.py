@@ -9,6 +9,7 @@ max_connections.
 
 `route_webhook(bases)` plays the operator's TLS proxy and load balancer: requests go to these
 plain-HTTP bases in turn (the webhook URL's path kept), so the bot can register an https URL.
+Without a route nothing is delivered: the fake never reaches past what a test gave it.
 """
 
 from __future__ import annotations
@@ -203,7 +204,9 @@ class WebhookDelivery(UpdateQueue):
     def _start_due(self, now: float, session: aiohttp.ClientSession) -> float | None:
         """Start a request for each update that may go now; returns when to look again."""
         webhook = self.webhook
-        if webhook is None:
+        # No route, no delivery: the fake never reaches past 127.0.0.1 (the updates wait, as
+        # Telegram's do while the host is unreachable).
+        if webhook is None or not self._targets:
             return None
         held = {lane for lane, _ in self._in_flight.values()}
         wake: float | None = None
@@ -230,11 +233,8 @@ class WebhookDelivery(UpdateQueue):
     ) -> None:
         update_id = update["update_id"]
         parts = urlsplit(webhook.url)
-        if self._targets:
-            base = self._targets[next(self._turn) % len(self._targets)]
-            target = base + (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        else:
-            target = webhook.url
+        base = self._targets[next(self._turn) % len(self._targets)]
+        target = base + (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         headers = {"Content-Type": "application/json"}
         if webhook.secret is not None:
             headers[SECRET_HEADER] = webhook.secret
