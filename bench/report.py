@@ -34,6 +34,8 @@ BENCHMARKS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("bench.bench_stall", (), ("--participants", "50", "--stall", "5", "--stall-at", "4")),
     ("bench.bench_seats", (), ("--quick",)),
     ("bench.bench_reminders", (), ("--registrants", "1000")),
+    ("bench.bench_webhook", ("--participants", "100"), ("--participants", "30")),
+    ("bench.bench_webhook", ("--no-pauses", "--participants", "100"), ("--no-pauses",)),
 )
 
 

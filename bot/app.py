@@ -50,6 +50,7 @@ from bot.retry import ButtonAnswersBestEffort, RetryRequests
 from bot.sender import Limits, Sender
 from bot.updates import HANDLING_LIMIT, PRUNE_EVERY, Intake
 from bot.waitlist_worker import run_waitlists
+from bot.webhook import WebhookSetupError, leave_webhook, serve_webhook
 from handlers import get_routers, on_error, repeat_question
 from handlers.jobs import BackgroundJobs
 from handlers.keyboards import offer_markup_json
@@ -63,14 +64,17 @@ from storage.digests import Digests
 from storage.erasure import PersonalData
 from storage.events import EventsRepository
 from storage.fsm import SQLiteStorage
+from storage.health import Health
 from storage.inbox import Inbox
 from storage.languages import Languages
+from storage.lease import DatabaseInUse, hold_lease
 from storage.outbox import Outbox
 from storage.registrations import Registrations
 from storage.reminders import Reminders
 from storage.seats import Seats
 from storage.stats import AdminQueries
 from storage.updates import HandledUpdates
+from storage.webhook import WebhookRecord
 
 logger = logging.getLogger(__name__)
 
@@ -361,7 +365,16 @@ async def run(settings: Settings, catalog: EventCatalog) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    # One process per SQLite file, for the life of the process (storage/lease.py).
+    try:
+        with hold_lease(settings.database_path):
+            await _run(settings, catalog, stop)
+    except DatabaseInUse as error:
+        raise StartupError(str(error)) from None
+    logger.info("Stopped cleanly")
 
+
+async def _run(settings: Settings, catalog: EventCatalog, stop: asyncio.Event) -> None:
     async with open_app(settings, catalog=catalog) as opened:
         db, catalog = opened.db, opened.catalog
         bot = create_bot(settings)
@@ -373,14 +386,29 @@ async def run(settings: Settings, catalog: EventCatalog) -> None:
                     "BOT_TOKEN was rejected by Telegram (401 Unauthorized): check the token "
                     "from @BotFather in .env (see .env.example)"
                 ) from None
-            logger.info("Bot @%s (id %d) starts polling", me.username, me.id)
+            logger.info("Bot @%s (id %d) starts in %s mode", me.username, me.id, settings.mode)
             dispatcher = create_dispatcher(settings=settings, db=db, catalog=catalog)
             # Everything built so far (aiogram's and pydantic's types and caches) lives as
             # long as the process: out of the collector's sight, full collections stay short.
             gc.collect()
             gc.freeze()
             intake = create_intake(dispatcher, bot, db=db, settings=settings)
-            await poll(dispatcher, bot, intake, stop=stop)
+            record = WebhookRecord(db)
+            if settings.mode == "webhook":
+                try:
+                    await serve_webhook(
+                        dispatcher,
+                        bot,
+                        intake,
+                        settings=settings,
+                        health=Health(db),
+                        record=record,
+                        stop=stop,
+                    )
+                except WebhookSetupError as error:
+                    raise StartupError(str(error)) from None
+            else:
+                await leave_webhook(bot, record)
+                await poll(dispatcher, bot, intake, stop=stop)
         finally:
             await bot.session.close()
-    logger.info("Stopped cleanly")

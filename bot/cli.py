@@ -347,6 +347,8 @@ def main(argv: list[str]) -> int:
         redaction.error(f"error: {error}")
         return EXIT_CONFIG
     redaction.keep_secret(settings.bot_token.get_secret_value())
+    if settings.webhook_secret is not None:
+        redaction.keep_secret(settings.webhook_secret.get_secret_value())
 
     from aiogram.exceptions import TelegramNetworkError
 

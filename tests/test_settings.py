@@ -17,6 +17,10 @@ VARIABLES = (
     "TIMEZONE",
     "DIGEST_TIME",
     "RETENTION_DAYS",
+    "MODE",
+    "WEBHOOK_URL",
+    "WEBHOOK_SECRET",
+    "WEBHOOK_LISTEN",
 )
 
 
@@ -219,3 +223,101 @@ def test_settings_repr_hides_token_when_printed() -> None:
 
     assert TOKEN not in repr(loaded)
     assert TOKEN not in str(loaded)
+
+
+# --- webhook mode --------------------------------------------------------------------------------
+
+SECRET = "s3cr3t_Token-" + "x" * 20
+WEBHOOK = {"mode": "webhook", "webhook_url": "https://bot.example.org/tg", "webhook_secret": SECRET}
+
+
+def test_polling_is_the_default_and_needs_no_webhook_settings() -> None:
+    loaded = settings()
+
+    assert loaded.mode == "polling"
+    assert loaded.webhook_url is None
+    assert loaded.webhook_secret is None
+    assert loaded.webhook_listen == ("127.0.0.1", 8080)
+
+
+def test_webhook_mode_reads_its_settings_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MODE", " Webhook ")
+    monkeypatch.setenv("WEBHOOK_URL", "https://bot.example.org:8443/telegram/updates")
+    monkeypatch.setenv("WEBHOOK_SECRET", SECRET)
+    monkeypatch.setenv("WEBHOOK_LISTEN", "0.0.0.0:9000")
+
+    loaded = settings()
+
+    assert loaded.mode == "webhook"
+    assert loaded.webhook_url == "https://bot.example.org:8443/telegram/updates"
+    assert loaded.webhook_secret is not None
+    assert loaded.webhook_secret.get_secret_value() == SECRET
+    assert SECRET not in repr(loaded)
+    assert loaded.webhook_listen == ("0.0.0.0", 9000)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("127.0.0.1:8080", ("127.0.0.1", 8080)),
+        (" localhost:1 ", ("localhost", 1)),
+        ("[::1]:8080", ("::1", 8080)),
+        ("[::]:65535", ("::", 65535)),
+        ("[2001:db8::1]:80", ("2001:db8::1", 80)),
+    ],
+)
+def test_webhook_listen_parses_host_and_port(value: str, expected: tuple[str, int]) -> None:
+    assert settings(webhook_listen=value).webhook_listen == expected
+
+
+@pytest.mark.parametrize(
+    ("overrides", "variable", "fragment"),
+    [
+        ({"mode": "hook"}, "MODE", "polling or webhook"),
+        ({"mode": ""}, "MODE", "polling or webhook"),
+        ({"webhook_url": "http://bot.example.org/tg"}, "WEBHOOK_URL", "https:// URL with a path"),
+        ({"webhook_url": "https://bot.example.org"}, "WEBHOOK_URL", "with a path"),
+        ({"webhook_url": "https://bot.example.org/"}, "WEBHOOK_URL", "with a path"),
+        ({"webhook_url": "https:///tg"}, "WEBHOOK_URL", "https:// URL"),
+        ({"webhook_url": "https://bot.example.org/tg?x=1"}, "WEBHOOK_URL", "no ?query"),
+        ({"webhook_url": "https://bot.example.org/a b"}, "WEBHOOK_URL", "https:// URL"),
+        ({"webhook_url": "https://bot.example.org:8080/tg"}, "WEBHOOK_URL", "443, 80, 88 or 8443"),
+        ({"webhook_url": "https://bot.example.org:x/tg"}, "WEBHOOK_URL", "is not a URL"),
+        ({"webhook_secret": "a" * 257}, "WEBHOOK_SECRET", "1 to 256 characters"),
+        ({"webhook_secret": "with space"}, "WEBHOOK_SECRET", "A-Z, a-z, 0-9, _ and -"),
+        ({"webhook_secret": "пароль"}, "WEBHOOK_SECRET", "1 to 256 characters"),
+        ({"webhook_listen": "8080"}, "WEBHOOK_LISTEN", "host:port"),
+        ({"webhook_listen": "::1:8080"}, "WEBHOOK_LISTEN", "IPv6 in brackets"),
+        ({"webhook_listen": "[::g]:8080"}, "WEBHOOK_LISTEN", "host:port"),
+        ({"webhook_listen": "[1.2.3.4]:8080"}, "WEBHOOK_LISTEN", "not an IPv6 address"),
+        ({"webhook_listen": "127.0.0.1:0"}, "WEBHOOK_LISTEN", "1 to 65535"),
+        ({"webhook_listen": "127.0.0.1:70000"}, "WEBHOOK_LISTEN", "1 to 65535"),
+        ({"webhook_listen": "127.0.0.1:"}, "WEBHOOK_LISTEN", "host:port"),
+        (WEBHOOK | {"webhook_url": None}, "WEBHOOK_URL", "required when MODE=webhook"),
+        (WEBHOOK | {"webhook_url": "  "}, "WEBHOOK_URL", "required when MODE=webhook"),
+        (WEBHOOK | {"webhook_secret": None}, "WEBHOOK_SECRET", "required when MODE=webhook"),
+        (WEBHOOK | {"webhook_secret": ""}, "WEBHOOK_SECRET", "required when MODE=webhook"),
+    ],
+)
+def test_webhook_settings_name_the_variable_when_wrong(
+    overrides: dict[str, object], variable: str, fragment: str
+) -> None:
+    message = settings_error(**overrides)
+
+    assert message.startswith(variable), message
+    assert fragment in message
+    assert message.endswith("(see .env.example)")
+    assert "\n" not in message
+    # The secret is never repeated, even a wrong one.
+    for value in overrides.values():
+        if isinstance(value, str) and overrides.get("webhook_secret") == value and value:
+            assert value not in message
+    assert SECRET not in message
+
+
+def test_webhook_mode_loads_with_url_and_secret() -> None:
+    loaded = settings(**WEBHOOK)
+
+    assert (loaded.mode, loaded.webhook_url) == ("webhook", "https://bot.example.org/tg")

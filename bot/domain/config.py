@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import time
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.domain.retention import DEFAULT_RETENTION_DAYS
@@ -21,6 +23,15 @@ IdList = Annotated[tuple[int, ...], NoDecode]
 
 # Ten years: more is a typo rather than a retention period.
 MAX_RETENTION_DAYS = 3650
+
+# Telegram's rule for setWebhook's secret_token (sent back in X-Telegram-Bot-Api-Secret-Token).
+WEBHOOK_SECRET_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,256}")
+# The ports Telegram posts webhooks to (https://core.telegram.org/bots/api#setwebhook).
+WEBHOOK_PORTS = (443, 80, 88, 8443)
+# A host name or an IPv4 address (IPv6 comes in brackets), then the port.
+_LISTEN = re.compile(r"(?:\[([0-9A-Fa-f:.]{2,45})\]|([A-Za-z0-9.-]{1,253})):(\d{1,5})")
+
+Mode = Literal["polling", "webhook"]
 
 
 class SettingsError(Exception):
@@ -81,6 +92,95 @@ class Settings(DataSettings):
     admin_ids: IdList = ()
     organizer_chat_ids: IdList = ()
     digest_time: Annotated[time, NoDecode] = time(9, 0)
+    # How updates arrive: long polling (one process), or Telegram posting them to WEBHOOK_URL
+    # through the operator's TLS proxy to WEBHOOK_LISTEN (bot/webhook.py).
+    mode: Mode = "polling"
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_listen: Annotated[tuple[str, int], NoDecode] = ("127.0.0.1", 8080)
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _mode(cls, value: object) -> object:
+        text = str(value).strip().lower()
+        if text not in ("polling", "webhook"):
+            raise ValueError(f"{value!r} is not a mode: polling or webhook")
+        return text
+
+    @field_validator("webhook_url", mode="before")
+    @classmethod
+    def _webhook_url(cls, value: object) -> object:
+        if value is None or not str(value).strip():
+            return None
+        text = str(value).strip()
+        example = "e.g. https://bot.example.org/telegram"
+        try:
+            parts = urlsplit(text)
+            port = parts.port or 443
+        except ValueError:
+            raise ValueError(f"{text!r} is not a URL, {example}") from None
+        if (
+            parts.scheme != "https"
+            or not parts.hostname
+            or re.search(r"\s", text)
+            or parts.path in ("", "/")
+            or parts.query
+            or parts.fragment
+        ):
+            raise ValueError(
+                f"{text!r} is not an https:// URL with a path (and no ?query), {example}"
+            )
+        if port not in WEBHOOK_PORTS:
+            raise ValueError(
+                f"port {port}: Telegram posts only to ports 443, 80, 88 or 8443 "
+                "(the TLS proxy's port, not WEBHOOK_LISTEN's)"
+            )
+        return text
+
+    @field_validator("webhook_secret", mode="before")
+    @classmethod
+    def _webhook_secret(cls, value: object) -> object:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if value is None or not str(value).strip():
+            return None
+        # The value is never repeated: an error line may end up in a log.
+        if not WEBHOOK_SECRET_PATTERN.fullmatch(str(value).strip()):
+            raise ValueError(
+                "must be 1 to 256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule), "
+                "e.g. from `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        return SecretStr(str(value).strip())
+
+    @field_validator("webhook_listen", mode="before")
+    @classmethod
+    def _listen(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        example = "e.g. 127.0.0.1:8080, 0.0.0.0:8080 or [::1]:8080"
+        match = _LISTEN.fullmatch(value.strip())
+        if not match:
+            raise ValueError(f"{value!r} is not host:port (IPv6 in brackets), {example}")
+        ipv6, host, port = match[1], match[2], int(match[3])
+        if ipv6 is not None:
+            try:
+                host = str(ipaddress.IPv6Address(ipv6))
+            except ValueError:
+                raise ValueError(f"{value!r}: {ipv6!r} is not an IPv6 address, {example}") from None
+        if not 1 <= port <= 65535:
+            raise ValueError(f"{value!r}: the port must be 1 to 65535, {example}")
+        return (host, port)
+
+    @model_validator(mode="after")
+    def _webhook_needs(self) -> Settings:
+        if self.mode == "webhook":
+            for variable, value in (
+                ("WEBHOOK_URL", self.webhook_url),
+                ("WEBHOOK_SECRET", self.webhook_secret),
+            ):
+                if value is None:
+                    raise ValueError(f"{variable} is required when MODE=webhook")
+        return self
 
     @field_validator("bot_token")
     @classmethod
@@ -135,7 +235,8 @@ def _load(kind: type[S], overrides: dict[str, object]) -> S:
         return kind(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:
         first = error.errors()[0]
-        variable = str(first["loc"][0]).upper() if first["loc"] else "settings"
+        # A rule across variables (a model validator) has no location: its message names them.
+        variable = str(first["loc"][0]).upper() if first["loc"] else ""
         if variable == "BOT_TOKEN":
             problem = "is missing" if first["type"] == "missing" else "is malformed"
             raise SettingsError(
@@ -143,4 +244,5 @@ def _load(kind: type[S], overrides: dict[str, object]) -> S:
                 f".env (see .env.example), e.g. BOT_TOKEN=123456789:AA..."
             ) from None
         message = str(first["msg"]).removeprefix("Value error, ")
-        raise SettingsError(f"{variable}: {message} (see .env.example)") from None
+        prefix = f"{variable}: " if variable else ""
+        raise SettingsError(f"{prefix}{message} (see .env.example)") from None

@@ -2,12 +2,11 @@
 
 The model keeps Telegram's observable rules that bots trip over (offset confirmation, "message is
 not modified", editing text drops the inline keyboard, HTML must parse, callback_data <= 64 bytes,
-a callback query is answered once) so tests fail here instead of in production.
-
-Modules: `model` (calls, messages, errors, chat JSON), `rules` (Telegram's limits and checks),
-`faults` (fail, hang, storm, garble, hold, slow, block, send limits), `polling` (the updates
-queue), `fake` (FakeTelegram, the Bot API methods), `transport` (`serve` over HTTP and
-`FakeSession` in-process), `updates` (incoming update builders).
+a callback query is answered once) so tests fail here instead of in production. Modules: `model`
+(calls, messages, errors, chat JSON), `rules` (Telegram's limits and checks), `faults` (fail, hang,
+storm, garble, hold, slow, block, send limits), `polling` (the updates queue), `webhook`
+(setWebhook and delivery by POST, as Telegram does it), `fake` (FakeTelegram, the Bot API methods),
+`transport` (`serve` over HTTP and `FakeSession` in-process), `updates` (incoming update builders).
 """
 
 from bot.sandbox.fake_telegram.fake import FakeTelegram
@@ -43,6 +42,7 @@ from bot.sandbox.fake_telegram.updates import (
     user_json,
     voice_update,
 )
+from bot.sandbox.fake_telegram.webhook import SECRET_HEADER, Webhook, WebhookRequest
 
 __all__ = [
     "GROUP_CHAT_ID",
@@ -51,6 +51,7 @@ __all__ = [
     "MAX_CAPTION_LENGTH",
     "MAX_TEXT_LENGTH",
     "MAX_UPLOAD_BYTES",
+    "SECRET_HEADER",
     "BotAPIError",
     "Call",
     "DroppedConnection",
@@ -60,6 +61,8 @@ __all__ = [
     "Hold",
     "SentMessage",
     "UploadedFile",
+    "Webhook",
+    "WebhookRequest",
     "callback_query_update",
     "chat_json",
     "contact_update",

@@ -20,7 +20,6 @@ from bot.sandbox.fake_telegram.model import (
     now,
     parse_params,
 )
-from bot.sandbox.fake_telegram.polling import UpdateQueue
 from bot.sandbox.fake_telegram.rules import (
     BOT_COMMAND,
     CHAT_ACTIONS,
@@ -31,11 +30,12 @@ from bot.sandbox.fake_telegram.rules import (
     visible_text,
 )
 from bot.sandbox.fake_telegram.updates import INCOMING_FILE
+from bot.sandbox.fake_telegram.webhook import WebhookDelivery
 
 _Handler: TypeAlias = Callable[[JSON], Awaitable[Any]]
 
 
-class FakeTelegram(Faults, UpdateQueue):
+class FakeTelegram(Faults, WebhookDelivery):
     """The Bot API as bots see it: each call is recorded, may meet an injected fault, then is
     answered by Telegram's rules."""
 
@@ -70,6 +70,8 @@ class FakeTelegram(Faults, UpdateQueue):
             "getMe": self._get_me,
             "getUpdates": self._get_updates,
             "deleteWebhook": self._delete_webhook,
+            "setWebhook": self._set_webhook,
+            "getWebhookInfo": self._get_webhook_info,
             "sendMessage": self._send_message,
             "editMessageText": self._edit_message_text,
             "editMessageReplyMarkup": self._edit_message_reply_markup,
@@ -84,7 +86,7 @@ class FakeTelegram(Faults, UpdateQueue):
         # Bot API method names are case-insensitive.
         self._methods = {name.lower(): (name, handler) for name, handler in handlers.items()}
         Faults.__init__(self, handlers)
-        UpdateQueue.__init__(self)
+        WebhookDelivery.__init__(self)
 
     # --- the API --------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ _NON_STRING_FIELDS = frozenset(
         "limit",
         "link_preview_options",
         "longitude",
+        "max_connections",
         "media",
         "message_id",
         "message_ids",

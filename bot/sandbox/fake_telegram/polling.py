@@ -19,6 +19,8 @@ class UpdateQueue:
         # The highest getUpdates offset seen: every update below it is confirmed.
         self._acknowledged = 0
         self._dropped: set[int] = set()
+        # Updates a webhook request delivered (answered 2xx): confirmed one by one.
+        self._delivered: set[int] = set()
         self._polling_released = False
         self._changed = asyncio.Event()
 
@@ -44,17 +46,21 @@ class UpdateQueue:
     async def wait_confirmed(self, update_id: int, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while self._acknowledged <= update_id:
+        while not self._is_confirmed(update_id):
             if update_id in self._dropped:
                 msg = f"update {update_id} was dropped by deleteWebhook(drop_pending_updates)"
                 raise AssertionError(msg)
             if not await self._wait_change(deadline - loop.time()):
                 msg = (
                     f"update {update_id} was not confirmed within {timeout} s: the last "
-                    f"getUpdates offset was {self._acknowledged} (is the bot polling with "
-                    "handle_as_tasks=False, or did a handler hang?)"
+                    f"getUpdates offset was {self._acknowledged}, no webhook request for it "
+                    "was answered 2xx (is the bot polling with handle_as_tasks=False, or did "
+                    "a handler hang?)"
                 )
                 raise AssertionError(msg)
+
+    def _is_confirmed(self, update_id: int) -> bool:
+        return self._acknowledged > update_id
 
     def _pulse(self) -> None:
         self._changed.set()
@@ -64,8 +70,11 @@ class UpdateQueue:
         if seconds <= 0:
             return False
         changed = self._changed
+        # Not wait_for: on Python 3.11 it swallows a cancellation that comes as the event is
+        # set, and the fake's webhook delivery (cancelled by close()) would run on.
         try:
-            await asyncio.wait_for(changed.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await changed.wait()
         except TimeoutError:
             return False
         return True
@@ -97,10 +106,3 @@ class UpdateQueue:
             if not await self._wait_change(deadline - loop.time()):
                 break
         return [dict(update) for update in self._queue[: max(1, min(limit, 100))]]
-
-    async def _delete_webhook(self, params: JSON) -> bool:
-        if params.get("drop_pending_updates") is True:
-            self._dropped.update(update["update_id"] for update in self._queue)
-            self._queue.clear()
-            self._pulse()
-        return True

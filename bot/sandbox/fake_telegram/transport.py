@@ -82,6 +82,7 @@ async def serve(fake: FakeTelegram) -> AsyncIterator[str]:
     finally:
         # A long-polling getUpdates would otherwise hold the shutdown for its whole timeout.
         fake.release_polling(released=True)
+        await fake.close()
         await runner.cleanup()
         fake.release_polling(released=False)
 
