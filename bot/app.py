@@ -321,7 +321,9 @@ async def open_app(
         catalog = load_events(settings.events_file, default_zone=settings.timezone)
     # SQLITE_ON_LOOP=0: every statement on aiosqlite's thread, as before (for A/B benchmarks).
     on_loop = os.environ.get("SQLITE_ON_LOOP", "1") != "0"
-    async with open_database(settings.database_path, on_loop=on_loop) as db:
+    async with open_database(
+        settings.database_path, url=settings.database_dsn, on_loop=on_loop
+    ) as db:
         archived = await EventsRepository(db).sync(catalog, now=clock())
         for event, count in archived:
             logger.warning(

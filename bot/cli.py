@@ -255,7 +255,7 @@ async def _erase(
         try:
             # Until the WAL no longer holds the erased values (a reader's old snapshot, say
             # the bot's export, may hold it up a while).
-            await asyncio.wait_for(db.wal_scrubbed(db.scrub_wal()), SCRUB_TIMEOUT)
+            await asyncio.wait_for(db.erased_scrubbed(db.scrub_erased()), SCRUB_TIMEOUT)
         except TimeoutError:
             print(
                 f"warning: the WAL of {str(settings.database_path)!r} may still hold the "

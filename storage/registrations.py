@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-import aiosqlite
-
 from bot.domain.cells import CSV_RULE, registrant_csv
 from bot.domain.validation import format_phone
-from storage.database import Database, utc_iso
+from storage.database import Connection, Database, IntegrityError, Row, utc_iso
 
 EDITABLE_FIELDS = ("full_name", "position", "organization", "phone", "email")
 Status = Literal["confirmed", "waiting", "withdrawn"]
@@ -78,7 +75,7 @@ class Registration:
         return dict(self.answers)
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Registration:
+    def from_row(cls, row: Row) -> Registration:
         # `in` on a Row looks at its values: the columns are its keys.
         columns = row.keys()
         expires = row["offer_expires_at"] if "offer_expires_at" in columns else None
@@ -136,13 +133,11 @@ class ChangeListener(Protocol):
     `connection` (an organiser card in the outbox) commits or rolls back with it."""
 
     async def __call__(
-        self, connection: aiosqlite.Connection, change: RegistrationChange, now: datetime
+        self, connection: Connection, change: RegistrationChange, now: datetime
     ) -> None: ...
 
 
-async def nobody(
-    connection: aiosqlite.Connection, change: RegistrationChange, now: datetime
-) -> None:
+async def nobody(connection: Connection, change: RegistrationChange, now: datetime) -> None:
     return None
 
 
@@ -159,7 +154,7 @@ _CSV_SOURCES = (
 )
 
 
-def _registrant_csv(row: sqlite3.Row | Mapping[str, Any]) -> str:
+def _registrant_csv(row: Row | Mapping[str, Any]) -> str:
     return registrant_csv(
         row["full_name"],
         row["position"],
@@ -172,7 +167,7 @@ def _registrant_csv(row: sqlite3.Row | Mapping[str, Any]) -> str:
     )
 
 
-async def _answers(connection: aiosqlite.Connection, registration: Registration) -> Registration:
+async def _answers(connection: Connection, registration: Registration) -> Registration:
     async with connection.execute(
         "SELECT question_id, value FROM answers WHERE registration_id = ? ORDER BY question_id",
         (registration.id,),
@@ -181,7 +176,7 @@ async def _answers(connection: aiosqlite.Connection, registration: Registration)
     return replace(registration, answers=tuple((row[0], row[1]) for row in rows))
 
 
-async def _place(connection: aiosqlite.Connection, registration_id: int) -> int | None:
+async def _place(connection: Connection, registration_id: int) -> int | None:
     async with connection.execute(
         f"SELECT place FROM ({SELECT_WITH_PLACE} WHERE registrations.id = ?)", (registration_id,)
     ) as cursor:
@@ -288,7 +283,7 @@ class Registrations:
                     RegistrationChange(kind, registration.id, new.event_id, registration),
                     now,
                 )
-        except sqlite3.IntegrityError:
+        except IntegrityError:
             existing = await self.active(new.event_id, new.user_id)
             if existing is None:
                 raise
