@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 # `?` parameters in a sequence, or `:name` ones in a mapping (both engines take both).
 Params = tuple[Any, ...] | list[Any] | dict[str, Any]
 Dialect = Literal["sqlite", "postgres"]
+# `LIMIT ?` without a limit on both engines (SQLite's -1 is an error to PostgreSQL).
+NO_LIMIT = 2**62
 
 # A checkpoint copies what the WAL holds into the database file and fsyncs both: about one
 # a second keeps the WAL small (a second of writes) without an fsync per commit.
@@ -48,6 +50,11 @@ SECURE_DELETE_SINCE = 11
 
 class MigrationError(RuntimeError):
     pass
+
+
+class DatabaseUnavailable(sqlite3.OperationalError):
+    """The database cannot be reached (PostgreSQL: refused, authentication, no such database):
+    start-up stops with this one line (never the URL: it may hold a password)."""
 
 
 # A constraint (UNIQUE, CHECK, FOREIGN KEY) refused a write, on either engine: PostgreSQL's

@@ -76,8 +76,8 @@ class Digests:
 
         params = {
             "event_id": event.id,
-            # An empty string sorts before every stored time.
-            "since": utc_iso(since) if since else "",
+            # Before every stored time (a time on both engines: PostgreSQL's are timestamptz).
+            "since": utc_iso(since) if since else "0001-01-01T00:00:00+00:00",
             "now": utc_iso(now),
             "max_names": max_names,
         }

@@ -4,8 +4,9 @@ request (/forget), on an admin's or the operator's, when the purpose is achieved
 One transaction per erasure: the registration's personal columns, every undelivered copy
 of them (cards, digests), the record in `audit` and the organisers' card commit together or
 not at all. The row stays with its session, status, times and consent record, so counts
-and the record hold. After the commit the WAL is scrubbed (`Database.scrub_wal`): with
-`PRAGMA secure_delete` that leaves no copy of an erased value in the file or its WAL.
+and the record hold. After the commit the engine's copies go (`Database.scrub_erased`): on
+SQLite, with `PRAGMA secure_delete`, that leaves no copy of an erased value in the file or its
+WAL; on PostgreSQL the tables are vacuumed (README: what PostgreSQL keeps, and how long).
 """
 
 from __future__ import annotations
@@ -338,6 +339,6 @@ async def _redact_digests(connection: Connection, values: Sequence[str | None]) 
         shown = escape(value, quote=False)  # as the digest shows it (bot/domain/texts.py: t)
         await connection.execute(
             "UPDATE outbox SET text = replace(text, ?, '—') "
-            f"WHERE id IN ({placeholders}) AND instr(text, ?)",
+            f"WHERE id IN ({placeholders}) AND instr(text, ?) > 0",
             (shown, *digests, shown),
         )

@@ -533,6 +533,10 @@ CREATE FUNCTION json_extract(document TEXT, path TEXT) RETURNS TEXT
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     RETURN (document::jsonb) #>> string_to_array(substr(path, 3), '.');
 
+-- `CAST(:time AS utc_text)` types a time parameter where nothing else does (a CASE, a select
+-- list): here a timestamptz; to SQLite a name with TEXT in it, so a no-op on its text times.
+CREATE DOMAIN utc_text AS TIMESTAMPTZ;
+
 CREATE TABLE events (
     id                    TEXT PRIMARY KEY,
     title                 TEXT NOT NULL,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from storage.database import Connection, Database, Row, utc_iso
+from storage.database import NO_LIMIT, Connection, Database, Row, utc_iso
 
 # offer: a freed seat offered to a person on the waiting list, with its button; waitlist:
 # another message to a person on it (storage/seats.py); reminder: a reminder or the notice
@@ -186,13 +186,14 @@ class Outbox:
                 connection, chat_ids, kind, text, now=now, registration_id=registration_id
             )
 
-    async def pending_chats(self, *, limit: int = -1) -> list[int]:
+    async def pending_chats(self, *, limit: int = NO_LIMIT) -> list[int]:
         """Chats with messages waiting, at most `limit`, in the order they should be served:
         those with a card or a digest first (organisers are not kept waiting behind ten
         thousand reminders), then by their oldest waiting message."""
         rows = await self._db.fetchall(
             "SELECT chat_id FROM outbox WHERE status = 'pending' GROUP BY chat_id "
-            f"ORDER BY min(kind IN {STALE_WHEN_PARKED}), min(id) LIMIT ?",
+            f"ORDER BY min(CASE WHEN kind IN {STALE_WHEN_PARKED} THEN 1 ELSE 0 END), min(id) "
+            "LIMIT ?",
             (limit,),
         )
         return [row[0] for row in rows]

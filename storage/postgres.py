@@ -30,6 +30,7 @@ import asyncpg
 
 from storage.database import (
     Database,
+    DatabaseUnavailable,
     Dialect,
     IntegrityError,
     MigrationError,
@@ -477,14 +478,20 @@ async def open_postgres(
     """Connect a pool to DATABASE_URL and migrate; closed on exit. Errors never carry the
     URL (it may hold a password)."""
     target = LATEST_VERSION if migrate_to is None else migrate_to
-    pool = await asyncpg.create_pool(
-        url,
-        min_size=1,
-        max_size=pool_size,
-        init=_set_up_connection,
-        # now() and dates in SQL are UTC whatever the server's default zone.
-        server_settings={"TimeZone": "UTC"},
-    )
+    try:
+        pool = await asyncpg.create_pool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            init=_set_up_connection,
+            # now() and dates in SQL are UTC whatever the server's default zone.
+            server_settings={"TimeZone": "UTC"},
+        )
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        # asyncpg's messages name the host and the user, never the password.
+        raise DatabaseUnavailable(
+            f"DATABASE_URL: cannot connect to PostgreSQL ({type(error).__name__}: {error})"
+        ) from None
     assert pool is not None
     db = PostgresDatabase(pool)
     try:

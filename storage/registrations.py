@@ -77,7 +77,7 @@ class Registration:
     @classmethod
     def from_row(cls, row: Row) -> Registration:
         # `in` on a Row looks at its values: the columns are its keys.
-        columns = row.keys()
+        columns = set(row.keys())  # a list from sqlite3, an iterator from asyncpg
         expires = row["offer_expires_at"] if "offer_expires_at" in columns else None
         return cls(
             id=row["id"],
@@ -178,7 +178,8 @@ async def _answers(connection: Connection, registration: Registration) -> Regist
 
 async def _place(connection: Connection, registration_id: int) -> int | None:
     async with connection.execute(
-        f"SELECT place FROM ({SELECT_WITH_PLACE} WHERE registrations.id = ?)", (registration_id,)
+        f"SELECT place FROM ({SELECT_WITH_PLACE} WHERE registrations.id = ?) AS placed",
+        (registration_id,),
     ) as cursor:
         row = await cursor.fetchone()
     return None if row is None else row[0]
@@ -229,7 +230,9 @@ class Registrations:
                     SELECT :event_id, :user_id, :username, :telegram_name, :full_name,
                         :position, :organization, :phone, :phone_display, :email, :consent_at,
                         :consent_version, seat.status, :now, :now, :csv_cells, :csv_rule,
-                        CASE WHEN seat.status = 'waiting' THEN :now END, :source
+                        -- (the CAST is for PostgreSQL: storage/migrations.py, utc_text)
+                        CASE WHEN seat.status = 'waiting' THEN CAST(:queued_at AS utc_text) END,
+                        :source
                     FROM (
                         -- Everyone waiting counts as taking a seat: one holds a freed seat
                         -- while its offer is open, and no newcomer goes ahead of the line.
@@ -255,6 +258,7 @@ class Registrations:
                         "consent_at": utc_iso(new.consent_at),
                         "consent_version": new.consent_version,
                         "now": stamp,
+                        "queued_at": stamp,
                         "csv_cells": csv_cells,
                         "csv_rule": CSV_RULE,
                         "source": new.source,

@@ -26,7 +26,7 @@ from typing import Literal
 from bot.domain.events import EventCatalog
 from bot.domain.texts import t, use_locale
 from bot.domain.timefmt import format_datetime
-from storage.database import Connection, Database, Row, utc_iso
+from storage.database import NO_LIMIT, Connection, Database, Row, utc_iso
 from storage.languages import reader_language
 from storage.outbox import Outbox
 from storage.registrations import (
@@ -219,8 +219,8 @@ class Seats:
             if now > deadline:
                 continue
             capacity = event_row["capacity"]
-            # LIMIT -1 is no limit: an unlimited session offers a seat to everyone in line.
-            free = -1
+            # An unlimited session offers a seat to everyone in line.
+            free = NO_LIMIT
             if capacity is not None:
                 free = capacity - event_row["confirmed"] - event_row["offered"]
                 if free <= 0:  # full, or over a lowered capacity
