@@ -229,6 +229,14 @@ async def _set_up_connection(connection: asyncpg.Connection) -> None:
     )
 
 
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """What a connection returned to the pool needs beyond asyncpg's own rollback of an open
+    transaction: nothing. The bot leaves no session state (no SET, LISTEN, cursor or session
+    lock; its advisory locks end with their transactions), and asyncpg's default reset
+    (pg_advisory_unlock_all, CLOSE ALL, UNLISTEN *, RESET ALL) is one more round trip after
+    every statement: it doubled the server's work per update."""
+
+
 # --- the connection inside a transaction ------------------------------------------------------
 
 
@@ -484,6 +492,7 @@ async def open_postgres(
             min_size=1,
             max_size=pool_size,
             init=_set_up_connection,
+            reset=_keep_session,
             # now() and dates in SQL are UTC whatever the server's default zone.
             server_settings={"TimeZone": "UTC"},
         )
