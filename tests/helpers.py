@@ -270,11 +270,13 @@ async def bot_process(
             await process.wait()
 
 
-async def register_over_http(fake: FakeTelegram, workdir: Path, user_id: int) -> None:
-    """A whole registration with the bot process in `workdir`, confirmed."""
-    user = TelegramUser(
-        fake, http_deliver(fake, timeout=20, database=db_file(workdir)), user_id=user_id
-    )
+async def register_over_http(
+    fake: FakeTelegram, workdir: Path, user_id: int, *, database_url: str | None = None
+) -> None:
+    """A whole registration with the bot process in `workdir` (on PostgreSQL at
+    `database_url` when given), confirmed."""
+    database = database_url or db_file(workdir)
+    user = TelegramUser(fake, http_deliver(fake, timeout=20, database=database), user_id=user_id)
     await user.send("/start")
     await user.click("Даю согласие")
     await user.send("Иванова Мария Петровна")

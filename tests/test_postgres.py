@@ -5,6 +5,9 @@ dispatcher test runs on PostgreSQL too: tests/conftest.py.)"""
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -19,6 +22,16 @@ from storage.migrations import (
     POSTGRES_MIGRATIONS,
 )
 from storage.postgres import translate
+from tests.fake_telegram import FakeTelegram, serve
+from tests.helpers import (
+    TOKEN,
+    assert_no_trace,
+    bot_env,
+    bot_process,
+    db_file,
+    register_over_http,
+    upcoming_event_toml,
+)
 from tests.postgres_server import create_schema, drop_schema, with_schema
 
 postgres_only = pytest.mark.postgres_only
@@ -221,3 +234,73 @@ async def test_an_erasure_vacuums_the_tables_it_erased_from(db: Database) -> Non
             break
         await asyncio.sleep(0.1)
     assert await vacuumed()
+
+
+# --- the real processes on PostgreSQL -------------------------------------------------------
+
+
+@pytest.mark.slow
+@postgres_only
+async def test_the_bot_process_registers_on_postgres_and_the_operator_erases_there(
+    tmp_path: Path, database_url: str
+) -> None:
+    """`python -m bot` with DATABASE_URL over HTTP: a registration stored in PostgreSQL (no
+    SQLite file made); then `python -m bot erase --yes` and `audit` on the same database."""
+    (tmp_path / "events.toml").write_text(upcoming_event_toml(), encoding="utf-8")
+    fake = FakeTelegram(token=TOKEN)
+    async with (
+        serve(fake) as base_url,
+        bot_process(tmp_path, fake, base_url, DATABASE_URL=database_url) as bot,
+    ):
+        await register_over_http(fake, tmp_path, 1001, database_url=database_url)
+        bot.process.send_signal(signal.SIGTERM)
+        assert await bot.wait() == 0, bot.output
+    assert not db_file(tmp_path).exists()
+    assert database_url not in bot.output
+
+    async with open_database(tmp_path / "unused", url=database_url) as db:
+        [row] = await db.fetchall("SELECT full_name, status FROM registrations")
+        assert tuple(row) == ("Иванова Мария Петровна", "confirmed")
+
+    def operator(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "bot", *args],
+            cwd=tmp_path,
+            env=bot_env(tmp_path, DATABASE_URL=database_url),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    erased = operator("erase", "+7 912 345-67-89", "--yes")
+    assert erased.returncode == 0, erased.stderr
+    assert "erased the personal data of 1 registration(s): #1" in erased.stdout
+    async with open_database(tmp_path / "unused", url=database_url) as db:
+        [row] = await db.fetchall("SELECT full_name, erased_at IS NOT NULL FROM registrations")
+        assert tuple(row) == (None, True)
+        await assert_no_trace(db)
+    audit = operator("audit", "--since", "2020-01-01")
+    assert audit.returncode == 0, audit.stderr
+    assert "erase" in audit.stdout and "operator" in audit.stdout
+    assert "Иванова" not in audit.stdout
+    assert database_url not in erased.stdout + erased.stderr + audit.stdout + audit.stderr
+
+
+@pytest.mark.slow
+def test_an_unreachable_database_url_stops_the_bot_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "events.toml").write_text(upcoming_event_toml(), encoding="utf-8")
+    url = "postgresql://someone:hunter2@127.0.0.1:1/nowhere"
+    completed = subprocess.run(
+        [sys.executable, "-m", "bot"],
+        cwd=tmp_path,
+        env=bot_env(tmp_path, DATABASE_URL=url, TELEGRAM_API_URL="http://127.0.0.1:1"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 2, completed.stderr
+    [line] = completed.stderr.strip().splitlines()
+    assert line.startswith("error: DATABASE_URL: cannot connect to PostgreSQL")
+    assert "hunter2" not in completed.stderr
