@@ -12,6 +12,9 @@ fresh subprocess, so peak RSS (`ru_maxrss`: interpreter, imports, run) is its ow
     python -m bench.bench_throughput [--participants N] [--concurrency C] [--repeat R]
     python -m bench.bench_throughput --profile [--participants N]   # ours, pyinstrument or cProfile
 
+With BENCH_DATABASE_URL=postgresql://… ours runs on PostgreSQL (in a fresh schema, dropped
+after), and the CPU of its server processes (its pool's backends, by /proc) is reported apart.
+
 Longer than our ~400-line rule on purpose: a benchmark reads top to bottom as one story (its
 driver, its measurement and its report beside the baseline).
 """
@@ -24,7 +27,6 @@ import json
 import os
 import random
 import resource
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -333,10 +335,24 @@ class Prepared:
     buttons: Buttons
     verify: Callable[[int], Awaitable[JSON]]
     close: Callable[[], Awaitable[None]] = field(default=lambda: _nothing())
+    # CPU seconds of the database server's processes serving ours (PostgreSQL), else None.
+    server_cpu: Callable[[], Awaitable[float | None]] = field(default=lambda: _no_server())
 
 
 async def _nothing() -> None:
     return None
+
+
+async def _no_server() -> float | None:
+    return None
+
+
+def _process_cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def events_toml() -> str:
@@ -358,10 +374,22 @@ async def prepare_ours(directory: Path) -> Prepared:
     from bot.domain.config import load_settings
 
     (directory / "events.toml").write_text(events_toml(), encoding="utf-8")
+    database_url = os.environ.get("BENCH_DATABASE_URL") or None
+    server = database_url
+    schema = f"bench_{os.getpid()}"
+    if server is not None:
+        import asyncpg
+
+        connection = await asyncpg.connect(server)
+        await connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")
+        await connection.close()
+        separator = "&" if "?" in server else "?"
+        database_url = f"{server}{separator}search_path={schema}&application_name={schema}"
     settings = load_settings(
         _env_file=None,
         bot_token=TOKEN,
         database_path=directory / "bot.sqlite3",
+        database_url=database_url,
         events_file=directory / "events.toml",
         admin_ids="500",
         organizer_chat_ids=",".join(str(chat) for chat in ORGANIZER_CHAT_IDS),
@@ -374,13 +402,13 @@ async def prepare_ours(directory: Path) -> Prepared:
     dispatcher = create_dispatcher(settings=settings, db=db, catalog=catalog)
 
     async def verify(expected: int) -> JSON:
-        with sqlite3.connect(settings.database_path) as connection:
-            rows = connection.execute("SELECT COUNT(*) FROM registrations").fetchone()[0]
-            outbox = connection.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
-            duplicates = connection.execute(
-                "SELECT COUNT(*) FROM (SELECT 1 FROM registrations "
-                "GROUP BY event_id, user_id HAVING COUNT(*) > 1)"
-            ).fetchone()[0]
+        # Through the bot's own database: either engine.
+        [(rows,)] = await db.fetchall("SELECT COUNT(*) FROM registrations")
+        [(outbox,)] = await db.fetchall("SELECT COUNT(*) FROM outbox")
+        [(duplicates,)] = await db.fetchall(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM registrations "
+            "GROUP BY event_id, user_id HAVING COUNT(*) > 1) AS twice"
+        )
         problems = []
         if rows != expected:
             problems.append(f"{rows} registrations stored, expected {expected}")
@@ -395,7 +423,24 @@ async def prepare_ours(directory: Path) -> Prepared:
             "problems": problems,
         }
 
-    return Prepared(dispatcher, bot, session, our_buttons(), verify, stack.aclose)
+    async def server_cpu() -> float | None:
+        if server is None:
+            return None
+        rows = await db.fetchall(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = ?", (schema,)
+        )
+        return sum(_process_cpu(row[0]) for row in rows)
+
+    async def close() -> None:
+        await stack.aclose()
+        if server is not None:
+            import asyncpg
+
+            connection = await asyncpg.connect(server)
+            await connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            await connection.close()
+
+    return Prepared(dispatcher, bot, session, our_buttons(), verify, close, server_cpu)
 
 
 async def prepare_floor(directory: Path) -> Prepared:
@@ -442,11 +487,13 @@ async def _measure(prepared: Prepared, participants: int, concurrency: int, prof
     if profile:
         profiler = start_profiler()
     threads_before = cpu_by_thread()
+    server_before = await prepared.server_cpu()
     cpu_before = time.process_time()
     began = time.perf_counter()
     await drive(feed, prepared.session, prepared.buttons, numbers, concurrency, counter)
     wall = time.perf_counter() - began
     cpu = time.process_time() - cpu_before
+    server_after = await prepared.server_cpu()
     threads = cpu_split(threads_before, cpu_by_thread())
     if profiler is not None:
         stop_profiler(profiler)
@@ -458,6 +505,9 @@ async def _measure(prepared: Prepared, participants: int, concurrency: int, prof
         "updates": counter.updates,
         "wall": wall,
         "cpu": cpu,
+        "server_cpu": (
+            None if server_before is None or server_after is None else server_after - server_before
+        ),
         "threads": threads,
         "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         "calls": dict(prepared.session.calls),

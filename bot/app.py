@@ -338,7 +338,9 @@ async def open_app(
         catalog = load_events(settings.events_file, default_zone=settings.timezone)
     # SQLITE_ON_LOOP=0: every statement on aiosqlite's thread, as before (for A/B benchmarks).
     on_loop = os.environ.get("SQLITE_ON_LOOP", "1") != "0"
-    async with open_database(settings.database_path, on_loop=on_loop) as db:
+    async with open_database(
+        settings.database_path, url=settings.database_dsn, on_loop=on_loop
+    ) as db:
         archived = await EventsRepository(db).sync(catalog, now=clock())
         for event, count in archived:
             logger.warning(
@@ -365,6 +367,11 @@ async def run(settings: Settings, catalog: EventCatalog) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    if settings.database_dsn is not None:
+        # PostgreSQL: any number of replicas share the database.
+        await _run(settings, catalog, stop)
+        logger.info("Stopped cleanly")
+        return
     # One process per SQLite file, for the life of the process (storage/lease.py).
     try:
         with hold_lease(settings.database_path):

@@ -98,6 +98,10 @@ def export(argv: list[str], redaction: Redaction) -> int:
     except (SettingsError, EventsFileError) as error:
         redaction.error(f"error: {error}")
         return EXIT_CONFIG
+    if settings.database_url is not None:
+        # storage/export/source.py reads a SQLite snapshot; the admin's /export neither.
+        redaction.error("error: DATABASE_URL: the export reads SQLite only for now")
+        return EXIT_CONFIG
     if not settings.database_path.is_file():
         redaction.error(
             f"error: DATABASE_PATH: {str(settings.database_path)!r} does not exist "
@@ -155,6 +159,13 @@ async def _record(database_path: Path, entry: AuditEntry) -> None:
 S = TypeVar("S", bound=DataSettings)
 
 
+def _database_name(settings: DataSettings) -> str:
+    """How an error names the database: never DATABASE_URL itself (it may hold a password)."""
+    if settings.database_url is not None:
+        return "the PostgreSQL database of DATABASE_URL"
+    return repr(str(settings.database_path))
+
+
 def _open_data(kind: type[S], redaction: Redaction) -> tuple[S, EventCatalog] | int:
     """Settings, the events file, and a database file at this code's schema; else the exit
     code, after one line saying why. The database is never created nor migrated here."""
@@ -164,6 +175,9 @@ def _open_data(kind: type[S], redaction: Redaction) -> tuple[S, EventCatalog] | 
     except (SettingsError, EventsFileError) as error:
         redaction.error(f"error: {error}")
         return EXIT_CONFIG
+    if settings.database_dsn is not None:
+        redaction.keep_secret(settings.database_dsn)
+        return settings, catalog  # reached (and checked) when the command opens it
     if not settings.database_path.is_file():
         redaction.error(
             f"error: DATABASE_PATH: {str(settings.database_path)!r} does not exist "
@@ -215,7 +229,7 @@ def erase(argv: list[str], redaction: Redaction) -> int:
     try:
         return asyncio.run(_erase(settings, catalog, key, confirmed=args.yes))
     except sqlite3.Error as error:
-        redaction.error(f"error: cannot erase in {str(settings.database_path)!r}: {error}")
+        redaction.error(f"error: cannot erase in {_database_name(settings)}: {error}")
         return 1
 
 
@@ -228,7 +242,7 @@ async def _erase(
     from storage.outbox import Outbox
     from storage.stats import AdminQueries
 
-    async with open_database(settings.database_path) as db:
+    async with open_database(settings.database_path, url=settings.database_dsn) as db:
         found = await AdminQueries(db).holding(key)
         if not found:
             print("nothing to erase: no registration holding personal data matches")
@@ -254,8 +268,8 @@ async def _erase(
             print("the organisers' cards are queued: they go out when the bot runs")
         try:
             # Until the WAL no longer holds the erased values (a reader's old snapshot, say
-            # the bot's export, may hold it up a while).
-            await asyncio.wait_for(db.wal_scrubbed(db.scrub_wal()), SCRUB_TIMEOUT)
+            # the bot's export, may hold it up a while); on PostgreSQL, the tables vacuumed.
+            await asyncio.wait_for(db.erased_scrubbed(db.scrub_erased()), SCRUB_TIMEOUT)
         except TimeoutError:
             print(
                 f"warning: the WAL of {str(settings.database_path)!r} may still hold the "
@@ -301,17 +315,17 @@ def audit(argv: list[str], redaction: Redaction) -> int:
     settings, _ = opened
     since = datetime.combine(day, time(), settings.timezone)
     try:
-        entries = asyncio.run(_audit_since(settings.database_path, since))
+        entries = asyncio.run(_audit_since(settings, since))
     except sqlite3.Error as error:
-        redaction.error(f"error: cannot read {str(settings.database_path)!r}: {error}")
+        redaction.error(f"error: cannot read {_database_name(settings)}: {error}")
         return 1
     writer = csv.writer(sys.stdout, delimiter=CSV_DELIMITER, lineterminator="\n")
     writer.writerows(csv_lines(entries))
     return 0
 
 
-async def _audit_since(database_path: Path, since: datetime) -> list[AuditEntry]:
-    async with open_database(database_path) as db:
+async def _audit_since(settings: DataSettings, since: datetime) -> list[AuditEntry]:
+    async with open_database(settings.database_path, url=settings.database_dsn) as db:
         return await AuditLog(db).since(since)
 
 
@@ -349,15 +363,17 @@ def main(argv: list[str]) -> int:
     redaction.keep_secret(settings.bot_token.get_secret_value())
     if settings.webhook_secret is not None:
         redaction.keep_secret(settings.webhook_secret.get_secret_value())
+    if settings.database_dsn is not None:
+        redaction.keep_secret(settings.database_dsn)
 
     from aiogram.exceptions import TelegramNetworkError
 
     from bot.app import StartupError, run
-    from storage.database import MigrationError
+    from storage.database import DatabaseUnavailable, MigrationError
 
     try:
         asyncio.run(run(settings, catalog))
-    except (MigrationError, StartupError) as error:
+    except (MigrationError, StartupError, DatabaseUnavailable) as error:
         redaction.error(f"error: {error}")
         return EXIT_CONFIG
     except TelegramNetworkError as error:

@@ -12,13 +12,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
-import aiosqlite
-
 from bot.domain.clock import Clock
 from bot.domain.digest import due_digest_date, latest_run_at_or_before, next_run_after
 from bot.domain.events import EventCatalog
 from bot.domain.texts import DEFAULT_LOCALE, use_locale
-from storage.database import Database
+from storage.database import Connection, Database
 from storage.digests import Digests
 from storage.outbox import Outbox
 
@@ -53,9 +51,7 @@ class DigestScheduler:
         self._clock = clock
         self._sleep = sleep
 
-    async def compose(
-        self, now: datetime, *, connection: aiosqlite.Connection | None = None
-    ) -> list[str]:
+    async def compose(self, now: datetime, *, connection: Connection | None = None) -> list[str]:
         # In the organisers' language, also when an admin's /digest asks for it.
         with use_locale(self._language):
             return await self._digests.compose(

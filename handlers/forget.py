@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 
-import aiosqlite
 from aiogram import Bot, F, Router
 from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
@@ -21,6 +20,7 @@ from bot.domain.form import FormFields
 from bot.domain.texts import t
 from handlers.keyboards import ForgetAction, ForgetCallback, forget_keyboard
 from handlers.replies import reask, replace_answered
+from storage.database import Connection
 from storage.erasure import PersonalData
 from storage.fsm import end_in
 from storage.languages import Languages
@@ -54,7 +54,7 @@ async def forget_confirmed(
 ) -> None:
     await callback.answer()
 
-    async def end_conversation(connection: aiosqlite.Connection) -> None:
+    async def end_conversation(connection: Connection) -> None:
         await end_in(connection, state)
 
     forgotten = await personal_data.forget(

@@ -7,16 +7,13 @@ registration by number and the fields by column; the actor is a role or an admin
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
-import aiosqlite
-
-from storage.database import Database, utc_iso
+from storage.database import Connection, Database, Row, utc_iso
 
 KEPT_FOR = timedelta(days=3 * 365 + 1)
 
@@ -55,7 +52,7 @@ class AuditEntry:
     row_count: int | None = None
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> AuditEntry:
+    def from_row(cls, row: Row) -> AuditEntry:
         return cls(
             at=datetime.fromisoformat(row["at"]),
             action=row["action"],
@@ -87,7 +84,7 @@ def _params(entry: AuditEntry) -> tuple[object, ...]:
     )
 
 
-async def record_in(connection: aiosqlite.Connection, entries: Sequence[AuditEntry]) -> None:
+async def record_in(connection: Connection, entries: Sequence[AuditEntry]) -> None:
     """Record inside the caller's transaction: an erasure and its record commit together."""
     await connection.executemany(_INSERT, [_params(entry) for entry in entries])
 

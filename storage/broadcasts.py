@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-import aiosqlite
-
 from storage.audit import AuditEntry, admin_actor, record_in
-from storage.database import Database, utc_iso
+from storage.database import Connection, Database, Row, utc_iso
 from storage.outbox import Media, Outbox
 
 
@@ -23,7 +20,7 @@ class Broadcast:
     total: int
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Broadcast:
+    def from_row(cls, row: Row) -> Broadcast:
         return cls(
             id=row["id"],
             event_id=row["event_id"],
@@ -67,7 +64,7 @@ class Broadcasts:
         text: str,
         now: datetime,
         media: Media | None = None,
-        alongside: Callable[[aiosqlite.Connection], Awaitable[None]] | None = None,
+        alongside: Callable[[Connection], Awaitable[None]] | None = None,
     ) -> Broadcast:
         """The broadcast, one outbox row per registrant and its record in the audit (the
         admin, the session, how many it reaches), in one transaction: a restart resumes it,

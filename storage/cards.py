@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-import aiosqlite
-
 from bot.domain.events import EventCatalog
 from bot.domain.form import FORM, FormFields
 from bot.domain.limits import split_lines
 from bot.domain.render import answers, shown_value
 from bot.domain.texts import DEFAULT_LOCALE, Html, t, use_locale
 from bot.domain.timefmt import format_datetime
+from storage.database import Connection
 from storage.outbox import Outbox
 from storage.registrations import RegistrationChange
 
@@ -122,7 +121,7 @@ class CardPublisher:
         self._form = form
 
     async def __call__(
-        self, connection: aiosqlite.Connection, change: RegistrationChange, now: datetime
+        self, connection: Connection, change: RegistrationChange, now: datetime
     ) -> None:
         if not self._chat_ids:
             return

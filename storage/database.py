@@ -1,4 +1,9 @@
-"""The one SQLite connection: PRAGMAs, migrations, serialised transactions, checkpoints."""
+"""The database behind every repository: one interface (`Database`, `Connection`), two engines.
+
+SQLite (the default, `SQLiteDatabase` here): one connection, PRAGMAs, migrations, serialised
+transactions, checkpoints. PostgreSQL (`DATABASE_URL`, storage/postgres.py): a pool, the same
+SQL text translated at its boundary. Repositories see only what is declared below.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,13 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, ClassVar, Literal, Protocol
 
 import aiosqlite
 
@@ -19,7 +26,11 @@ from storage.migrations import MIGRATIONS
 
 logger = logging.getLogger(__name__)
 
-Params = tuple[Any, ...] | dict[str, Any]
+# `?` parameters in a sequence, or `:name` ones in a mapping (both engines take both).
+Params = tuple[Any, ...] | list[Any] | dict[str, Any]
+Dialect = Literal["sqlite", "postgres"]
+# `LIMIT ?` without a limit on both engines (SQLite's -1 is an error to PostgreSQL).
+NO_LIMIT = 2**62
 
 # A checkpoint copies what the WAL holds into the database file and fsyncs both: about one
 # a second keeps the WAL small (a second of writes) without an fsync per commit.
@@ -39,6 +50,105 @@ SECURE_DELETE_SINCE = 11
 
 class MigrationError(RuntimeError):
     pass
+
+
+class DatabaseUnavailable(sqlite3.OperationalError):
+    """The database cannot be reached (PostgreSQL: refused, authentication, no such database):
+    start-up stops with this one line (never the URL: it may hold a password)."""
+
+
+# A constraint (UNIQUE, CHECK, FOREIGN KEY) refused a write, on either engine: PostgreSQL's
+# errors of that class are raised as a subclass of it (storage/postgres.py).
+IntegrityError = sqlite3.IntegrityError
+
+
+class Row(Protocol):
+    """A result row: sqlite3.Row and asyncpg's Record both read by name and by position."""
+
+    def __getitem__(self, key: int | str, /) -> Any: ...
+    def keys(self) -> Iterable[str]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+    def __len__(self) -> int: ...
+
+
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+    async def fetchone(self) -> Row | None: ...
+    async def fetchall(self) -> Iterable[Row]: ...
+
+
+class CursorResult(Protocol):
+    """What `Connection.execute` returns: awaited, or used as `async with ... as cursor`."""
+
+    def __await__(self) -> Generator[Any, None, Cursor]: ...
+    async def __aenter__(self) -> Cursor: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> Any: ...
+
+
+class Connection(Protocol):
+    """The subset of aiosqlite.Connection that repositories use inside a transaction; the
+    PostgreSQL engine's adapter offers the same."""
+
+    def execute(self, sql: str, parameters: Any = None, /) -> CursorResult: ...
+    def execute_fetchall(self, sql: str, parameters: Any = None, /) -> Awaitable[Iterable[Row]]: ...
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> Awaitable[Any]: ...
+    @property
+    def total_changes(self) -> int: ...
+
+
+class Database(ABC):
+    """What repositories use of the database, on either engine.
+
+    `transaction()` is serialised with every other writer (SQLite's single writer; on
+    PostgreSQL a global advisory lock, unless `serial=False` says the transaction is safe
+    without it). `heavy=True` marks long work (SQLite runs it off the event loop's thread).
+    """
+
+    dialect: ClassVar[Dialect]
+    # The SQLite file (None on PostgreSQL).
+    path: Path | None
+
+    @abstractmethod
+    def transaction(
+        self, *, heavy: bool = False, serial: bool = True
+    ) -> AbstractAsyncContextManager[Connection]: ...
+
+    @abstractmethod
+    async def fetchone(
+        self, sql: str, params: Params = (), *, heavy: bool = False
+    ) -> Row | None: ...
+
+    @abstractmethod
+    async def fetchall(
+        self, sql: str, params: Params = (), *, heavy: bool = False
+    ) -> list[Row]: ...
+
+    @abstractmethod
+    async def execute(self, sql: str, params: Params = (), *, heavy: bool = False) -> int:
+        """One statement, atomic on its own; returns the number of rows changed."""
+
+    @abstractmethod
+    async def executemany(self, sql: str, params: Iterable[Params]) -> None: ...
+
+    @abstractmethod
+    def scrub_erased(self) -> int:
+        """After an erasure: ask for the engine's own copies of the erased values to go (SQLite:
+        the WAL cut to zero bytes; PostgreSQL: the tables vacuumed), as soon as it can, without
+        waiting; returns a number for `erased_scrubbed`."""
+
+    @abstractmethod
+    async def erased_scrubbed(self, number: int) -> None:
+        """Return once request `number` of `scrub_erased` is done."""
+
+    @abstractmethod
+    async def schema_version(self) -> int: ...
 
 
 def utc_iso(moment: datetime) -> str:
@@ -237,7 +347,7 @@ def _reads_only(sql: str) -> bool:
     return sql.lstrip()[:6].upper() == "SELECT"
 
 
-class Database:
+class SQLiteDatabase(Database):
     """A single SQLite connection shared by the whole bot.
 
     The connection has no notion of per-task transactions: two handlers interleaving
@@ -253,6 +363,8 @@ class Database:
     aiosqlite's thread. Nothing on the loop's thread waits for the disk: see `_Checkpointer`.
     """
 
+    dialect: ClassVar[Dialect] = "sqlite"
+
     def __init__(
         self,
         connection: aiosqlite.Connection,
@@ -262,7 +374,7 @@ class Database:
     ) -> None:
         self._connection = connection
         self._lock = asyncio.Lock()
-        self.path = path
+        self.path: Path = path
         # None: everything on aiosqlite's thread, SQLite checkpointing on its own (as
         # before the loop took the short statements; kept for A/B benchmarks).
         self._wal = checkpointer
@@ -279,7 +391,10 @@ class Database:
         return self._wal.enter()
 
     @asynccontextmanager
-    async def transaction(self, *, heavy: bool = False) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(
+        self, *, heavy: bool = False, serial: bool = True
+    ) -> AsyncIterator[Connection]:
+        # The single writer serialises every transaction: `serial` is PostgreSQL's.
         # IMMEDIATE takes the write lock up front, so a transaction never fails half-way
         # with SQLITE_BUSY on upgrade from a read lock.
         async with self._lock:
@@ -315,15 +430,11 @@ class Database:
         if self._wal is not None and epoch and self._raw.total_changes != changes:
             self._wal.wrote(epoch)
 
-    async def fetchone(
-        self, sql: str, params: Params = (), *, heavy: bool = False
-    ) -> sqlite3.Row | None:
+    async def fetchone(self, sql: str, params: Params = (), *, heavy: bool = False) -> Row | None:
         rows = await self.fetchall(sql, params, heavy=heavy)
         return rows[0] if rows else None
 
-    async def fetchall(
-        self, sql: str, params: Params = (), *, heavy: bool = False
-    ) -> list[sqlite3.Row]:
+    async def fetchall(self, sql: str, params: Params = (), *, heavy: bool = False) -> list[Row]:
         # A statement on the loop's thread runs to its end without yielding: when nobody
         # holds the lock, nobody can take it meanwhile, so it need not be taken.
         if not heavy and not self._lock.locked() and self._enter(sql):
@@ -338,7 +449,7 @@ class Database:
                 finally:
                     self._leave(sql)
             epoch, changes = self._before_thread()
-            rows = list(await self._connection.execute_fetchall(sql, params))
+            rows: list[Row] = list(await self._connection.execute_fetchall(sql, params))
             self._after_thread(epoch, changes)
             return rows
 
@@ -368,6 +479,12 @@ class Database:
     async def executemany(self, sql: str, params: Iterable[Params]) -> None:
         async with self.transaction() as connection:
             await connection.executemany(sql, params)
+
+    def scrub_erased(self) -> int:
+        return self.scrub_wal()
+
+    async def erased_scrubbed(self, number: int) -> None:
+        await self.wal_scrubbed(number)
 
     def scrub_wal(self) -> int:
         """Ask for the WAL to be copied into the file and cut to zero bytes as soon as no
@@ -475,12 +592,42 @@ def _create_private_file(path: Path) -> None:
 async def open_database(
     path: Path | str,
     *,
+    url: str | None = None,
     migrate_to: int | None = None,
     busy_timeout_ms: int = 5000,
     on_loop: bool = True,
     checkpoint_interval: float = CHECKPOINT_INTERVAL,
 ) -> AsyncIterator[Database]:
-    """Open (creating if needed) and migrate the database; close it on exit.
+    """The configured engine, opened and migrated: PostgreSQL at `url` (DATABASE_URL) when
+    given, else the SQLite file at `path`; closed on exit. Everything that opens the
+    database goes through here."""
+    if url is not None:
+        # Imported only when asked for: the SQLite default never loads asyncpg.
+        from storage.postgres import open_postgres
+
+        async with open_postgres(url, migrate_to=migrate_to) as postgres:
+            yield postgres
+        return
+    async with open_sqlite(
+        path,
+        migrate_to=migrate_to,
+        busy_timeout_ms=busy_timeout_ms,
+        on_loop=on_loop,
+        checkpoint_interval=checkpoint_interval,
+    ) as sqlite:
+        yield sqlite
+
+
+@asynccontextmanager
+async def open_sqlite(
+    path: Path | str,
+    *,
+    migrate_to: int | None = None,
+    busy_timeout_ms: int = 5000,
+    on_loop: bool = True,
+    checkpoint_interval: float = CHECKPOINT_INTERVAL,
+) -> AsyncIterator[SQLiteDatabase]:
+    """Open (creating if needed) and migrate the SQLite file; close it on exit.
 
     `migrate_to` stops at an older schema version: tests use it to check upgrades.
     `on_loop=False` puts every statement on aiosqlite's thread and leaves checkpoints to
@@ -521,7 +668,7 @@ async def open_database(
             await connection.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
             checkpointer = _Checkpointer(path, interval=checkpoint_interval)
             checkpointer.start()
-        yield Database(connection, path, checkpointer=checkpointer)
+        yield SQLiteDatabase(connection, path, checkpointer=checkpointer)
     finally:
         if checkpointer is not None:
             await checkpointer.stop()

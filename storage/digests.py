@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
-
-import aiosqlite
 
 from bot.domain.digest import (
     MAX_NAMES,
@@ -22,7 +19,7 @@ from bot.domain.digest import (
 from bot.domain.events import Event, EventCatalog
 from bot.domain.retention import grace_until
 from bot.domain.texts import LOCALE
-from storage.database import Database, utc_iso
+from storage.database import Connection, Database, Row, utc_iso
 from storage.retention import Retention
 from storage.seats import SeatCount
 
@@ -31,9 +28,7 @@ class Digests:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def last(
-        self, connection: aiosqlite.Connection | None = None
-    ) -> tuple[date, datetime] | None:
+    async def last(self, connection: Connection | None = None) -> tuple[date, datetime] | None:
         """The latest digest day and when it was made (inside the caller's transaction
         when `connection` is given)."""
         sql = "SELECT local_date, created_at FROM digests ORDER BY local_date DESC LIMIT 1"
@@ -46,9 +41,7 @@ class Digests:
             return None
         return date.fromisoformat(row["local_date"]), datetime.fromisoformat(row["created_at"])
 
-    async def record(
-        self, connection: aiosqlite.Connection, local_date: date, now: datetime
-    ) -> bool:
+    async def record(self, connection: Connection, local_date: date, now: datetime) -> bool:
         """Mark `local_date` done inside the caller's transaction (the one that enqueues the
         digest's messages); False when it was done already, so the caller rolls back."""
         async with connection.execute(
@@ -66,7 +59,7 @@ class Digests:
         *,
         final: bool = False,
         max_names: int = MAX_NAMES,
-        connection: aiosqlite.Connection | None = None,
+        connection: Connection | None = None,
     ) -> EventDigest:
         """The event's numbers for a digest made at `now`: new = confirmed registrations
         created in (since, now], all of them when `since` is None.
@@ -75,7 +68,7 @@ class Digests:
         record are one snapshot; without it each query takes the shared lock in turn.
         """
 
-        async def fetchall(sql: str, params: dict[str, Any]) -> list[sqlite3.Row]:
+        async def fetchall(sql: str, params: dict[str, Any]) -> list[Row]:
             if connection is None:
                 return await self._db.fetchall(sql, params, heavy=True)
             async with connection.execute(sql, params) as cursor:
@@ -83,8 +76,8 @@ class Digests:
 
         params = {
             "event_id": event.id,
-            # An empty string sorts before every stored time.
-            "since": utc_iso(since) if since else "",
+            # Before every stored time (a time on both engines: PostgreSQL's are timestamptz).
+            "since": utc_iso(since) if since else "0001-01-01T00:00:00+00:00",
             "now": utc_iso(now),
             "max_names": max_names,
         }
@@ -153,7 +146,7 @@ class Digests:
         zone: ZoneInfo,
         now: datetime,
         *,
-        connection: aiosqlite.Connection | None = None,
+        connection: Connection | None = None,
     ) -> list[str]:
         """The digest as it would be sent at `now`: new since the previous digest; the
         sessions whose data goes within a week; once, after the upgrade that began

@@ -77,5 +77,5 @@ class Drafts:
                     for draft in expired
                 ],
             )
-        self._db.scrub_wal()
+        self._db.scrub_erased()
         return expired

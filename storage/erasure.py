@@ -4,23 +4,21 @@ request (/forget), on an admin's or the operator's, when the purpose is achieved
 One transaction per erasure: the registration's personal columns, every undelivered copy
 of them (cards, digests), the record in `audit` and the organisers' card commit together or
 not at all. The row stays with its session, status, times and consent record, so counts
-and the record hold. After the commit the WAL is scrubbed (`Database.scrub_wal`): with
-`PRAGMA secure_delete` that leaves no copy of an erased value in the file or its WAL.
+and the record hold. After the commit the engine's copies go (`Database.scrub_erased`): on
+SQLite, with `PRAGMA secure_delete`, that leaves no copy of an erased value in the file or its
+WAL; on PostgreSQL the tables are vacuumed (README: what PostgreSQL keeps, and how long).
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from html import escape
 from typing import TYPE_CHECKING, Literal
 
-import aiosqlite
-
 from storage.audit import PARTICIPANT, AuditEntry, Reason, record_in
-from storage.database import Database, utc_iso
+from storage.database import Connection, Database, Row, utc_iso
 from storage.registrations import (
     ACTIVE,
     ChangeKind,
@@ -66,7 +64,7 @@ _DROP_MESSAGES = (
 CardKind = Literal["withdrawn", "erased", "erased_on_request"]
 
 # Extra work inside the erasure's transaction (ending the person's conversation).
-Within = Callable[[aiosqlite.Connection], Awaitable[None]]
+Within = Callable[[Connection], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +131,7 @@ class PersonalData:
                 withdraw=True,
                 card="withdrawn",
             )
-        self._db.scrub_wal()
+        self._db.scrub_erased()
         return erased
 
     async def forget(
@@ -170,7 +168,7 @@ class PersonalData:
                 )
         forgotten = Forgotten(tuple(erased), drafts, messages)
         if forgotten.anything:
-            self._db.scrub_wal()
+            self._db.scrub_erased()
         return forgotten
 
     async def erase(
@@ -202,13 +200,13 @@ class PersonalData:
                     if not await _holds_registration(connection, user_id):
                         await _forget_chat(connection, user_id, now)
         if erased:
-            self._db.scrub_wal()
+            self._db.scrub_erased()
         return erased
 
     async def _erase_in(
         self,
-        connection: aiosqlite.Connection,
-        rows: Sequence[sqlite3.Row],
+        connection: Connection,
+        rows: Sequence[Row],
         *,
         reason: Reason,
         actor: str,
@@ -289,9 +287,7 @@ class PersonalData:
         return erased
 
 
-async def _select(
-    connection: aiosqlite.Connection, where: str, params: tuple[object, ...]
-) -> list[sqlite3.Row]:
+async def _select(connection: Connection, where: str, params: tuple[object, ...]) -> list[Row]:
     columns = ", ".join(PERSONAL_COLUMNS)
     async with connection.execute(
         f"SELECT id, event_id, status, {columns} FROM registrations "
@@ -301,7 +297,7 @@ async def _select(
         return list(await cursor.fetchall())
 
 
-async def _forget_chat(connection: aiosqlite.Connection, user_id: int, now: datetime) -> int:
+async def _forget_chat(connection: Connection, user_id: int, now: datetime) -> int:
     """Messages queued to a person, given up (returns how many); whether they blocked the bot,
     and any update of theirs that could not be handled (its payload is what they sent). A
     private chat's id is its user's id."""
@@ -317,19 +313,19 @@ async def _forget_chat(connection: aiosqlite.Connection, user_id: int, now: date
     return messages
 
 
-async def _holds_registration(connection: aiosqlite.Connection, user_id: int) -> bool:
+async def _holds_registration(connection: Connection, user_id: int) -> bool:
     async with connection.execute(
         "SELECT 1 FROM registrations WHERE user_id = ? LIMIT 1", (user_id,)
     ) as cursor:
         return await cursor.fetchone() is not None
 
 
-async def _changed(connection: aiosqlite.Connection, sql: str, params: tuple[object, ...]) -> int:
+async def _changed(connection: Connection, sql: str, params: tuple[object, ...]) -> int:
     async with connection.execute(sql, params) as cursor:
         return cursor.rowcount
 
 
-async def _redact_digests(connection: aiosqlite.Connection, values: Sequence[str | None]) -> None:
+async def _redact_digests(connection: Connection, values: Sequence[str | None]) -> None:
     async with connection.execute(
         "SELECT id FROM outbox WHERE kind = 'digest' AND status != 'sent' AND text IS NOT NULL"
     ) as cursor:
@@ -343,6 +339,6 @@ async def _redact_digests(connection: aiosqlite.Connection, values: Sequence[str
         shown = escape(value, quote=False)  # as the digest shows it (bot/domain/texts.py: t)
         await connection.execute(
             "UPDATE outbox SET text = replace(text, ?, '—') "
-            f"WHERE id IN ({placeholders}) AND instr(text, ?)",
+            f"WHERE id IN ({placeholders}) AND instr(text, ?) > 0",
             (shown, *digests, shown),
         )

@@ -9,7 +9,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any, overload
 
-import aiosqlite
 from aiogram.exceptions import DataNotDictLikeError
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State
@@ -22,7 +21,7 @@ from aiogram.fsm.storage.base import (
 )
 
 from bot.domain.clock import Clock, utc_now
-from storage.database import Database, utc_iso
+from storage.database import Connection, Database, utc_iso
 
 _EMPTY_DATA = "{}"
 # How many update ids a conversation remembers: more than a person can send between a
@@ -40,7 +39,7 @@ def _load(text: str) -> dict[str, Any]:
     return data
 
 
-async def _prune(connection: aiosqlite.Connection, key: str) -> None:
+async def _prune(connection: Connection, key: str) -> None:
     # A row with no state and no data means the same as a missing row; deleting it keeps
     # the table from growing with every finished conversation.
     await connection.execute(
@@ -49,9 +48,7 @@ async def _prune(connection: aiosqlite.Connection, key: str) -> None:
     )
 
 
-async def _write_data(
-    connection: aiosqlite.Connection, key: str, data: Mapping[str, Any], now: str
-) -> None:
+async def _write_data(connection: Connection, key: str, data: Mapping[str, Any], now: str) -> None:
     await connection.execute(
         """
         INSERT INTO fsm_states (key, data, updated_at) VALUES (?, ?, ?)
@@ -329,7 +326,7 @@ class SQLiteStorage(BaseStorage):
         row, handled = await self._load(db_key, update_id)
         return handled, update_id in row.recent
 
-    async def clear_in(self, connection: aiosqlite.Connection, key: StorageKey) -> None:
+    async def clear_in(self, connection: Connection, key: StorageKey) -> None:
         """End a conversation inside the caller's transaction (see `end_in`)."""
         db_key = self._key(key)
         scope = self._scope_of(db_key)
@@ -345,7 +342,7 @@ def _stamped(recent: tuple[int, ...], update_id: int | None) -> tuple[int, ...]:
     return (*recent, update_id)[-RECENT_UPDATES:]
 
 
-async def end_in(connection: aiosqlite.Connection, context: FSMContext) -> None:
+async def end_in(connection: Connection, context: FSMContext) -> None:
     """End the conversation in the same transaction as the write it led to: neither happens
     without the other, so a failed write leaves the conversation to try again, and an update
     delivered again after the write finds it ended (no second write)."""

@@ -52,11 +52,16 @@ class Inbox:
         at = utc_iso(now)
         inserts = [
             (
-                # WHERE true: SQLite's parser needs it before ON CONFLICT after a SELECT.
+                # The CASTs type the VALUES for PostgreSQL (no-ops to SQLite; utc_text: see
+                # storage/migrations.py). WHERE: SQLite's parser needs one before ON CONFLICT
+                # after a SELECT.
                 "INSERT INTO inbox (update_id, lane, payload, received_at) "
                 "SELECT column1, column2, column3, column4 FROM (VALUES "
-                + ", ".join(["(?, ?, ?, ?)"] * len(chunk))
-                + ") WHERE column1 NOT IN (SELECT update_id FROM handled_updates) "
+                + ", ".join(
+                    ["(CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS utc_text))"]
+                    * len(chunk)
+                )
+                + ") AS arrivals WHERE column1 NOT IN (SELECT update_id FROM handled_updates) "
                 "ON CONFLICT (update_id) DO NOTHING RETURNING update_id",
                 tuple(
                     value

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import aiosqlite
-
 from bot.domain.texts import DEFAULT_LOCALE, language_of
-from storage.database import Database
+from storage.database import Connection, Database
 
 # Known people's languages, so that an update costs no read; a person's row changes only
 # through this object (and /forget, which calls `forget`).
@@ -61,7 +59,7 @@ class Languages:
         self._known[user_id] = language
 
 
-async def reader_language(connection: aiosqlite.Connection, user_id: int) -> str:
+async def reader_language(connection: Connection, user_id: int) -> str:
     """The language a person reads, inside a transaction that writes to them outside their
     own update (an offer made by someone else's withdrawal, the waiting list's clock)."""
     async with connection.execute(

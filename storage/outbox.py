@@ -4,15 +4,12 @@ they report, and delivered by the sender (bot/sender.py) at least once."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-import aiosqlite
-
-from storage.database import Database, utc_iso
+from storage.database import NO_LIMIT, Connection, Database, Row, utc_iso
 
 # offer: a freed seat offered to a person on the waiting list, with its button; waitlist:
 # another message to a person on it (storage/seats.py); reminder: a reminder or the notice
@@ -53,7 +50,7 @@ class OutboxMessage:
     attachment: Attachment | None = None
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> OutboxMessage:
+    def from_row(cls, row: Row) -> OutboxMessage:
         kind = row["media_kind"]
         return cls(
             id=row["id"],
@@ -80,7 +77,7 @@ class Outbox:
 
     async def add(
         self,
-        connection: aiosqlite.Connection,
+        connection: Connection,
         chat_ids: Iterable[int],
         kind: Kind,
         text: str,
@@ -132,7 +129,7 @@ class Outbox:
 
     async def add_for_registrants(
         self,
-        connection: aiosqlite.Connection,
+        connection: Connection,
         event_id: str,
         text: str,
         *,
@@ -189,13 +186,14 @@ class Outbox:
                 connection, chat_ids, kind, text, now=now, registration_id=registration_id
             )
 
-    async def pending_chats(self, *, limit: int = -1) -> list[int]:
+    async def pending_chats(self, *, limit: int = NO_LIMIT) -> list[int]:
         """Chats with messages waiting, at most `limit`, in the order they should be served:
         those with a card or a digest first (organisers are not kept waiting behind ten
         thousand reminders), then by their oldest waiting message."""
         rows = await self._db.fetchall(
             "SELECT chat_id FROM outbox WHERE status = 'pending' GROUP BY chat_id "
-            f"ORDER BY min(kind IN {STALE_WHEN_PARKED}), min(id) LIMIT ?",
+            f"ORDER BY min(CASE WHEN kind IN {STALE_WHEN_PARKED} THEN 1 ELSE 0 END), min(id) "
+            "LIMIT ?",
             (limit,),
         )
         return [row[0] for row in rows]

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-import aiosqlite
-
 from bot.domain.cells import CSV_RULE, registrant_csv
 from bot.domain.validation import format_phone
-from storage.database import Database, utc_iso
+from storage.database import Connection, Database, IntegrityError, Row, utc_iso
 
 EDITABLE_FIELDS = ("full_name", "position", "organization", "phone", "email")
 Status = Literal["confirmed", "waiting", "withdrawn"]
@@ -78,9 +75,9 @@ class Registration:
         return dict(self.answers)
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Registration:
+    def from_row(cls, row: Row) -> Registration:
         # `in` on a Row looks at its values: the columns are its keys.
-        columns = row.keys()
+        columns = set(row.keys())  # a list from sqlite3, an iterator from asyncpg
         expires = row["offer_expires_at"] if "offer_expires_at" in columns else None
         return cls(
             id=row["id"],
@@ -136,13 +133,11 @@ class ChangeListener(Protocol):
     `connection` (an organiser card in the outbox) commits or rolls back with it."""
 
     async def __call__(
-        self, connection: aiosqlite.Connection, change: RegistrationChange, now: datetime
+        self, connection: Connection, change: RegistrationChange, now: datetime
     ) -> None: ...
 
 
-async def nobody(
-    connection: aiosqlite.Connection, change: RegistrationChange, now: datetime
-) -> None:
+async def nobody(connection: Connection, change: RegistrationChange, now: datetime) -> None:
     return None
 
 
@@ -159,7 +154,7 @@ _CSV_SOURCES = (
 )
 
 
-def _registrant_csv(row: sqlite3.Row | Mapping[str, Any]) -> str:
+def _registrant_csv(row: Row | Mapping[str, Any]) -> str:
     return registrant_csv(
         row["full_name"],
         row["position"],
@@ -172,7 +167,7 @@ def _registrant_csv(row: sqlite3.Row | Mapping[str, Any]) -> str:
     )
 
 
-async def _answers(connection: aiosqlite.Connection, registration: Registration) -> Registration:
+async def _answers(connection: Connection, registration: Registration) -> Registration:
     async with connection.execute(
         "SELECT question_id, value FROM answers WHERE registration_id = ? ORDER BY question_id",
         (registration.id,),
@@ -181,9 +176,10 @@ async def _answers(connection: aiosqlite.Connection, registration: Registration)
     return replace(registration, answers=tuple((row[0], row[1]) for row in rows))
 
 
-async def _place(connection: aiosqlite.Connection, registration_id: int) -> int | None:
+async def _place(connection: Connection, registration_id: int) -> int | None:
     async with connection.execute(
-        f"SELECT place FROM ({SELECT_WITH_PLACE} WHERE registrations.id = ?)", (registration_id,)
+        f"SELECT place FROM ({SELECT_WITH_PLACE} WHERE registrations.id = ?) AS placed",
+        (registration_id,),
     ) as cursor:
         row = await cursor.fetchone()
     return None if row is None else row[0]
@@ -234,7 +230,9 @@ class Registrations:
                     SELECT :event_id, :user_id, :username, :telegram_name, :full_name,
                         :position, :organization, :phone, :phone_display, :email, :consent_at,
                         :consent_version, seat.status, :now, :now, :csv_cells, :csv_rule,
-                        CASE WHEN seat.status = 'waiting' THEN :now END, :source
+                        -- (the CAST is for PostgreSQL: storage/migrations.py, utc_text)
+                        CASE WHEN seat.status = 'waiting' THEN CAST(:queued_at AS utc_text) END,
+                        :source
                     FROM (
                         -- Everyone waiting counts as taking a seat: one holds a freed seat
                         -- while its offer is open, and no newcomer goes ahead of the line.
@@ -260,6 +258,7 @@ class Registrations:
                         "consent_at": utc_iso(new.consent_at),
                         "consent_version": new.consent_version,
                         "now": stamp,
+                        "queued_at": stamp,
                         "csv_cells": csv_cells,
                         "csv_rule": CSV_RULE,
                         "source": new.source,
@@ -288,7 +287,7 @@ class Registrations:
                     RegistrationChange(kind, registration.id, new.event_id, registration),
                     now,
                 )
-        except sqlite3.IntegrityError:
+        except IntegrityError:
             existing = await self.active(new.event_id, new.user_id)
             if existing is None:
                 raise

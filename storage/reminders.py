@@ -14,13 +14,11 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-import aiosqlite
-
 from bot.domain.calendar import calendar_file, calendar_name
 from bot.domain.events import EventCatalog
 from bot.domain.reminders import SessionChange, SessionVersion, change_text, offset_minutes
 from bot.domain.texts import DEFAULT_LOCALE, LANGUAGES, t, use_locale
-from storage.database import Database, utc_iso
+from storage.database import Connection, Database, utc_iso
 from storage.outbox import Outbox
 
 logger = logging.getLogger(__name__)
@@ -168,7 +166,7 @@ class Reminders:
         return changes
 
     async def _tell_registrants(
-        self, connection: aiosqlite.Connection, change: SessionChange, now: datetime
+        self, connection: Connection, change: SessionChange, now: datetime
     ) -> None:
         event = change.event
         sql = _TO_REGISTRANTS.format(extra="")

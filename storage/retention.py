@@ -7,10 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-import aiosqlite
-
 from bot.domain.events import DEFAULT_DURATION
-from storage.database import Database
+from storage.database import Connection, Database
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +37,7 @@ class Retention:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def since(self, connection: aiosqlite.Connection | None = None) -> datetime | None:
+    async def since(self, connection: Connection | None = None) -> datetime | None:
         """When retention began: the first start of a bot that erases by it (migration 11)."""
         sql = "SELECT value FROM meta WHERE key = 'retention_since'"
         if connection is None:
@@ -49,7 +47,7 @@ class Retention:
                 row = await cursor.fetchone()
         return None if row is None else datetime.fromisoformat(row["value"])
 
-    async def held(self, connection: aiosqlite.Connection | None = None) -> list[HeldData]:
+    async def held(self, connection: Connection | None = None) -> list[HeldData]:
         """Every session with registrations not yet erased."""
         if connection is None:
             rows = await self._db.fetchall(_HELD, heavy=True)

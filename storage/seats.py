@@ -18,18 +18,15 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-import aiosqlite
-
 from bot.domain.events import EventCatalog
 from bot.domain.texts import t, use_locale
 from bot.domain.timefmt import format_datetime
-from storage.database import Database, utc_iso
+from storage.database import NO_LIMIT, Connection, Database, Row, utc_iso
 from storage.languages import reader_language
 from storage.outbox import Outbox
 from storage.registrations import (
@@ -197,7 +194,7 @@ class Seats:
             await self._close_lists(connection, now)
 
     async def fill_in(
-        self, connection: aiosqlite.Connection, event_ids: Iterable[str], now: datetime
+        self, connection: Connection, event_ids: Iterable[str], now: datetime
     ) -> None:
         """Offer each session's free seats to the first in line, inside the caller's
         transaction (the one that freed them)."""
@@ -222,8 +219,8 @@ class Seats:
             if now > deadline:
                 continue
             capacity = event_row["capacity"]
-            # LIMIT -1 is no limit: an unlimited session offers a seat to everyone in line.
-            free = -1
+            # An unlimited session offers a seat to everyone in line.
+            free = NO_LIMIT
             if capacity is not None:
                 free = capacity - event_row["confirmed"] - event_row["offered"]
                 if free <= 0:  # full, or over a lowered capacity
@@ -239,7 +236,7 @@ class Seats:
                 await self._offer(connection, row, now, expires)
 
     async def _offer(
-        self, connection: aiosqlite.Connection, row: sqlite3.Row, now: datetime, expires: datetime
+        self, connection: Connection, row: Row, now: datetime, expires: datetime
     ) -> None:
         async with connection.execute(
             "UPDATE registrations SET offered_at = ?, offer_expires_at = ? WHERE id = ? "
@@ -272,7 +269,7 @@ class Seats:
         )
         logger.info("Registration %d: a freed seat offered", registration.id)
 
-    async def _close_lists(self, connection: aiosqlite.Connection, now: datetime) -> None:
+    async def _close_lists(self, connection: Connection, now: datetime) -> None:
         stamp = utc_iso(now)
         async with connection.execute(
             "SELECT id FROM events WHERE waitlist_closed_at IS NULL AND registration_deadline < ?",

@@ -122,13 +122,27 @@ class AdminQueries:
 
         A search reads every registration (long on a big table): through the bot's
         one connection it would hold its lock, and every other chat's reply, that long. So
-        it runs in a worker thread on a read-only connection of its own, like an export."""
-        return await asyncio.to_thread(_find, self._db.path, query, limit)
+        it runs in a worker thread on a read-only connection of its own, like an export.
+        (PostgreSQL: on a pooled connection, which holds no lock others wait for.)"""
+        where, params = _find_where(query)
+        if self._db.path is None:
+            [count] = await self._db.fetchall(
+                f"SELECT count(*) FROM registrations WHERE {where}", params, heavy=True
+            )
+            rows = await self._db.fetchall(_FOUND.format(where=where), {**params, "limit": limit})
+            return [Registration.from_row(row) for row in rows], count[0]
+        return await asyncio.to_thread(_find, self._db.path, where, params, limit)
 
     async def holding(self, key: PersonKey) -> list[Registration]:
         """Registrations that still hold personal data and match `key` (an e-mail in any
         case), oldest first: what an admin's /erase would erase. Off the bot's connection,
         as `find`: a phone or an e-mail is looked for in every row."""
+        if self._db.path is None:
+            match = _holding_where(key)
+            if match is None:
+                return []
+            rows = await self._db.fetchall(_HOLDING.format(where=match[0]), match[1], heavy=True)
+            return [Registration.from_row(row) for row in rows]
         return await asyncio.to_thread(_holding, self._db.path, key)
 
     async def outbox_health(self, *, limit: int) -> OutboxHealth:
@@ -188,46 +202,54 @@ class AdminQueries:
         )
 
 
-def _find(path: Path, query: str, limit: int) -> tuple[list[Registration], int]:
+_FOUND = "SELECT * FROM registrations WHERE {where} ORDER BY created_at DESC, id DESC LIMIT :limit"
+_HOLDING = "SELECT * FROM registrations WHERE erased_at IS NULL AND {where} ORDER BY id"
+
+
+def _find_where(query: str) -> tuple[str, dict[str, object]]:
     needle = query.casefold()
     digits = re.sub(r"\D", "", query)
     # "8 912 ..." is how Russians type "+7 912 ...".
     if len(digits) == 11 and digits.startswith("8"):
         digits = "7" + digits[1:]
     where = (
-        "instr(casefold(full_name), :q) OR instr(casefold(organization), :q) "
-        "OR instr(casefold(email), :q)" + (" OR instr(phone, :digits)" if len(digits) >= 4 else "")
+        "instr(casefold(full_name), :q) > 0 OR instr(casefold(organization), :q) > 0 "
+        "OR instr(casefold(email), :q) > 0"
+        + (" OR instr(phone, :digits) > 0" if len(digits) >= 4 else "")
     )
-    params = {"q": needle, "digits": digits}
+    return where, {"q": needle, "digits": digits}
+
+
+def _find(
+    path: Path, where: str, params: dict[str, object], limit: int
+) -> tuple[list[Registration], int]:
     with open_read_only(path) as connection:
         connection.row_factory = sqlite3.Row
         connection.create_function("casefold", 1, casefold, deterministic=True)
         count = connection.execute(
             f"SELECT count(*) FROM registrations WHERE {where}", params
         ).fetchone()
-        rows = connection.execute(
-            f"SELECT * FROM registrations WHERE {where} ORDER BY created_at DESC, id DESC "
-            "LIMIT :limit",
-            {**params, "limit": limit},
-        ).fetchall()
+        rows = connection.execute(_FOUND.format(where=where), {**params, "limit": limit}).fetchall()
     return [Registration.from_row(row) for row in rows], count[0]
 
 
-def _holding(path: Path, key: PersonKey) -> list[Registration]:
-    params: tuple[object, ...]
+def _holding_where(key: PersonKey) -> tuple[str, tuple[object, ...]] | None:
     if key.registration_id is not None:
-        where, params = "id = ?", (key.registration_id,)
-    elif key.phone is not None:
-        where, params = "phone = ?", (key.phone,)
-    elif key.email is not None:
-        where, params = "casefold(email) = ?", (key.email,)
-    else:
+        return "id = ?", (key.registration_id,)
+    if key.phone is not None:
+        return "phone = ?", (key.phone,)
+    if key.email is not None:
+        return "casefold(email) = ?", (key.email,)
+    return None
+
+
+def _holding(path: Path, key: PersonKey) -> list[Registration]:
+    match = _holding_where(key)
+    if match is None:
         return []
+    where, params = match
     with open_read_only(path) as connection:
         connection.row_factory = sqlite3.Row
         connection.create_function("casefold", 1, casefold, deterministic=True)
-        rows = connection.execute(
-            f"SELECT * FROM registrations WHERE erased_at IS NULL AND {where} ORDER BY id",
-            params,
-        ).fetchall()
+        rows = connection.execute(_HOLDING.format(where=where), params).fetchall()
     return [Registration.from_row(row) for row in rows]

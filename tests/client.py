@@ -33,11 +33,11 @@ Deliver = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 def http_deliver(
-    fake: FakeTelegram, *, timeout: float = 10.0, database: Path | None = None
+    fake: FakeTelegram, *, timeout: float = 10.0, database: Path | str | None = None
 ) -> Deliver:
-    """`database`: the bot's SQLite file. Our bot confirms an update once it is in its inbox
-    and handles it after: handled means gone from the inbox. Without it, handled means
-    confirmed (aiogram's own polling, which confirms after handling)."""
+    """`database`: the bot's SQLite file, or its PostgreSQL URL. Our bot confirms an update
+    once it is in its inbox and handles it after: handled means gone from the inbox. Without
+    it, handled means confirmed (aiogram's own polling, which confirms after handling)."""
 
     async def deliver(update: dict[str, Any]) -> None:
         update_id = fake.push_update(update)
@@ -46,7 +46,11 @@ def http_deliver(
         await fake.wait_confirmed(update_id, timeout=timeout)
         if database is None:
             return
-        while _waiting_in_inbox(database, update_id):
+        while (
+            await _waiting_in_postgres(database, update_id)
+            if isinstance(database, str)
+            else _waiting_in_inbox(database, update_id)
+        ):
             if loop.time() > deadline:
                 raise AssertionError(f"update {update_id} still in the inbox after {timeout} s")
             await asyncio.sleep(0.005)
@@ -62,6 +66,24 @@ def _waiting_in_inbox(database: Path, update_id: int) -> bool:
             ).fetchone()
     except sqlite3.OperationalError:
         return True  # the file is being created or migrated: ask again
+    return row is not None
+
+
+async def _waiting_in_postgres(url: str, update_id: int) -> bool:
+    import asyncpg
+
+    try:
+        connection = await asyncpg.connect(url)
+    except (OSError, asyncpg.PostgresError):
+        return True
+    try:
+        row = await connection.fetchrow(
+            "SELECT 1 FROM inbox WHERE update_id = $1 AND set_aside IS NULL", update_id
+        )
+    except asyncpg.UndefinedTableError:
+        return True  # being migrated: ask again
+    finally:
+        await connection.close()
     return row is not None
 
 

@@ -23,7 +23,8 @@ from storage.erasure import PersonalData
 from storage.registrations import NewRegistration, Registrations
 from tests.client import TelegramUser
 from tests.fake_telegram import FakeTelegram, callback_query_update
-from tests.helpers import ADMIN_ID, Clock, fill_form
+from tests.helpers import ADMIN_ID, EXPORT_READS_SQLITE, Clock, fill_form, stop_failing
+from tests.helpers import fail_writes as failing
 
 EVENT_ID = "forum-2026"
 
@@ -205,6 +206,7 @@ async def test_export_whose_upload_fails_says_so(
     assert len(fake.messages_to(ADMIN_ID)) == 1  # no second message, no traceback
 
 
+@EXPORT_READS_SQLITE
 async def test_export_cut_short_by_shutdown_says_so(
     admin: TelegramUser,
     registrations: Registrations,
@@ -418,11 +420,7 @@ ERROR_TRY_AGAIN = (
 
 
 async def fail_writes(db: Database, table: str, operation: str = "INSERT") -> None:
-    """A real SQLite failure (as a full disk or a broken file would raise) on `table`."""
-    await db.execute(
-        f"CREATE TRIGGER fail_{table} BEFORE {operation} ON {table} "
-        "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
-    )
+    await failing(db, table, operation)
 
 
 async def broadcast_state(db: Database) -> list[str | None]:
@@ -442,7 +440,7 @@ async def test_broadcast_that_cannot_be_queued_can_be_sent_again(
     assert [m.text for m in replies] == [ERROR_TRY_AGAIN]
     assert await broadcast_state(db) == ["BroadcastForm:confirming"]
     assert await db.fetchall("SELECT * FROM outbox WHERE kind = 'broadcast'") == []
-    await db.execute("DROP TRIGGER fail_broadcasts")
+    await stop_failing(db, "broadcasts")
     await admin.click("Отправить (1)")  # the button is still there
     assert "отправлено 0 из 1" in admin.last_text
     assert await broadcast_state(db) == []
@@ -484,7 +482,7 @@ async def test_broadcast_delivered_again_after_a_crash_is_queued_once(
     await fail_writes(db, table, operation)
     await dispatcher.feed_raw_update(bot, update)
     assert admin.last_text == ERROR_TRY_AGAIN
-    await db.execute(f"DROP TRIGGER fail_{table}")
+    await stop_failing(db, table)
 
     await dispatcher.feed_raw_update(bot, update)  # Telegram delivers it again
 

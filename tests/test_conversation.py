@@ -19,7 +19,8 @@ from storage.events import EventsRepository
 from storage.registrations import Registrations
 from tests.client import Deliver, TelegramUser, feed_deliver
 from tests.fake_telegram import FakeTelegram, callback_query_update, text_update
-from tests.helpers import EVENTS_TOML, Clock, dispatcher_for, fill_form, set_read_only
+from tests.helpers import EVENTS_TOML, Clock, dispatcher_for, fill_form, set_read_only, stop_failing
+from tests.helpers import fail_writes as failing
 
 EVENT_ID = "forum-2026"
 
@@ -678,6 +679,7 @@ async def test_a_reply_that_hits_a_server_error_is_retried(
     assert len([c for c in fake.calls_of("sendMessage") if c.error_code == 502]) == 2
 
 
+@pytest.mark.sqlite_only("another process's write lock on the file")
 async def test_a_locked_database_tells_the_person_and_loses_nothing(
     settings: Settings, fake: FakeTelegram, bot: Bot, catalog: object, clock: Clock
 ) -> None:
@@ -711,11 +713,7 @@ ERROR_TRY_AGAIN = (
 
 
 async def fail_writes(db: Database, table: str, operation: str = "UPDATE") -> None:
-    """A real SQLite failure (as a full disk or a broken file would raise) on `table`."""
-    await db.execute(
-        f"CREATE TRIGGER fail_{table} BEFORE {operation} ON {table} "
-        "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
-    )
+    await failing(db, table, operation)
 
 
 async def test_a_change_that_cannot_be_saved_keeps_the_question_open(
@@ -735,7 +733,7 @@ async def test_a_change_that_cannot_be_saved_keeps_the_question_open(
     assert row["email"] == "Maria.Ivanova@example.ru"  # unchanged
     [form] = await fsm_rows(db)
     assert form["state"] == "Form:email"  # the person can simply send it again
-    await db.execute("DROP TRIGGER fail_registrations")
+    await stop_failing(db, "registrations")
     replies = await user.send("new@example.ru")
     assert "Изменения сохранены" in (replies[0].text or "")
     [row] = await stored_rows(db)
@@ -761,7 +759,7 @@ async def test_a_change_delivered_again_after_a_crash_is_applied_once(
     assert user.last_text == ERROR_TRY_AGAIN
     [row] = await stored_rows(db)
     assert row["email"] == "new@example.ru"
-    await db.execute("DROP TRIGGER fail_fsm_states")
+    await stop_failing(db, "fsm_states")
 
     mark = fake.mark()
     await dispatcher.feed_raw_update(bot, update)  # Telegram delivers it again

@@ -23,6 +23,7 @@ from tests.client import TelegramUser
 from tests.fake_telegram import FakeTelegram
 from tests.helpers import (
     ADMIN_ID,
+    EXPORT_READS_SQLITE,
     ORGANIZER_CHAT_ID,
     PERSONAL,
     TRACES,
@@ -159,7 +160,7 @@ async def test_erase_by_phone_in_any_form_lists_asks_and_erases(
 ) -> None:
     await register(make_user)
     await sender.idle()
-    assert_traces(db)
+    await assert_traces(db)
     clock.advance(timedelta(hours=1))
 
     [listing] = await admin.send(f"/erase {query}")
@@ -509,6 +510,7 @@ async def test_find_is_recorded_with_how_many_were_shown_never_the_query(
         assert query not in stored
 
 
+@EXPORT_READS_SQLITE
 async def test_export_is_recorded_with_its_session_and_rows(
     admin: TelegramUser,
     db: Database,

@@ -8,6 +8,8 @@ import asyncio
 import sqlite3
 from datetime import timedelta
 
+import pytest
+
 from bot.sender import Sender
 from storage.database import Database
 from tests.client import TelegramUser
@@ -19,7 +21,9 @@ from tests.helpers import (
     assert_no_trace,
     assert_no_trace_in,
     assert_traces,
+    fail_writes,
     fill_form,
+    stop_failing,
 )
 
 
@@ -41,7 +45,7 @@ async def test_withdrawal_erases_the_registrations_personal_data_at_once(
 ) -> None:
     user = await register(make_user)
     await sender.idle()
-    assert_traces(db)
+    await assert_traces(db)
     clock.advance(timedelta(hours=1))
 
     await user.send("/me")
@@ -135,7 +139,7 @@ async def test_forget_in_the_middle_of_a_form_erases_the_draft(
     await user.send("/start")
     await user.click("Даю согласие")
     await user.send("Иванова Мария Петровна")
-    assert_traces(db)
+    await assert_traces(db)
 
     await user.send("/forget")
     assert "незаконченная анкета" in user.last_text
@@ -183,10 +187,7 @@ async def test_an_erasure_is_one_transaction(make_user, sender: Sender, db: Data
     user = await register(make_user)
     await sender.idle()
     before = await registration_row(db)
-    await db.execute(
-        "CREATE TEMP TRIGGER refuse_record BEFORE INSERT ON audit "
-        "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
-    )
+    await fail_writes(db, "audit", "INSERT", name="refuse_record")
 
     await user.send("/forget")
     await user.click("Да, удалить всё")
@@ -194,12 +195,13 @@ async def test_an_erasure_is_one_transaction(make_user, sender: Sender, db: Data
     assert "ваши данные удалены" not in user.last_text
     assert await registration_row(db) == before
     assert await db.fetchall("SELECT * FROM audit") == []
-    await db.execute("DROP TRIGGER refuse_record")
+    await stop_failing(db, "audit", name="refuse_record")
     await user.send("/forget")
     await user.click("Да, удалить всё")
     assert "ваши данные удалены" in user.last_text
 
 
+@pytest.mark.sqlite_only("the WAL and its bytes are SQLite's")
 async def test_the_wal_is_cut_once_a_reader_holding_an_old_snapshot_lets_go(
     make_user, db: Database
 ) -> None:

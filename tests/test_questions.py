@@ -31,6 +31,7 @@ from tests.client import TelegramUser
 from tests.fake_telegram import FakeTelegram
 from tests.helpers import (
     EVENTS_TOML,
+    EXPORT_READS_SQLITE,
     ORGANIZER_CHAT_ID,
     QUESTIONS_TOML,
     TRACES,
@@ -81,6 +82,7 @@ def read_xlsx(path: Path) -> list[list[object]]:
     return [["" if c.value is None else c.value for c in row] for row in sheet.iter_rows()]
 
 
+@EXPORT_READS_SQLITE
 async def test_event_questions_asked_answered_edited_stored_exported_and_erased(
     user: TelegramUser,
     fake: FakeTelegram,
@@ -175,7 +177,7 @@ async def test_event_questions_asked_answered_edited_stored_exported_and_erased(
                 assert rows[1][-3:] == ["СМИ", "Нет", TOPIC]
 
     # Erased with the rest: no byte of the answers left in the file or its WAL.
-    assert_traces(db, TOPIC)
+    await assert_traces(db, TOPIC)
     await user.send("/forget")
     await user.click("Да, удалить всё")
     assert await answers_of(db) == []
@@ -325,6 +327,7 @@ def test_english_keys_are_kept_on_the_question() -> None:
     assert catalog.events[0].questions[2].max_length == 100
 
 
+@EXPORT_READS_SQLITE
 async def test_a_question_removed_from_the_file_keeps_its_answers_in_the_export(
     user: TelegramUser,
     db: Database,
@@ -361,6 +364,7 @@ def test_a_question_written_on_several_lines_is_one_line() -> None:
     assert catalog.events[0].questions[0].text == "Кого вы представляете?"
 
 
+@EXPORT_READS_SQLITE
 async def test_answers_go_through_the_cell_rule_and_the_csv_fast_way_agrees(
     make_user, db: Database, catalog: EventCatalog
 ) -> None:

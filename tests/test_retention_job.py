@@ -172,7 +172,7 @@ async def test_registrations_of_a_session_past_its_period_are_erased_and_others_
 
     clock.now = DUE - timedelta(minutes=1)
     assert await run_retention(dispatcher) == RetentionRun(erased=0, drafts=0, postponed=0)
-    assert_traces(db)
+    await assert_traces(db)
 
     clock.now = DUE
     assert await run_retention(dispatcher) == RetentionRun(erased=1, drafts=0, postponed=0)
@@ -196,7 +196,7 @@ async def test_registrations_of_a_session_past_its_period_are_erased_and_others_
     await sender.idle()
     assert len(fake.messages_to(ORGANIZER_CHAT_ID)) == cards  # no card for retention
     await assert_no_trace(db)
-    assert_traces(db, PETROV[0])  # the later session's are kept
+    await assert_traces(db, PETROV[0])  # the later session's are kept
     # Erasing twice is harmless: nothing left to do, nothing recorded again.
     assert await run_retention(dispatcher) == RetentionRun(erased=0, drafts=0, postponed=0)
     assert len(await audit(db)) == 1
@@ -268,7 +268,7 @@ async def test_nothing_is_erased_before_the_upgrades_grace_ends_and_the_log_says
     assert await run_retention(dispatcher) == RetentionRun(erased=0, drafts=0, postponed=1)
     clock.now = grace - timedelta(minutes=1)
     assert await run_retention(dispatcher) == RetentionRun(erased=0, drafts=0, postponed=1)
-    assert_traces(db)
+    await assert_traces(db)
     [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert "kept until 2027-02-05" in warning.getMessage()
     assert "Иванова" not in caplog.text
@@ -410,7 +410,7 @@ async def test_a_form_untouched_for_a_week_is_deleted_and_the_next_message_start
 ) -> None:
     user: TelegramUser = make_user(1002, first_name="Мария")
     await start_form(user)
-    assert_traces(db)
+    await assert_traces(db)
     seen = len(fake.messages_to(1002))
 
     clock.advance(timedelta(days=7, minutes=1))

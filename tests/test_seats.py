@@ -6,7 +6,6 @@ once, runs out to the next, stops at the deadline; the list is left from /me."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,11 +26,13 @@ from tests.fake_telegram import FakeTelegram
 from tests.helpers import (
     ADMIN_ID,
     EVENTS_TOML,
+    EXPORT_READS_SQLITE,
     MOSCOW,
     ORGANIZER_CHAT_ID,
     Clock,
     dispatcher_for,
     fill_form,
+    select,
 )
 
 CAPACITY = 2
@@ -56,10 +57,9 @@ def people(fake: FakeTelegram, dispatcher: Dispatcher, bot: Bot) -> list[Telegra
     return [TelegramUser(fake, deliver, user_id=2000 + n) for n in range(60)]
 
 
-def statuses(db: Database) -> dict[int, str]:
-    with sqlite3.connect(db.path) as connection:
-        rows = connection.execute("SELECT user_id, status FROM registrations ORDER BY id")
-        return {user_id: status for user_id, status in rows}
+async def statuses(db: Database) -> dict[object, object]:
+    rows = await select(db, "SELECT user_id, status FROM registrations ORDER BY id")
+    return {user_id: status for user_id, status in rows}
 
 
 def offers_to(fake: FakeTelegram, chat_id: int) -> list[str]:
@@ -135,7 +135,7 @@ async def test_confirm_becomes_join_the_waiting_list_when_full(
     assert "🕒 Встать в лист ожидания" in third.buttons(fake.last_message(third.chat_id))
     await third.click("Встать в лист ожидания")
     assert "место в очереди — 1" in third.last_message_text
-    assert statuses(db) == {2000: "confirmed", 2001: "confirmed", 2002: "waiting"}
+    assert (await statuses(db)) == {2000: "confirmed", 2001: "confirmed", 2002: "waiting"}
     await sender.idle()
     cards = [m.text or "" for m in fake.messages_to(ORGANIZER_CHAT_ID)]
     assert any("Лист ожидания: регистрация №3, место в очереди — 1" in text for text in cards)
@@ -153,11 +153,12 @@ async def test_exactly_capacity_confirmed_when_fifty_confirm_at_once(
     waiting = [person for person in crowd if "лист ожидания" in person.last_message_text]
     assert len(seated) == CAPACITY
     assert len(waiting) == len(crowd) - CAPACITY
-    assert list(statuses(db).values()).count("confirmed") == CAPACITY
-    with sqlite3.connect(db.path) as connection:
-        places = connection.execute(
-            "SELECT count(DISTINCT queued_at || id) FROM registrations WHERE status = 'waiting'"
-        ).fetchone()[0]
+    assert list((await statuses(db)).values()).count("confirmed") == CAPACITY
+    [(places,)] = await select(
+        db,
+        "SELECT count(*) FROM (SELECT DISTINCT queued_at, id FROM registrations "
+        "WHERE status = 'waiting') AS places",
+    )
     assert places == len(crowd) - CAPACITY
 
 
@@ -186,7 +187,9 @@ async def test_no_oversell_when_several_connections_confirm_at_once(
     now = clock()
 
     async def confirm_many(base: int) -> list[str]:
-        async with open_database(settings.database_path, busy_timeout_ms=30_000) as other:
+        async with open_database(
+            settings.database_path, url=settings.database_dsn, busy_timeout_ms=30_000
+        ) as other:
             repository = Registrations(other)
             made = await asyncio.gather(
                 *(repository.create(newcomer(base + n), now=now) for n in range(20))
@@ -199,7 +202,7 @@ async def test_no_oversell_when_several_connections_confirm_at_once(
     every = [status for result in results for status in result]
     assert every.count("confirmed") == CAPACITY
     assert every.count("waiting") == 80 - CAPACITY
-    assert list(statuses(db).values()).count("confirmed") == CAPACITY
+    assert list((await statuses(db)).values()).count("confirmed") == CAPACITY
 
 
 async def test_greeting_shows_seats_left_when_fewer_than_a_tenth_remain(
@@ -237,7 +240,7 @@ async def test_lowered_capacity_keeps_the_confirmed_and_lists_newcomers(
     await late.send("/start")
     assert "Свободных мест нет" in late.last_message_text
     assert "место в очереди — 1" in await register(late, "Встать в лист ожидания")
-    assert statuses(db) == {2000: "confirmed", 2001: "confirmed", 2050: "waiting"}
+    assert (await statuses(db)) == {2000: "confirmed", 2001: "confirmed", 2050: "waiting"}
 
 
 # --- a seat frees -------------------------------------------------------------------------------
@@ -251,12 +254,11 @@ async def test_withdrawal_offers_the_seat_to_the_first_in_line_who_takes_it_once
 ) -> None:
     seated, first, second = await full_house(people)
     await withdraw(seated)
-    with sqlite3.connect(db.path) as connection:
-        # The offer is in the outbox, with its button, committed with the withdrawal.
-        [(chat_id, markup)] = connection.execute(
-            "SELECT chat_id, reply_markup FROM outbox WHERE kind = 'offer'"
-        ).fetchall()
-    assert chat_id == first.chat_id and "offer:take:" in markup
+    # The offer is in the outbox, with its button, committed with the withdrawal.
+    [(chat_id, markup)] = await select(
+        db, "SELECT chat_id, reply_markup FROM outbox WHERE kind = 'offer'"
+    )
+    assert chat_id == first.chat_id and "offer:take:" in str(markup)
     await sender.idle()
     [offer] = offers_to(fake, first.chat_id)
     assert "до 27 ноября 2026, 12:00 (МСК, UTC+3)" in offer
@@ -267,8 +269,8 @@ async def test_withdrawal_offers_the_seat_to_the_first_in_line_who_takes_it_once
     await first.click_data(offer_message, button)
     assert "Место ваше, вы зарегистрированы" in first.last_message_text
     await first.click_data(offer_message, button)  # a double tap
-    assert statuses(db)[first.user_id] == "confirmed"
-    assert list(statuses(db).values()).count("confirmed") == CAPACITY
+    assert (await statuses(db))[first.user_id] == "confirmed"
+    assert list((await statuses(db)).values()).count("confirmed") == CAPACITY
     assert sum("Место ваше" in (m.text or "") for m in fake.messages_to(first.chat_id)) == 1
     await sender.idle()
     cards = " ".join(m.text or "" for m in fake.messages_to(ORGANIZER_CHAT_ID))
@@ -282,24 +284,19 @@ async def test_forget_and_an_admins_erasure_free_seats_for_the_line(
     seated, first, second = await full_house(people)
     await seated.send("/forget")
     await seated.click("Да, удалить всё")
-    with sqlite3.connect(db.path) as connection:
-        offered = connection.execute(
-            "SELECT user_id FROM registrations WHERE offered_at IS NOT NULL"
-        ).fetchall()
+    offered = await select(db, "SELECT user_id FROM registrations WHERE offered_at IS NOT NULL")
     assert offered == [(first.user_id,)]
     # An erasure on request of the other seated person: the next in line is offered too.
-    with sqlite3.connect(db.path) as connection:
-        [(other,)] = connection.execute(
-            "SELECT id FROM registrations WHERE user_id = ?", (people[1].user_id,)
-        ).fetchall()
+    [(other,)] = await select(
+        db, "SELECT id FROM registrations WHERE user_id = ?", (people[1].user_id,)
+    )
     await dispatcher["personal_data"].erase(
         [other], reason=Reason.admin, actor="admin 1", now=clock()
     )
-    with sqlite3.connect(db.path) as connection:
-        offered = connection.execute(
-            "SELECT user_id FROM registrations WHERE offered_at IS NOT NULL ORDER BY id"
-        ).fetchall()
-        kinds = connection.execute("SELECT count(*) FROM outbox WHERE kind = 'offer'").fetchone()
+    offered = await select(
+        db, "SELECT user_id FROM registrations WHERE offered_at IS NOT NULL ORDER BY id"
+    )
+    [kinds] = await select(db, "SELECT count(*) FROM outbox WHERE kind = 'offer'")
     assert offered == [(first.user_id,), (second.user_id,)]
     assert kinds == (2,)
 
@@ -329,9 +326,9 @@ async def test_an_offer_runs_out_to_the_next_in_line_and_says_so_when_pressed_la
     await first.click_data(offer_message, offer_message.inline_keyboard[0][0]["callback_data"])
     assert "Срок предложения истёк" in first.last_message_text
     assert "место в очереди — 2" in first.last_message_text  # behind the one now offered
-    assert statuses(db)[first.user_id] == "waiting"
+    assert (await statuses(db))[first.user_id] == "waiting"
     await second.click("Занять место")
-    assert statuses(db)[second.user_id] == "confirmed"
+    assert (await statuses(db))[second.user_id] == "confirmed"
 
 
 async def test_an_offer_ends_at_the_deadline_and_the_list_is_told_once(
@@ -361,7 +358,7 @@ async def test_an_offer_ends_at_the_deadline_and_the_list_is_told_once(
     assert not any("истекло" in (m.text or "") for m in fake.messages_to(first.chat_id))
     await first.click("Занять место")
     assert "Срок предложения истёк" in first.last_message_text
-    assert statuses(db)[first.user_id] == "waiting"
+    assert (await statuses(db))[first.user_id] == "waiting"
 
 
 async def test_raised_capacity_offers_the_new_seats(
@@ -370,10 +367,7 @@ async def test_raised_capacity_offers_the_new_seats(
     await full_house(people)
     dispatcher = await dispatcher_for(with_seats(5), settings, db, clock)
     await dispatcher["seats"].tick(clock())
-    with sqlite3.connect(db.path) as connection:
-        offered = connection.execute(
-            "SELECT count(*) FROM registrations WHERE offered_at IS NOT NULL"
-        ).fetchone()
+    [offered] = await select(db, "SELECT count(*) FROM registrations WHERE offered_at IS NOT NULL")
     assert offered == (2,)
     count = await dispatcher["seats"].seats("forum-2026")
     assert (count.confirmed, count.capacity, count.waiting, count.offered) == (2, 5, 2, 2)
@@ -395,10 +389,9 @@ async def test_leaving_the_waiting_list_from_me_erases_and_moves_the_line(
     assert any(
         "место в очереди — 1" in (m.text or "") for m in fake.messages_to(second.chat_id)[-3:]
     )
-    with sqlite3.connect(db.path) as connection:
-        row = connection.execute(
-            "SELECT status, full_name, erased_at IS NOT NULL FROM registrations WHERE id = 3"
-        ).fetchone()
+    [row] = await select(
+        db, "SELECT status, full_name, erased_at IS NOT NULL FROM registrations WHERE id = 3"
+    )
     assert row == ("withdrawn", None, 1)
     await sender.idle()
     cards = " ".join(m.text or "" for m in fake.messages_to(ORGANIZER_CHAT_ID))
@@ -438,7 +431,7 @@ async def test_a_double_tap_on_join_the_waiting_list_joins_once(
     summary = fake.last_message(third.chat_id)
     data = summary.inline_keyboard[0][0]["callback_data"]
     await asyncio.gather(third.click_data(summary, data), third.click_data(summary, data))
-    assert statuses(db)[third.user_id] == "waiting"
+    assert (await statuses(db))[third.user_id] == "waiting"
     assert (
         sum("место в очереди — 1" in (m.text or "") for m in fake.messages_to(third.chat_id)) == 1
     )
@@ -446,6 +439,7 @@ async def test_a_double_tap_on_join_the_waiting_list_joins_once(
     assert "Вы уже в листе ожидания." in answers
 
 
+@EXPORT_READS_SQLITE
 async def test_exports_name_the_waiting_status(
     people: list[TelegramUser], db: Database, catalog: EventCatalog, tmp_path: Path
 ) -> None:
@@ -481,9 +475,6 @@ async def test_no_offer_when_a_withdrawal_leaves_a_lowered_capacity_still_full(
     again = TelegramUser(fake, feed_deliver(dispatcher, bot), user_id=seated.user_id)
     await withdraw(again)  # 1 confirmed left, capacity 1: no seat freed
     await dispatcher["seats"].tick(clock())
-    with sqlite3.connect(db.path) as connection:
-        offered = connection.execute(
-            "SELECT count(*) FROM registrations WHERE offered_at IS NOT NULL"
-        ).fetchone()
+    [offered] = await select(db, "SELECT count(*) FROM registrations WHERE offered_at IS NOT NULL")
     assert offered == (0,)
-    assert statuses(db)[first.user_id] == "waiting"
+    assert (await statuses(db))[first.user_id] == "waiting"

@@ -31,6 +31,7 @@ from tests.fake_telegram import FakeTelegram, serve
 from tests.helpers import (
     ADMIN_ID,
     EVENTS_TOML,
+    EXPORT_READS_SQLITE,
     MOSCOW,
     TOKEN,
     Clock,
@@ -183,6 +184,7 @@ async def sources_of(db: Database) -> dict[int, str | None]:
     return {row["user_id"]: row["source"] for row in rows}
 
 
+@EXPORT_READS_SQLITE
 async def test_a_link_with_a_source_is_stored_counted_and_exported(
     make_user, db: Database, dispatcher: Dispatcher, fake: FakeTelegram, clock: Clock
 ) -> None:
@@ -348,6 +350,7 @@ def read_xlsx(path: Path) -> list[list[object]]:
     return [[c.value for c in row] for row in sheet.iter_rows()]
 
 
+@EXPORT_READS_SQLITE
 async def test_both_export_files_show_the_source_as_stored(
     make_user, db: Database, catalog: EventCatalog, tmp_path: Path
 ) -> None:

@@ -44,6 +44,9 @@ class DataSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     database_path: Path = Path("data/bot.sqlite3")
+    # postgresql://user:password@host:port/database: PostgreSQL instead of the SQLite file at
+    # DATABASE_PATH (several replicas need it). Secret: it may hold a password; never logged.
+    database_url: SecretStr | None = None
     events_file: Path = Path("events.toml")
     timezone: Annotated[ZoneInfo, NoDecode] = Field(
         default_factory=lambda: ZoneInfo("Europe/Moscow")
@@ -54,6 +57,27 @@ class DataSettings(BaseSettings):
     # The language of organiser cards, digests and exports (a participant reads their own).
     # Here, not on Settings: the operator's export on the server writes in it too.
     organizer_language: str = DEFAULT_LOCALE
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _database_url(cls, value: object) -> object:
+        if value is None or isinstance(value, SecretStr):
+            return value
+        text = str(value).strip()
+        if not text:
+            return None  # DATABASE_URL= in .env: SQLite
+        if not text.startswith(("postgresql://", "postgres://")):
+            # The value itself is not repeated: it may hold a password.
+            raise ValueError(
+                "must be a PostgreSQL URL, postgresql://user:password@host:port/database "
+                "(leave it unset for SQLite at DATABASE_PATH)"
+            )
+        return text
+
+    @property
+    def database_dsn(self) -> str | None:
+        """DATABASE_URL in clear, for the one call that connects with it."""
+        return None if self.database_url is None else self.database_url.get_secret_value()
 
     @field_validator("organizer_language", mode="before")
     @classmethod
