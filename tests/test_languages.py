@@ -434,7 +434,7 @@ async def test_a_language_button_no_catalogue_has_changes_nothing(
     assert fake.calls_of("answerCallbackQuery")[-1].params.get("text") == (
         "Эта кнопка больше не действует."
     )
-    assert await db.fetchall("SELECT * FROM languages WHERE user_id = 2013 AND chosen") == []
+    assert await db.fetchall("SELECT * FROM languages WHERE user_id = 2013 AND chosen = 1") == []
 
 
 def test_the_languages_are_the_catalogues_found(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from contextlib import closing
 from dataclasses import dataclass
 
 import aiohttp
+import asyncpg
 import pytest
 from aiogram import Bot, Dispatcher
 
@@ -30,6 +31,7 @@ from bot.webhook import (
 )
 from storage.database import Database
 from storage.health import Health
+from storage.postgres import SERIAL_LOCK
 from storage.webhook import WebhookRecord
 from tests.client import TelegramUser
 from tests.fake_telegram import SECRET_HEADER, FakeTelegram, text_update, user_json
@@ -266,6 +268,7 @@ async def test_an_inbox_that_cannot_be_written_gets_500_and_telegram_sends_again
     assert len(fake.messages_to(1001)) == 1
 
 
+@pytest.mark.sqlite_only("another process holding SQLite's write lock")
 async def test_healthz_answers_200_and_503_while_the_database_is_locked(
     serving: Serving, settings: Settings
 ) -> None:
@@ -280,6 +283,36 @@ async def test_healthz_answers_200_and_503_while_the_database_is_locked(
         assert await serving.healthz() == 503
         assert loop.time() - started < 4
         other.execute("ROLLBACK")
+
+    statuses: list[int] = []
+    for _ in range(100):
+        statuses.append(await serving.healthz())
+        if statuses[-1] == 200:
+            break
+        await asyncio.sleep(0.1)
+    assert statuses[-1] == 200
+
+
+@pytest.mark.postgres_only
+async def test_healthz_answers_503_while_another_replica_holds_the_write_lock_on_postgres(
+    serving: Serving, settings: Settings
+) -> None:
+    assert await serving.healthz() == 200
+    assert settings.database_dsn is not None
+
+    # Another session holds the lock every writing transaction takes (storage/postgres.py):
+    # the inbox could not be written in time, so the replica is not ready.
+    other = await asyncpg.connect(settings.database_dsn)
+    try:
+        await other.execute("BEGIN")
+        await other.execute("SELECT pg_advisory_xact_lock($1)", SERIAL_LOCK)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        assert await serving.healthz() == 503
+        assert loop.time() - started < 4
+        await other.execute("ROLLBACK")
+    finally:
+        await other.close()
 
     statuses: list[int] = []
     for _ in range(100):
