@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import logging
 import os
 import signal
@@ -41,13 +42,14 @@ from bot.domain.config import Settings
 from bot.domain.events import EventCatalog, load_events
 from bot.domain.texts import load_catalogues
 from bot.flood import FloodGate, FloodLimits
+from bot.leader import Leader
 from bot.middlewares import ConversationMiddleware, HandledUpdatesMiddleware, LocaleMiddleware
 from bot.polling import poll
 from bot.reminder_worker import ReminderScheduler
 from bot.retention_worker import RetentionJob
 from bot.retry import ButtonAnswersBestEffort, RetryRequests
 from bot.sender import Limits, Sender
-from bot.updates import HANDLING_LIMIT, PRUNE_EVERY, Intake
+from bot.updates import HANDLING_LIMIT, PRUNE_EVERY, Intake, SharedIntake
 from bot.waitlist_worker import run_waitlists
 from handlers import get_routers, on_error, repeat_question
 from handlers.jobs import BackgroundJobs
@@ -67,6 +69,7 @@ from storage.languages import Languages
 from storage.outbox import Outbox
 from storage.registrations import Registrations
 from storage.reminders import Reminders
+from storage.replicas import ChatTurns, Leadership
 from storage.seats import Seats
 from storage.stats import AdminQueries
 from storage.updates import HandledUpdates
@@ -173,16 +176,41 @@ async def start_workers(
     ]
 
 
-async def stop_workers(dispatcher: AppDispatcher) -> None:
+async def lead_workers(dispatcher: AppDispatcher, **data: Any) -> None:
+    """Replicas: the workers run while this replica leads (bot/leader.py)."""
+    leadership: Leadership = dispatcher["leadership"]
+
+    data = {**data, "dispatcher": dispatcher}
+
+    async def start() -> None:
+        await start_workers(
+            **{name: data[name] for name in inspect.signature(start_workers).parameters}
+        )
+
+    leader = Leader(leadership, start=start, stop=lambda: stop_workers(dispatcher))
+    dispatcher.services["leader"] = leader
+    leader.begin()
+
+
+async def stop_leading(dispatcher: AppDispatcher) -> None:
+    leader: Leader | None = dispatcher.get("leader")
+    if leader is not None:
+        await leader.end()
+    await stop_workers(dispatcher, jobs_only=True)
+
+
+async def stop_workers(dispatcher: AppDispatcher, *, jobs_only: bool = False) -> None:
     background_jobs: BackgroundJobs = dispatcher["background_jobs"]
     await background_jobs.stop()
-    tasks: list[asyncio.Task[None]] = dispatcher.get("worker_tasks") or []
+    if jobs_only:
+        return
+    tasks: list[asyncio.Task[None]] = dispatcher.services.pop("worker_tasks", None) or []
     for task in tasks:
         task.cancel()
     for task in tasks:
         with suppress(asyncio.CancelledError):
             await task
-    sender: Sender | None = dispatcher.get("sender")
+    sender: Sender | None = dispatcher.services.pop("sender", None)
     if sender is not None:
         await sender.stop()
 
@@ -194,6 +222,7 @@ def create_dispatcher(
     catalog: EventCatalog,
     clock: Clock = utc_now,
     limits: Limits | None = None,
+    leadership: Leadership | None = None,
 ) -> AppDispatcher:
     """The one Dispatcher: app-scoped objects reach handlers as typed keyword arguments;
     background workers start and stop with it (startup and shutdown hooks)."""
@@ -271,8 +300,13 @@ def create_dispatcher(
     dispatcher.include_routers(*get_routers(settings.admin_ids, services))
     dispatcher.errors.register(on_error)
     dispatcher.startup.register(set_commands)
-    dispatcher.startup.register(start_workers)
-    dispatcher.shutdown.register(stop_workers)
+    if leadership is None:
+        dispatcher.startup.register(start_workers)
+        dispatcher.shutdown.register(stop_workers)
+    else:
+        services["leadership"] = leadership
+        dispatcher.startup.register(lead_workers)
+        dispatcher.shutdown.register(stop_leading)
     return dispatcher
 
 
@@ -286,20 +320,23 @@ def create_intake(
     flood: FloodLimits | None = None,
     limit: float = HANDLING_LIMIT,
     prune_every: float = PRUNE_EVERY,
+    turns: ChatTurns | None = None,
 ) -> Intake:
-    """Where updates go from the poller: flood control, the inbox, each chat's worker (and
-    the hourly pruning of what is kept for a while)."""
-    return Intake(
-        dispatcher,
-        bot,
-        inbox=Inbox(db),
-        handled=HandledUpdates(db),
-        gate=FloodGate(flood or FloodLimits(), exempt=settings.admin_ids),
-        clock=clock,
-        limit=limit,
-        prune_every=prune_every,
-        audit=AuditLog(db),
-    )
+    """Where updates go from the poller or the webhook: flood control, the inbox, each chat's
+    worker (and the hourly pruning of what is kept for a while). With `turns`, the intake of
+    one of several replicas sharing the inbox (bot/updates.py: SharedIntake)."""
+    kwargs: dict[str, Any] = {
+        "inbox": Inbox(db),
+        "handled": HandledUpdates(db),
+        "gate": FloodGate(flood or FloodLimits(), exempt=settings.admin_ids),
+        "clock": clock,
+        "limit": limit,
+        "prune_every": prune_every,
+        "audit": AuditLog(db),
+    }
+    if turns is not None:
+        return SharedIntake(dispatcher, bot, turns=turns, **kwargs)
+    return Intake(dispatcher, bot, **kwargs)
 
 
 @dataclass(frozen=True)
