@@ -6,8 +6,8 @@ another replica takes over without a lease to wait out. Session locks, not trans
 locks: a chat's turn lasts as long as its updates take to handle, which may include waiting
 out Telegram's flood limits, and no transaction should stay open that long.
 
-The keys: a chat's turn is the single 64-bit key (its chat id); the bot's own locks are the
-two 32-bit keys (`NAMESPACE`, n). PostgreSQL keeps the two key spaces apart.
+The keys: a chat's turn is its chat id (|id| < 2^53); the bot's own locks are keys from 2^62
+on (storage/postgres.py holds the others).
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ import asyncpg
 
 logger = logging.getLogger(__name__)
 
-NAMESPACE = 0x5EA7  # "seat"
-LEADER = 1
+LEADER_LOCK = 0x7265_6769_7374_0003
 
 Connect = Callable[[], Awaitable[asyncpg.Connection]]
 
