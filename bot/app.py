@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import logging
 import os
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -42,13 +43,14 @@ from bot.domain.events import EventCatalog, load_events
 from bot.domain.form import FORM, FormFields
 from bot.domain.texts import load_catalogues
 from bot.flood import FloodGate, FloodLimits
+from bot.leader import Leader
 from bot.middlewares import ConversationMiddleware, HandledUpdatesMiddleware, LocaleMiddleware
 from bot.polling import poll
 from bot.reminder_worker import ReminderScheduler
 from bot.retention_worker import RetentionJob
 from bot.retry import ButtonAnswersBestEffort, RetryRequests
 from bot.sender import Limits, Sender
-from bot.updates import HANDLING_LIMIT, PRUNE_EVERY, Intake
+from bot.updates import HANDLING_LIMIT, PRUNE_EVERY, Intake, SharedIntake
 from bot.waitlist_worker import run_waitlists
 from bot.webhook import WebhookSetupError, leave_webhook, serve_webhook
 from handlers import get_routers, on_error, repeat_question
@@ -75,6 +77,9 @@ from storage.seats import Seats
 from storage.stats import AdminQueries
 from storage.updates import HandledUpdates
 from storage.webhook import WebhookRecord
+
+if TYPE_CHECKING:  # asyncpg is imported on PostgreSQL only
+    from storage.replicas import ChatTurns, Leadership
 
 logger = logging.getLogger(__name__)
 
@@ -178,16 +183,41 @@ async def start_workers(
     ]
 
 
-async def stop_workers(dispatcher: AppDispatcher) -> None:
+async def lead_workers(dispatcher: AppDispatcher, **data: Any) -> None:
+    """Replicas: the workers run while this replica leads (bot/leader.py)."""
+    leadership: Leadership = dispatcher["leadership"]
+
+    data = {**data, "dispatcher": dispatcher}
+
+    async def start() -> None:
+        await start_workers(
+            **{name: data[name] for name in inspect.signature(start_workers).parameters}
+        )
+
+    leader = Leader(leadership, start=start, stop=lambda: stop_workers(dispatcher))
+    dispatcher.services["leader"] = leader
+    leader.begin()
+
+
+async def stop_leading(dispatcher: AppDispatcher) -> None:
+    leader: Leader | None = dispatcher.get("leader")
+    if leader is not None:
+        await leader.end()
+    await stop_workers(dispatcher, jobs_only=True)
+
+
+async def stop_workers(dispatcher: AppDispatcher, *, jobs_only: bool = False) -> None:
     background_jobs: BackgroundJobs = dispatcher["background_jobs"]
     await background_jobs.stop()
-    tasks: list[asyncio.Task[None]] = dispatcher.get("worker_tasks") or []
+    if jobs_only:
+        return
+    tasks: list[asyncio.Task[None]] = dispatcher.services.pop("worker_tasks", None) or []
     for task in tasks:
         task.cancel()
     for task in tasks:
         with suppress(asyncio.CancelledError):
             await task
-    sender: Sender | None = dispatcher.get("sender")
+    sender: Sender | None = dispatcher.services.pop("sender", None)
     if sender is not None:
         await sender.stop()
 
@@ -200,6 +230,7 @@ def create_dispatcher(
     clock: Clock = utc_now,
     limits: Limits | None = None,
     form: FormFields = FORM,
+    leadership: Leadership | None = None,
 ) -> AppDispatcher:
     """The one Dispatcher: app-scoped objects reach handlers as typed keyword arguments;
     background workers start and stop with it (startup and shutdown hooks). `form`: the
@@ -288,8 +319,13 @@ def create_dispatcher(
     dispatcher.include_routers(*get_routers(settings.admin_ids, services, form))
     dispatcher.errors.register(on_error)
     dispatcher.startup.register(set_commands)
-    dispatcher.startup.register(start_workers)
-    dispatcher.shutdown.register(stop_workers)
+    if leadership is None:
+        dispatcher.startup.register(start_workers)
+        dispatcher.shutdown.register(stop_workers)
+    else:
+        services["leadership"] = leadership
+        dispatcher.startup.register(lead_workers)
+        dispatcher.shutdown.register(stop_leading)
     return dispatcher
 
 
@@ -303,20 +339,23 @@ def create_intake(
     flood: FloodLimits | None = None,
     limit: float = HANDLING_LIMIT,
     prune_every: float = PRUNE_EVERY,
+    turns: ChatTurns | None = None,
 ) -> Intake:
-    """Where updates go from the poller: flood control, the inbox, each chat's worker (and
-    the hourly pruning of what is kept for a while)."""
-    return Intake(
-        dispatcher,
-        bot,
-        inbox=Inbox(db),
-        handled=HandledUpdates(db),
-        gate=FloodGate(flood or FloodLimits(), exempt=settings.admin_ids),
-        clock=clock,
-        limit=limit,
-        prune_every=prune_every,
-        audit=AuditLog(db),
-    )
+    """Where updates go from the poller or the webhook: flood control, the inbox, each chat's
+    worker (and the hourly pruning of what is kept for a while). With `turns`, the intake of
+    one of several replicas sharing the inbox (bot/updates.py: SharedIntake)."""
+    kwargs: dict[str, Any] = {
+        "inbox": Inbox(db),
+        "handled": HandledUpdates(db),
+        "gate": FloodGate(flood or FloodLimits(), exempt=settings.admin_ids),
+        "clock": clock,
+        "limit": limit,
+        "prune_every": prune_every,
+        "audit": AuditLog(db),
+    }
+    if turns is not None:
+        return SharedIntake(dispatcher, bot, turns=turns, **kwargs)
+    return Intake(dispatcher, bot, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -385,6 +424,7 @@ async def _run(settings: Settings, catalog: EventCatalog, stop: asyncio.Event) -
     async with open_app(settings, catalog=catalog) as opened:
         db, catalog = opened.db, opened.catalog
         bot = create_bot(settings)
+        turns: ChatTurns | None = None
         try:
             try:
                 me = await bot.me()
@@ -394,12 +434,24 @@ async def _run(settings: Settings, catalog: EventCatalog, stop: asyncio.Event) -
                     "from @BotFather in .env (see .env.example)"
                 ) from None
             logger.info("Bot @%s (id %d) starts in %s mode", me.username, me.id, settings.mode)
-            dispatcher = create_dispatcher(settings=settings, db=db, catalog=catalog)
+            # PostgreSQL: any number of replicas; each chat's turn and the sender's leadership
+            # are advisory locks (storage/replicas.py).
+            leadership: Leadership | None = None
+            if db.dialect == "postgres":
+                from storage.postgres import PostgresDatabase
+                from storage.replicas import ChatTurns as Turns
+                from storage.replicas import Leadership as Lead
+
+                assert isinstance(db, PostgresDatabase)
+                leadership, turns = Lead(db.session), Turns(db.session)
+            dispatcher = create_dispatcher(
+                settings=settings, db=db, catalog=catalog, leadership=leadership
+            )
             # Everything built so far (aiogram's and pydantic's types and caches) lives as
             # long as the process: out of the collector's sight, full collections stay short.
             gc.collect()
             gc.freeze()
-            intake = create_intake(dispatcher, bot, db=db, settings=settings)
+            intake = create_intake(dispatcher, bot, db=db, settings=settings, turns=turns)
             record = WebhookRecord(db)
             if settings.mode == "webhook":
                 try:
@@ -418,4 +470,6 @@ async def _run(settings: Settings, catalog: EventCatalog, stop: asyncio.Event) -
                 await leave_webhook(bot, record)
                 await poll(dispatcher, bot, intake, stop=stop)
         finally:
+            if turns is not None:
+                await turns.close()
             await bot.session.close()

@@ -16,7 +16,8 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Coroutine, Sequence
 from contextlib import suppress
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.dispatcher.middlewares.user_context import UserContextMiddleware
@@ -29,8 +30,11 @@ from bot.domain.texts import t
 from bot.flood import FloodGate, Verdict
 from bot.middlewares import OUTCOME, Outcome
 from storage.audit import AuditLog
-from storage.inbox import Arrival, Inbox
+from storage.inbox import Arrival, Inbox, Waiting
 from storage.updates import HandledUpdates
+
+if TYPE_CHECKING:  # asyncpg is imported on PostgreSQL only
+    from storage.replicas import ChatTurns
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +46,13 @@ MAX_ATTEMPTS = 3
 # How often handled ids, set-aside updates and audit entries past their keeping time are
 # deleted.
 PRUNE_EVERY = 3600.0
+# Replicas (SharedIntake): how often each looks for chats whose updates wait with no replica
+# handling them (the one that received them stopped), and how long such an update must have
+# waited; how soon, at first, a replica asks again for a chat's turn that another one holds.
+SWEEP_EVERY = 2.0
+STALE_AFTER = 3.0
+TURN_RETRY = 0.02
+TURN_RETRY_MAX = 1.0
 
 
 def lane_of(update: Update) -> int:
@@ -144,7 +155,7 @@ class Intake:
         """Let each worker finish the update in hand (the rest wait in the inbox)."""
         self._closing = True
         for task in self._chores:
-            if task.get_name() == "prune":
+            if task.get_name() in ("prune", "sweep"):
                 task.cancel()
         pending = self._workers | self._chores
         if pending:
@@ -252,3 +263,133 @@ class Intake:
             except Exception as error:
                 logger.error("Pruning failed: %s", error)
             await asyncio.sleep(self._prune_every)
+
+
+class SharedIntake(Intake):
+    """The intake of one of several replicas sharing a PostgreSQL inbox (webhook mode behind
+    a load balancer, which gives any replica any update).
+
+    An update is acknowledged once it is in the inbox, as in polling mode, so a chat's next
+    update may reach another replica while the first is still being handled. What keeps a
+    chat's updates one at a time and in order is the chat's turn (storage/replicas.py): a
+    replica handles a chat only while it holds the turn, and then handles every update of
+    the chat waiting in the inbox, in order, whichever replica received it. A replica that
+    wants a turn another one holds asks again until it gets it (the holder may have read the
+    chat's updates before the newest arrived). A replica that dies loses its turns with its
+    connection; the updates it left are found by the others' sweep, which counts an attempt
+    on each chat's first update, so an update that kills replicas is set aside after three.
+    """
+
+    def __init__(self, *args: Any, turns: ChatTurns, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._turns = turns
+        # lane -> the updates this replica received and has not handled, parsed already.
+        self._received: dict[int, dict[int, Update]] = {}
+        # Lanes whose worker must look at the inbox again before it ends.
+        self._wanted: set[int] = set()
+
+    async def start(self) -> None:
+        self._chore(self._sweep_periodically(), name="sweep")
+        self._chore(self._prune_periodically(), name="prune")
+
+    def _submit(self, lane: int, update: Update) -> None:
+        self._received.setdefault(lane, {})[update.update_id] = update
+        self._wake(lane, held=False)
+
+    def _wake(self, lane: int, *, held: bool) -> None:
+        self._wanted.add(lane)
+        if lane in self._lanes:
+            return  # its worker looks again before it ends
+        queue = self._lanes[lane] = deque()
+        worker = asyncio.create_task(self._take_turns(lane, queue, held), name=f"lane-{lane}")
+        self._workers.add(worker)
+        worker.add_done_callback(self._workers.discard)
+
+    async def _take_turns(self, lane: int, queue: deque[Update], held: bool) -> None:
+        try:
+            while lane in self._wanted and not self._closing:
+                self._wanted.discard(lane)
+                if not held and not await self._wait_for_turn(lane):
+                    continue
+                try:
+                    await self._handle_waiting(lane)
+                finally:
+                    held = False
+                    await self._turns.give_back(lane)
+        except Exception as error:
+            # The database did not answer: the updates wait in the inbox, and a sweep (this
+            # replica's or another's) takes the chat up again.
+            logger.error("Chat %d's turn failed: %s", lane, type(error).__name__)
+        finally:
+            if self._lanes.get(lane) is queue:
+                del self._lanes[lane]
+
+    async def _wait_for_turn(self, lane: int) -> bool:
+        delay = TURN_RETRY
+        while not self._closing:
+            if await self._turns.take(lane):
+                return True
+            # Another replica has the chat. It may have read the chat's updates before ours
+            # arrived, so ask again until the turn is ours or nothing of ours waits.
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, TURN_RETRY_MAX)
+            if delay == TURN_RETRY_MAX and not await self._inbox.lane_waiting(lane):
+                self._received.pop(lane, None)
+                return False
+        return False
+
+    async def _handle_waiting(self, lane: int) -> None:
+        mine = self._received.pop(lane, {})
+        for index, row in enumerate(await self._inbox.lane_waiting(lane)):
+            if self._closing:
+                return
+            update = mine.get(row.update_id)
+            if update is None:
+                update = await self._readable(row)
+                if update is None:
+                    continue
+                if index == 0:
+                    # Received by another replica, which may have stopped with it in hand
+                    # (only a chat's first waiting update can have been in hand).
+                    attempts = await self._inbox.count_attempt(row.update_id)
+                    if attempts >= MAX_ATTEMPTS:
+                        await self._set_aside(
+                            update, lane, f"in hand at {attempts} stops", apologise=True
+                        )
+                        continue
+            await self._handle(lane, update)
+
+    async def _readable(self, row: Waiting) -> Update | None:
+        try:
+            return Update.model_validate_json(row.payload, context={"bot": self._bot})
+        except ValueError as error:
+            logger.error(
+                "Update %d set aside: unreadable (%s)", row.update_id, type(error).__name__
+            )
+            await self._inbox.set_aside(row.update_id, "unreadable")
+            return None
+
+    async def _sweep_periodically(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except Exception as error:
+                logger.error("Looking for waiting updates failed: %s", type(error).__name__)
+            await asyncio.sleep(SWEEP_EVERY)
+
+    async def sweep(self) -> int:
+        """Take up the chats whose updates wait with no replica on them; returns how many."""
+        received_before = self._clock() - timedelta(seconds=STALE_AFTER)
+        taken = 0
+        for lane in await self._inbox.stale_lanes(received_before=received_before):
+            if lane in self._lanes or self._closing:
+                continue
+            if not await self._turns.take(lane):
+                continue  # another replica is on it
+            if lane in self._lanes:
+                # An update of the chat arrived meanwhile: its worker asks for the turn.
+                await self._turns.give_back(lane)
+                continue
+            taken += 1
+            self._wake(lane, held=True)
+        return taken

@@ -19,7 +19,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -336,8 +345,11 @@ class PostgresConnection:
 class PostgresDatabase(Database):
     dialect: ClassVar[Dialect] = "postgres"
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, connect: Callable[[], Awaitable[asyncpg.Connection]]
+    ) -> None:
         self._pool = pool
+        self._connect = connect
         self.path = None
         # Erasures waiting for a VACUUM: numbered like SQLite's WAL scrubs.
         self._requested = 0
@@ -394,6 +406,11 @@ class PostgresDatabase(Database):
         # together, and nothing read first, so no need for the global lock.
         async with self.transaction(serial=False) as connection:
             await connection.executemany(sql, params)
+
+    async def session(self) -> asyncpg.Connection:
+        """A connection of its own, outside the pool, for session-level advisory locks that
+        live as long as it does (storage/replicas.py); the caller closes it."""
+        return await self._connect()
 
     async def schema_version(self) -> int:
         row = await self.fetchone("SELECT version FROM schema_version")
@@ -502,7 +519,7 @@ async def open_postgres(
             f"DATABASE_URL: cannot connect to PostgreSQL ({type(error).__name__}: {error})"
         ) from None
     assert pool is not None
-    db = PostgresDatabase(pool)
+    db = PostgresDatabase(pool, lambda: asyncpg.connect(url, server_settings={"TimeZone": "UTC"}))
     try:
         async with pool.acquire() as connection:
             await _migrate(connection, target)

@@ -1,0 +1,119 @@
+"""What replicas on one PostgreSQL database agree on: whose turn a chat is, and who sends.
+
+Both are PostgreSQL advisory locks held by a session (a connection) of their own: a replica
+that dies, `kill -9` included, loses its connection and with it every lock it held, so
+another replica takes over without a lease to wait out. Session locks, not transaction
+locks: a chat's turn lasts as long as its updates take to handle, which may include waiting
+out Telegram's flood limits, and no transaction should stay open that long.
+
+The keys: a chat's turn is its chat id (|id| < 2^53); the bot's own locks are keys from 2^62
+on (storage/postgres.py holds the others).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+logger = logging.getLogger(__name__)
+
+LEADER_LOCK = 0x7265_6769_7374_0003
+
+Connect = Callable[[], Awaitable[asyncpg.Connection]]
+
+
+class _Session:
+    """One connection of its own, one statement at a time, opened again when it was lost
+    (the locks it held are gone then: `generation` tells holders so)."""
+
+    def __init__(self, connect: Connect) -> None:
+        self._connect = connect
+        self._connection: asyncpg.Connection | None = None
+        self._lock = asyncio.Lock()
+        self.generation = 0
+
+    async def fetchval(self, sql: str, *args: object) -> object:
+        async with self._lock:
+            if self._connection is None or self._connection.is_closed():
+                self._connection = await self._connect()
+                self.generation += 1
+            try:
+                return await self._connection.fetchval(sql, *args)
+            except (
+                OSError,
+                asyncpg.exceptions.ConnectionDoesNotExistError,
+                asyncpg.exceptions.InterfaceError,
+            ):
+                # The session and its locks are gone; the next call opens a new one.
+                await self._drop()
+                raise
+
+    async def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.terminate()
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._connection is not None:
+                await self._connection.close()
+                self._connection = None
+
+
+class ChatTurns:
+    """Whose turn each chat is: one replica at a time handles a chat's updates, so they keep
+    their order across replicas (bot/updates.py: SharedIntake)."""
+
+    def __init__(self, connect: Connect) -> None:
+        self._session = _Session(connect)
+
+    async def take(self, chat_id: int) -> bool:
+        """Take the chat's turn if no replica has it; never waits."""
+        return bool(await self._session.fetchval("SELECT pg_try_advisory_lock($1)", chat_id))
+
+    async def give_back(self, chat_id: int) -> None:
+        try:
+            await self._session.fetchval("SELECT pg_advisory_unlock($1)", chat_id)
+        except (OSError, asyncpg.PostgresError, asyncpg.exceptions.InterfaceError) as error:
+            # The session is gone, and the turn with it.
+            logger.warning("Could not give back chat %d's turn: %s", chat_id, type(error).__name__)
+
+    async def close(self) -> None:
+        await self._session.close()
+
+
+class Leadership:
+    """One replica at a time runs the sender and the scheduled work (digest, reminders,
+    waiting lists, retention, broadcasts' reports), so Telegram's limits per bot hold across
+    replicas and nothing scheduled runs twice."""
+
+    def __init__(self, connect: Connect) -> None:
+        self._session = _Session(connect)
+        self._held_in: int | None = None
+
+    async def try_lead(self) -> bool:
+        held = bool(await self._session.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK))
+        if held:
+            self._held_in = self._session.generation
+        return held
+
+    async def still_leading(self) -> bool:
+        """False once the session that took the lock is gone (the lock went with it)."""
+        if self._held_in is None:
+            return False
+        try:
+            await self._session.fetchval("SELECT 1")
+        except (OSError, asyncpg.PostgresError, asyncpg.exceptions.InterfaceError):
+            self._held_in = None
+            return False
+        if self._session.generation != self._held_in:
+            self._held_in = None
+            return False
+        return True
+
+    async def close(self) -> None:
+        self._held_in = None
+        await self._session.close()
