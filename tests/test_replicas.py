@@ -1,0 +1,165 @@
+"""Replicas on one PostgreSQL database, in-process: a chat's turn (SharedIntake), the sweep
+that takes up what a stopped replica left, the leader that alone sends, the digest once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from aiogram import Bot, Dispatcher
+from aiogram.types import Update
+
+from bot.app import create_intake
+from bot.digest_worker import DigestScheduler
+from bot.domain.config import Settings
+from bot.domain.events import EventCatalog
+from bot.leader import Leader
+from bot.updates import MAX_ATTEMPTS, SharedIntake
+from storage.database import Database, open_database
+from storage.inbox import Arrival, Inbox
+from storage.outbox import Outbox
+from storage.postgres import PostgresDatabase
+from storage.replicas import ChatTurns, Leadership
+from tests.fake_telegram import FakeTelegram, text_update, user_json
+from tests.helpers import Clock, wait_until
+
+pytestmark = pytest.mark.postgres_only
+
+
+def update_of(bot: Bot, update_id: int, user_id: int, text: str) -> Update:
+    return Update.model_validate(
+        {"update_id": update_id, **text_update(user_json(user_id), text, message_id=update_id)},
+        context={"bot": bot},
+    )
+
+
+@pytest.fixture
+async def shared(
+    dispatcher: Dispatcher, bot: Bot, db: Database, settings: Settings, clock: Clock
+) -> AsyncIterator[SharedIntake]:
+    assert isinstance(db, PostgresDatabase)
+    turns = ChatTurns(db.session)
+    intake = create_intake(dispatcher, bot, db=db, settings=settings, clock=clock, turns=turns)
+    assert isinstance(intake, SharedIntake)
+    await intake.start()
+    yield intake
+    await intake.close()
+    await turns.close()
+
+
+async def handled(db: Database, update_id: int) -> bool:
+    return (
+        await db.fetchone("SELECT 1 FROM handled_updates WHERE update_id = ?", (update_id,))
+        is not None
+    )
+
+
+async def test_a_chat_whose_turn_another_replica_holds_waits_and_keeps_its_order(
+    shared: SharedIntake, bot: Bot, db: Database, fake: FakeTelegram
+) -> None:
+    assert isinstance(db, PostgresDatabase)
+    other = ChatTurns(db.session)  # another replica, handling chat 1001 now
+    try:
+        assert await other.take(1001)
+        await shared.accept([update_of(bot, 1, 1001, "/start"), update_of(bot, 2, 1002, "/start")])
+        # Another chat is not held up by it.
+        await wait_until(lambda: bool(fake.messages_to(1002)), timeout=10)
+        await asyncio.sleep(0.3)
+        assert fake.messages_to(1001) == []
+        assert not await handled(db, 1)
+        await shared.accept([update_of(bot, 3, 1001, "/help")])
+    finally:
+        await other.give_back(1001)
+        await other.close()
+    await wait_until(lambda: len(fake.messages_to(1001)) >= 2, timeout=10)
+    assert await handled(db, 1) and await handled(db, 3)
+    # In order: the greeting (consent) first, then /help's answer.
+    first, second = fake.messages_to(1001)[:2]
+    assert first.message_id < second.message_id
+    assert "соглас" in (first.text or "").lower()
+
+
+async def test_what_a_stopped_replica_left_is_taken_up_with_an_attempt_counted(
+    shared: SharedIntake, bot: Bot, db: Database, fake: FakeTelegram, clock: Clock
+) -> None:
+    # Written by a replica that died before handling it (no turn held: its session is gone).
+    left = update_of(bot, 7, 1003, "/start")
+    payload = left.model_dump_json(by_alias=True, exclude_unset=True)
+    await Inbox(db).accept([Arrival(7, 1003, payload)], [], now=clock() - timedelta(seconds=10))
+
+    assert await shared.sweep() == 1
+    await wait_until(lambda: bool(fake.messages_to(1003)), timeout=10)
+    assert await handled(db, 7)
+    assert await shared.sweep() == 0
+
+
+async def test_an_update_that_stopped_replicas_again_and_again_is_set_aside(
+    shared: SharedIntake, bot: Bot, db: Database, fake: FakeTelegram, clock: Clock
+) -> None:
+    poison = update_of(bot, 8, 1004, "/start")
+    payload = poison.model_dump_json(by_alias=True, exclude_unset=True)
+    await Inbox(db).accept([Arrival(8, 1004, payload)], [], now=clock() - timedelta(seconds=10))
+    await db.execute("UPDATE inbox SET attempts = ? WHERE update_id = 8", (MAX_ATTEMPTS - 1,))
+
+    assert await shared.sweep() == 1
+    await wait_until(lambda: bool(fake.messages_to(1004)), timeout=10)
+    [(update_id, reason)] = await Inbox(db).set_aside_rows()
+    assert update_id == 8 and reason == f"in hand at {MAX_ATTEMPTS} stops"
+    assert not await handled(db, 8)
+    # The person is told (the apology), not left waiting.
+    assert len(fake.messages_to(1004)) == 1
+
+
+async def test_one_replica_leads_and_another_takes_over_when_it_stops(db: Database) -> None:
+    assert isinstance(db, PostgresDatabase)
+    events: list[str] = []
+
+    def leader(name: str) -> Leader:
+        async def start() -> None:
+            events.append(f"{name} starts")
+
+        async def stop() -> None:
+            events.append(f"{name} stops")
+
+        return Leader(Leadership(db.session), start=start, stop=stop, try_every=0.05)
+
+    first, second = leader("first"), leader("second")
+    first.begin()
+    await wait_until(lambda: first.leading, timeout=5)
+    second.begin()
+    await asyncio.sleep(0.3)
+    assert not second.leading
+    await first.end()
+    await wait_until(lambda: second.leading, timeout=5)
+    await second.end()
+    assert events == ["first starts", "first stops", "second starts", "second stops"]
+
+
+async def test_two_replicas_due_a_digest_at_once_queue_it_once(
+    db: Database, catalog: EventCatalog, settings: Settings, clock: Clock, database_url: str
+) -> None:
+    zone = settings.timezone
+
+    def scheduler(on: Database) -> DigestScheduler:
+        return DigestScheduler(
+            db=on, outbox=Outbox(on), catalog=catalog, chat_ids=(-100, -200),
+            at=settings.digest_time, zone=zone, clock=clock,
+        )  # fmt: skip
+
+    yesterday = (clock() - timedelta(days=1)).astimezone(zone).date()
+    await db.execute(
+        "INSERT INTO digests (local_date, created_at) VALUES (?, ?)",
+        (yesterday.isoformat(), (clock() - timedelta(days=1)).isoformat()),
+    )
+    clock.advance(timedelta(days=1))
+    # The other replica: a pool of its own on the same database.
+    async with open_database(settings.database_path, url=database_url) as other:
+        results = await asyncio.gather(scheduler(db).run_due(), scheduler(other).run_due())
+    assert sorted(results) == [False, True]
+    rows = await db.fetchall(
+        "SELECT chat_id, count(*) FROM outbox WHERE kind = 'digest' GROUP BY 1"
+    )
+    assert {row[0] for row in rows} == {-100, -200}
+    assert len({row[1] for row in rows}) == 1
