@@ -329,6 +329,91 @@ async def _audit_since(settings: DataSettings, since: datetime) -> list[AuditEnt
         return await AuditLog(db).since(since)
 
 
+# --- python -m bot migrate-to-postgres ---------------------------------------------------------
+
+
+def _migrate_parser() -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(
+        prog="python -m bot migrate-to-postgres",
+        description="Copy every table of the SQLite file at DATABASE_PATH into the PostgreSQL "
+        "database at DATABASE_URL, in one transaction, and check the row counts of each. Run "
+        "it with the bot stopped. Running it again adds nothing twice. Needs no BOT_TOKEN.",
+    )
+
+
+def migrate_to_postgres(argv: list[str], redaction: Redaction) -> int:
+    _migrate_parser().parse_args(argv)
+    try:
+        settings = load_data_settings()
+    except SettingsError as error:
+        redaction.error(f"error: {error}")
+        return EXIT_CONFIG
+    if settings.database_dsn is None:
+        redaction.error(
+            "error: DATABASE_URL: set it to the PostgreSQL database to move to "
+            "(postgresql://user:password@host/database)"
+        )
+        return EXIT_CONFIG
+    redaction.keep_secret(settings.database_dsn)
+    if not settings.database_path.is_file():
+        redaction.error(
+            f"error: DATABASE_PATH: {str(settings.database_path)!r} does not exist: nothing to move"
+        )
+        return EXIT_CONFIG
+    from storage.lease import DatabaseInUse, hold_lease
+
+    try:
+        # The bot must be stopped: what it wrote after the copy would stay behind.
+        with hold_lease(settings.database_path):
+            return asyncio.run(_migrate_to_postgres(settings))
+    except DatabaseInUse as error:
+        redaction.error(f"error: {error}; stop the bot before moving its data")
+        return EXIT_CONFIG
+    except (OSError, sqlite3.Error) as error:
+        redaction.error(
+            f"error: the move failed, nothing was changed: {type(error).__name__}: {error}"
+        )
+        return 1
+
+
+async def _migrate_to_postgres(settings: DataSettings) -> int:
+    import asyncpg
+
+    from storage.postgres import PostgresDatabase
+    from storage.transfer import TransferError, copy_to_postgres
+
+    assert settings.database_dsn is not None
+    # Both at this code's schema version first (each migrated as the bot would).
+    async with open_database(settings.database_path):
+        pass
+    try:
+        async with open_database(settings.database_path, url=settings.database_dsn) as target:
+            assert isinstance(target, PostgresDatabase)
+            counts = await copy_to_postgres(settings.database_path, target)
+    except (TransferError, asyncpg.PostgresError) as error:
+        print(f"error: the move failed, nothing was changed: {error}", file=sys.stderr)
+        return 1
+    for count in counts:
+        mark = "ok" if count.verified else "MISMATCH"
+        print(
+            f"{count.table:<20} sqlite {count.source:>8}  postgres {count.target:>8}  "
+            f"(added {count.added})  {mark}"
+        )
+    wrong = [count.table for count in counts if not count.verified]
+    if wrong:
+        print(
+            f"error: row counts differ in {', '.join(wrong)}: PostgreSQL held rows of its own "
+            "before the move (a bot ran on it?)",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"moved {sum(count.source for count in counts)} rows in {len(counts)} tables; "
+        "now start the bot with DATABASE_URL set"
+    )
+    return 0
+
+
 def main(argv: list[str]) -> int:
     redaction = Redaction()
     redaction.configure(logging.INFO)
@@ -341,6 +426,8 @@ def main(argv: list[str]) -> int:
         return erase(argv[1:], redaction)
     if argv[:1] == ["audit"]:
         return audit(argv[1:], redaction)
+    if argv[:1] == ["migrate-to-postgres"]:
+        return migrate_to_postgres(argv[1:], redaction)
     if argv[:1] == ["try"]:
         from bot.sandbox.run import main as sandbox
 
@@ -348,7 +435,7 @@ def main(argv: list[str]) -> int:
     if argv:
         redaction.error(
             f"error: unknown arguments {' '.join(argv)!r}; run `python -m bot`, "
-            "`python -m bot export|erase|audit --help`, or `python -m bot try`"
+            "`python -m bot export|erase|audit|migrate-to-postgres --help`, or `python -m bot try`"
         )
         return EXIT_CONFIG
     try:

@@ -407,6 +407,13 @@ class PostgresDatabase(Database):
         async with self.transaction(serial=False) as connection:
             await connection.executemany(sql, params)
 
+    @asynccontextmanager
+    async def raw_transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """asyncpg's own connection inside a transaction, for what the common interface has
+        no word for (COPY: storage/transfer.py)."""
+        async with self._pool.acquire() as raw, raw.transaction():
+            yield raw
+
     async def session(self) -> asyncpg.Connection:
         """A connection of its own, outside the pool, for session-level advisory locks that
         live as long as it does (storage/replicas.py); the caller closes it."""
