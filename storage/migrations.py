@@ -515,6 +515,20 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (registration_id, question_id)
     ) WITHOUT ROWID;
     """,
+    # 18: a person's language may be any the bot has a catalogue for (a third language is a
+    # .po file, README "Languages"), not only 'ru' and 'en': the CHECK keeps the form only.
+    # (SQLite cannot change a CHECK in place: the table is made anew, as in step 11.)
+    """
+    CREATE TABLE languages_new (
+        user_id  INTEGER PRIMARY KEY,
+        language TEXT NOT NULL CHECK (length(language) BETWEEN 2 AND 10),
+        chosen   INTEGER NOT NULL DEFAULT 0 CHECK (chosen IN (0, 1))
+    );
+    INSERT INTO languages_new (user_id, language, chosen)
+        SELECT user_id, language, chosen FROM languages;
+    DROP TABLE languages;
+    ALTER TABLE languages_new RENAME TO languages;
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)
@@ -754,4 +768,10 @@ CREATE TABLE answers (
 """
 
 # Steps after the baseline, in PostgreSQL's dialect, by the number of their SQLite step.
-POSTGRES_MIGRATIONS: dict[int, str] = {}
+POSTGRES_MIGRATIONS: dict[int, str] = {
+    18: """
+    ALTER TABLE languages DROP CONSTRAINT languages_language_check;
+    ALTER TABLE languages ADD CONSTRAINT languages_language_check
+        CHECK (length(language) BETWEEN 2 AND 10);
+    """,
+}

@@ -16,7 +16,8 @@ from bot.domain.events import EventsFileError, load_events
 from bot.domain.texts import LANGUAGES, LOCALES_DIR, found_languages, use_locale
 from bot.domain.timefmt import format_datetime
 from handlers.menu import PARTICIPANT_COMMANDS
-from storage.database import Database
+from storage.database import Database, IntegrityError
+from storage.languages import Languages
 from tests.client import TelegramUser, feed_deliver
 from tests.fake_telegram import FakeTelegram
 from tests.helpers import (
@@ -445,3 +446,14 @@ def test_the_languages_are_the_catalogues_found(tmp_path: Path) -> None:
     (tmp_path / "fr").mkdir()  # a folder without a catalogue is no language
     assert found_languages(tmp_path) == ("ru", "de", "en")
     assert found_languages(LOCALES_DIR) == LANGUAGES == ("ru", "en")
+
+
+async def test_a_third_languages_choice_can_be_stored(db: Database) -> None:
+    # Migration 18: the table keeps any language the bot has a catalogue for ('de' once
+    # bot/locales/de exists), not only ru and en; nonsense is still refused.
+    languages = Languages(db)
+    await languages.choose(5001, "de")
+    row = await db.fetchone("SELECT language, chosen FROM languages WHERE user_id = 5001")
+    assert row is not None and tuple(row) == ("de", 1)
+    with pytest.raises(IntegrityError):
+        await db.execute("INSERT INTO languages (user_id, language) VALUES (5002, 'x')")
