@@ -98,11 +98,9 @@ def export(argv: list[str], redaction: Redaction) -> int:
     except (SettingsError, EventsFileError) as error:
         redaction.error(f"error: {error}")
         return EXIT_CONFIG
-    if settings.database_url is not None:
-        # storage/export/source.py reads a SQLite snapshot; the admin's /export neither.
-        redaction.error("error: DATABASE_URL: the export reads SQLite only for now")
-        return EXIT_CONFIG
-    if not settings.database_path.is_file():
+    if settings.database_dsn is not None:
+        redaction.keep_secret(settings.database_dsn)
+    elif not settings.database_path.is_file():
         redaction.error(
             f"error: DATABASE_PATH: {str(settings.database_path)!r} does not exist "
             "(the bot creates it when it first starts; see .env.example)"
@@ -111,7 +109,7 @@ def export(argv: list[str], redaction: Redaction) -> int:
     event_id = None if args.event == "all" else args.event
     try:
         if event_id is not None and catalog.get(event_id) is None:
-            with open_read_only(settings.database_path) as connection:
+            with open_read_only(settings.database_dsn or settings.database_path) as connection:
                 known = event_id in stored_events(connection)
             if not known:
                 in_file = ", ".join(event.id for event in catalog)
@@ -125,7 +123,7 @@ def export(argv: list[str], redaction: Redaction) -> int:
         from storage.export import export_to_file
 
         count = export_to_file(
-            settings.database_path,
+            settings.database_dsn or settings.database_path,
             catalog,
             event_id,
             cast("ExportFormat", fmt),
@@ -133,26 +131,26 @@ def export(argv: list[str], redaction: Redaction) -> int:
             language=settings.organizer_language,
         )
     except sqlite3.Error as error:
-        redaction.error(f"error: cannot read {str(settings.database_path)!r}: {error}")
+        redaction.error(f"error: cannot read {_database_name(settings)}: {error}")
         return 1
     except OSError as error:
         redaction.error(f"error: cannot write {str(output)!r}: {error}")
         return 1
     entry = AuditEntry(utc_now(), "export", OPERATOR, event_id=event_id, row_count=count)
     try:
-        asyncio.run(_record(settings.database_path, entry))
+        asyncio.run(_record(settings, entry))
     except sqlite3.Error as error:
         redaction.error(
             f"error: {count} rows written to {output}, but the export could not be recorded "
-            f"in the audit of {str(settings.database_path)!r}: {error}"
+            f"in the audit of {_database_name(settings)}: {error}"
         )
         return 1
     print(f"{count} rows written to {output}")
     return 0
 
 
-async def _record(database_path: Path, entry: AuditEntry) -> None:
-    async with open_database(database_path) as db:
+async def _record(settings: DataSettings, entry: AuditEntry) -> None:
+    async with open_database(settings.database_path, url=settings.database_dsn) as db:
         await AuditLog(db).record(entry)
 
 

@@ -265,7 +265,8 @@ async def start_export(
     progress = await bot.send_message(chat_id, t("export_preparing"))
     today = clock().astimezone(settings.timezone).date()
     job = partial(
-        send_export, bot, chat_id, progress, event_id, catalog, settings.database_path, today,
+        send_export, bot, chat_id, progress, event_id, catalog,
+        settings.database_dsn or settings.database_path, today,
         audit, clock, settings.organizer_language, form.in_answers,
     )  # fmt: skip
     background_jobs.start(EXPORT_JOB, chat_id, job)
@@ -277,7 +278,7 @@ async def send_export(
     progress: Message,
     event_id: str | None,
     catalog: EventCatalog,
-    database_path: Path,
+    database_path: Path | str,  # or DATABASE_URL
     today: date,
     audit: AuditLog,
     clock: Clock,

@@ -19,17 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import (
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Generator,
-    Iterable,
-    Iterator,
-    Mapping,
-    Sequence,
-)
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -345,12 +337,11 @@ class PostgresConnection:
 class PostgresDatabase(Database):
     dialect: ClassVar[Dialect] = "postgres"
 
-    def __init__(
-        self, pool: asyncpg.Pool, connect: Callable[[], Awaitable[asyncpg.Connection]]
-    ) -> None:
+    def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
         self._pool = pool
-        self._connect = connect
         self.path = None
+        # DATABASE_URL, for the export's own read-only connection (never logged).
+        self.dsn = dsn
         # Erasures waiting for a VACUUM: numbered like SQLite's WAL scrubs.
         self._requested = 0
         self._vacuumed = 0
@@ -369,7 +360,10 @@ class PostgresDatabase(Database):
             try:
                 yield PostgresConnection(raw)
             except BaseException:
-                await raw.execute("ROLLBACK")
+                # A broken connection: the pool closes it, and the first error stands.
+                with suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                    if not raw.is_closed():
+                        await raw.execute("ROLLBACK")
                 raise
             try:
                 await raw.execute("COMMIT")
@@ -417,7 +411,10 @@ class PostgresDatabase(Database):
     async def session(self) -> asyncpg.Connection:
         """A connection of its own, outside the pool, for session-level advisory locks that
         live as long as it does (storage/replicas.py); the caller closes it."""
-        return await self._connect()
+        connection: asyncpg.Connection = await asyncpg.connect(
+            self.dsn, server_settings={"TimeZone": "UTC"}
+        )
+        return connection
 
     async def schema_version(self) -> int:
         row = await self.fetchone("SELECT version FROM schema_version")
@@ -526,10 +523,98 @@ async def open_postgres(
             f"DATABASE_URL: cannot connect to PostgreSQL ({type(error).__name__}: {error})"
         ) from None
     assert pool is not None
-    db = PostgresDatabase(pool, lambda: asyncpg.connect(url, server_settings={"TimeZone": "UTC"}))
+    db = PostgresDatabase(pool, url)
     try:
         async with pool.acquire() as connection:
             await _migrate(connection, target)
         yield db
     finally:
         await db.close()
+
+
+# --- the export's snapshot --------------------------------------------------------------------
+
+
+class SnapshotCursor:
+    """A sqlite3.Cursor-like reader over a server-side cursor of `Snapshot`'s transaction."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.connection = snapshot
+        self._cursor: Any = None
+
+    def execute(self, sql: str, parameters: Params = (), /) -> SnapshotCursor:
+        if sql.strip().upper() in ("BEGIN", "ROLLBACK"):
+            # The whole snapshot is one transaction already, ended when it closes.
+            self._cursor = None
+            return self
+        translated = translate(sql)
+        arguments = _arguments(translated, parameters)
+        connection = self.connection.raw
+
+        async def open_cursor() -> Any:
+            return await connection.cursor(translated.sql, *arguments)
+
+        self._cursor = self.connection.run(open_cursor())
+        return self
+
+    def fetchmany(self, size: int = 1000) -> list[tuple[Any, ...]]:
+        if self._cursor is None:
+            return []
+        rows = self.connection.run(self._cursor.fetch(size))
+        return [tuple(row) for row in rows]
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        rows = self.fetchmany(1)
+        return rows[0] if rows else None
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = []
+        while batch := self.fetchmany(1000):
+            rows.extend(batch)
+        return rows
+
+    def close(self) -> None:
+        self._cursor = None
+
+
+class Snapshot:
+    """The subset of a read-only sqlite3.Connection that the export uses (storage/export/),
+    over one REPEATABLE READ READ ONLY transaction: every query sees the same rows however
+    long the export takes, and rows come from server-side cursors a batch at a time. The
+    export is synchronous code in a child process: asyncpg runs on a loop in a thread here."""
+
+    dialect: ClassVar[Dialect] = "postgres"
+
+    def __init__(self, url: str) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self.raw: asyncpg.Connection = self.run(self._open(url))
+
+    def run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    async def _open(self, url: str) -> asyncpg.Connection:
+        try:
+            connection = await asyncpg.connect(url, server_settings={"TimeZone": "UTC"})
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            raise DatabaseUnavailable(
+                f"DATABASE_URL: cannot connect to PostgreSQL ({type(error).__name__}: {error})"
+            ) from None
+        await _set_up_connection(connection)
+        await connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        return connection
+
+    def cursor(self) -> SnapshotCursor:
+        return SnapshotCursor(self)
+
+    def execute(self, sql: str, parameters: Params = (), /) -> SnapshotCursor:
+        return SnapshotCursor(self).execute(sql, parameters)
+
+    def close(self) -> None:
+        try:
+            self.run(self.raw.close())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()

@@ -13,13 +13,14 @@ import sqlite3
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, closing
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
-import pytest
 from aiogram import Dispatcher
 
 from bot.app import create_dispatcher
@@ -34,15 +35,6 @@ from storage.events import EventsRepository
 from storage.export.columns import columns_for, header_row
 from tests.client import TelegramUser, http_deliver
 from tests.fake_telegram import FakeTelegram
-
-# Tests that take `settings` run on both engines (tests/conftest.py) unless marked so.
-EXPORT_READS_SQLITE = pytest.mark.sqlite_only(
-    "the export reads a SQLite snapshot through sqlite3 (storage/export/source.py): not "
-    "ported to PostgreSQL yet"
-)
-SQLITE_FAULT = pytest.mark.sqlite_only(
-    "the fault is injected with a SQLite trigger or PRAGMA; the code path is the engine's"
-)
 
 TOKEN = "7000000001:AAtest-token-for-tests-only-xxxxxxxxxx"
 ADMIN_ID = 500
@@ -292,7 +284,38 @@ async def register_over_http(
 # --- the export oracle ------------------------------------------------------------------------
 
 
-def expected_rows(database: Path, event_id: str | None, *, for_csv: bool) -> list[list[str]]:
+def export_source(db: Database) -> Path | str:
+    """What the export reads: the SQLite file, or DATABASE_URL."""
+    if db.path is not None:
+        return db.path
+    dsn: str = db.dsn  # type: ignore[attr-defined]
+    return dsn
+
+
+def _rows_by_name(database: Path | str, sql: str, params: tuple[object, ...]) -> list[Any]:
+    if isinstance(database, Path):
+        with closing(sqlite3.connect(database)) as connection:
+            connection.row_factory = sqlite3.Row
+            return connection.execute(sql, params).fetchall()
+
+    async def fetch() -> list[Any]:
+        import asyncpg
+
+        from storage.postgres import _set_up_connection, translate
+
+        connection = await asyncpg.connect(database)
+        try:
+            await _set_up_connection(connection)
+            return list(await connection.fetch(translate(sql).sql, *params))
+        finally:
+            await connection.close()
+
+    # Off the test's event loop: this helper is synchronous.
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, fetch()).result()
+
+
+def expected_rows(database: Path | str, event_id: str | None, *, for_csv: bool) -> list[list[str]]:
     """The database's registrations as the export must show them, formatted independently of
     the export's fast paths, through the same `cell`."""
     status = {"confirmed": "подтверждена", "waiting": "лист ожидания", "withdrawn": "отменена"}
@@ -301,15 +324,14 @@ def expected_rows(database: Path, event_id: str | None, *, for_csv: bool) -> lis
         local = datetime.fromisoformat(stored).astimezone(zone)
         return f"{local:%d.%m.%Y %H:%M} ({zone_label(local)})"
 
-    connection = sqlite3.connect(database)
-    connection.row_factory = sqlite3.Row
-    rows = connection.execute(
+    rows = _rows_by_name(
+        database,
         "SELECT r.*, e.title, e.timezone, c.unreachable FROM registrations r "
         "JOIN events e ON e.id = r.event_id LEFT JOIN chats c ON c.chat_id = r.user_id "
-        "WHERE ? IS NULL OR r.event_id = ? ORDER BY e.starts_at, e.id, r.created_at, r.id",
-        (event_id, event_id),
-    ).fetchall()
-    connection.close()
+        "WHERE r.event_id = coalesce(?, r.event_id) "
+        "ORDER BY e.starts_at, e.id, r.created_at, r.id",
+        (event_id,),
+    )
     result = []
     for row in rows:
         zone = ZoneInfo(row["timezone"])
@@ -335,15 +357,18 @@ def expected_rows(database: Path, event_id: str | None, *, for_csv: bool) -> lis
     return result
 
 
-def answers_cell(database: Path, registration_id: int) -> str:
+def answers_cell(database: Path | str, registration_id: int) -> str:
     """The «Ответы» cell of an every-session export, made independently: "id: value" pairs,
     headed by the question's text when the events file in the test has none (the oracle's
     tests give their questions' texts by `QUESTION_TEXTS`)."""
-    with closing(sqlite3.connect(database)) as connection:
-        rows = connection.execute(
+    rows = [
+        (row[0], row[1])
+        for row in _rows_by_name(
+            database,
             "SELECT question_id, value FROM answers WHERE registration_id = ?",
             (registration_id,),
-        ).fetchall()
+        )
+    ]
     order = {key: position for position, key in enumerate(QUESTION_TEXTS)}
     rows.sort(key=lambda row: (order.get(row[0], len(order)), row[0]))
     return "; ".join(f"{QUESTION_TEXTS.get(key, key)}: {value}" for key, value in rows)

@@ -23,7 +23,7 @@ from storage.erasure import PersonalData
 from storage.registrations import NewRegistration, Registrations
 from tests.client import TelegramUser
 from tests.fake_telegram import FakeTelegram, callback_query_update
-from tests.helpers import ADMIN_ID, EXPORT_READS_SQLITE, Clock, fill_form, stop_failing
+from tests.helpers import ADMIN_ID, Clock, fill_form, stop_failing
 from tests.helpers import fail_writes as failing
 
 EVENT_ID = "forum-2026"
@@ -206,7 +206,6 @@ async def test_export_whose_upload_fails_says_so(
     assert len(fake.messages_to(ADMIN_ID)) == 1  # no second message, no traceback
 
 
-@EXPORT_READS_SQLITE
 async def test_export_cut_short_by_shutdown_says_so(
     admin: TelegramUser,
     registrations: Registrations,

@@ -23,7 +23,6 @@ from tests.client import TelegramUser
 from tests.fake_telegram import FakeTelegram
 from tests.helpers import (
     ADMIN_ID,
-    EXPORT_READS_SQLITE,
     ORGANIZER_CHAT_ID,
     PERSONAL,
     TRACES,
@@ -510,7 +509,6 @@ async def test_find_is_recorded_with_how_many_were_shown_never_the_query(
         assert query not in stored
 
 
-@EXPORT_READS_SQLITE
 async def test_export_is_recorded_with_its_session_and_rows(
     admin: TelegramUser,
     db: Database,

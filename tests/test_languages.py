@@ -23,11 +23,11 @@ from tests.fake_telegram import FakeTelegram
 from tests.helpers import (
     ENGLISH_FIELDS,
     EVENTS_TOML,
-    EXPORT_READS_SQLITE,
     TOKEN,
     Clock,
     dispatcher_for,
     event_toml,
+    export_source,
 )
 
 MOSCOW = ZoneInfo("Europe/Moscow")
@@ -411,7 +411,6 @@ async def test_forget_erases_the_language_chosen(
 
 
 @pytest.mark.parametrize(("language", "column"), [("ru", "ФИО"), ("en", "Full name")])
-@EXPORT_READS_SQLITE
 def test_export_headers_in_the_organizers_language(
     settings: Settings, db: Database, tmp_path: Path, language: str, column: str
 ) -> None:
@@ -420,7 +419,7 @@ def test_export_headers_in_the_organizers_language(
     catalog = load_events(settings.events_file, default_zone=settings.timezone)
     output = tmp_path / "export.csv"
 
-    export_to_file(db.path, catalog, None, "csv", output, language=language)
+    export_to_file(export_source(db), catalog, None, "csv", output, language=language)
 
     header = output.read_text(encoding="utf-8-sig").splitlines()[0]
     assert column in header

@@ -245,7 +245,7 @@ async def test_the_bot_process_registers_on_postgres_and_the_operator_erases_the
     tmp_path: Path, database_url: str
 ) -> None:
     """`python -m bot` with DATABASE_URL over HTTP: a registration stored in PostgreSQL (no
-    SQLite file made); then `python -m bot erase --yes` and `audit` on the same database."""
+    SQLite file made); then `python -m bot export`, `erase --yes` and `audit` on it."""
     (tmp_path / "events.toml").write_text(upcoming_event_toml(), encoding="utf-8")
     fake = FakeTelegram(token=TOKEN)
     async with (
@@ -273,6 +273,11 @@ async def test_the_bot_process_registers_on_postgres_and_the_operator_erases_the
             check=False,
         )
 
+    exported = operator("export", "--event", "all", "--output", str(tmp_path / "out.csv"))
+    assert exported.returncode == 0, exported.stderr
+    assert exported.stdout.strip() == f"1 rows written to {tmp_path / 'out.csv'}"
+    assert "Иванова Мария Петровна" in (tmp_path / "out.csv").read_text(encoding="utf-8-sig")
+
     erased = operator("erase", "+7 912 345-67-89", "--yes")
     assert erased.returncode == 0, erased.stderr
     assert "erased the personal data of 1 registration(s): #1" in erased.stdout
@@ -282,7 +287,7 @@ async def test_the_bot_process_registers_on_postgres_and_the_operator_erases_the
         await assert_no_trace(db)
     audit = operator("audit", "--since", "2020-01-01")
     assert audit.returncode == 0, audit.stderr
-    assert "erase" in audit.stdout and "operator" in audit.stdout
+    assert "erase" in audit.stdout and "export" in audit.stdout and "operator" in audit.stdout
     assert "Иванова" not in audit.stdout
     assert database_url not in erased.stdout + erased.stderr + audit.stdout + audit.stderr
 

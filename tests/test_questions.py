@@ -31,7 +31,6 @@ from tests.client import TelegramUser
 from tests.fake_telegram import FakeTelegram
 from tests.helpers import (
     EVENTS_TOML,
-    EXPORT_READS_SQLITE,
     ORGANIZER_CHAT_ID,
     QUESTIONS_TOML,
     TRACES,
@@ -40,6 +39,7 @@ from tests.helpers import (
     assert_traces,
     dispatcher_for,
     expected_rows,
+    export_source,
     header,
 )
 
@@ -82,7 +82,6 @@ def read_xlsx(path: Path) -> list[list[object]]:
     return [["" if c.value is None else c.value for c in row] for row in sheet.iter_rows()]
 
 
-@EXPORT_READS_SQLITE
 async def test_event_questions_asked_answered_edited_stored_exported_and_erased(
     user: TelegramUser,
     fake: FakeTelegram,
@@ -159,7 +158,7 @@ async def test_event_questions_asked_answered_edited_stored_exported_and_erased(
     for event_id in ("forum-2026", None):
         for fmt, read in (("csv", read_csv), ("xlsx", read_xlsx)):
             path = tmp_path / f"out.{fmt}"
-            export_to_file(db.path, catalog, event_id, fmt, path)  # type: ignore[arg-type]
+            export_to_file(export_source(db), catalog, event_id, fmt, path)  # type: ignore[arg-type]
             rows = read(path)
             if event_id is None:
                 assert rows[0][-1] == "Ответы"
@@ -167,7 +166,10 @@ async def test_event_questions_asked_answered_edited_stored_exported_and_erased(
                     f"Кого вы представляете?: СМИ; Будете выступать?: Нет; "
                     f"Тема выступления: {TOPIC}"
                 )
-                assert rows == [header(None), *expected_rows(db.path, None, for_csv=fmt == "csv")]
+                assert rows == [
+                    header(None),
+                    *expected_rows(export_source(db), None, for_csv=fmt == "csv"),
+                ]
             else:
                 assert rows[0][-3:] == [
                     "Кого вы представляете?",
@@ -327,7 +329,6 @@ def test_english_keys_are_kept_on_the_question() -> None:
     assert catalog.events[0].questions[2].max_length == 100
 
 
-@EXPORT_READS_SQLITE
 async def test_a_question_removed_from_the_file_keeps_its_answers_in_the_export(
     user: TelegramUser,
     db: Database,
@@ -348,11 +349,11 @@ async def test_a_question_removed_from_the_file_keeps_its_answers_in_the_export(
     dispatcher = await dispatcher_for(EVENTS_TOML + without_speaker + added, settings, db, clock)
     catalog: EventCatalog = dispatcher["catalog"]
     path = tmp_path / "out.csv"
-    export_to_file(db.path, catalog, "forum-2026", "csv", path)
+    export_to_file(export_source(db), catalog, "forum-2026", "csv", path)
     rows = read_csv(path)
     assert rows[0][-4:] == ["Кого вы представляете?", "Тема выступления", "Район", "speaker"]
     assert rows[1][-4:] == ["СМИ", TOPIC, "", "Да"]
-    export_to_file(db.path, catalog, None, "csv", path)
+    export_to_file(export_source(db), catalog, None, "csv", path)
     assert read_csv(path)[1][-1] == (
         f"Кого вы представляете?: СМИ; Тема выступления: {TOPIC}; speaker: Да"
     )
@@ -364,7 +365,6 @@ def test_a_question_written_on_several_lines_is_one_line() -> None:
     assert catalog.events[0].questions[0].text == "Кого вы представляете?"
 
 
-@EXPORT_READS_SQLITE
 async def test_answers_go_through_the_cell_rule_and_the_csv_fast_way_agrees(
     make_user, db: Database, catalog: EventCatalog
 ) -> None:
@@ -380,7 +380,7 @@ async def test_answers_go_through_the_cell_rule_and_the_csv_fast_way_agrees(
             await user.send(topic)
         await user.click("Подтвердить")
     for event_id in ("forum-2026", None):
-        with open_read_only(db.path) as connection:
+        with open_read_only(export_source(db)) as connection:
             questions = [] if event_id is None else session_questions(connection, catalog, event_id)
             columns = columns_for(event_id, questions)
             batches = csv_lines(connection, catalog, event_id, columns)

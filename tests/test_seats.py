@@ -26,11 +26,11 @@ from tests.fake_telegram import FakeTelegram
 from tests.helpers import (
     ADMIN_ID,
     EVENTS_TOML,
-    EXPORT_READS_SQLITE,
     MOSCOW,
     ORGANIZER_CHAT_ID,
     Clock,
     dispatcher_for,
+    export_source,
     fill_form,
     select,
 )
@@ -439,14 +439,13 @@ async def test_a_double_tap_on_join_the_waiting_list_joins_once(
     assert "Вы уже в листе ожидания." in answers
 
 
-@EXPORT_READS_SQLITE
 async def test_exports_name_the_waiting_status(
     people: list[TelegramUser], db: Database, catalog: EventCatalog, tmp_path: Path
 ) -> None:
     await full_house(people)
     for fmt in ("csv", "xlsx"):
         output = tmp_path / f"out.{fmt}"
-        assert export_to_file(db.path, catalog, "forum-2026", fmt, output) == 4
+        assert export_to_file(export_source(db), catalog, "forum-2026", fmt, output) == 4
     text = (tmp_path / "out.csv").read_text(encoding="utf-8-sig")
     assert [line.split(";")[0] for line in text.splitlines()[1:]] == [
         "подтверждена",

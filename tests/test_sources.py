@@ -31,7 +31,6 @@ from tests.fake_telegram import FakeTelegram, serve
 from tests.helpers import (
     ADMIN_ID,
     EVENTS_TOML,
-    EXPORT_READS_SQLITE,
     MOSCOW,
     TOKEN,
     Clock,
@@ -40,6 +39,7 @@ from tests.helpers import (
     dispatcher_for,
     event_toml,
     expected_rows,
+    export_source,
     header,
     upcoming_event_toml,
     wait_until,
@@ -184,7 +184,6 @@ async def sources_of(db: Database) -> dict[int, str | None]:
     return {row["user_id"]: row["source"] for row in rows}
 
 
-@EXPORT_READS_SQLITE
 async def test_a_link_with_a_source_is_stored_counted_and_exported(
     make_user, db: Database, dispatcher: Dispatcher, fake: FakeTelegram, clock: Clock
 ) -> None:
@@ -350,7 +349,6 @@ def read_xlsx(path: Path) -> list[list[object]]:
     return [[c.value for c in row] for row in sheet.iter_rows()]
 
 
-@EXPORT_READS_SQLITE
 async def test_both_export_files_show_the_source_as_stored(
     make_user, db: Database, catalog: EventCatalog, tmp_path: Path
 ) -> None:
@@ -359,15 +357,15 @@ async def test_both_export_files_show_the_source_as_stored(
     csv_path, xlsx_path = tmp_path / "out.csv", tmp_path / "out.xlsx"
 
     for event_id in (EVENT_ID, None):
-        export_to_file(db.path, catalog, event_id, "csv", csv_path)
-        export_to_file(db.path, catalog, event_id, "xlsx", xlsx_path)
+        export_to_file(export_source(db), catalog, event_id, "csv", csv_path)
+        export_to_file(export_source(db), catalog, event_id, "xlsx", xlsx_path)
         assert read_csv(csv_path) == [
             header(event_id),
-            *expected_rows(db.path, event_id, for_csv=True),
+            *expected_rows(export_source(db), event_id, for_csv=True),
         ]
         assert read_xlsx(xlsx_path) == [
             header(event_id),
-            *expected_rows(db.path, event_id, for_csv=False),
+            *expected_rows(export_source(db), event_id, for_csv=False),
         ]
         # The source column, before an every-session export's «Ответы».
         source = read_csv(csv_path)[0].index("Источник")

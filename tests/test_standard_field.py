@@ -40,6 +40,7 @@ from tests.helpers import (
     Clock,
     assert_no_trace,
     assert_traces,
+    export_source,
 )
 
 # The engineer's entry: a text question with the default check (a text of at most 300).
@@ -184,7 +185,8 @@ async def test_a_sixth_standard_field_is_asked_checked_shown_changed_exported_an
     for event_id in ("forum-2026", None):
         for fmt, read in (("csv", read_csv), ("xlsx", read_xlsx)):
             path = tmp_path / f"out.{fmt}"
-            export_to_file(db.path, catalog, event_id, fmt, path, standard=FORM.in_answers)  # type: ignore[arg-type]
+            source = export_source(db)
+            export_to_file(source, catalog, event_id, fmt, path, standard=FORM.in_answers)
             header, first, other = read(path)
             city = header.index("Город")
             assert header[city - 1] == "Источник", (event_id, fmt)

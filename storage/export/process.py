@@ -25,7 +25,7 @@ class ExportProcessError(RuntimeError):
 
 
 async def export_in_process(
-    database_path: Path,
+    database_path: Path | str,
     catalog: EventCatalog,
     event_id: str | None,
     fmt: ExportFormat,
@@ -34,7 +34,8 @@ async def export_in_process(
     language: str = DEFAULT_LOCALE,
     standard: tuple[str, ...] = FORM.in_answers,
 ) -> int:
-    """`export_to_file` in a child process; returns the number of rows written."""
+    """`export_to_file` in a child process; returns the number of rows written. The database
+    (a path, or DATABASE_URL) goes to the child through a pipe, never its command line."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

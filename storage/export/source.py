@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, cast
 from urllib.parse import quote
 
 from storage.migrations import LATEST_VERSION
@@ -84,11 +84,17 @@ class CsvRow(NamedTuple):
 _CSV_ROWS = f"""
     SELECT registrations.id, registrations.status, registrations.created_at,
            registrations.consent_at,
-           CASE WHEN registrations.csv_rule = :rule THEN CAST(registrations.csv_cells AS BLOB) END,
+           CASE WHEN registrations.csv_rule = :rule THEN {{cells}} END,
            chats.unreachable_at, registrations.source, {ANSWERS}
     {_FROM} WHERE registrations.event_id = :session
     ORDER BY registrations.event_id, registrations.id
 """
+# The stored text as UTF-8 bytes: a cast in SQLite; PostgreSQL's cast to bytea would read
+# backslashes as escapes.
+_CSV_CELLS = {
+    "sqlite": "CAST(registrations.csv_cells AS BLOB)",
+    "postgres": "convert_to(registrations.csv_cells, 'UTF8')",
+}
 
 
 class SchemaMismatch(sqlite3.DatabaseError):
@@ -99,7 +105,22 @@ class SchemaMismatch(sqlite3.DatabaseError):
 def open_read_only(path: Path | str) -> Iterator[sqlite3.Connection]:
     """A read-only connection; it never creates the file, never migrates, never writes.
     SchemaMismatch when the file was not migrated to this code's schema: an operator who
-    upgraded the code and exports before the bot has started once."""
+    upgraded the code and exports before the bot has started once.
+
+    `path` may be DATABASE_URL instead: then one read-only transaction of PostgreSQL's, with
+    the subset of sqlite3.Connection that the export uses (storage/postgres.py: Snapshot)."""
+    if isinstance(path, str) and path.startswith(("postgresql://", "postgres://")):
+        from storage.postgres import Snapshot as PostgresSnapshot
+
+        postgres = PostgresSnapshot(path)
+        try:
+            row = postgres.execute("SELECT version FROM schema_version").fetchone()
+            _check_version(0 if row is None else int(row[0]))
+            # Duck-typed: the export calls execute/cursor/fetch* only.
+            yield cast(sqlite3.Connection, postgres)
+        finally:
+            postgres.close()
+        return
     # `mode=ro` refuses writes at the SQLite level. The path is percent-encoded, since a
     # file name may hold "?" or "#", which would end the path part of the URI.
     uri = f"file:{quote(str(Path(path).absolute()))}?mode=ro"
@@ -107,19 +128,23 @@ def open_read_only(path: Path | str) -> Iterator[sqlite3.Connection]:
     try:
         connection.execute("PRAGMA busy_timeout = 5000")
         (version,) = connection.execute("PRAGMA user_version").fetchone()
-        if version < LATEST_VERSION:
-            raise SchemaMismatch(
-                f"its schema version is {version}, older than this code's {LATEST_VERSION}: "
-                "start the bot once (it upgrades the file), then export again"
-            )
-        if version > LATEST_VERSION:
-            raise SchemaMismatch(
-                f"its schema version is {version}, newer than this code knows "
-                f"({LATEST_VERSION}): upgrade the bot"
-            )
+        _check_version(version)
         yield connection
     finally:
         connection.close()
+
+
+def _check_version(version: int) -> None:
+    if version < LATEST_VERSION:
+        raise SchemaMismatch(
+            f"its schema version is {version}, older than this code's {LATEST_VERSION}: "
+            "start the bot once (it upgrades the file), then export again"
+        )
+    if version > LATEST_VERSION:
+        raise SchemaMismatch(
+            f"its schema version is {version}, newer than this code knows "
+            f"({LATEST_VERSION}): upgrade the bot"
+        )
 
 
 class StoredEvent(NamedTuple):
@@ -169,8 +194,11 @@ class Snapshot:
 
     def csv_rows(self, session: str, *, rule: str, batch: int = 100) -> Iterator[list[CsvRow]]:
         """The same registrations as `records`, as `CsvRow` tuples, a batch at a time."""
+        dialect = getattr(self._cursor.connection, "dialect", "sqlite")
         with closing(self._cursor.connection.cursor()) as cursor:
-            cursor.execute(_CSV_ROWS, {"session": session, "rule": rule})
+            cursor.execute(
+                _CSV_ROWS.format(cells=_CSV_CELLS[dialect]), {"session": session, "rule": rule}
+            )
             while rows := cursor.fetchmany(batch):
                 yield rows
 
