@@ -6,8 +6,11 @@ another replica takes over without a lease to wait out. Session locks, not trans
 locks: a chat's turn lasts as long as its updates take to handle, which may include waiting
 out Telegram's flood limits, and no transaction should stay open that long.
 
-The keys: a chat's turn is its chat id (|id| < 2^53); the bot's own locks are keys from 2^62
-on (storage/postgres.py holds the others).
+Advisory locks belong to the database, not to a schema: two bots (or two test runs) in two
+schemas of one database must not share them. So every key carries the schema's oid: a chat's
+turn is the two-int key (schema, chat id folded to 32 bits: two chats that fold alike merely
+take turns with each other), the leader the one-bigint key LEADER_BASE + schema (PostgreSQL
+keeps the two key spaces apart; storage/postgres.py holds its own one-bigint keys).
 """
 
 from __future__ import annotations
@@ -20,7 +23,19 @@ import asyncpg
 
 logger = logging.getLogger(__name__)
 
-LEADER_LOCK = 0x7265_6769_7374_0003
+LEADER_BASE = 0x7265_6769_0000_0000
+
+
+def _int4(value: int) -> int:
+    """The low 32 bits as PostgreSQL's signed int4."""
+    value &= 0xFFFF_FFFF
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def fold(chat_id: int) -> int:
+    """A chat id (up to 52 bits, negative for groups) as an int4 key half."""
+    return _int4(chat_id ^ (chat_id >> 32))
+
 
 Connect = Callable[[], Awaitable[asyncpg.Connection]]
 
@@ -34,12 +49,23 @@ class _Session:
         self._connection: asyncpg.Connection | None = None
         self._lock = asyncio.Lock()
         self.generation = 0
+        self.schema = 0  # the oid of the connection's current schema
 
-    async def fetchval(self, sql: str, *args: object) -> object:
+    async def fetchval(
+        self, sql: str, *args: object, keyed: Callable[[int], tuple[object, ...]] | None = None
+    ) -> object:
+        """One statement; `keyed` makes its arguments from the schema's oid."""
         async with self._lock:
             if self._connection is None or self._connection.is_closed():
                 self._connection = await self._connect()
                 self.generation += 1
+                self.schema = int(
+                    await self._connection.fetchval(
+                        "SELECT oid::bigint FROM pg_namespace WHERE nspname = current_schema()"
+                    )
+                )
+            if keyed is not None:
+                args = keyed(self.schema)
             try:
                 return await self._connection.fetchval(sql, *args)
             except (
@@ -72,11 +98,19 @@ class ChatTurns:
 
     async def take(self, chat_id: int) -> bool:
         """Take the chat's turn if no replica has it; never waits."""
-        return bool(await self._session.fetchval("SELECT pg_try_advisory_lock($1)", chat_id))
+        return bool(
+            await self._session.fetchval(
+                "SELECT pg_try_advisory_lock($1, $2)",
+                keyed=lambda schema: (_int4(schema), fold(chat_id)),
+            )
+        )
 
     async def give_back(self, chat_id: int) -> None:
         try:
-            await self._session.fetchval("SELECT pg_advisory_unlock($1)", chat_id)
+            await self._session.fetchval(
+                "SELECT pg_advisory_unlock($1, $2)",
+                keyed=lambda schema: (_int4(schema), fold(chat_id)),
+            )
         except (OSError, asyncpg.PostgresError, asyncpg.exceptions.InterfaceError) as error:
             # The session is gone, and the turn with it.
             logger.warning("Could not give back chat %d's turn: %s", chat_id, type(error).__name__)
@@ -95,7 +129,11 @@ class Leadership:
         self._held_in: int | None = None
 
     async def try_lead(self) -> bool:
-        held = bool(await self._session.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK))
+        held = bool(
+            await self._session.fetchval(
+                "SELECT pg_try_advisory_lock($1)", keyed=lambda schema: (LEADER_BASE + schema,)
+            )
+        )
         if held:
             self._held_in = self._session.generation
         return held

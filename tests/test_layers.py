@@ -113,3 +113,21 @@ def test_no_test_module_is_imported_by_another() -> None:
             if name.startswith(("tests.test_", "tests.conftest"))
         ]
     assert found == []
+
+
+def test_no_test_calls_an_async_helper_without_awaiting_it() -> None:
+    # A check such as `assert_no_trace(db)` left un-awaited never runs: a test that cannot
+    # fail, reported only as a warning (found after a helper became async on a merge).
+    tests = Path(__file__).parent
+    helpers = ast.parse((tests / "helpers.py").read_text(encoding="utf-8"))
+    asynchronous = {node.name for node in helpers.body if isinstance(node, ast.AsyncFunctionDef)}
+    unawaited = [
+        f"{path.name}:{node.lineno}: {node.value.func.id}(...)"
+        for path in sorted(tests.glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Call)
+        and isinstance(node.value.func, ast.Name)
+        and node.value.func.id in asynchronous
+    ]
+    assert unawaited == []

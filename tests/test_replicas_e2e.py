@@ -18,7 +18,7 @@ import pytest
 from tests.client import TelegramUser, http_deliver
 from tests.fake_telegram import FakeTelegram, serve
 from tests.helpers import TOKEN, BotProcess, card_numbers, upcoming_event_toml, wait_until
-from tests.test_webhook_e2e import free_port, webhook_bot
+from tests.webhooks import free_port, webhook_bot
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres_only]
 

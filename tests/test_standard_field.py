@@ -205,7 +205,7 @@ async def test_a_sixth_standard_field_is_asked_checked_shown_changed_exported_an
                 ]
 
     # Erased with the rest: /forget for one, withdrawal for the other; no row, no byte left.
-    assert_traces(db, OTHER_CITY)
+    await assert_traces(db, OTHER_CITY)
     await user.send("/forget")
     await user.click("Да, удалить всё")
     await second.send("/me")
@@ -237,7 +237,7 @@ async def test_a_form_left_at_the_sixth_question_expires_with_what_it_holds(
     await five_answers(user)
     [form] = await db.fetchall("SELECT state FROM fsm_states")
     assert form["state"] == "Form:city"
-    assert_traces(db, "maria@example.ru")
+    await assert_traces(db, "maria@example.ru")
     clock.advance(timedelta(days=7, minutes=1))
     retention: RetentionJob = dispatcher["retention"]
     assert (await retention.run_once()).drafts == 1

@@ -12,18 +12,15 @@ import sqlite3
 import statistics
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, closing
+from contextlib import closing
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from tests.client import TelegramUser, http_deliver
 from tests.fake_telegram import SECRET_HEADER, FakeTelegram, serve
 from tests.helpers import (
     TOKEN,
-    BotProcess,
     bot_env,
     bot_process,
     card_numbers,
@@ -32,77 +29,18 @@ from tests.helpers import (
     upcoming_event_toml,
     wait_until,
 )
+from tests.webhooks import PATH, SECRET, URL, free_port, healthz, webhook_bot, webhook_env
 
 # Every test here starts the real bot process.
 pytestmark = pytest.mark.slow
 
-URL = "https://bot.example.org/telegram/hook"
-PATH = "/telegram/hook"
-SECRET = "e2e-webhook-secret_" + "abcdefghij" * 3
 GROUP, PRIVATE = -100111, 600
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     (tmp_path / "events.toml").write_text(upcoming_event_toml(), encoding="utf-8")
     return tmp_path
-
-
-def webhook_env(port: int, secret: str = SECRET) -> dict[str, str]:
-    return {
-        "MODE": "webhook",
-        "WEBHOOK_URL": URL,
-        "WEBHOOK_SECRET": secret,
-        "WEBHOOK_LISTEN": f"127.0.0.1:{port}",
-    }
-
-
-async def healthz(port: int) -> int | None:
-    try:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"http://127.0.0.1:{port}/healthz") as response,
-        ):
-            return response.status
-    except aiohttp.ClientError:
-        return None
-
-
-@asynccontextmanager
-async def webhook_bot(
-    workdir: Path, fake: FakeTelegram, base_url: str, port: int, run: int = 0, **env: str
-) -> AsyncIterator[BotProcess]:
-    """`python -m bot` in webhook mode, yielded once it listens and the webhook is set."""
-    log = workdir / f"bot-{run}.log"
-    variables = bot_env(workdir, TELEGRAM_API_URL=base_url, **(webhook_env(port) | env))
-    with log.open("wb") as sink:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", cwd=workdir, env=variables, stdout=sink, stderr=sink
-        )
-    running = BotProcess(process, log)
-    info_calls = len(fake.calls_of("getWebhookInfo"))
-    try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 40
-        while process.returncode is None and not (
-            len(fake.calls_of("getWebhookInfo")) > info_calls
-            and fake.webhook is not None
-            and await healthz(port) == 200
-        ):
-            assert loop.time() < deadline, running.output
-            await asyncio.sleep(0.05)
-        assert process.returncode is None, running.output
-        yield running
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 def fast_delivery(fake: FakeTelegram, port: int) -> None:
