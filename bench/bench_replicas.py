@@ -348,7 +348,14 @@ class Outcome:
         return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))] * 1000
 
 
-async def run(config: str, participants: int, paced: bool, seed: int, server: str) -> Outcome:
+async def run(
+    config: str,
+    participants: int,
+    paced: bool,
+    seed: int,
+    server: str,
+    settings: dict[str, str] | None = None,
+) -> Outcome:
     outcome = Outcome(config, participants, paced)
     buttons = our_buttons()
     count = 2 if config == "pg2" else 1
@@ -360,7 +367,9 @@ async def run(config: str, participants: int, paced: bool, seed: int, server: st
             monitor: asyncpg.Connection | None = None
             if config.startswith("pg"):
                 schema = await stack.enter_async_context(fresh_schema(server))
-                url = with_settings(server, search_path=schema, application_name=APPLICATION)
+                url = with_settings(
+                    server, search_path=schema, application_name=APPLICATION, **(settings or {})
+                )
                 monitor = await asyncpg.connect(
                     with_settings(server, application_name="bench-replicas-monitor")
                 )
@@ -649,9 +658,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--paced-repeat", type=int, default=1)
     parser.add_argument("--configs", default="polling,sqlite,pg1,pg2")
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument(
+        "--pg-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a server setting for the bot's sessions (e.g. synchronous_commit=off)",
+    )
     args = parser.parse_args(argv)
 
     server = database_url()
+    settings = dict(item.split("=", 1) for item in args.pg_setting)
     configs = [c for c in args.configs.split(",") if c in CONFIGS]
     if why := asyncio.run(server_ready(server)):
         print(f"PostgreSQL configurations skipped: {why}", file=sys.stderr)
@@ -663,7 +680,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Rotated each round, so a drift of the machine's load does not favour one.
             order = configs[round_ % len(configs) :] + configs[: round_ % len(configs)]
             for config in order:
-                outcome = asyncio.run(run(config, args.participants, False, args.seed, server))
+                outcome = asyncio.run(
+                    run(config, args.participants, False, args.seed, server, settings)
+                )
                 print(
                     f"saturated {config}: {outcome.rate:.1f}/s, bot {outcome.bot_cpu:.1f} s, "
                     f"pg {outcome.pg_ours:.1f}+{outcome.pg_server:.1f} s "
@@ -680,7 +699,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for round_ in range(args.paced_repeat):
             order = configs[round_ % len(configs) :] + configs[: round_ % len(configs)]
             for config in order:
-                outcome = asyncio.run(run(config, args.paced, True, args.seed, server))
+                outcome = asyncio.run(run(config, args.paced, True, args.seed, server, settings))
                 print(
                     f"paced {config}: p99 {outcome.percentile(99):.0f} ms",
                     file=sys.stderr,
@@ -689,6 +708,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 paced[config].append(outcome)
                 failed |= bool(outcome.problems)
         report_paced(paced, args.paced, args.paced_repeat)
+    if settings:
+        shown = ", ".join(f"{name}={value}" for name, value in settings.items())
+        print(f"- The bot's PostgreSQL sessions ran with {shown}.")
     return 1 if failed else 0
 
 
