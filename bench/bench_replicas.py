@@ -603,7 +603,8 @@ def report_saturated(runs: dict[str, list[Outcome]], participants: int, repeat: 
                 f"- {cores} cores for the bot and PostgreSQL alone: their CPU allows "
                 f"≈ {bound:,.0f} registrations/s ({per_registration * 1000:,.1f} ms CPU each); "
                 f"the serial lock, held {held:.0%} of the time at {rate:,.0f}/s here, caps near "
-                f"{cap:,.0f}/s: ≈ {min(bound, cap):,.0f}/s."
+                f"{cap:,.0f}/s: ≈ {min(bound, cap):,.0f}/s (the lock's hold time is taken "
+                "here, where its holder also waits for a core: see bench/ANALYSIS.md)."
             )
     run_notes(runs)
     notes()
@@ -621,10 +622,10 @@ def report_paced(runs: dict[str, list[Outcome]], participants: int, repeat: int)
 
 def notes() -> None:
     print(
-        "- Every configuration is the real `python -m bot` in webhook mode (the SQLite one too, "
-        "so the transport is the same), the fake delivering by POST (up to 100 at a time, one "
-        "per chat), two organiser chats getting cards; the same people, answers and seed, "
-        f"a calibration participant and {WARM_UP} warm-up participants first."
+        "- Every configuration is the real `python -m bot`: in webhook mode (SQLite too, so "
+        "the transport is the same) the fake delivers by POST (up to 100 at a time, one per "
+        "chat); the default polls getUpdates. Two organiser chats get cards; the same people, "
+        f"answers and seed, a calibration participant and {WARM_UP} warm-up participants first."
     )
     print(
         f"- {os.cpu_count()} cores shared by the bot's processes, PostgreSQL and the driver "
