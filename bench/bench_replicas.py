@@ -561,7 +561,7 @@ def run_notes(runs: dict[str, list[Outcome]]) -> None:
 def report_saturated(runs: dict[str, list[Outcome]], participants: int, repeat: int) -> None:
     print(
         f"## Replicas on PostgreSQL, saturated: {participants:,} participants answering with no "
-        f"pauses, webhook mode, median of {repeat} run(s) (min–max)\n"
+        f"pauses, webhook mode beside the polling default, median of {repeat} run(s) (min–max)\n"
     )
     table(runs, SATURATED)
 
@@ -613,7 +613,7 @@ def report_saturated(runs: dict[str, list[Outcome]], participants: int, repeat: 
 def report_paced(runs: dict[str, list[Outcome]], participants: int, repeat: int) -> None:
     print(
         f"## Replicas on PostgreSQL, paced: {participants:,} participants with 1–3 s pauses, "
-        f"webhook mode, median of {repeat} run(s) (min–max)\n"
+        f"webhook mode beside the polling default, median of {repeat} run(s) (min–max)\n"
     )
     table(runs, PACED)
     run_notes(runs)
