@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import signal
@@ -37,6 +38,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -224,10 +226,12 @@ async def replicas(
     url: str | None,
     *,
     webhook: bool = True,
+    count_into: Path | None = None,
 ) -> AsyncIterator[list[asyncio.subprocess.Process]]:
     """`count` processes of `python -m bot` in webhook mode, the fake routing to them in turn;
     yielded once each answers /healthz and the webhook is set. `webhook=False`: one process
-    polling (the default), yielded once it asks for updates."""
+    polling (the default), yielded once it asks for updates. `count_into`: each process counts
+    its statements into that folder (bench/count_statements/sitecustomize.py)."""
     ports = [free_port() for _ in range(count)]
     fake.route_webhook(*(f"http://127.0.0.1:{port}" for port in ports))
     processes: list[asyncio.subprocess.Process] = []
@@ -245,6 +249,9 @@ async def replicas(
                 ORGANIZER_CHAT_IDS=str(ORGANIZER_CHAT_ID),
                 PYTHONPATH=str(ROOT),
             )
+            if count_into is not None:
+                counter = ROOT / "bench" / "count_statements"
+                env.update(PYTHONPATH=f"{counter}:{ROOT}", BENCH_STATEMENTS_DIR=str(count_into))
             if webhook:
                 env.update(
                     MODE="webhook",
@@ -324,6 +331,10 @@ class Outcome:
     served: dict[str, int] = field(default_factory=dict)
     load: tuple[float, float, float] = (0.0, 0.0, 0.0)
     problems: list[str] = field(default_factory=list)
+    # --count-statements: over the processes' whole life (calibration and warm-up included).
+    statements: Counter[str] = field(default_factory=Counter)
+    lock_waits: list[float] = field(default_factory=list)
+    lock_holds: list[float] = field(default_factory=list)
 
     @property
     def updates(self) -> int:
@@ -348,6 +359,15 @@ class Outcome:
         return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))] * 1000
 
 
+def read_counts(directory: Path, outcome: Outcome) -> None:
+    """What each process counted (--count-statements), once they all exited."""
+    for counted in directory.glob("*.json"):
+        record = json.loads(counted.read_text(encoding="utf-8"))
+        outcome.statements.update(record["counts"])
+        outcome.lock_waits += record["waits"]
+        outcome.lock_holds += record["holds"]
+
+
 async def run(
     config: str,
     participants: int,
@@ -355,10 +375,13 @@ async def run(
     seed: int,
     server: str,
     settings: dict[str, str] | None = None,
+    *,
+    count: bool = False,
 ) -> Outcome:
     outcome = Outcome(config, participants, paced)
     buttons = our_buttons()
-    count = 2 if config == "pg2" else 1
+    processes = 2 if config == "pg2" else 1
+    counting = count and config.startswith("pg")
     with tempfile.TemporaryDirectory(prefix=f"bench-replicas-{config}-") as tmp:
         directory = Path(tmp)
         (directory / "events.toml").write_text(events_toml(), encoding="utf-8")
@@ -378,7 +401,15 @@ async def run(
             base_url = await stack.enter_async_context(serve(fake))
             fake.webhook_timeout = 60.0
             bots = await stack.enter_async_context(
-                replicas(directory, fake, base_url, count, url, webhook=config != "polling")
+                replicas(
+                    directory,
+                    fake,
+                    base_url,
+                    processes,
+                    url,
+                    webhook=config != "polling",
+                    count_into=directory if counting else None,
+                )
             )
             replies = await calibrate(fake, buttons)
             print(f"{config}: messages per step {replies}", file=sys.stderr, flush=True)
@@ -436,6 +467,7 @@ async def run(
                     )
                 finally:
                     await connection.close()
+        read_counts(directory, outcome)
         if url is None:
             database = directory / "data" / "bot.sqlite3"
             with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
@@ -608,6 +640,7 @@ def report_saturated(runs: dict[str, list[Outcome]], participants: int, repeat: 
             )
     run_notes(runs)
     notes()
+    report_statements(runs)
 
 
 def report_paced(runs: dict[str, list[Outcome]], participants: int, repeat: int) -> None:
@@ -618,6 +651,47 @@ def report_paced(runs: dict[str, list[Outcome]], participants: int, repeat: int)
     table(runs, PACED)
     run_notes(runs)
     notes()
+    report_statements(runs)
+
+
+def report_statements(runs: dict[str, list[Outcome]]) -> None:
+    """--count-statements: what each update costs in round trips, and the serial lock's times."""
+    counted = {c: o for c in CONFIGS for o in runs.get(c, [])[:1] if o.statements}
+    if not counted:
+        return
+    print("## Replicas on PostgreSQL: statements per update (`--count-statements`)\n")
+    for config, o in counted.items():
+        # Every update the processes handled: the calibration, the warm-up and the people.
+        updates = (o.participants + 1 + WARM_UP) * len(o.latencies) // max(1, o.participants)
+        registrations = o.participants + 1 + WARM_UP
+        total = sum(o.statements.values())
+        print(f"### {CONFIGS[config]}: {total / updates:.1f} statements per update\n")
+        print("| statement (first 100 characters) | per update |")
+        print("|---|---:|")
+        for text, n in o.statements.most_common(15):
+            shown = text.replace("|", "\\|")
+            print(f"| `{shown}` | {n / updates:.2f} |")
+        print()
+        if o.lock_holds:
+
+            def ms(values: list[float], q: float) -> float:
+                ordered = sorted(values)
+                return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+            print(
+                f"- Serial transactions: {len(o.lock_waits) / registrations:.2f} per "
+                f"registration; `BEGIN` with the lock, round trip mean / p50 / p99 "
+                f"{statistics.mean(o.lock_waits) * 1000:.1f} / {ms(o.lock_waits, 0.5):.1f} / "
+                f"{ms(o.lock_waits, 0.99):.1f} ms; held from grant to the end of COMMIT "
+                f"{statistics.mean(o.lock_holds) * 1000:.1f} / {ms(o.lock_holds, 0.5):.1f} / "
+                f"{ms(o.lock_holds, 0.99):.1f} ms."
+            )
+        print(
+            "- Counted over the processes' whole life (start-up's few statements, the "
+            "calibration and warm-up participants included), by wrapping asyncpg's methods "
+            "(bench/count_statements/sitecustomize.py)."
+        )
+        print()
 
 
 def notes() -> None:
@@ -666,6 +740,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="NAME=VALUE",
         help="a server setting for the bot's sessions (e.g. synchronous_commit=off)",
     )
+    parser.add_argument(
+        "--count-statements",
+        action="store_true",
+        help="count the replicas' statements and time the serial lock (adds a little CPU)",
+    )
     args = parser.parse_args(argv)
 
     server = database_url()
@@ -682,7 +761,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             order = configs[round_ % len(configs) :] + configs[: round_ % len(configs)]
             for config in order:
                 outcome = asyncio.run(
-                    run(config, args.participants, False, args.seed, server, settings)
+                    run(
+                        config,
+                        args.participants,
+                        False,
+                        args.seed,
+                        server,
+                        settings,
+                        count=args.count_statements,
+                    )
                 )
                 print(
                     f"saturated {config}: {outcome.rate:.1f}/s, bot {outcome.bot_cpu:.1f} s, "
@@ -700,7 +787,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         for round_ in range(args.paced_repeat):
             order = configs[round_ % len(configs) :] + configs[: round_ % len(configs)]
             for config in order:
-                outcome = asyncio.run(run(config, args.paced, True, args.seed, server, settings))
+                outcome = asyncio.run(
+                    run(
+                        config,
+                        args.paced,
+                        True,
+                        args.seed,
+                        server,
+                        settings,
+                        count=args.count_statements,
+                    )
+                )
                 print(
                     f"paced {config}: p99 {outcome.percentile(99):.0f} ms",
                     file=sys.stderr,
