@@ -36,6 +36,11 @@ BENCHMARKS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("bench.bench_reminders", (), ("--registrants", "1000")),
     ("bench.bench_webhook", ("--participants", "100"), ("--participants", "30")),
     ("bench.bench_webhook", ("--no-pauses", "--participants", "100"), ("--no-pauses",)),
+    (
+        "bench.bench_replicas",
+        ("--repeat", "2", "--paced-repeat", "2"),
+        ("--participants", "200", "--paced", "200", "--repeat", "1", "--paced-repeat", "1"),
+    ),
 )
 
 
