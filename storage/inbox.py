@@ -85,7 +85,9 @@ class Inbox:
             rows = await self._db.fetchall(sql, params)
             return {row[0] for row in rows} if inserts else set()
         fresh: set[int] = set()
-        async with self._db.transaction() as connection:
+        # Inserts decided by the keys alone (ON CONFLICT, NOT IN): safe without PostgreSQL's
+        # global write lock (storage/postgres.py).
+        async with self._db.transaction(serial=False) as connection:
             for sql, params in inserts:
                 fresh.update(row[0] for row in await connection.execute_fetchall(sql, params))
             for sql, params in marks:

@@ -181,7 +181,9 @@ class Outbox:
         now: datetime,
         registration_id: int | None = None,
     ) -> None:
-        async with self._db.transaction() as connection:
+        # One INSERT ... SELECT per chat, nothing read before it: safe without PostgreSQL's
+        # global write lock.
+        async with self._db.transaction(serial=False) as connection:
             await self.add(
                 connection, chat_ids, kind, text, now=now, registration_id=registration_id
             )

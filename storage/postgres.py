@@ -342,6 +342,10 @@ class PostgresDatabase(Database):
         self.path = None
         # DATABASE_URL, for the export's own read-only connection (never logged).
         self.dsn = dsn
+        # A connection of the pool's kept for single statements while no other uses it: the
+        # pool's acquire and release cost about as much CPU as the statement itself.
+        self._direct: asyncpg.Connection | None = None
+        self._direct_busy = False
         # Erasures waiting for a VACUUM: numbered like SQLite's WAL scrubs.
         self._requested = 0
         self._vacuumed = 0
@@ -376,24 +380,38 @@ class PostgresDatabase(Database):
 
     async def fetchall(self, sql: str, params: Params = (), *, heavy: bool = False) -> list[Row]:
         translated = translate(sql)
-        try:
-            rows: list[Row] = await self._pool.fetch(
-                translated.sql, *_arguments(translated, params)
-            )
-        except asyncpg.IntegrityConstraintViolationError as error:
-            raise PostgresIntegrityError(str(error)) from error
+        rows: list[Row] = await self._statement(
+            "fetch", translated.sql, _arguments(translated, params)
+        )
         return rows
 
     async def execute(self, sql: str, params: Params = (), *, heavy: bool = False) -> int:
         translated = translate(sql)
+        arguments = _arguments(translated, params)
+        if translated.returns_rows:
+            rows = await self._statement("fetch", translated.sql, arguments)
+            return -1 if translated.is_query else len(rows)
+        return _rowcount(await self._statement("execute", translated.sql, arguments))
+
+    async def _statement(self, method: str, sql: str, arguments: Sequence[Any]) -> Any:
+        """One statement in autocommit: on the kept connection when it is free, else on
+        any of the pool's."""
+        direct = self._direct
         try:
-            if translated.returns_rows:
-                rows = await self._pool.fetch(translated.sql, *_arguments(translated, params))
-                return -1 if translated.is_query else len(rows)
-            status = await self._pool.execute(translated.sql, *_arguments(translated, params))
+            if direct is None or self._direct_busy:
+                return await getattr(self._pool, method)(sql, *arguments)
+            self._direct_busy = True
+            try:
+                return await getattr(direct, method)(sql, *arguments)
+            finally:
+                self._direct_busy = False
+                if direct.is_closed() and self._direct is direct:
+                    # Lost (the server restarted): the pool makes a new one for the next.
+                    self._direct = None
+                    await self._pool.release(direct)
+                    self._direct = await self._pool.acquire()
         except asyncpg.IntegrityConstraintViolationError as error:
             raise PostgresIntegrityError(str(error)) from error
-        return _rowcount(status)
 
     async def executemany(self, sql: str, params: Iterable[Params]) -> None:
         # Callers' statements are keyed updates of one row each (outbox marks): atomic
@@ -448,10 +466,16 @@ class PostgresDatabase(Database):
                 self._vacuumed = number
                 self._vacuum_done.notify_all()
 
+    async def keep_a_connection(self) -> None:
+        self._direct = await self._pool.acquire()
+
     async def close(self) -> None:
         if self._vacuum is not None and not self._vacuum.done():
             # An erasure's VACUUM is not given up at a stop: it takes a moment at most.
             await self._vacuum
+        if self._direct is not None:
+            direct, self._direct = self._direct, None
+            await self._pool.release(direct)
         await self._pool.close()
 
 
@@ -527,6 +551,7 @@ async def open_postgres(
     try:
         async with pool.acquire() as connection:
             await _migrate(connection, target)
+        await db.keep_a_connection()
         yield db
     finally:
         await db.close()
