@@ -20,7 +20,6 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.exceptions import TelegramUnauthorizedError
 from aiogram.fsm.storage.base import DefaultKeyBuilder
-from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.methods import (
     AnswerCallbackQuery,
     DeleteMessage,
@@ -41,7 +40,7 @@ from bot.domain.config import Settings
 from bot.domain.events import EventCatalog, load_events
 from bot.domain.texts import load_catalogues
 from bot.flood import FloodGate, FloodLimits
-from bot.middlewares import ConversationMiddleware, HandledUpdatesMiddleware, LocaleMiddleware
+from bot.middlewares import ConversationMiddleware
 from bot.polling import poll
 from bot.reminder_worker import ReminderScheduler
 from bot.retention_worker import RetentionJob
@@ -246,9 +245,8 @@ def create_dispatcher(
     }
     dispatcher = AppDispatcher(
         storage=storage,
-        # One person's quick taps are handled one after another, never interleaved.
-        events_isolation=SimpleEventIsolation(),
-        # Registered below, inside the update's scope (ConversationMiddleware).
+        # Registered below, inside the update's scope (ConversationMiddleware), which also
+        # handles one update of a conversation at a time (its own locks).
         disable_fsm=True,
         services=services,
         # Workflow data: what the participants' handlers take.
@@ -260,13 +258,18 @@ def create_dispatcher(
         languages=languages,
         clock=clock,
     )
-    # Order: the update's scope with aiogram's FSM (takes the conversation's lock, reads its
-    # row once), then the guard against updates handled before.
-    dispatcher.update.outer_middleware(ConversationMiddleware(dispatcher.fsm, storage))
-    # Before the guard: a reply to an update handled before is in the person's language too.
-    dispatcher.update.outer_middleware(LocaleMiddleware(languages))
+    # One middleware: the update's scope with aiogram's FSM (one person's quick taps are
+    # handled one after another, never interleaved; the conversation's row read once), the
+    # sender's language, then the guard against updates handled before.
     dispatcher.update.outer_middleware(
-        HandledUpdatesMiddleware(HandledUpdates(db), clock, on_repeat=repeat_question)
+        ConversationMiddleware(
+            storage,
+            strategy=dispatcher.fsm.strategy,
+            languages=languages,
+            handled=HandledUpdates(db),
+            clock=clock,
+            on_repeat=repeat_question,
+        )
     )
     dispatcher.include_routers(*get_routers(settings.admin_ids, services))
     dispatcher.errors.register(on_error)
