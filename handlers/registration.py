@@ -176,8 +176,10 @@ async def next_or_summary(
         await ask_question(bot, chat_id, event, draft)
         return
     # What the summary offers: a seat, or the waiting list. The database decides again on
-    # confirming (a seat may free or go meanwhile).
-    draft = replace(draft, editing=None, question=None, waitlist=(await seats.seats(event.id)).full)
+    # confirming (a seat may free or go meanwhile). Without a capacity there is no list, and
+    # no count of the session's registrations to make (it grows with them).
+    waitlist = event.capacity is not None and (await seats.seats(event.id)).full
+    draft = replace(draft, editing=None, question=None, waitlist=waitlist)
     await transition(state, Form.summary, draft.to_data())
     await show_summary(bot, chat_id, draft, event)
 
