@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, replace
 from typing import Any
@@ -17,6 +18,9 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.session.base import BaseSession
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.dispatcher.event.bases import MiddlewareEventType, MiddlewareType, NextMiddlewareType
+from aiogram.dispatcher.event.handler import CallbackType
+from aiogram.dispatcher.middlewares.manager import MiddlewareManager
 from aiogram.enums import ParseMode
 from aiogram.exceptions import TelegramUnauthorizedError
 from aiogram.fsm.storage.base import DefaultKeyBuilder
@@ -32,6 +36,7 @@ from aiogram.methods import (
     SendMessage,
     SetMyCommands,
 )
+from aiogram.types import TelegramObject
 
 from bot.broadcast_worker import BroadcastReporter
 from bot.digest_worker import DigestScheduler
@@ -276,7 +281,36 @@ def create_dispatcher(
     dispatcher.startup.register(set_commands)
     dispatcher.startup.register(start_workers)
     dispatcher.shutdown.register(stop_workers)
+    _lean_middleware_managers(dispatcher)
     return dispatcher
+
+
+class LeanMiddlewareManager(MiddlewareManager):
+    """aiogram's middleware manager without `functools.wraps` on the function it wraps.
+
+    aiogram wraps the next step in its middlewares at every router level an update passes
+    and for every handler it calls (about nine times an update), and `functools.wraps`
+    copies five attributes each time that nothing reads."""
+
+    @staticmethod
+    def wrap_middlewares(
+        middlewares: Sequence[MiddlewareType[MiddlewareEventType]], handler: CallbackType
+    ) -> NextMiddlewareType[MiddlewareEventType]:
+        def handler_wrapper(event: TelegramObject, kwargs: dict[str, Any]) -> Any:
+            return handler(event, **kwargs)
+
+        middleware: NextMiddlewareType[MiddlewareEventType] = handler_wrapper
+        for outer in reversed(middlewares):
+            middleware = functools.partial(outer, middleware)  # type: ignore[arg-type]  # as in aiogram
+        return middleware
+
+
+def _lean_middleware_managers(dispatcher: Dispatcher) -> None:
+    for router in dispatcher.chain_tail:
+        for observer in router.observers.values():
+            for manager in (observer.middleware, observer.outer_middleware):
+                if type(manager) is MiddlewareManager:
+                    manager.__class__ = LeanMiddlewareManager
 
 
 def create_intake(
