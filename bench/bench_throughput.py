@@ -137,7 +137,9 @@ class AnsweringSession(BaseSession):
             bot=bot,
             method=method,
             status_code=200,
-            content=self.json_dumps({"ok": True, "result": result}),
+            # Telegram's side of the call: written the same way for every bot (a bot's own
+            # session may parse it with another JSON library, which is its own work).
+            content=json.dumps({"ok": True, "result": result}),
         )
         return cast(TelegramType, response.result)
 
