@@ -245,6 +245,10 @@ def create_dispatcher(
             language=settings.organizer_language,
         ),
         "limits": limits or Limits(),
+        # Taken by /me, /forget and /language (and the admins') alone: given to their routers
+        # only (handlers.get_routers), not copied along with every update.
+        "personal_data": personal_data,
+        "languages": languages,
         "audit": AuditLog(db),
         "reminder_scheduler": ReminderScheduler(reminders=reminders, catalog=catalog, clock=clock),
         "retention": RetentionJob(
@@ -267,10 +271,8 @@ def create_dispatcher(
         # Workflow data: what the participants' handlers take.
         catalog=catalog,
         registrations=Registrations(db, cards),
-        personal_data=personal_data,
         seats=seats,
         reminders=reminders,
-        languages=languages,
         clock=clock,
     )
     # One middleware: the update's scope with aiogram's FSM (one person's quick taps are

@@ -62,12 +62,13 @@ def get_routers(admin_ids: Iterable[int], services: Mapping[str, Any]) -> list[R
     commands = Router(name="commands")
     # Both kinds of update: a filter on the message observer alone lets buttons through.
     commands.message.filter(IsCommand())
+    # /me, /forget and /language take services too (personal data, languages): rare updates.
+    provided = [my_registrations.create_router(), forget.create_router(), language.create_router()]
+    for router in provided:
+        router.message.middleware(Provide(services))
+        router.callback_query.middleware(Provide(services))
     commands.include_routers(
-        _only(refusals.create_router(), ~is_admin),
-        start.create_router(),
-        my_registrations.create_router(),
-        forget.create_router(),
-        language.create_router(),
+        _only(refusals.create_router(), ~is_admin), start.create_router(), *provided
     )
     private = _only(Router(name="private"), None, private=True)
     private.include_routers(admins, commands, registration.create_router())
