@@ -37,7 +37,7 @@ from bot.domain.render import event_card, shown_value
 from bot.domain.sources import valid_source
 from bot.domain.texts import Html, t
 from bot.domain.validation import ValidationError, validate_phone
-from handlers.filters import Magic
+from handlers.filters import HasText, Magic, TextStartsWith
 from handlers.keyboards import (
     OfferCallback,
     QuestionAction,
@@ -561,14 +561,12 @@ def create_router() -> Router:
     in_form = StateFilter(Form)
     field_states = StateFilter(*FIELD_STATES.values())
     # The cheaper check first: an answer is refused by it before its state is looked at.
-    router.message.register(command_in_form, Magic(F.text.startswith("/")), in_form)
-    router.message.register(answer_typed, field_states, Magic(F.text.as_("text")))
-    router.message.register(
-        question_answered_typed, StateFilter(Form.question), Magic(F.text.as_("text"))
-    )
+    router.message.register(command_in_form, TextStartsWith("/"), in_form)
+    router.message.register(answer_typed, field_states, HasText("text"))
+    router.message.register(question_answered_typed, StateFilter(Form.question), HasText("text"))
     router.message.register(contact_shared, StateFilter(*CONTACT_STATES), Magic(F.contact))
     router.message.register(
-        text_instead_of_button, StateFilter(Form.consent, Form.summary), Magic(F.text)
+        text_instead_of_button, StateFilter(Form.consent, Form.summary), HasText()
     )
     router.message.register(not_text_in_form, in_form)
 
