@@ -357,7 +357,7 @@ def events_toml() -> str:
 async def prepare_ours(directory: Path) -> Prepared:
     from contextlib import AsyncExitStack
 
-    from bot.app import create_bot, create_dispatcher, open_app
+    from bot.app import create_bot, create_dispatcher, open_app, settle_heap
     from bot.domain.config import load_settings
 
     (directory / "events.toml").write_text(events_toml(), encoding="utf-8")
@@ -375,6 +375,9 @@ async def prepare_ours(directory: Path) -> Prepared:
     session = AnsweringSession()
     bot = create_bot(settings, session=session)
     dispatcher = create_dispatcher(settings=settings, db=db, catalog=catalog)
+    # As `python -m bot` does once its dispatcher is built (bot/app.py: run); the floor, a
+    # bare aiogram form, does not.
+    settle_heap()
 
     async def verify(expected: int) -> JSON:
         with sqlite3.connect(settings.database_path) as connection:

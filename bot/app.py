@@ -392,6 +392,14 @@ async def open_app(
         yield Opened(db, catalog)
 
 
+def settle_heap() -> None:
+    """Everything built so far (the modules, aiogram's and pydantic's types and caches, the
+    phone metadata, the catalogues) lives as long as the process: out of the collector's
+    sight, its full collections stay short. Once the dispatcher is built, before updates."""
+    gc.collect()
+    gc.freeze()
+
+
 async def run(settings: Settings, catalog: EventCatalog) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -411,10 +419,7 @@ async def run(settings: Settings, catalog: EventCatalog) -> None:
                 ) from None
             logger.info("Bot @%s (id %d) starts polling", me.username, me.id)
             dispatcher = create_dispatcher(settings=settings, db=db, catalog=catalog)
-            # Everything built so far (aiogram's and pydantic's types and caches) lives as
-            # long as the process: out of the collector's sight, full collections stay short.
-            gc.collect()
-            gc.freeze()
+            settle_heap()
             intake = create_intake(dispatcher, bot, db=db, settings=settings)
             await poll(dispatcher, bot, intake, stop=stop)
         finally:
