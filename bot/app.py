@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import inspect
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.session.base import BaseSession
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.dispatcher.event.bases import MiddlewareEventType, MiddlewareType, NextMiddlewareType
+from aiogram.dispatcher.event.handler import CallbackType
+from aiogram.dispatcher.middlewares.manager import MiddlewareManager
 from aiogram.enums import ParseMode
 from aiogram.exceptions import TelegramUnauthorizedError
 from aiogram.fsm.storage.base import DefaultKeyBuilder
-from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.methods import (
     AnswerCallbackQuery,
     DeleteMessage,
@@ -34,6 +38,7 @@ from aiogram.methods import (
     SendMessage,
     SetMyCommands,
 )
+from aiogram.types import TelegramObject
 
 from bot.broadcast_worker import BroadcastReporter
 from bot.digest_worker import DigestScheduler
@@ -44,7 +49,7 @@ from bot.domain.form import FORM, FormFields
 from bot.domain.texts import load_catalogues
 from bot.flood import FloodGate, FloodLimits
 from bot.leader import Leader
-from bot.middlewares import ConversationMiddleware, HandledUpdatesMiddleware, LocaleMiddleware
+from bot.middlewares import ConversationMiddleware
 from bot.polling import poll
 from bot.reminder_worker import ReminderScheduler
 from bot.retention_worker import RetentionJob
@@ -106,6 +111,10 @@ def _pin_response_types() -> None:
         )
 
 
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
 def create_bot(settings: Settings, session: BaseSession | None = None) -> Bot:
     _pin_response_types()
     if session is None:
@@ -114,6 +123,11 @@ def create_bot(settings: Settings, session: BaseSession | None = None) -> Bot:
         session = AiohttpSession(
             api=TelegramAPIServer.from_base(settings.telegram_api_url), timeout=20
         )
+    # Every Bot API answer is parsed from JSON (getUpdates' batches are the biggest) and every
+    # keyboard sent is written as JSON: orjson does both several times faster than the
+    # standard library, and its objects are the same.
+    session.json_loads = orjson.loads
+    session.json_dumps = _json_text
     # Outermost first: a button's answer is given up only after RetryRequests' retries.
     session.middleware(ButtonAnswersBestEffort())
     session.middleware(RetryRequests())
@@ -278,6 +292,10 @@ def create_dispatcher(
             language=settings.organizer_language,
         ),
         "limits": limits or Limits(),
+        # Taken by /me, /forget and /language (and the admins') alone: given to their routers
+        # only (handlers.get_routers), not copied along with every update.
+        "personal_data": personal_data,
+        "languages": languages,
         "audit": AuditLog(db),
         "reminder_scheduler": ReminderScheduler(reminders=reminders, catalog=catalog, clock=clock),
         "retention": RetentionJob(
@@ -293,28 +311,30 @@ def create_dispatcher(
     }
     dispatcher = AppDispatcher(
         storage=storage,
-        # One person's quick taps are handled one after another, never interleaved.
-        events_isolation=SimpleEventIsolation(),
-        # Registered below, inside the update's scope (ConversationMiddleware).
+        # Registered below, inside the update's scope (ConversationMiddleware), which also
+        # handles one update of a conversation at a time (its own locks).
         disable_fsm=True,
         services=services,
         # Workflow data: what the participants' handlers take.
         catalog=catalog,
         form=form,
         registrations=Registrations(db, cards),
-        personal_data=personal_data,
         seats=seats,
         reminders=reminders,
-        languages=languages,
         clock=clock,
     )
-    # Order: the update's scope with aiogram's FSM (takes the conversation's lock, reads its
-    # row once), then the guard against updates handled before.
-    dispatcher.update.outer_middleware(ConversationMiddleware(dispatcher.fsm, storage))
-    # Before the guard: a reply to an update handled before is in the person's language too.
-    dispatcher.update.outer_middleware(LocaleMiddleware(languages))
+    # One middleware: the update's scope with aiogram's FSM (one person's quick taps are
+    # handled one after another, never interleaved; the conversation's row read once), the
+    # sender's language, then the guard against updates handled before.
     dispatcher.update.outer_middleware(
-        HandledUpdatesMiddleware(HandledUpdates(db), clock, on_repeat=repeat_question)
+        ConversationMiddleware(
+            storage,
+            strategy=dispatcher.fsm.strategy,
+            languages=languages,
+            handled=HandledUpdates(db),
+            clock=clock,
+            on_repeat=repeat_question,
+        )
     )
     dispatcher.include_routers(*get_routers(settings.admin_ids, services, form))
     dispatcher.errors.register(on_error)
@@ -326,7 +346,36 @@ def create_dispatcher(
         services["leadership"] = leadership
         dispatcher.startup.register(lead_workers)
         dispatcher.shutdown.register(stop_leading)
+    _lean_middleware_managers(dispatcher)
     return dispatcher
+
+
+class LeanMiddlewareManager(MiddlewareManager):
+    """aiogram's middleware manager without `functools.wraps` on the function it wraps.
+
+    aiogram wraps the next step in its middlewares at every router level an update passes
+    and for every handler it calls (about nine times an update), and `functools.wraps`
+    copies five attributes each time that nothing reads."""
+
+    @staticmethod
+    def wrap_middlewares(
+        middlewares: Sequence[MiddlewareType[MiddlewareEventType]], handler: CallbackType
+    ) -> NextMiddlewareType[MiddlewareEventType]:
+        def handler_wrapper(event: TelegramObject, kwargs: dict[str, Any]) -> Any:
+            return handler(event, **kwargs)
+
+        middleware: NextMiddlewareType[MiddlewareEventType] = handler_wrapper
+        for outer in reversed(middlewares):
+            middleware = functools.partial(outer, middleware)  # type: ignore[arg-type]  # as in aiogram
+        return middleware
+
+
+def _lean_middleware_managers(dispatcher: Dispatcher) -> None:
+    for router in dispatcher.chain_tail:
+        for observer in router.observers.values():
+            for manager in (observer.middleware, observer.outer_middleware):
+                if type(manager) is MiddlewareManager:
+                    manager.__class__ = LeanMiddlewareManager
 
 
 def create_intake(
@@ -401,6 +450,14 @@ async def open_app(
         yield Opened(db, catalog)
 
 
+def settle_heap() -> None:
+    """Everything built so far (the modules, aiogram's and pydantic's types and caches, the
+    phone metadata, the catalogues) lives as long as the process: out of the collector's
+    sight, its full collections stay short. Once the dispatcher is built, before updates."""
+    gc.collect()
+    gc.freeze()
+
+
 async def run(settings: Settings, catalog: EventCatalog) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -447,10 +504,7 @@ async def _run(settings: Settings, catalog: EventCatalog, stop: asyncio.Event) -
             dispatcher = create_dispatcher(
                 settings=settings, db=db, catalog=catalog, leadership=leadership
             )
-            # Everything built so far (aiogram's and pydantic's types and caches) lives as
-            # long as the process: out of the collector's sight, full collections stay short.
-            gc.collect()
-            gc.freeze()
+            settle_heap()
             intake = create_intake(dispatcher, bot, db=db, settings=settings, turns=turns)
             record = WebhookRecord(db)
             if settings.mode == "webhook":

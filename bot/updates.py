@@ -4,7 +4,7 @@ Each batch Telegram delivers is written to the inbox (SQLite) in one statement a
 then confirmed (the next getUpdates offset), so Telegram never waits for a slow chat and
 `kill -9` loses nothing. Each chat has a worker that handles its updates one at a time, in
 order; a chat whose replies wait out a flood limit, or an admin whose upload crawls, holds up
-only itself. A handled update's id goes to handled_updates (HandledUpdatesMiddleware), which
+only itself. A handled update's id goes to handled_updates (ConversationMiddleware), which
 takes it out of the inbox. An update that fails, or outlasts HANDLING_LIMIT, is set aside
 with its reason and the person is told: no update can stop the bot after every restart.
 """
@@ -67,7 +67,7 @@ def lane_of(update: Update) -> int:
 
 class Intake:
     """Takes batches from the poller; needs the dispatcher built by `bot.app` (its
-    HandledUpdatesMiddleware marks each update handled)."""
+    ConversationMiddleware marks each update handled)."""
 
     def __init__(
         self,

@@ -3,8 +3,7 @@
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from aiogram import BaseMiddleware, F, Router
-from aiogram.enums import ChatType
+from aiogram import BaseMiddleware, Router
 from aiogram.filters import Filter
 from aiogram.types import TelegramObject
 
@@ -23,7 +22,7 @@ from handlers import (
     start,
 )
 from handlers.common import on_error
-from handlers.filters import IsCommand, Magic
+from handlers.filters import FromUsers, InPrivateChat, IsCommand
 from handlers.replies import repeat_question
 
 __all__ = ["get_routers", "on_error", "repeat_question"]
@@ -57,7 +56,7 @@ def get_routers(
     `services` (bot.app.AppDispatcher) reach only the handlers that take them, the admins'
     and the organizer router's, when one is called: every other update goes without them.
     """
-    is_admin = Magic(F.from_user.id.in_(frozenset(admin_ids)))
+    is_admin = FromUsers(admin_ids)
     admins = _only(Router(name="admin"), is_admin)
     admins.include_routers(admin.create_router(), erase.create_router(), broadcast.create_router())
     admins.message.middleware(Provide(services))
@@ -65,12 +64,13 @@ def get_routers(
     commands = Router(name="commands")
     # Both kinds of update: a filter on the message observer alone lets buttons through.
     commands.message.filter(IsCommand())
+    # /me, /forget and /language take services too (personal data, languages): rare updates.
+    provided = [my_registrations.create_router(), forget.create_router(), language.create_router()]
+    for router in provided:
+        router.message.middleware(Provide(services))
+        router.callback_query.middleware(Provide(services))
     commands.include_routers(
-        _only(refusals.create_router(), ~is_admin),
-        start.create_router(),
-        my_registrations.create_router(),
-        forget.create_router(),
-        language.create_router(),
+        _only(refusals.create_router(), ~is_admin), start.create_router(), *provided
     )
     private = _only(Router(name="private"), None, private=True)
     private.include_routers(admins, commands, registration.create_router(form))
@@ -99,10 +99,8 @@ class Provide(BaseMiddleware):
 def _only(router: Router, who: Filter | None, *, private: bool = False) -> Router:
     """`router`'s messages and buttons, only from private chats when `private`, only of the
     people `who` lets through when given."""
-    message_filters: list[Filter] = [Magic(F.chat.type == ChatType.PRIVATE)] if private else []
-    callback_filters: list[Filter] = (
-        [Magic(F.message.chat.type == ChatType.PRIVATE)] if private else []
-    )
+    message_filters: list[Filter] = [InPrivateChat()] if private else []
+    callback_filters: list[Filter] = [InPrivateChat(button=True)] if private else []
     if who is not None:
         message_filters.append(who)
         callback_filters.append(who)

@@ -16,7 +16,7 @@ from aiogram.utils.deep_linking import create_start_link
 from bot.domain.clock import Clock
 from bot.domain.events import EventCatalog
 from bot.domain.texts import t
-from handlers.filters import Magic
+from handlers.filters import InPrivateChat, Magic
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +73,6 @@ def create_router() -> Router:
         Magic(F.chat.type.in_({ChatType.GROUP, ChatType.SUPERGROUP})),
     )
     # Other group messages are none of the bot's business: it stays silent there.
-    router.message.register(not_understood, Magic(F.chat.type == ChatType.PRIVATE))
+    router.message.register(not_understood, InPrivateChat())
     router.callback_query.register(button_expired)
     return router

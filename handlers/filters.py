@@ -12,8 +12,10 @@ tests/test_router_filters.py walks the production routers and fails on any synch
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
+from aiogram.enums import ChatType
 from aiogram.filters import Filter
 from aiogram.types import TelegramObject
 from magic_filter import MagicFilter
@@ -45,3 +47,77 @@ class IsCommand(Filter):
         text = getattr(event, "text", None) or getattr(event, "caption", None)
         # Command splits the text on white space and takes the first word's first character.
         return isinstance(text, str) and text.lstrip()[:1] == "/"
+
+
+# What `Magic(F....)` said on every update's path, written out: a magic filter resolves its
+# chain of operations generically, several calls per attribute, and the private-chat, admin
+# and text checks run on nearly every update (bench/ANALYSIS.md).
+
+
+class InPrivateChat(Filter):
+    """A message in a private chat (`F.chat.type == "private"`), or, with `button=True`, a
+    button under one (`F.message.chat.type == "private"`)."""
+
+    __slots__ = ("_button",)
+
+    def __init__(self, *, button: bool = False) -> None:
+        self._button = button
+
+    async def __call__(self, event: TelegramObject) -> bool:
+        holder = getattr(event, "message", None) if self._button else event
+        chat = getattr(holder, "chat", None)
+        return chat is not None and chat.type == ChatType.PRIVATE
+
+    def __str__(self) -> str:
+        return f"InPrivateChat(button={self._button})"
+
+
+class FromUsers(Filter):
+    """An update from one of `user_ids` (`F.from_user.id.in_(user_ids)`)."""
+
+    __slots__ = ("_user_ids",)
+
+    def __init__(self, user_ids: Iterable[int]) -> None:
+        self._user_ids = frozenset(user_ids)
+
+    async def __call__(self, event: TelegramObject) -> bool:
+        user = getattr(event, "from_user", None)
+        return user is not None and user.id in self._user_ids
+
+    def __str__(self) -> str:
+        return f"FromUsers({sorted(self._user_ids)})"
+
+
+class HasText(Filter):
+    """A message with text (`F.text`); with `name`, the text is also given to the handler as
+    that keyword argument (`F.text.as_(name)`)."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str | None = None) -> None:
+        self._name = name
+
+    async def __call__(self, event: TelegramObject) -> bool | dict[str, Any]:
+        text = getattr(event, "text", None)
+        if not text:
+            return False
+        return {self._name: text} if self._name else True
+
+    def __str__(self) -> str:
+        return f"HasText({self._name!r})"
+
+
+class TextStartsWith(Filter):
+    """A message whose text starts with `prefix` (`F.text.startswith(prefix)`)."""
+
+    __slots__ = ("_prefix",)
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+
+    async def __call__(self, event: TelegramObject) -> bool:
+        text = getattr(event, "text", None)
+        return isinstance(text, str) and text.startswith(self._prefix)
+
+    def __str__(self) -> str:
+        return f"TextStartsWith({self._prefix!r})"

@@ -37,7 +37,7 @@ from bot.domain.render import event_card, shown_value
 from bot.domain.sources import valid_source
 from bot.domain.texts import Html, t
 from bot.domain.validation import ValidationError, validate_phone
-from handlers.filters import Magic
+from handlers.filters import HasText, Magic, TextStartsWith
 from handlers.keyboards import (
     OfferCallback,
     QuestionAction,
@@ -185,8 +185,10 @@ async def next_or_summary(
         await ask_question(bot, chat_id, event, draft, form)
         return
     # What the summary offers: a seat, or the waiting list. The database decides again on
-    # confirming (a seat may free or go meanwhile).
-    draft = replace(draft, editing=None, question=None, waitlist=(await seats.seats(event.id)).full)
+    # confirming (a seat may free or go meanwhile). Without a capacity there is no list, and
+    # no count of the session's registrations to make (it grows with them).
+    waitlist = event.capacity is not None and (await seats.seats(event.id)).full
+    draft = replace(draft, editing=None, question=None, waitlist=waitlist)
     await transition(state, Form.summary, draft.to_data())
     await show_summary(bot, chat_id, draft, event, form)
 
@@ -591,14 +593,12 @@ def create_router(form: FormFields) -> Router:
     in_form = StateFilter(Form, *field_states(form))
     asking_field = StateFilter(*field_states(form))
     # The cheaper check first: an answer is refused by it before its state is looked at.
-    router.message.register(command_in_form, Magic(F.text.startswith("/")), in_form)
-    router.message.register(answer_typed, asking_field, Magic(F.text.as_("text")))
-    router.message.register(
-        question_answered_typed, StateFilter(Form.question), Magic(F.text.as_("text"))
-    )
+    router.message.register(command_in_form, TextStartsWith("/"), in_form)
+    router.message.register(answer_typed, asking_field, HasText("text"))
+    router.message.register(question_answered_typed, StateFilter(Form.question), HasText("text"))
     router.message.register(contact_shared, StateFilter(*contact_states(form)), Magic(F.contact))
     router.message.register(
-        text_instead_of_button, StateFilter(Form.consent, Form.summary), Magic(F.text)
+        text_instead_of_button, StateFilter(Form.consent, Form.summary), HasText()
     )
     router.message.register(not_text_in_form, in_form)
 

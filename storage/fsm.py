@@ -9,6 +9,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any, overload
 
+import orjson
 from aiogram.exceptions import DataNotDictLikeError
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State
@@ -29,13 +30,18 @@ _EMPTY_DATA = "{}"
 RECENT_UPDATES = 20
 
 
+# ensure_ascii=False keeps Cyrillic readable in the file and about half the size. One
+# encoder for every write: json.dumps with an option builds a new one each call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
 def _dump(data: Mapping[str, Any]) -> str:
-    # ensure_ascii=False keeps Cyrillic readable in the file and about half the size.
-    return json.dumps(data, ensure_ascii=False)
+    return _ENCODER.encode(data)
 
 
 def _load(text: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(text)
+    # orjson reads the same objects as json.loads, several times faster (pyproject.toml).
+    data: dict[str, Any] = orjson.loads(text)
     return data
 
 
@@ -88,7 +94,7 @@ _LOAD = """
 def _row(state: str | None, data: str | None, recent: str | None) -> _Row:
     if data is None:
         return _MISSING
-    return _Row(state=state, data=data, recent=tuple(json.loads(recent or "[]")), stored=True)
+    return _Row(state=state, data=data, recent=tuple(orjson.loads(recent or "[]")), stored=True)
 
 
 @dataclass(eq=False)

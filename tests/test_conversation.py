@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from datetime import timedelta
@@ -13,6 +14,7 @@ from bot.app import create_dispatcher
 from bot.domain.config import Settings
 from bot.domain.events import load_events
 from bot.domain.texts import t
+from bot.middlewares import ConversationMiddleware
 from handlers.keyboards import MyAction
 from storage.database import Database
 from storage.events import EventsRepository
@@ -370,6 +372,32 @@ async def test_double_tap_on_confirm_makes_one_registration(
     assert replies == [] or all("Вы зарегистрированы" not in (m.text or "") for m in replies)
     answers = fake.calls_of("answerCallbackQuery")
     assert "Регистрация уже подтверждена" in str(answers[-1].params)
+
+
+async def test_a_conversation_keeps_no_lock_once_its_updates_are_handled(
+    user: TelegramUser, fake: FakeTelegram, dispatcher: Dispatcher, db: Database
+) -> None:
+    # Both presses in hand at once, one waiting for the conversation's lock (that the second
+    # waits is shown by test_seats.py's double tap on joining the waiting list).
+    await fill_form(user)
+    summary = fake.last_message(user.chat_id)
+    [confirm] = [
+        button["callback_data"]
+        for row in summary.inline_keyboard
+        for button in row
+        if "Подтвердить" in button["text"]
+    ]
+    await asyncio.gather(user.click_data(summary, confirm), user.click_data(summary, confirm))
+    assert len(await stored_rows(db)) == 1
+    confirmations = [
+        m for m in fake.messages_to(user.chat_id) if "Вы зарегистрированы" in (m.text or "")
+    ]
+    assert len(confirmations) == 1
+    # Nothing kept for a conversation with no update in hand (the map does not grow).
+    [middleware] = [
+        m for m in dispatcher.update.outer_middleware if isinstance(m, ConversationMiddleware)
+    ]
+    assert len(middleware.locks) == 0
 
 
 def recording_user(

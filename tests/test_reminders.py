@@ -15,10 +15,12 @@ import pytest
 from aiogram import Bot, Dispatcher
 
 from bot.app import create_bot, create_dispatcher, open_app
+from bot.domain import calendar as calendar_module
 from bot.domain.calendar import PRODID, calendar_file
 from bot.domain.config import Settings
 from bot.domain.events import DEFAULT_REMINDERS, EventsFileError, parse_events
 from bot.domain.reminders import GRACE, due_reminders, time_left
+from bot.domain.texts import use_locale
 from bot.reminder_worker import ReminderScheduler
 from bot.sender import Sender
 from storage.database import Database, open_database
@@ -217,6 +219,32 @@ def test_calendar_file_ends_two_hours_after_the_start_without_ends_at_or_link() 
     assert utc_instant(properties["DTSTART"]) == datetime(2022, 11, 24, 9, 0, tzinfo=UTC)
     assert utc_instant(properties["DTEND"]) == datetime(2022, 11, 24, 11, 0, tzinfo=UTC)
     assert "URL" not in properties and "DESCRIPTION" not in properties
+
+
+def test_calendar_file_made_once_per_version_is_each_time_the_file_made_afresh() -> None:
+    # Each session version's file is made once and copied with its own DTSTAMP: every copy
+    # must be byte for byte the file icalendar makes for that moment, language and version.
+    [event] = parse_events(BASE, file=FILE, default_zone=MOSCOW)
+    linked = replace(event, join_url="https://example.org/j", contact="org@example.ru")
+    moments = (
+        datetime(2022, 11, 1, tzinfo=UTC),
+        datetime(2026, 3, 5, 17, 4, 59, 999_999, tzinfo=UTC),
+        datetime(2026, 3, 5, 20, 4, 59, tzinfo=MOSCOW),
+    )
+    for variant in (
+        event,
+        linked,
+        replace(linked, title="Другая сессия"),
+        replace(linked, location="Зал 2"),
+    ):
+        for sequence in (0, 1):
+            for language in ("ru", "en"):
+                for now in moments:
+                    with use_locale(language):
+                        made = calendar_file(variant, sequence=sequence, now=now)
+                        afresh = calendar_module._build(variant, sequence=sequence, now=now)
+                    assert made == afresh, (variant.title, sequence, language, now)
+                    assert utc_instant(vevent(made)["DTSTAMP"]) == now.replace(microsecond=0)
 
 
 # --- through the Dispatcher ---------------------------------------------------------------------

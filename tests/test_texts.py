@@ -1,7 +1,14 @@
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
 from string import Formatter
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from bot.domain import render as render_module
+from bot.domain.events import parse_events
+from bot.domain.render import event_card
 from bot.domain.texts import (
     DEFAULT_LOCALE,
     LANGUAGES,
@@ -16,6 +23,7 @@ from bot.domain.texts import (
     tn,
     use_locale,
 )
+from tests.helpers import EVENTS_TOML, MOSCOW
 
 # Telegram's limit for one message's text, counted after entity parsing; the raw
 # template is a safe upper bound.
@@ -217,3 +225,29 @@ def test_a_broken_catalogue_is_one_line_naming_its_file(
     message = str(raised.value)
     assert message.startswith(f"{broken}: ")
     assert "\n" not in message
+
+
+def test_an_event_card_made_once_is_each_time_the_card_made_afresh() -> None:
+    # bot/domain/render.py makes a session's card once per language and kind: every card
+    # handed out must be the one made for that very session, language and kind.
+    [event] = parse_events(EVENTS_TOML, file=Path("events.toml"), default_zone=MOSCOW)
+    variants = (
+        event,
+        replace(event, title="Другая & сессия"),
+        replace(event, location="Зал <2>"),
+        replace(event, starts_at=event.starts_at + timedelta(hours=1)),
+        replace(event, registration_deadline=event.registration_deadline - timedelta(days=1)),
+        replace(event, join_url="https://example.org/other"),
+        replace(event, timezone=ZoneInfo("Asia/Yekaterinburg")),
+    )
+    for _ in range(2):  # the second time from what was made the first
+        for variant in variants:
+            for language in ("ru", "en"):
+                for deadline in (False, True):
+                    for join_url in (False, True):
+                        with use_locale(language):
+                            made = event_card(variant, deadline=deadline, join_url=join_url)
+                            afresh = render_module._event_card(
+                                variant, deadline=deadline, join_url=join_url
+                            )
+                        assert made == afresh, (variant, language, deadline, join_url)

@@ -11,7 +11,7 @@ from icalendar import Calendar
 from icalendar import Event as VEvent
 
 from bot.domain.events import Event
-from bot.domain.texts import t
+from bot.domain.texts import LOCALE, t
 
 PRODID = "-//event-registration-bot//Calendar file 1.0//RU"
 UID_DOMAIN = "event-registration-bot"
@@ -32,7 +32,42 @@ def _plain(text: str) -> str:
 
 
 def calendar_file(event: Event, *, sequence: int, now: datetime) -> bytes:
-    """The session as an .ics file; times in UTC, so no VTIMEZONE is needed."""
+    """The session as an .ics file; times in UTC, so no VTIMEZONE is needed.
+
+    Every registrant of a session version gets the same file but for its DTSTAMP (when it
+    was made), and icalendar takes about a millisecond to make one: each is made once per
+    session version and language, and each copy gets its own DTSTAMP line."""
+    key = (
+        event.id,
+        event.title,
+        event.location,
+        event.join_url,
+        event.contact,
+        event.starts_at,
+        event.end(),
+        sequence,
+        LOCALE.get(),
+    )
+    made = _MADE.get(key)
+    if made is None:
+        made = _build(event, sequence=sequence, now=_STAMP_MARK)
+        if made.count(_STAMP_LINE) != 1:  # the mark must be the DTSTAMP alone
+            return _build(event, sequence=sequence, now=now)
+        if len(_MADE) >= _MADE_LIMIT:
+            _MADE.clear()
+        _MADE[key] = made
+    stamp = now.astimezone(UTC).strftime("DTSTAMP:%Y%m%dT%H%M%SZ").encode()
+    return made.replace(_STAMP_LINE, stamp)
+
+
+# A DTSTAMP no real file has, replaced in each copy (the line is short: never folded).
+_STAMP_MARK = datetime(1901, 1, 1, tzinfo=UTC)
+_STAMP_LINE = b"DTSTAMP:19010101T000000Z"
+_MADE_LIMIT = 256
+_MADE: dict[tuple[object, ...], bytes] = {}
+
+
+def _build(event: Event, *, sequence: int, now: datetime) -> bytes:
     calendar = Calendar()
     calendar.add("prodid", PRODID)
     calendar.add("version", "2.0")

@@ -6,12 +6,38 @@ from collections.abc import Mapping
 
 from bot.domain.events import Event
 from bot.domain.form import NO, YES, Question, option_labels, question_text
-from bot.domain.texts import Html, quantity, t, th
+from bot.domain.texts import LOCALE, Html, quantity, t, th
 from bot.domain.timefmt import format_datetime
 from bot.domain.validation import format_phone
 
 
 def event_card(event: Event, *, deadline: bool = False, join_url: bool = False) -> Html:
+    """The session's title, time and place (and deadline, link): shown at nearly every step
+    of the form, the same each time for a session and language, so made once for them."""
+    key = (
+        event.id,
+        event.title,
+        event.starts_at,
+        event.timezone,
+        event.location,
+        event.registration_deadline if deadline else None,
+        event.join_url if join_url else None,
+        LOCALE.get(),
+    )
+    card = _CARDS.get(key)
+    if card is None:
+        card = _event_card(event, deadline=deadline, join_url=join_url)
+        if len(_CARDS) >= _CARDS_LIMIT:
+            _CARDS.clear()
+        _CARDS[key] = card
+    return card
+
+
+_CARDS_LIMIT = 1024
+_CARDS: dict[tuple[object, ...], Html] = {}
+
+
+def _event_card(event: Event, *, deadline: bool, join_url: bool) -> Html:
     lines = [
         t(
             "event_card",
