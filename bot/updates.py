@@ -312,7 +312,7 @@ class SharedIntake(Intake):
                 if not held and not await self._wait_for_turn(lane):
                     continue
                 try:
-                    await self._handle_waiting(lane)
+                    await self._handle_waiting(lane, self._turns.generation)
                 finally:
                     held = False
                     await self._turns.give_back(lane)
@@ -338,10 +338,17 @@ class SharedIntake(Intake):
                 return False
         return False
 
-    async def _handle_waiting(self, lane: int) -> None:
+    async def _handle_waiting(self, lane: int, generation: int) -> None:
         mine = self._received.pop(lane, {})
         for index, row in enumerate(await self._inbox.lane_waiting(lane)):
             if self._closing:
+                return
+            if not self._turns.still_held(generation):
+                # The connection holding the turn was lost (PostgreSQL restarted, say): the
+                # turn went with it and another replica may have the chat now. Ask again.
+                logger.warning("Chat %d's turn was lost with its connection; asking again", lane)
+                self._received.setdefault(lane, {}).update(mine)
+                self._wanted.add(lane)
                 return
             update = mine.get(row.update_id)
             if update is None:

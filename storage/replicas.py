@@ -77,6 +77,14 @@ class _Session:
                 await self._drop()
                 raise
 
+    def alive(self, generation: int) -> bool:
+        """Whether the connection of `generation` is still the open one (a lock it took is
+        still held)."""
+        connection = self._connection
+        return (
+            connection is not None and not connection.is_closed() and self.generation == generation
+        )
+
     async def _drop(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
@@ -104,6 +112,16 @@ class ChatTurns:
                 keyed=lambda schema: (_int4(schema), fold(chat_id)),
             )
         )
+
+    @property
+    def generation(self) -> int:
+        """Which connection the turns taken now are held by (see `still_held`)."""
+        return self._session.generation
+
+    def still_held(self, generation: int) -> bool:
+        """False once the connection that held the turns of `generation` is gone: PostgreSQL
+        let go of them, and another replica may take any of those chats."""
+        return self._session.alive(generation)
 
     async def give_back(self, chat_id: int) -> None:
         try:

@@ -163,3 +163,30 @@ async def test_two_replicas_due_a_digest_at_once_queue_it_once(
     )
     assert {row[0] for row in rows} == {-100, -200}
     assert len({row[1] for row in rows}) == 1
+
+
+async def test_a_turn_lost_with_its_connection_is_known_and_the_chat_free_for_others(
+    db: Database,
+) -> None:
+    assert isinstance(db, PostgresDatabase)
+    turns, other = ChatTurns(db.session), ChatTurns(db.session)
+    try:
+        assert await turns.take(1001)
+        since = turns.generation
+        assert turns.still_held(since)
+        assert not await other.take(1001)
+        # PostgreSQL ends the session holding the turn (a restart, an operator's kill).
+        ended = await db.fetchall(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks "
+            "WHERE locktype = 'advisory' AND objsubid = 2 AND objid = CAST(? AS oid) "
+            "AND pid <> pg_backend_pid()",
+            (1001,),
+        )
+        assert [tuple(row) for row in ended] == [(True,)]
+        await wait_until(lambda: not turns.still_held(since), timeout=5)
+        assert await other.take(1001)
+        # The replica that lost it asks again and finds it taken (no second handler).
+        assert not await turns.take(1001)
+    finally:
+        await turns.close()
+        await other.close()
