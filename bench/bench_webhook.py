@@ -28,7 +28,7 @@ import aiohttp
 
 from tests.client import TelegramUser
 from tests.fake_telegram import FakeTelegram, serve
-from tests.helpers import TOKEN, bot_env, upcoming_event_toml
+from tests.helpers import TOKEN, bot_env, registration_steps, upcoming_event_toml
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-webhook-secret_0123456789"
@@ -86,16 +86,7 @@ async def person(fake: FakeTelegram, user_id: int, rng: random.Random, paced: bo
             seen = now_seen
 
     user = TelegramUser(fake, deliver, user_id=user_id)
-    steps = [
-        lambda: user.send("/start"),
-        lambda: user.click("Даю согласие"),
-        lambda: user.send("Иванова Мария Петровна"),
-        lambda: user.send("Главный специалист"),
-        lambda: user.send("Министерство культуры"),
-        lambda: user.send("+7 912 345-67-89"),
-        lambda: user.send(f"user{user_id}@example.ru"),
-        lambda: user.click("Подтвердить"),
-    ]
+    steps = registration_steps(user)
     if paced:
         await asyncio.sleep(rng.uniform(0, 5))
     for step in steps:

@@ -8,11 +8,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import re
 import sqlite3
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, closing
 from dataclasses import replace
@@ -518,3 +519,40 @@ async def all_rows_text(db: Database) -> str:
         [row] = await db.fetchall(f"SELECT string_agg(t::text, ' ') FROM {table} AS t")
         parts.append(row[0] or "")
     return "\n".join(parts)
+
+
+def registration_steps(user: TelegramUser) -> list[Callable[[], Awaitable[object]]]:
+    """A whole registration in the shipped form, step by step, confirmed at the end."""
+    return [
+        lambda: user.send("/start"),
+        lambda: user.click("Даю согласие"),
+        lambda: user.send("Иванова Мария Петровна"),
+        lambda: user.send("Главный специалист"),
+        lambda: user.send("Министерство культуры"),
+        lambda: user.send("+7 912 345-67-89"),
+        lambda: user.send(f"user{user.user_id}@example.ru"),
+        lambda: user.click("Подтвердить"),
+    ]
+
+
+async def participant(
+    fake: FakeTelegram,
+    database: Path | str,
+    user_id: int,
+    rng: random.Random,
+    *,
+    start_within: float,
+    pause: tuple[float, float],
+    patience: float = 120,
+) -> str:
+    """One person registering over HTTP at their own pace with the bot whose database is
+    `database` (a SQLite file or a PostgreSQL URL): they start within `start_within` seconds
+    and pause `pause` seconds between steps, each step handled within `patience` seconds.
+    Returns the last text message they saw."""
+    deliver = http_deliver(fake, timeout=patience, database=database)
+    user = TelegramUser(fake, deliver, user_id=user_id)
+    await asyncio.sleep(rng.uniform(0, start_within))
+    for step in registration_steps(user):
+        await step()
+        await asyncio.sleep(rng.uniform(*pause))
+    return user.last_message_text

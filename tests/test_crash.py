@@ -13,9 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.client import TelegramUser, http_deliver
 from tests.fake_telegram import FakeTelegram, serve
-from tests.helpers import TOKEN, bot_env, card_numbers, db_file, upcoming_event_toml, wait_until
+from tests.helpers import (
+    TOKEN,
+    bot_env,
+    card_numbers,
+    db_file,
+    participant,
+    upcoming_event_toml,
+    wait_until,
+)
 
 # Starts and kills the real bot process for a minute or more.
 pytestmark = pytest.mark.slow
@@ -24,26 +31,6 @@ SEED = int(os.environ.get("CRASH_SEED", "20261126"))
 KILLS = 20
 USERS = 30
 GROUP, PRIVATE = -100111, 600
-
-
-async def participant(fake: FakeTelegram, database: Path, user_id: int, rng: random.Random) -> str:
-    """One person registering at their own pace; returns the last text message they saw."""
-    user = TelegramUser(fake, http_deliver(fake, timeout=180, database=database), user_id=user_id)
-    await asyncio.sleep(rng.uniform(0, 40))
-    steps = [
-        lambda: user.send("/start"),
-        lambda: user.click("Даю согласие"),
-        lambda: user.send("Иванова Мария Петровна"),
-        lambda: user.send("Главный специалист"),
-        lambda: user.send("Министерство культуры"),
-        lambda: user.send("+7 912 345-67-89"),
-        lambda: user.send(f"user{user_id}@example.ru"),
-        lambda: user.click("Подтвердить"),
-    ]
-    for step in steps:
-        await step()
-        await asyncio.sleep(rng.uniform(0.05, 1.0))
-    return user.last_message_text
 
 
 @pytest.mark.timeout(600)
@@ -63,7 +50,17 @@ async def test_registrations_survive_twenty_kills_exactly_once(tmp_path: Path) -
     async with serve(fake) as base_url:
         env["TELEGRAM_API_URL"] = base_url
         people = [
-            asyncio.create_task(participant(fake, database, user_id, random.Random(rng.random())))
+            asyncio.create_task(
+                participant(
+                    fake,
+                    database,
+                    user_id,
+                    random.Random(rng.random()),
+                    start_within=40,
+                    pause=(0.05, 1.0),
+                    patience=180,
+                )
+            )
             for user_id in range(1001, 1001 + USERS)
         ]
         moments = []

@@ -15,9 +15,15 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.client import TelegramUser, http_deliver
 from tests.fake_telegram import FakeTelegram, serve
-from tests.helpers import TOKEN, BotProcess, card_numbers, upcoming_event_toml, wait_until
+from tests.helpers import (
+    TOKEN,
+    BotProcess,
+    card_numbers,
+    participant,
+    upcoming_event_toml,
+    wait_until,
+)
 from tests.webhooks import free_port, webhook_bot
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres_only]
@@ -25,27 +31,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres_only]
 GROUP, PRIVATE = -100111, 600
 # About 20 replies a second at their pace: under Telegram's 30 a second for the bot.
 USERS = 24
-
-
-async def participant(fake: FakeTelegram, url: str, user_id: int, rng: random.Random) -> str:
-    """One person registering at their own pace; returns the last text they saw."""
-    user = TelegramUser(fake, http_deliver(fake, timeout=120, database=url), user_id=user_id)
-    await asyncio.sleep(rng.uniform(0, 3))
-    steps = [
-        lambda: user.send("/start"),
-        lambda: user.click("Даю согласие"),
-        lambda: user.send("Иванова Мария Петровна"),
-        lambda: user.send("Главный специалист"),
-        lambda: user.send("Министерство культуры"),
-        lambda: user.send("+7 912 345-67-89"),
-        lambda: user.send(f"user{user_id}@example.ru"),
-        lambda: user.click("Подтвердить"),
-    ]
-    for step in steps:
-        await step()
-        # Slower than a message a second: the bot's replies keep Telegram's per-chat limit.
-        await asyncio.sleep(rng.uniform(1.05, 1.5))
-    return user.last_message_text
 
 
 @pytest.mark.timeout(400)
@@ -72,7 +57,16 @@ async def test_two_replicas_one_killed_mid_burst_lose_nothing_and_apply_nothing_
             )
         people = [
             asyncio.create_task(
-                participant(fake, database_url, user_id, random.Random(rng.random()))
+                participant(
+                    fake,
+                    database_url,
+                    user_id,
+                    random.Random(rng.random()),
+                    # Slower than a message a second: the bot's replies keep Telegram's
+                    # per-chat limit.
+                    start_within=3,
+                    pause=(1.05, 1.5),
+                )
             )
             for user_id in range(1001, 1001 + USERS)
         ]

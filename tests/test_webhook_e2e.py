@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.client import TelegramUser, http_deliver
 from tests.fake_telegram import SECRET_HEADER, FakeTelegram, serve
 from tests.helpers import (
     TOKEN,
@@ -25,6 +24,7 @@ from tests.helpers import (
     bot_process,
     card_numbers,
     db_file,
+    participant,
     register_over_http,
     upcoming_event_toml,
     wait_until,
@@ -167,26 +167,6 @@ async def test_set_webhook_once_per_settings_and_polling_removes_it(workdir: Pat
 USERS = 30
 
 
-async def participant(fake: FakeTelegram, database: Path, user_id: int, rng: random.Random) -> str:
-    """One person registering at their own pace; returns the last text message they saw."""
-    user = TelegramUser(fake, http_deliver(fake, timeout=120, database=database), user_id=user_id)
-    await asyncio.sleep(rng.uniform(0, 4))
-    steps = [
-        lambda: user.send("/start"),
-        lambda: user.click("Даю согласие"),
-        lambda: user.send("Иванова Мария Петровна"),
-        lambda: user.send("Главный специалист"),
-        lambda: user.send("Министерство культуры"),
-        lambda: user.send("+7 912 345-67-89"),
-        lambda: user.send(f"user{user_id}@example.ru"),
-        lambda: user.click("Подтвердить"),
-    ]
-    for step in steps:
-        await step()
-        await asyncio.sleep(rng.uniform(0.05, 0.6))
-    return user.last_message_text
-
-
 async def burst_interrupted(workdir: Path, how: signal.Signals) -> FakeTelegram:
     """30 people register while the bot is stopped (`how`) mid-burst and started again;
     returns the fake once every registration and every card is through."""
@@ -200,7 +180,14 @@ async def burst_interrupted(workdir: Path, how: signal.Signals) -> FakeTelegram:
         async with webhook_bot(workdir, fake, base_url, port, run=1, **chats) as bot:
             people = [
                 asyncio.create_task(
-                    participant(fake, database, user_id, random.Random(rng.random()))
+                    participant(
+                        fake,
+                        database,
+                        user_id,
+                        random.Random(rng.random()),
+                        start_within=4,
+                        pause=(0.05, 0.6),
+                    )
                 )
                 for user_id in range(1001, 1001 + USERS)
             ]
@@ -384,7 +371,16 @@ async def test_registrations_survive_ten_kills_in_webhook_mode_exactly_once(
     async with serve(fake) as base_url:
         env["TELEGRAM_API_URL"] = base_url
         people = [
-            asyncio.create_task(participant(fake, database, user_id, random.Random(rng.random())))
+            asyncio.create_task(
+                participant(
+                    fake,
+                    database,
+                    user_id,
+                    random.Random(rng.random()),
+                    start_within=4,
+                    pause=(0.05, 0.6),
+                )
+            )
             for user_id in range(1001, 1001 + USERS)
         ]
         moments = []
