@@ -31,7 +31,6 @@ import json
 import os
 import random
 import signal
-import socket
 import sqlite3
 import statistics
 import sys
@@ -44,7 +43,6 @@ from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
 import asyncpg
 
 from bench.bench_http import (
@@ -58,6 +56,7 @@ from bench.bench_http import (
 from bench.bench_throughput import FIRST_USER_ID, TOKEN, events_toml, our_buttons
 from storage.postgres import SERIAL_LOCK
 from tests.fake_telegram import serve
+from tests.webhooks import free_port, healthz
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-replicas-secret_0123456789"
@@ -88,12 +87,6 @@ def with_settings(url: str, **settings: str) -> str:
     """asyncpg passes unknown query parameters to the server as settings."""
     query = "&".join(f"{name}={value}" for name, value in settings.items())
     return url + ("&" if "?" in url else "?") + query
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- CPU from /proc ------------------------------------------------------------------------------
@@ -204,17 +197,6 @@ class LockSampler:
 
 
 # --- the bot's processes -------------------------------------------------------------------------
-
-
-async def healthz(port: int) -> int | None:
-    try:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"http://127.0.0.1:{port}/healthz") as response,
-        ):
-            return response.status
-    except aiohttp.ClientError:
-        return None
 
 
 @asynccontextmanager

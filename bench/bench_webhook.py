@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import os
 import random
-import socket
 import statistics
 import sys
 import tempfile
@@ -29,15 +28,10 @@ import aiohttp
 from tests.client import TelegramUser
 from tests.fake_telegram import FakeTelegram, serve
 from tests.helpers import TOKEN, bot_env, registration_steps, upcoming_event_toml
+from tests.webhooks import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-webhook-secret_0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def percentile(values: list[float], q: float) -> float:
