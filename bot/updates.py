@@ -23,6 +23,8 @@ from aiogram import Bot, Dispatcher
 from aiogram.dispatcher.middlewares.user_context import UserContextMiddleware
 from aiogram.enums import ChatType
 from aiogram.exceptions import TelegramAPIError
+from aiogram.fsm.storage.base import StorageKey
+from aiogram.fsm.strategy import apply_strategy
 from aiogram.types import Update
 
 from bot.domain.clock import Clock
@@ -30,11 +32,12 @@ from bot.domain.texts import t
 from bot.flood import FloodGate, Verdict
 from bot.middlewares import OUTCOME, Outcome
 from storage.audit import AuditLog
+from storage.fsm import SQLiteStorage
 from storage.inbox import Arrival, Inbox, Waiting
 from storage.updates import HandledUpdates
 
 if TYPE_CHECKING:  # asyncpg is imported on PostgreSQL only
-    from storage.replicas import ChatTurns
+    from storage.replicas import ChatTurns, Turn
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +51,9 @@ MAX_ATTEMPTS = 3
 PRUNE_EVERY = 3600.0
 # Replicas (SharedIntake): how often each looks for chats whose updates wait with no replica
 # handling them (the one that received them stopped), and how long such an update must have
-# waited; how soon, at first, a replica asks again for a chat's turn that another one holds.
+# waited.
 SWEEP_EVERY = 2.0
 STALE_AFTER = 3.0
-TURN_RETRY = 0.02
-TURN_RETRY_MAX = 1.0
 
 
 def lane_of(update: Update) -> int:
@@ -274,10 +275,10 @@ class SharedIntake(Intake):
     chat's updates one at a time and in order is the chat's turn (storage/replicas.py): a
     replica handles a chat only while it holds the turn, and then handles every update of
     the chat waiting in the inbox, in order, whichever replica received it. A replica that
-    wants a turn another one holds asks again until it gets it (the holder may have read the
-    chat's updates before the newest arrived). A replica that dies loses its turns with its
-    connection; the updates it left are found by the others' sweep, which counts an attempt
-    on each chat's first update, so an update that kills replicas is set aside after three.
+    finds the turn taken leaves its update to the holder, which looks again each time it
+    gives the turn back. A replica that dies loses its turns with its connection; the
+    updates it left are found by the others' sweep, and the first waiting update of a chat
+    taken up counts an attempt, so an update that kills replicas is set aside after three.
     """
 
     def __init__(self, *args: Any, turns: ChatTurns, **kwargs: Any) -> None:
@@ -285,8 +286,10 @@ class SharedIntake(Intake):
         self._turns = turns
         # lane -> the updates this replica received and has not handled, parsed already.
         self._received: dict[int, dict[int, Update]] = {}
-        # Lanes whose worker must look at the inbox again before it ends.
+        # Lanes with an update received since their worker last asked for the turn.
         self._wanted: set[int] = set()
+        storage = self._dispatcher.fsm.storage
+        self._storage = storage if isinstance(storage, SQLiteStorage) else None
 
     async def start(self) -> None:
         self._chore(self._sweep_periodically(), name="sweep")
@@ -294,77 +297,97 @@ class SharedIntake(Intake):
 
     def _submit(self, lane: int, update: Update) -> None:
         self._received.setdefault(lane, {})[update.update_id] = update
-        self._wake(lane, held=False)
-
-    def _wake(self, lane: int, *, held: bool) -> None:
         self._wanted.add(lane)
+        self._start(lane, None)
+
+    def _start(self, lane: int, turn: Turn | None) -> None:
         if lane in self._lanes:
-            return  # its worker looks again before it ends
+            return  # its worker asks again before it ends
         queue = self._lanes[lane] = deque()
-        worker = asyncio.create_task(self._take_turns(lane, queue, held), name=f"lane-{lane}")
+        worker = asyncio.create_task(self._take_turns(lane, queue, turn), name=f"lane-{lane}")
         self._workers.add(worker)
         worker.add_done_callback(self._workers.discard)
 
-    async def _take_turns(self, lane: int, queue: deque[Update], held: bool) -> None:
+    def _conversation(self, lane: int) -> str | None:
+        """The conversation a private chat's updates belong to (its key in fsm_states),
+        read with the chat's turn; None for groups, whose updates each have their own."""
+        if self._storage is None or lane <= 0:
+            return None
+        chat_id, user_id, thread_id = apply_strategy(
+            self._dispatcher.fsm.strategy, chat_id=lane, user_id=lane
+        )
+        return self._storage.key_text(
+            StorageKey(bot_id=self._bot.id, chat_id=chat_id, user_id=user_id, thread_id=thread_id)
+        )
+
+    async def _take_turns(self, lane: int, queue: deque[Update], turn: Turn | None) -> None:
+        conversation = self._conversation(lane)
         try:
-            while lane in self._wanted and not self._closing:
-                self._wanted.discard(lane)
-                if not held and not await self._wait_for_turn(lane):
+            while not self._closing:
+                if turn is None:
+                    if lane not in self._wanted:
+                        break
+                    # Cleared before asking: an update received from here on asks again.
+                    self._wanted.discard(lane)
+                    turn = await self._turns.take(
+                        lane, conversation=conversation, received=self._received.get(lane, ())
+                    )
+                    # None: another replica has the chat, and will see our updates when it
+                    # gives the turn back (storage/replicas.py: ChatTurns).
                     continue
                 try:
-                    await self._handle_waiting(lane, self._turns.generation)
-                finally:
-                    held = False
+                    await self._handle_waiting(lane, turn, conversation)
+                except BaseException:
                     await self._turns.give_back(lane)
+                    raise
+                if self._closing:
+                    await self._turns.give_back(lane)
+                    break
+                self._wanted.discard(lane)
+                turn = await self._turns.pass_on(
+                    lane, conversation=conversation, received=self._received.get(lane, ())
+                )
         except Exception as error:
             # The database did not answer: the updates wait in the inbox, and a sweep (this
             # replica's or another's) takes the chat up again.
             logger.error("Chat %d's turn failed: %s", lane, type(error).__name__)
         finally:
+            # What is left was handled by another replica, or waits for it or for a sweep.
+            self._received.pop(lane, None)
+            self._wanted.discard(lane)
             if self._lanes.get(lane) is queue:
                 del self._lanes[lane]
 
-    async def _wait_for_turn(self, lane: int) -> bool:
-        delay = TURN_RETRY
-        while not self._closing:
-            if await self._turns.take(lane):
-                return True
-            # Another replica has the chat. It may have read the chat's updates before ours
-            # arrived, so ask again until the turn is ours or nothing of ours waits.
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, TURN_RETRY_MAX)
-            if delay == TURN_RETRY_MAX and not await self._inbox.lane_waiting(lane):
-                self._received.pop(lane, None)
-                return False
-        return False
-
-    async def _handle_waiting(self, lane: int, generation: int) -> None:
-        mine = self._received.pop(lane, {})
-        for index, row in enumerate(await self._inbox.lane_waiting(lane)):
+    async def _handle_waiting(self, lane: int, turn: Turn, conversation: str | None) -> None:
+        mine = self._received.get(lane, {})
+        for index, row in enumerate(turn.waiting):
             if self._closing:
                 return
-            if not self._turns.still_held(generation):
+            if not self._turns.still_held(turn.generation):
                 # The connection holding the turn was lost (PostgreSQL restarted, say): the
-                # turn went with it and another replica may have the chat now. Ask again.
-                logger.warning("Chat %d's turn was lost with its connection; asking again", lane)
-                self._received.setdefault(lane, {}).update(mine)
-                self._wanted.add(lane)
+                # turn went with it and another replica may have the chat now. Giving it
+                # back (a no-op now) looks again, and takes the chat again if it is free.
+                logger.warning("Chat %d's turn was lost with its connection", lane)
                 return
-            update = mine.get(row.update_id)
+            update = mine.pop(row.update_id, None)
             if update is None:
                 update = await self._readable(row)
                 if update is None:
                     continue
-                if index == 0:
-                    # Received by another replica, which may have stopped with it in hand
-                    # (only a chat's first waiting update can have been in hand).
-                    attempts = await self._inbox.count_attempt(row.update_id)
-                    if attempts >= MAX_ATTEMPTS:
-                        await self._set_aside(
-                            update, lane, f"in hand at {attempts} stops", apologise=True
-                        )
-                        continue
-            await self._handle(lane, update)
+                if index == 0 and row.attempts >= MAX_ATTEMPTS:
+                    # Taken up from another replica, which may have stopped with it in hand
+                    # (only a chat's first waiting update can have been in hand); the turn
+                    # counted the attempt.
+                    await self._set_aside(
+                        update, lane, f"in hand at {row.attempts} stops", apologise=True
+                    )
+                    continue
+            if index == 0 and conversation is not None and self._storage is not None:
+                # Read with the turn: the update starts from it instead of reading it again.
+                with self._storage.known(conversation, turn.conversation):
+                    await self._handle(lane, update)
+            else:
+                await self._handle(lane, update)
 
     async def _readable(self, row: Waiting) -> Update | None:
         try:
@@ -391,12 +414,13 @@ class SharedIntake(Intake):
         for lane in await self._inbox.stale_lanes(received_before=received_before):
             if lane in self._lanes or self._closing:
                 continue
-            if not await self._turns.take(lane):
+            turn = await self._turns.take(lane, conversation=self._conversation(lane))
+            if turn is None:
                 continue  # another replica is on it
             if lane in self._lanes:
                 # An update of the chat arrived meanwhile: its worker asks for the turn.
                 await self._turns.give_back(lane)
                 continue
             taken += 1
-            self._wake(lane, held=True)
+            self._start(lane, turn)
         return taken

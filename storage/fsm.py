@@ -116,6 +116,8 @@ class UpdateScope:
 
 
 _SCOPE: ContextVar[UpdateScope | None] = ContextVar("fsm_update_scope", default=None)
+# A conversation's row as the caller read it just before the update (see `SQLiteStorage.known`).
+_KNOWN: ContextVar[tuple[str, _Row] | None] = ContextVar("fsm_known_row", default=None)
 
 
 class SQLiteStorage(BaseStorage):
@@ -158,11 +160,31 @@ class SQLiteStorage(BaseStorage):
         """Scope of one update (see `UpdateScope`); `key` is the conversation whose lock the
         update holds, None when it has none."""
         scope = UpdateScope(update_id, None if key is None else self._key(key), storage_key=key)
+        known = _KNOWN.get()
+        if known is not None and known[0] == scope.key:
+            scope.row = known[1]
         token = _SCOPE.set(scope)
         try:
             yield scope
         finally:
             _SCOPE.reset(token)
+
+    def key_text(self, key: StorageKey) -> str:
+        """The conversation's key as fsm_states holds it."""
+        return self._key_builder.build(key)
+
+    @contextmanager
+    def known(self, key: str, row: tuple[str | None, str, str] | None) -> Iterator[None]:
+        """Within this block, an update of conversation `key` starts from `row` (state, data,
+        recent_updates as stored; None: no row) instead of reading it, and as not handled
+        before. Only for a caller that read both after the last write that could change them:
+        a replica holding the chat's turn, which read the row and the update still in the
+        inbox (so not handled) in the round trip that took the turn (storage/replicas.py)."""
+        token = _KNOWN.set((key, _MISSING if row is None else _row(*row)))
+        try:
+            yield
+        finally:
+            _KNOWN.reset(token)
 
     def _scope_of(self, db_key: str) -> UpdateScope | None:
         scope = _SCOPE.get()

@@ -114,16 +114,6 @@ class Inbox:
             )
         return [Waiting(*row) for row in rows]
 
-    async def lane_waiting(self, lane: int) -> list[Waiting]:
-        """A chat's updates still to handle, in order (replicas: read by the one whose turn
-        the chat is, whichever replica received them)."""
-        rows = await self._db.fetchall(
-            "SELECT update_id, lane, payload, attempts FROM inbox "
-            "WHERE lane = ? AND set_aside IS NULL ORDER BY update_id",
-            (lane,),
-        )
-        return [Waiting(*row) for row in rows]
-
     async def stale_lanes(self, *, received_before: datetime, limit: int = 100) -> list[int]:
         """Chats with updates waiting since before `received_before`: left by a replica that
         stopped, or not yet taken (the caller tries each chat's turn)."""
@@ -133,16 +123,6 @@ class Inbox:
             (utc_iso(received_before), limit),
         )
         return [row[0] for row in rows]
-
-    async def count_attempt(self, update_id: int) -> int:
-        """One more attempt at an update another replica may have had in hand when it
-        stopped; returns the attempts so far (0 when it is no longer waiting)."""
-        row = await self._db.fetchone(
-            "UPDATE inbox SET attempts = attempts + 1 WHERE update_id = ? AND set_aside IS NULL "
-            "RETURNING attempts",
-            (update_id,),
-        )
-        return 0 if row is None else int(row[0])
 
     async def set_aside(self, update_id: int, reason: str) -> None:
         await self._db.execute(

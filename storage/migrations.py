@@ -529,6 +529,9 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE languages;
     ALTER TABLE languages_new RENAME TO languages;
     """,
+    # 19: PostgreSQL's functions for replicas' chat turns (storage/replicas.py). One process
+    # owns a SQLite file: nothing to do here.
+    "",
 )
 
 LATEST_VERSION = len(MIGRATIONS)
@@ -773,5 +776,56 @@ POSTGRES_MIGRATIONS: dict[int, str] = {
     ALTER TABLE languages DROP CONSTRAINT languages_language_check;
     ALTER TABLE languages ADD CONSTRAINT languages_language_check
         CHECK (length(language) BETWEEN 2 AND 10);
+    """,
+    # A chat's turn (storage/replicas.py) taken, or given back and taken again if updates of
+    # the chat wait, in one round trip together with what the turn is for: the chat's waiting
+    # updates and its conversation's row. They are read by a statement of their own after
+    # the lock is granted: a statement's snapshot is older than a lock it takes itself, so it
+    # could miss the last writes of the replica that held the turn until then. (In a volatile
+    # function each statement has its own snapshot.) The first waiting update counts an
+    # attempt unless the caller received it: another replica may have stopped with it in hand.
+    # No row from take_turn: never; from pass_turn: nothing waits. `taken` false: another
+    # replica has the chat.
+    19: """
+    CREATE FUNCTION take_turn(
+        key_schema INTEGER, key_chat INTEGER, chat BIGINT, conversation TEXT, received BIGINT[]
+    ) RETURNS TABLE (
+        taken BOOLEAN, waiting_id BIGINT, waiting_payload TEXT, waiting_attempts INTEGER,
+        fsm_state TEXT, fsm_data TEXT, fsm_recent TEXT
+    ) LANGUAGE plpgsql VOLATILE AS $$
+    DECLARE
+        first_id BIGINT;
+    BEGIN
+        IF NOT pg_try_advisory_lock(key_schema, key_chat) THEN
+            RETURN QUERY SELECT false, NULL::BIGINT, NULL::TEXT, NULL::INTEGER,
+                NULL::TEXT, NULL::TEXT, NULL::TEXT;
+            RETURN;
+        END IF;
+        SELECT min(i.update_id) INTO first_id FROM inbox AS i
+            WHERE i.lane = chat AND i.set_aside IS NULL;
+        IF first_id IS NOT NULL AND NOT first_id = ANY (received) THEN
+            UPDATE inbox AS i SET attempts = i.attempts + 1 WHERE i.update_id = first_id;
+        END IF;
+        RETURN QUERY
+            SELECT true, i.update_id, i.payload, i.attempts, f.state, f.data, f.recent_updates
+            FROM (SELECT 1) AS one
+            LEFT JOIN inbox AS i ON i.lane = chat AND i.set_aside IS NULL
+            LEFT JOIN fsm_states AS f ON f.key = conversation
+            ORDER BY i.update_id;
+    END $$;
+
+    CREATE FUNCTION pass_turn(
+        key_schema INTEGER, key_chat INTEGER, chat BIGINT, conversation TEXT, received BIGINT[]
+    ) RETURNS TABLE (
+        taken BOOLEAN, waiting_id BIGINT, waiting_payload TEXT, waiting_attempts INTEGER,
+        fsm_state TEXT, fsm_data TEXT, fsm_recent TEXT
+    ) LANGUAGE plpgsql VOLATILE AS $$
+    BEGIN
+        PERFORM pg_advisory_unlock(key_schema, key_chat);
+        IF EXISTS (SELECT 1 FROM inbox AS i WHERE i.lane = chat AND i.set_aside IS NULL) THEN
+            RETURN QUERY
+                SELECT * FROM take_turn(key_schema, key_chat, chat, conversation, received);
+        END IF;
+    END $$;
     """,
 }

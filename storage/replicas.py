@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass
 
 import asyncpg
+
+from storage.inbox import Waiting
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +58,13 @@ class _Session:
         self, sql: str, *args: object, keyed: Callable[[int], tuple[object, ...]] | None = None
     ) -> object:
         """One statement; `keyed` makes its arguments from the schema's oid."""
+        rows = await self.fetch(sql, *args, keyed=keyed)
+        return rows[0][0] if rows else None
+
+    async def fetch(
+        self, sql: str, *args: object, keyed: Callable[[int], tuple[object, ...]] | None = None
+    ) -> list[asyncpg.Record]:
+        """One statement's rows, with the generation of the connection that ran it."""
         async with self._lock:
             if self._connection is None or self._connection.is_closed():
                 self._connection = await self._connect()
@@ -67,7 +77,8 @@ class _Session:
             if keyed is not None:
                 args = keyed(self.schema)
             try:
-                return await self._connection.fetchval(sql, *args)
+                rows: list[asyncpg.Record] = await self._connection.fetch(sql, *args)
+                return rows
             except (
                 OSError,
                 asyncpg.exceptions.ConnectionDoesNotExistError,
@@ -97,20 +108,74 @@ class _Session:
                 self._connection = None
 
 
+@dataclass(frozen=True)
+class Turn:
+    """A chat's turn, held: what waited for it when it was taken."""
+
+    generation: int  # of the connection holding it (see `ChatTurns.still_held`)
+    waiting: list[Waiting]  # the chat's updates not yet handled, in order
+    # The row of the conversation asked for, as fsm_states holds it: (state, data,
+    # recent_updates), or None when it has no row.
+    conversation: tuple[str | None, str, str] | None
+
+
 class ChatTurns:
     """Whose turn each chat is: one replica at a time handles a chat's updates, so they keep
-    their order across replicas (bot/updates.py: SharedIntake)."""
+    their order across replicas (bot/updates.py: SharedIntake).
+
+    The rule that keeps an update from waiting with no replica on it: a replica that holds a
+    chat's turn looks at the chat's updates again each time it gives the turn back
+    (`pass_on`), and takes the turn again if any wait. So a replica that received an update
+    and found the turn taken need not ask again: it wrote the update before asking, the
+    holder gives the turn back after that, and then sees it. One round trip each way, which
+    also brings the waiting updates and the conversation's row (storage/migrations.py, step
+    19)."""
 
     def __init__(self, connect: Connect) -> None:
         self._session = _Session(connect)
 
-    async def take(self, chat_id: int) -> bool:
-        """Take the chat's turn if no replica has it; never waits."""
-        return bool(
-            await self._session.fetchval(
-                "SELECT pg_try_advisory_lock($1, $2)",
-                keyed=lambda schema: (_int4(schema), fold(chat_id)),
-            )
+    async def take(
+        self, chat_id: int, *, conversation: str | None = None, received: Collection[int] = ()
+    ) -> Turn | None:
+        """Take the chat's turn if no replica has it (never waits), with the chat's waiting
+        updates and the row of `conversation`; `received`: the ids this replica received
+        (not counted as attempts)."""
+        return await self._turn("take_turn", chat_id, conversation, received)
+
+    async def pass_on(
+        self, chat_id: int, *, conversation: str | None = None, received: Collection[int] = ()
+    ) -> Turn | None:
+        """Give the turn back; then, if updates of the chat wait (received by any replica
+        meanwhile), take it again as `take` does. None: nothing waits, or another replica
+        took the chat."""
+        return await self._turn("pass_turn", chat_id, conversation, received)
+
+    async def _turn(
+        self, function: str, chat_id: int, conversation: str | None, received: Collection[int]
+    ) -> Turn | None:
+        rows = await self._session.fetch(
+            f"SELECT * FROM {function}($1, $2, $3, $4, $5)",
+            keyed=lambda schema: (
+                _int4(schema),
+                fold(chat_id),
+                chat_id,
+                conversation,
+                list(received),
+            ),
+        )
+        if not rows or not rows[0]["taken"]:
+            return None
+        first = rows[0]
+        return Turn(
+            generation=self._session.generation,
+            waiting=[
+                Waiting(row["waiting_id"], chat_id, row["waiting_payload"], row["waiting_attempts"])
+                for row in rows
+                if row["waiting_id"] is not None
+            ],
+            conversation=None
+            if first["fsm_data"] is None
+            else (first["fsm_state"], first["fsm_data"], first["fsm_recent"]),
         )
 
     @property

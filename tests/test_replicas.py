@@ -16,7 +16,7 @@ from bot.digest_worker import DigestScheduler
 from bot.domain.config import Settings
 from bot.domain.events import EventCatalog
 from bot.leader import Leader
-from bot.updates import MAX_ATTEMPTS, SharedIntake
+from bot.updates import MAX_ATTEMPTS, STALE_AFTER, SharedIntake
 from storage.database import Database, open_database
 from storage.inbox import Arrival, Inbox
 from storage.outbox import Outbox
@@ -57,7 +57,7 @@ async def handled(db: Database, update_id: int) -> bool:
 
 
 async def test_a_chat_whose_turn_another_replica_holds_waits_and_keeps_its_order(
-    shared: SharedIntake, bot: Bot, db: Database, fake: FakeTelegram
+    shared: SharedIntake, bot: Bot, db: Database, fake: FakeTelegram, clock: Clock
 ) -> None:
     assert isinstance(db, PostgresDatabase)
     other = ChatTurns(db.session)  # another replica, handling chat 1001 now
@@ -70,15 +70,91 @@ async def test_a_chat_whose_turn_another_replica_holds_waits_and_keeps_its_order
         assert fake.messages_to(1001) == []
         assert not await handled(db, 1)
         await shared.accept([update_of(bot, 3, 1001, "/help")])
+        # The holder, giving the turn back, finds what waits for the chat and takes it again:
+        # here it stops instead (it dies, say), and its updates wait for a sweep.
+        turn = await other.pass_on(1001)
+        assert turn is not None
+        assert [row.update_id for row in turn.waiting] == [1, 3]
     finally:
         await other.give_back(1001)
         await other.close()
+    assert not await handled(db, 1)
+    clock.advance(timedelta(seconds=STALE_AFTER + 1))
+    assert await shared.sweep() == 1
     await wait_until(lambda: len(fake.messages_to(1001)) >= 2, timeout=10)
     assert await handled(db, 1) and await handled(db, 3)
     # In order: the greeting (consent) first, then /help's answer.
     first, second = fake.messages_to(1001)[:2]
     assert first.message_id < second.message_id
     assert "соглас" in (first.text or "").lower()
+    assert "/forget" in (second.text or "")
+
+
+async def test_two_replicas_taking_turns_at_one_chat_handle_each_update_once_in_order(
+    shared: SharedIntake,
+    dispatcher: Dispatcher,
+    bot: Bot,
+    db: Database,
+    settings: Settings,
+    fake: FakeTelegram,
+    clock: Clock,
+) -> None:
+    assert isinstance(db, PostgresDatabase)
+    turns = ChatTurns(db.session)
+    second = create_intake(dispatcher, bot, db=db, settings=settings, clock=clock, turns=turns)
+    texts = ["/me", "/help"] * 6
+    try:
+        # A load balancer's round robin: each update to the other replica, none waiting for
+        # the one before, so most arrive while the other replica holds the chat's turn.
+        for update_id, text in enumerate(texts, start=1):
+            await (shared if update_id % 2 else second).accept(
+                [update_of(bot, update_id, 1010, text)]
+            )
+        # No sweep: the clock stands still, so nothing is ever stale.
+        await wait_until(lambda: len(fake.messages_to(1010)) >= len(texts), timeout=20)
+        await asyncio.sleep(0.3)
+    finally:
+        await second.close()
+        await turns.close()
+    replies = fake.messages_to(1010)
+    assert len(replies) == len(texts)
+    assert [("/forget" in (reply.text or "")) for reply in replies] == [False, True] * 6
+    assert all([await handled(db, update_id) for update_id in range(1, len(texts) + 1)])
+    assert await db.fetchall("SELECT update_id FROM inbox") == []
+
+
+async def test_a_turn_given_back_is_taken_again_with_what_waits_and_the_conversation(
+    db: Database, clock: Clock
+) -> None:
+    assert isinstance(db, PostgresDatabase)
+    holder, receiver = ChatTurns(db.session), ChatTurns(db.session)
+    inbox = Inbox(db)
+    try:
+        assert await holder.take(1020, received=()) is not None
+        # Another replica writes an update of the chat, then finds the turn taken.
+        await inbox.accept([Arrival(21, 1020, "{}")], [], now=clock())
+        assert await receiver.take(1020) is None
+        await db.execute(
+            "INSERT INTO fsm_states (key, state, data, updated_at) VALUES (?, ?, ?, ?)",
+            ("k", "Form:name", '{"a": 1}', clock()),
+        )
+        turn = await holder.pass_on(1020, conversation="k")
+        assert turn is not None
+        assert [(row.update_id, row.attempts) for row in turn.waiting] == [(21, 1)]
+        assert turn.conversation == ("Form:name", '{"a": 1}', "[]")
+        # What this replica received itself is not counted as an attempt.
+        await holder.give_back(1020)
+        turn = await holder.take(1020, received=[21])
+        assert turn is not None and turn.waiting[0].attempts == 1 and turn.conversation is None
+        # Nothing waits once it is handled: the turn is given back and stays free.
+        await db.execute(
+            "INSERT INTO handled_updates (update_id, handled_at) VALUES (?, ?)", (21, clock())
+        )
+        assert await holder.pass_on(1020) is None
+        assert await receiver.take(1020) is not None
+    finally:
+        await holder.close()
+        await receiver.close()
 
 
 async def test_what_a_stopped_replica_left_is_taken_up_with_an_attempt_counted(
