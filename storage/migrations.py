@@ -785,7 +785,9 @@ POSTGRES_MIGRATIONS: dict[int, str] = {
     # function each statement has its own snapshot.) The first waiting update counts an
     # attempt unless the caller received it: another replica may have stopped with it in hand.
     # No row from take_turn: never; from pass_turn: nothing waits. `taken` false: another
-    # replica has the chat.
+    # replica has the chat. `turns` does several of them in one round trip (a replica asks for
+    # the turns of all its chats at once, storage/replicas.py), each row tagged with the
+    # position of its request.
     19: """
     CREATE FUNCTION take_turn(
         key_schema INTEGER, key_chat INTEGER, chat BIGINT, conversation TEXT, received BIGINT[]
@@ -826,6 +828,31 @@ POSTGRES_MIGRATIONS: dict[int, str] = {
             RETURN QUERY
                 SELECT * FROM take_turn(key_schema, key_chat, chat, conversation, received);
         END IF;
+    END $$;
+
+    CREATE FUNCTION turns(
+        key_schema INTEGER, passes BOOLEAN[], chats BIGINT[], key_chats INTEGER[],
+        conversations TEXT[], received_chats BIGINT[], received_ids BIGINT[]
+    ) RETURNS TABLE (
+        request INTEGER, taken BOOLEAN, waiting_id BIGINT, waiting_payload TEXT,
+        waiting_attempts INTEGER, fsm_state TEXT, fsm_data TEXT, fsm_recent TEXT
+    ) LANGUAGE plpgsql VOLATILE AS $$
+    DECLARE
+        mine BIGINT[];
+    BEGIN
+        FOR n IN 1 .. coalesce(array_length(chats, 1), 0) LOOP
+            mine := ARRAY(
+                SELECT r.id FROM unnest(received_chats, received_ids) AS r (chat, id)
+                WHERE r.chat = chats[n]
+            );
+            IF passes[n] THEN
+                RETURN QUERY SELECT n, t.* FROM pass_turn(
+                    key_schema, key_chats[n], chats[n], conversations[n], mine) AS t;
+            ELSE
+                RETURN QUERY SELECT n, t.* FROM take_turn(
+                    key_schema, key_chats[n], chats[n], conversations[n], mine) AS t;
+            END IF;
+        END LOOP;
     END $$;
     """,
 }

@@ -27,6 +27,8 @@ from storage.inbox import Waiting
 logger = logging.getLogger(__name__)
 
 LEADER_BASE = 0x7265_6769_0000_0000
+# Requests for turns asked by one statement at most.
+MAX_ASKS = 200
 
 
 def _int4(value: int) -> int:
@@ -58,12 +60,12 @@ class _Session:
         self, sql: str, *args: object, keyed: Callable[[int], tuple[object, ...]] | None = None
     ) -> object:
         """One statement; `keyed` makes its arguments from the schema's oid."""
-        rows = await self.fetch(sql, *args, keyed=keyed)
+        rows, _ = await self.fetch(sql, *args, keyed=keyed)
         return rows[0][0] if rows else None
 
     async def fetch(
         self, sql: str, *args: object, keyed: Callable[[int], tuple[object, ...]] | None = None
-    ) -> list[asyncpg.Record]:
+    ) -> tuple[list[asyncpg.Record], int]:
         """One statement's rows, with the generation of the connection that ran it."""
         async with self._lock:
             if self._connection is None or self._connection.is_closed():
@@ -78,7 +80,7 @@ class _Session:
                 args = keyed(self.schema)
             try:
                 rows: list[asyncpg.Record] = await self._connection.fetch(sql, *args)
-                return rows
+                return rows, self.generation
             except (
                 OSError,
                 asyncpg.exceptions.ConnectionDoesNotExistError,
@@ -119,6 +121,19 @@ class Turn:
     conversation: tuple[str | None, str, str] | None
 
 
+@dataclass(eq=False)
+class _Ask:
+    """A request for a chat's turn (passing: given back first), waiting for its answer."""
+
+    passing: bool
+    chat_id: int
+    conversation: str | None
+    received: list[int]
+    done: bool = False
+    turn: Turn | None = None
+    error: BaseException | None = None
+
+
 class ChatTurns:
     """Whose turn each chat is: one replica at a time handles a chat's updates, so they keep
     their order across replicas (bot/updates.py: SharedIntake).
@@ -133,6 +148,8 @@ class ChatTurns:
 
     def __init__(self, connect: Connect) -> None:
         self._session = _Session(connect)
+        self._asks: list[_Ask] = []
+        self._asking = asyncio.Lock()
 
     async def take(
         self, chat_id: int, *, conversation: str | None = None, received: Collection[int] = ()
@@ -140,7 +157,7 @@ class ChatTurns:
         """Take the chat's turn if no replica has it (never waits), with the chat's waiting
         updates and the row of `conversation`; `received`: the ids this replica received
         (not counted as attempts)."""
-        return await self._turn("take_turn", chat_id, conversation, received)
+        return await self._turn(False, chat_id, conversation, received)
 
     async def pass_on(
         self, chat_id: int, *, conversation: str | None = None, received: Collection[int] = ()
@@ -148,35 +165,66 @@ class ChatTurns:
         """Give the turn back; then, if updates of the chat wait (received by any replica
         meanwhile), take it again as `take` does. None: nothing waits, or another replica
         took the chat."""
-        return await self._turn("pass_turn", chat_id, conversation, received)
+        return await self._turn(True, chat_id, conversation, received)
 
     async def _turn(
-        self, function: str, chat_id: int, conversation: str | None, received: Collection[int]
+        self, passing: bool, chat_id: int, conversation: str | None, received: Collection[int]
     ) -> Turn | None:
-        rows = await self._session.fetch(
-            f"SELECT * FROM {function}($1, $2, $3, $4, $5)",
+        # Asked while a statement is on its way are asked together by the next one (one round
+        # trip for the turns of many chats when a replica is busy; at once when it is not).
+        ask = _Ask(passing, chat_id, conversation, list(received))
+        self._asks.append(ask)
+        async with self._asking:
+            if not ask.done:
+                batch, self._asks = self._asks[:MAX_ASKS], self._asks[MAX_ASKS:]
+                try:
+                    await self._ask(batch)
+                except BaseException as error:
+                    for other in batch:
+                        other.done, other.error = True, error
+                    raise
+        if ask.error is not None:
+            raise ask.error
+        return ask.turn
+
+    async def _ask(self, batch: list[_Ask]) -> None:
+        rows, generation = await self._session.fetch(
+            "SELECT * FROM turns($1, $2, $3, $4, $5, $6, $7)",
             keyed=lambda schema: (
                 _int4(schema),
-                fold(chat_id),
-                chat_id,
-                conversation,
-                list(received),
+                [ask.passing for ask in batch],
+                [ask.chat_id for ask in batch],
+                [fold(ask.chat_id) for ask in batch],
+                [ask.conversation for ask in batch],
+                [ask.chat_id for ask in batch for _ in ask.received],
+                [update_id for ask in batch for update_id in ask.received],
             ),
         )
-        if not rows or not rows[0]["taken"]:
-            return None
-        first = rows[0]
-        return Turn(
-            generation=self._session.generation,
-            waiting=[
-                Waiting(row["waiting_id"], chat_id, row["waiting_payload"], row["waiting_attempts"])
-                for row in rows
-                if row["waiting_id"] is not None
-            ],
-            conversation=None
-            if first["fsm_data"] is None
-            else (first["fsm_state"], first["fsm_data"], first["fsm_recent"]),
-        )
+        answers: dict[int, list[asyncpg.Record]] = {}
+        for row in rows:
+            answers.setdefault(row["request"], []).append(row)
+        for position, ask in enumerate(batch, start=1):
+            ask.done = True
+            answer = answers.get(position)
+            if not answer or not answer[0]["taken"]:
+                continue
+            first = answer[0]
+            ask.turn = Turn(
+                generation=generation,
+                waiting=[
+                    Waiting(
+                        row["waiting_id"],
+                        ask.chat_id,
+                        row["waiting_payload"],
+                        row["waiting_attempts"],
+                    )
+                    for row in answer
+                    if row["waiting_id"] is not None
+                ],
+                conversation=None
+                if first["fsm_data"] is None
+                else (first["fsm_state"], first["fsm_data"], first["fsm_recent"]),
+            )
 
     @property
     def generation(self) -> int:

@@ -269,3 +269,43 @@ async def test_a_turn_lost_with_its_connection_is_known_and_the_chat_free_for_ot
     finally:
         await turns.close()
         await other.close()
+
+
+async def test_turns_asked_at_once_are_answered_each_with_its_own_chat(
+    db: Database, clock: Clock
+) -> None:
+    assert isinstance(db, PostgresDatabase)
+    turns, other = ChatTurns(db.session), ChatTurns(db.session)
+    chats = list(range(2001, 2011))
+    await Inbox(db).accept(
+        [Arrival(chat * 10 + n, chat, "{}") for chat in chats for n in (1, 2)], [], now=clock()
+    )
+    try:
+        # Asked together (one statement while the first is on its way, storage/replicas.py).
+        taken = await asyncio.gather(
+            *(turns.take(chat, received=[chat * 10 + 1]) for chat in chats)
+        )
+        for chat, turn in zip(chats, taken, strict=True):
+            assert turn is not None
+            assert [(row.update_id, row.attempts) for row in turn.waiting] == [
+                (chat * 10 + 1, 0),
+                (chat * 10 + 2, 0),
+            ]
+        assert not any(await asyncio.gather(*(other.take(chat) for chat in chats)))
+        # Half the chats' updates handled: those chats are given back and stay free; the
+        # others are taken again with what still waits.
+        for chat in chats[:5]:
+            for n in (1, 2):
+                await db.execute(
+                    "INSERT INTO handled_updates (update_id, handled_at) VALUES (?, ?)",
+                    (chat * 10 + n, clock()),
+                )
+        passed = await asyncio.gather(*(turns.pass_on(chat) for chat in chats))
+        assert passed[:5] == [None] * 5
+        assert [[row.update_id for row in turn.waiting] for turn in passed[5:] if turn] == [
+            [chat * 10 + 1, chat * 10 + 2] for chat in chats[5:]
+        ]
+        assert all(await asyncio.gather(*(other.take(chat) for chat in chats[:5])))
+    finally:
+        await turns.close()
+        await other.close()
