@@ -70,6 +70,8 @@ async def test_a_chat_whose_turn_another_replica_holds_waits_and_keeps_its_order
         assert fake.messages_to(1001) == []
         assert not await handled(db, 1)
         await shared.accept([update_of(bot, 3, 1001, "/help")])
+        # Its worker finds the turn taken, and leaves the update to the holder.
+        await wait_until(lambda: shared.busy_lanes == 0, timeout=10)
         # The holder, giving the turn back, finds what waits for the chat and takes it again:
         # here it stops instead (it dies, say), and its updates wait for a sweep.
         turn = await other.pass_on(1001)
