@@ -731,7 +731,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     server = database_url()
     settings = dict(item.split("=", 1) for item in args.pg_setting)
-    configs = [c for c in args.configs.split(",") if c in CONFIGS]
+    configs = args.configs.split(",")
+    if unknown := [c for c in configs if c not in CONFIGS]:
+        parser.error(f"--configs: unknown {', '.join(unknown)}; known: {', '.join(CONFIGS)}")
     if why := asyncio.run(server_ready(server)):
         print(f"PostgreSQL configurations skipped: {why}", file=sys.stderr)
         configs = [c for c in configs if not c.startswith("pg")]
