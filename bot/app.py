@@ -264,7 +264,7 @@ def create_dispatcher(
     )
     seats = Seats(db, outbox, catalog, cards, offer_markup=offer_markup_json)
     reminders = Reminders(db, outbox)
-    languages = Languages(db)
+    languages = Languages(db, clock=clock)
     storage = SQLiteStorage(
         db,
         key_builder=DefaultKeyBuilder(

@@ -51,6 +51,12 @@ class Reminders:
     def __init__(self, db: Database, outbox: Outbox) -> None:
         self._db = db
         self._outbox = outbox
+        # Calendar sequences read so far, by session: they change only at a process's
+        # start-up (`sync_versions`, before it takes updates), so one read a session lasts
+        # the process. (A replica started with a changed events file raises one while this
+        # process runs; this process sends its own file's times until it restarts with the
+        # new file either way.)
+        self._sequences: dict[str, int] = {}
 
     async def queue(
         self,
@@ -109,10 +115,14 @@ class Reminders:
 
     async def sequence(self, event_id: str) -> int:
         """The SEQUENCE of the session's calendar file (0 until the session changes)."""
+        known = self._sequences.get(event_id)
+        if known is not None:
+            return known
         row = await self._db.fetchone(
             "SELECT sequence FROM event_versions WHERE event_id = ?", (event_id,)
         )
-        return int(row[0]) if row else 0
+        sequence = self._sequences[event_id] = int(row[0]) if row else 0
+        return sequence
 
     async def sync_versions(self, catalog: EventCatalog, *, now: datetime) -> list[SessionChange]:
         """At start-up, after the events file is mirrored: a session whose start, end, place
@@ -161,6 +171,7 @@ class Reminders:
                 if now < event.end():
                     await self._tell_registrants(connection, change, now)
                 changes.append(change)
+        self._sequences.clear()
         if changes:
             self._outbox.added.set()
         return changes

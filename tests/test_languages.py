@@ -17,7 +17,7 @@ from bot.domain.texts import LANGUAGES, LOCALES_DIR, found_languages, use_locale
 from bot.domain.timefmt import format_datetime
 from handlers.menu import PARTICIPANT_COMMANDS
 from storage.database import Database, IntegrityError
-from storage.languages import Languages
+from storage.languages import FRESH_FOR, Languages
 from tests.client import TelegramUser, feed_deliver
 from tests.fake_telegram import FakeTelegram
 from tests.helpers import (
@@ -456,3 +456,35 @@ async def test_a_third_languages_choice_can_be_stored(db: Database) -> None:
     assert row is not None and tuple(row) == ("de", 1)
     with pytest.raises(IntegrityError):
         await db.execute("INSERT INTO languages (user_id, language) VALUES (5002, 'x')")
+
+
+async def test_a_new_persons_telegram_language_is_stored_and_a_stored_one_outlives_a_restart(
+    db: Database,
+) -> None:
+    # A first message stores the row in one statement; a person known from before the
+    # restart keeps the row they have, their choice included.
+    assert await Languages(db).of(5003, "en-GB") == "en"
+    await Languages(db).choose(5004, "en")
+    restarted = Languages(db)
+    assert await restarted.of(5003, "ru") == "en"
+    assert await restarted.of(5004, "ru") == "en"
+    rows = await db.fetchall("SELECT user_id, language, chosen FROM languages ORDER BY user_id")
+    assert [tuple(row) for row in rows] == [(5003, "en", 0), (5004, "en", 1)]
+
+
+@pytest.mark.postgres_only
+async def test_a_language_chosen_on_another_replica_is_read_there_within_a_minute(
+    fake: FakeTelegram, settings: Settings, db: Database, clock: Clock, bot: Bot
+) -> None:
+    first = await dispatcher_for(EVENTS_TOML, settings, db, clock)
+    second = await dispatcher_for(EVENTS_TOML, settings, db, clock)
+    mary = person(fake, second, bot, 2014, "ru")
+    assert (await mary.send("/help"))[0].text.startswith("Я регистрирую")  # type: ignore[union-attr]
+    mary.deliver = feed_deliver(first, bot)
+    await mary.send("/language")
+    await mary.click("English")
+    assert (await mary.send("/help"))[0].text.startswith("I register")  # type: ignore[union-attr]
+
+    mary.deliver = feed_deliver(second, bot)
+    clock.advance(FRESH_FOR)
+    assert (await mary.send("/help"))[0].text.startswith("I register")  # type: ignore[union-attr]

@@ -18,13 +18,15 @@ from bot.app import create_bot, create_dispatcher, open_app
 from bot.domain import calendar as calendar_module
 from bot.domain.calendar import PRODID, calendar_file
 from bot.domain.config import Settings
-from bot.domain.events import DEFAULT_REMINDERS, EventsFileError, parse_events
+from bot.domain.events import DEFAULT_REMINDERS, EventCatalog, EventsFileError, parse_events
 from bot.domain.reminders import GRACE, due_reminders, time_left
 from bot.domain.texts import use_locale
 from bot.reminder_worker import ReminderScheduler
 from bot.sender import Sender
 from storage.database import Database, open_database
 from storage.migrations import MIGRATIONS
+from storage.outbox import Outbox
+from storage.reminders import Reminders
 from tests.client import TelegramUser, feed_deliver
 from tests.fake_telegram import FakeSession, FakeTelegram
 from tests.helpers import EVENTS_TOML, FAST, MOSCOW, Clock, dispatcher_for, event_toml, fill_form
@@ -603,3 +605,19 @@ async def test_chats_with_cards_are_served_before_reminders_then_oldest_first(
         await outbox.enqueue([chat_id], kind, "текст", now=clock())
     assert await outbox.pending_chats() == [5, 9, 7, 3]
     assert await outbox.pending_chats(limit=2) == [5, 9]
+
+
+async def test_the_calendar_sequence_is_read_once_and_follows_a_change_synced_after(
+    db: Database, catalog: EventCatalog, clock: Clock
+) -> None:
+    reminders = Reminders(db, Outbox(db))
+    [event] = catalog
+    assert await reminders.sequence(event.id) == 0
+    # Read once a process: the versions change only at start-up (an edit by hand is not
+    # seen until the next one).
+    await db.execute("UPDATE event_versions SET sequence = 7 WHERE event_id = ?", (event.id,))
+    assert await reminders.sequence(event.id) == 0
+    moved = replace(event, starts_at=event.starts_at + timedelta(hours=1))
+    [change] = await reminders.sync_versions(EventCatalog((moved,)), now=clock())
+    assert change.sequence == 8
+    assert await reminders.sequence(event.id) == 8
