@@ -1,12 +1,14 @@
 """The path of an update: flood control, the inbox, then its chat's worker.
 
-Each batch Telegram delivers is written to the inbox (SQLite) in one statement and only
-then confirmed (the next getUpdates offset), so Telegram never waits for a slow chat and
-`kill -9` loses nothing. Each chat has a worker that handles its updates one at a time, in
-order; a chat whose replies wait out a flood limit, or an admin whose upload crawls, holds up
-only itself. A handled update's id goes to handled_updates (ConversationMiddleware), which
-takes it out of the inbox. An update that fails, or outlasts HANDLING_LIMIT, is set aside
-with its reason and the person is told: no update can stop the bot after every restart.
+Each batch Telegram delivers is written to the inbox in one statement and only then
+confirmed (the next getUpdates offset, or the webhook's 200), so Telegram never waits for a
+slow chat and `kill -9` loses nothing; webhook requests that come while an inbox write is in
+flight share the next one (bot/group_commit.py). Each chat has a worker that handles its
+updates one at a time, in order; a chat whose replies wait out a flood limit, or an admin
+whose upload crawls, holds up only itself. A handled update's id goes to handled_updates
+(ConversationMiddleware), which takes it out of the inbox. An update that fails, or outlasts
+HANDLING_LIMIT, is set aside with its reason and the person is told: no update can stop the
+bot after every restart.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Coroutine, Sequence
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +33,7 @@ from aiogram.types import Update
 from bot.domain.clock import Clock
 from bot.domain.texts import t
 from bot.flood import FloodGate, Verdict
+from bot.group_commit import GroupCommit
 from bot.middlewares import OUTCOME, Outcome
 from storage.audit import AuditLog
 from storage.fsm import SQLiteStorage
@@ -54,6 +58,14 @@ PRUNE_EVERY = 3600.0
 # waited.
 SWEEP_EVERY = 2.0
 STALE_AFTER = 3.0
+
+
+@dataclass(frozen=True)
+class _Part:
+    """What one caller of `Intake.accept` brings to an inbox write."""
+
+    kept: list[tuple[int, Update]]  # (lane, update), passed by flood control
+    dropped: list[tuple[Update, Verdict]]
 
 
 def lane_of(update: Update) -> int:
@@ -98,6 +110,8 @@ class Intake:
         self._workers: set[asyncio.Task[None]] = set()
         self._chores: set[asyncio.Task[None]] = set()
         self._closing = False
+        # Concurrent callers of `accept` (webhook requests) share one inbox write.
+        self._inbox_write = GroupCommit(self._write_parts, name="inbox-write")
 
     @property
     def busy_lanes(self) -> int:
@@ -124,33 +138,55 @@ class Intake:
                 self._submit(row.lane, update)
         self._chore(self._prune_periodically(), name="prune")
 
-    async def accept(self, updates: Sequence[Update]) -> None:
-        """Durable when this returns: the batch may be confirmed to Telegram."""
-        arrivals: list[Arrival] = []
+    async def accept(self, updates: Sequence[Update]) -> set[int]:
+        """Durable when this returns: the batch may be confirmed to Telegram. Returns the ids
+        handed to their chats' workers (new to the bot, not dropped)."""
         kept: list[tuple[int, Update]] = []
         dropped: list[tuple[Update, Verdict]] = []
         for update in updates:
             verdict = self._gate.check(update)
             if verdict is Verdict.PASS:
-                lane = lane_of(update)
-                kept.append((lane, update))
-                arrivals.append(
-                    Arrival(
-                        update.update_id,
-                        lane,
-                        update.model_dump_json(by_alias=True, exclude_unset=True),
-                    )
-                )
+                kept.append((lane_of(update), update))
             else:
                 dropped.append((update, verdict))
-        fresh = await self._inbox.accept(
-            arrivals, [update.update_id for update, _ in dropped], now=self._clock()
-        )
-        for lane, update in kept:
-            if update.update_id in fresh:
-                self._submit(lane, update)
-        for update, verdict in dropped:
-            self._answer_dropped(update, verdict)
+        return await self._inbox_write(_Part(kept, dropped))
+
+    async def _write_parts(self, parts: list[_Part]) -> list[set[int]]:
+        """One inbox write for the callers of `accept` that came while the previous write was
+        in flight (webhook mode: one request each). An update id in two parts (Telegram sent
+        it again before the first request was answered) is written and handed on once."""
+        arrivals: list[Arrival] = []
+        dropped: list[int] = []
+        seen: set[int] = set()
+        for part in parts:
+            for lane, update in part.kept:
+                if update.update_id not in seen:
+                    seen.add(update.update_id)
+                    payload = update.model_dump_json(by_alias=True, exclude_unset=True)
+                    arrivals.append(Arrival(update.update_id, lane, payload))
+            for update, _ in part.dropped:
+                if update.update_id not in seen:
+                    seen.add(update.update_id)
+                    dropped.append(update.update_id)
+        fresh = await self._inbox.accept(arrivals, dropped, now=self._clock())
+        results: list[set[int]] = []
+        handed: list[tuple[int, Update]] = []
+        for part in parts:
+            mine: set[int] = set()
+            for lane, update in part.kept:
+                if update.update_id in fresh:
+                    fresh.discard(update.update_id)
+                    mine.add(update.update_id)
+                    handed.append((lane, update))
+            results.append(mine)
+        # A chat's updates from several requests reach its worker in Telegram's order.
+        handed.sort(key=lambda kept: kept[1].update_id)
+        for lane, update in handed:
+            self._submit(lane, update)
+        for part in parts:
+            for update, verdict in part.dropped:
+                self._answer_dropped(update, verdict)
+        return results
 
     async def close(self) -> None:
         """Let each worker finish the update in hand (the rest wait in the inbox)."""

@@ -45,7 +45,8 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 # Telegram's updates are a few kilobytes; a megabyte is no update.
 MAX_BODY = 1024 * 1024
 # Simultaneous requests Telegram may make (1 to 100; its default is 40). Acknowledging costs
-# one inbox write, so more at once only lets a burst of chats in sooner.
+# an inbox write, shared by the requests that come while one is in flight (Intake.accept), so
+# more at once lets a burst of chats in sooner.
 MAX_CONNECTIONS = 100
 # How long /healthz waits for the database.
 HEALTH_TIMEOUT = 2.0

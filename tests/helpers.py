@@ -438,9 +438,12 @@ TRACES = (
 )
 
 
-async def fail_writes(db: Database, table: str, operation: str, *, name: str = "") -> str:
+async def fail_writes(
+    db: Database, table: str, operation: str, *, name: str = "", when: str = ""
+) -> str:
     """A real database failure (as a full disk or a broken file would raise) on `table`'s
-    `operation`, made by a trigger in the engine's dialect; `stop_failing` ends it."""
+    `operation` (of the rows `when`, an SQL condition on NEW or OLD, says), made by a trigger
+    in the engine's dialect; `stop_failing` ends it."""
     name = name or f"fail_{table}"
     if db.dialect == "postgres":
         await db.execute(
@@ -449,12 +452,12 @@ async def fail_writes(db: Database, table: str, operation: str, *, name: str = "
         )
         await db.execute(
             f"CREATE TRIGGER {name} BEFORE {operation} ON {table} "
-            f"FOR EACH ROW EXECUTE FUNCTION {name}()"
+            f"FOR EACH ROW {f'WHEN ({when}) ' if when else ''}EXECUTE FUNCTION {name}()"
         )
     else:
         await db.execute(
             f"CREATE TRIGGER {name} BEFORE {operation} ON {table} "
-            "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+            f"{f'WHEN {when} ' if when else ''}BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
         )
     return name
 
