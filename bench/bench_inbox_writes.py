@@ -1,8 +1,9 @@
-"""The inbox write alone on PostgreSQL, one statement per caller or shared (bot/group_commit.py):
-N callers at once, each writing one update after another as webhook requests do, and the CPU
-per update of this process and of its PostgreSQL backends. What the group commit saves at a
-given number of requests in hand, apart from the rest of an update's work (bench_replicas
-cannot see a few hundred microseconds through a busy machine's noise).
+"""The inbox write alone on PostgreSQL, one statement per caller or shared
+(storage/group_commit.py): N callers at once, each writing one update after another as
+webhook requests do, and the CPU per update of this process and of its PostgreSQL
+backends. What the group commit saves at a given number of requests in hand, apart from the
+rest of an update's work (bench_replicas cannot see a few hundred microseconds through a
+busy machine's noise).
 
     python -m bench.bench_inbox_writes [--callers 1,4,20] [--updates 2000] [--repeat 3]
 
@@ -24,8 +25,8 @@ from pathlib import Path
 import asyncpg
 
 from bench.bench_replicas import database_url
-from bot.group_commit import GroupCommit
 from storage.database import open_database
+from storage.group_commit import GroupCommit
 from storage.inbox import Arrival, Inbox
 from tests.postgres_server import create_schema, drop_schema, with_schema
 

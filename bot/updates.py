@@ -3,7 +3,7 @@
 Each batch Telegram delivers is written to the inbox in one statement and only then
 confirmed (the next getUpdates offset, or the webhook's 200), so Telegram never waits for a
 slow chat and `kill -9` loses nothing; webhook requests that come while an inbox write is in
-flight share the next one (bot/group_commit.py). Each chat has a worker that handles its
+flight share the next one (storage/group_commit.py). Each chat has a worker that handles its
 updates one at a time, in order; a chat whose replies wait out a flood limit, or an admin
 whose upload crawls, holds up only itself. A handled update's id goes to handled_updates
 (ConversationMiddleware), which takes it out of the inbox. An update that fails, or outlasts
@@ -33,10 +33,10 @@ from aiogram.types import Update
 from bot.domain.clock import Clock
 from bot.domain.texts import t
 from bot.flood import FloodGate, Verdict
-from bot.group_commit import GroupCommit
 from bot.middlewares import OUTCOME, Outcome
 from storage.audit import AuditLog
 from storage.fsm import SQLiteStorage
+from storage.group_commit import GroupCommit
 from storage.inbox import Arrival, Inbox, Waiting
 from storage.updates import HandledUpdates
 

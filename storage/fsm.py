@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from aiogram.fsm.storage.base import (
 
 from bot.domain.clock import Clock, utc_now
 from storage.database import Connection, Database, utc_iso
+from storage.group_commit import GroupCommit
 
 _EMPTY_DATA = "{}"
 # How many update ids a conversation remembers: more than a person can send between a
@@ -91,6 +93,20 @@ _LOAD = """
 """
 
 
+# Conversations written by one statement at most (SQLite and PostgreSQL allow 32,766 parameters).
+_ROWS_PER_WRITE = 500
+
+
+@functools.cache
+def _upsert(rows: int) -> str:
+    return (
+        "INSERT INTO fsm_states (key, state, data, recent_updates, updated_at) VALUES "
+        + ", ".join(["(?, ?, ?, ?, ?)"] * rows)
+        + " ON CONFLICT (key) DO UPDATE SET state = excluded.state, data = excluded.data, "
+        "recent_updates = excluded.recent_updates, updated_at = excluded.updated_at"
+    )
+
+
 def _row(state: str | None, data: str | None, recent: str | None) -> _Row:
     if data is None:
         return _MISSING
@@ -139,6 +155,25 @@ class SQLiteStorage(BaseStorage):
         self._key_builder = key_builder or DefaultKeyBuilder(
             with_bot_id=True, with_business_connection_id=True, with_destiny=True
         )
+        self._writes = GroupCommit(self._write_rows, name="fsm-write")
+
+    async def _write_rows(self, rows: list[tuple[str, str | None, str, str]]) -> list[None]:
+        """Conversations' rows written by one statement: those of updates in hand together,
+        while an earlier write was on its way (PostgreSQL; on SQLite a write never is, and
+        each goes alone)."""
+        now = self._now()
+        if len({row[0] for row in rows}) < len(rows):
+            # Never from the updates' scopes (one update of a conversation at a time); in
+            # order, should it happen: one statement cannot change a row twice.
+            for row in rows:
+                await self._db.execute(_upsert(1), (*row, now))
+        else:
+            for start in range(0, len(rows), _ROWS_PER_WRITE):
+                chunk = rows[start : start + _ROWS_PER_WRITE]
+                await self._db.execute(
+                    _upsert(len(chunk)), tuple(value for row in chunk for value in (*row, now))
+                )
+        return [None] * len(rows)
 
     def _key(self, key: StorageKey) -> str:
         # Within an update, every call is about its own conversation, with the very StorageKey
@@ -214,16 +249,7 @@ class SQLiteStorage(BaseStorage):
                     await self._db.execute("DELETE FROM fsm_states WHERE key = ?", (scope.key,))
                 row = _MISSING
             else:
-                await self._db.execute(
-                    """
-                    INSERT INTO fsm_states (key, state, data, recent_updates, updated_at)
-                    VALUES (?, ?, ?, ?, ?)
-                    ON CONFLICT (key) DO UPDATE SET state = excluded.state,
-                        data = excluded.data, recent_updates = excluded.recent_updates,
-                        updated_at = excluded.updated_at
-                    """,
-                    (scope.key, row.state, row.data, json.dumps(row.recent), self._now()),
-                )
+                await self._writes((scope.key, row.state, row.data, json.dumps(row.recent)))
                 row = replace(row, stored=True)
         except BaseException:
             scope.row = None  # whatever happened, the next read asks the database

@@ -1,4 +1,4 @@
-"""Group commit of the inbox (bot/group_commit.py): webhook requests in hand together are
+"""Group commit of the inbox (storage/group_commit.py): webhook requests in hand together are
 written in one statement, and each is answered only once that write committed.
 
 The first write is held up by a real lock on the inbox (SQLite: the one writer's transaction;

@@ -12,16 +12,18 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from aiogram.fsm.storage.base import StorageKey
 
 from bot.domain.config import SettingsError, load_data_settings
 from storage.database import Database, IntegrityError, open_database, utc_iso
+from storage.fsm import SQLiteStorage
 from storage.migrations import (
     LATEST_VERSION,
     MIGRATIONS,
     POSTGRES_BASELINE_VERSION,
     POSTGRES_MIGRATIONS,
 )
-from storage.postgres import translate
+from storage.postgres import PostgresDatabase, translate
 from tests.fake_telegram import FakeTelegram, serve
 from tests.helpers import (
     TOKEN,
@@ -234,6 +236,44 @@ async def test_an_erasure_vacuums_the_tables_it_erased_from(db: Database) -> Non
             break
         await asyncio.sleep(0.1)
     assert await vacuumed()
+
+
+@postgres_only
+async def test_conversations_written_while_a_write_waits_share_the_next_statement(
+    db: Database,
+) -> None:
+    """Updates of different people in hand together (a replica under load) write their
+    conversations in one statement once the one on its way is done (storage/fsm.py)."""
+    assert isinstance(db, PostgresDatabase)
+    storage = SQLiteStorage(db)
+    keys = [StorageKey(bot_id=42, chat_id=chat, user_id=chat) for chat in range(501, 507)]
+
+    async def answer(update_id: int, key: StorageKey) -> None:
+        with storage.handling(update_id, key):
+            await storage.set_state_and_data(key, f"Form:step{update_id}", {"n": update_id})
+
+    # Another connection holds the table, as a slow write would: the first write waits.
+    holder = await db.session()
+    hold = holder.transaction()
+    await hold.start()
+    await holder.execute("LOCK TABLE fsm_states IN EXCLUSIVE MODE")
+    try:
+        writes = [asyncio.create_task(answer(n, key)) for n, key in enumerate(keys, start=1)]
+        await asyncio.sleep(0.3)
+        assert not any(write.done() for write in writes)
+    finally:
+        await hold.rollback()
+        await holder.close()
+    await asyncio.gather(*writes)
+
+    rows = await db.fetchall("SELECT key, state, data, CAST(xmin AS TEXT) FROM fsm_states")
+    assert sorted((row[1], row[2]) for row in rows) == [
+        (f"Form:step{n}", f'{{"n": {n}}}') for n in range(1, 7)
+    ]
+    # The first alone, the five that came while it waited in one statement (one transaction).
+    assert len({row[3] for row in rows}) == 2
+    for n, key in enumerate(keys, start=1):
+        assert await storage.get_state(key) == f"Form:step{n}"
 
 
 # --- the real processes on PostgreSQL -------------------------------------------------------
