@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import suppress
+from typing import Any, cast
 
+import orjson
 from aiogram import Bot, Dispatcher
 from aiogram.exceptions import TelegramUnauthorizedError
-from aiogram.methods import GetUpdates
+from aiogram.methods import GetUpdates, Response
+from aiogram.types import Update
 from aiogram.utils.backoff import Backoff, BackoffConfig
 
 from bot.updates import Intake
@@ -23,6 +26,18 @@ from bot.updates import Intake
 logger = logging.getLogger(__name__)
 
 BACKOFF = BackoffConfig(min_delay=1.0, max_delay=30.0, factor=1.5, jitter=0.1)
+
+
+class RawGetUpdates(GetUpdates):
+    """getUpdates answered as JSON objects: each is made an Update here and written to the
+    inbox as it came, instead of being written again from its model (pydantic's
+    model_dump_json, 20-40 µs an update)."""
+
+    __returning__ = list[dict[str, Any]]
+
+
+# Held, as bot/app.py holds the others: pydantic caches its generic classes only weakly.
+_RAW_RESPONSE = Response[list[dict[str, Any]]]
 
 
 async def _wait_or_stop(stop: asyncio.Event, delay: float) -> None:
@@ -46,7 +61,7 @@ async def poll(
     try:
         await intake.start()
         while not stop.is_set():
-            request = GetUpdates(
+            request = RawGetUpdates(
                 offset=offset, timeout=polling_timeout, allowed_updates=allowed_updates
             )
             fetch = asyncio.ensure_future(bot(request, request_timeout=polling_timeout + 15))
@@ -59,7 +74,8 @@ async def poll(
                     await fetch
                 break
             try:
-                updates = fetch.result()
+                batch = cast(list[dict[str, Any]], fetch.result())
+                updates = [Update.model_validate(item, context={"bot": bot}) for item in batch]
             except TelegramUnauthorizedError:
                 raise
             except Exception as error:
@@ -76,7 +92,7 @@ async def poll(
                 backoff.reset()
                 continue
             try:
-                await intake.accept(updates)
+                await intake.accept(updates, [orjson.dumps(item).decode() for item in batch])
             except Exception as error:
                 # Not confirmed: Telegram sends the batch again with the next poll.
                 delay = next(backoff)

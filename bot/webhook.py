@@ -132,7 +132,7 @@ class WebhookHandler(BaseRequestHandler):
             )
             return web.Response(status=400)
         try:
-            await self.intake.accept([update])
+            await self.intake.accept([update], [body.decode()])
         except Exception as error:
             # Not acknowledged: Telegram sends it again.
             logger.error(

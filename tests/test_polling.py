@@ -4,6 +4,7 @@ production dispatcher, against the fake Bot API."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -170,6 +171,22 @@ async def test_stop_lets_the_update_in_hand_finish_and_keeps_the_rest(
     assert len(running.texts_to(1001)) == 1
     # ...and the second waits in the inbox for the next start, confirmed to Telegram.
     assert await inbox_rows(db) == [(second, 0, None)]
+
+
+async def test_the_inbox_keeps_an_update_as_telegram_sent_it(
+    running: Running, db: Database
+) -> None:
+    fake = running.fake
+    fake.slow("sendMessage", 0.5)
+    running.send(1001, "/help")
+    sent = text_update(user_json(1001), "Иванова «Мария» \\ 😀", message_id=2)
+    second = fake.push_update(sent)
+    await fake.wait_confirmed(second)
+    await until(lambda: len(fake.calls_of("sendMessage")) >= 1)
+    await running.stopped()
+    # The second waits in the inbox: its text is the JSON getUpdates carried.
+    [row] = await db.fetchall("SELECT payload FROM inbox WHERE update_id = ?", (second,))
+    assert json.loads(row["payload"]) == {"update_id": second, **sent}
 
 
 async def test_what_a_stop_left_is_handled_at_the_next_start(
