@@ -10,13 +10,14 @@ from typing import Any
 from aiogram import Bot
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.middleware import FSMContextMiddleware
+from aiogram.fsm.storage.base import DEFAULT_DESTINY, StorageKey
 from aiogram.fsm.storage.memory import DisabledEventIsolation
 from aiogram.fsm.strategy import FSMStrategy
 from aiogram.types import TelegramObject, Update, User
 
 from bot.domain.clock import Clock
 from bot.domain.texts import LOCALE
-from storage.fsm import SQLiteStorage
+from storage.fsm import Conversation, SQLiteStorage
 from storage.languages import Languages
 from storage.updates import HandledUpdates
 
@@ -84,7 +85,7 @@ class ConversationMiddleware(FSMContextMiddleware):
 
     1. the update's scope in the storage (see `UpdateScope` in storage/fsm.py) and aiogram's
        FSM: the conversation's lock, then its state read once, which also tells whether the
-       update was handled before;
+       update was handled before; the context is a `Conversation` (one write to clear);
     2. the sender's language: their /language choice, else their Telegram language's
        (English when it starts with "en", Russian otherwise); texts read it from
        `texts.LOCALE`; an update without a person (a chat's membership) stays in the default;
@@ -110,6 +111,27 @@ class ConversationMiddleware(FSMContextMiddleware):
         self._handled = handled
         self._clock = clock
         self._on_repeat = on_repeat
+
+    def get_context(
+        self,
+        bot: Bot,
+        chat_id: int,
+        user_id: int,
+        thread_id: int | None = None,
+        business_connection_id: str | None = None,
+        destiny: str = DEFAULT_DESTINY,
+    ) -> FSMContext:
+        return Conversation(
+            storage=self.storage,
+            key=StorageKey(
+                user_id=user_id,
+                chat_id=chat_id,
+                bot_id=bot.id,
+                thread_id=thread_id,
+                business_connection_id=business_connection_id,
+                destiny=destiny,
+            ),
+        )
 
     async def __call__(
         self,

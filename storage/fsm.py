@@ -380,6 +380,17 @@ class SQLiteStorage(BaseStorage):
         row, handled = await self._load(db_key, update_id)
         return handled, update_id in row.recent
 
+    async def clear(self, key: StorageKey) -> None:
+        """End a conversation in one write (aiogram's FSMContext.clear sets the state, then
+        the data: two); see `Conversation`."""
+        db_key = self._key(key)
+        scope = self._scope_of(db_key)
+        if scope is not None:
+            row = await self._read(db_key)
+            await self._store(scope, replace(row, state=None, data=_EMPTY_DATA), prune=True)
+            return
+        await self._db.execute("DELETE FROM fsm_states WHERE key = ?", (db_key,))
+
     async def clear_in(self, connection: Connection, key: StorageKey) -> None:
         """End a conversation inside the caller's transaction (see `end_in`)."""
         db_key = self._key(key)
@@ -388,6 +399,17 @@ class SQLiteStorage(BaseStorage):
             # Committed or rolled back with the caller's transaction: the next read asks.
             scope.row = None
         await connection.execute("DELETE FROM fsm_states WHERE key = ?", (db_key,))
+
+
+class Conversation(FSMContext):
+    """aiogram's FSMContext, with `clear()` one write on SQLiteStorage (the form's end, /cancel:
+    each statement is CPU on the update, bench/ANALYSIS.md)."""
+
+    async def clear(self) -> None:
+        if isinstance(self.storage, SQLiteStorage):
+            await self.storage.clear(self.key)
+        else:
+            await super().clear()
 
 
 def _stamped(recent: tuple[int, ...], update_id: int | None) -> tuple[int, ...]:

@@ -11,7 +11,7 @@ from aiogram.fsm.storage.base import BaseStorage, StorageKey
 from aiogram.fsm.storage.memory import MemoryStorage
 
 from storage.database import Database, open_database
-from storage.fsm import SQLiteStorage
+from storage.fsm import Conversation, SQLiteStorage
 
 KEY = StorageKey(bot_id=42, chat_id=-100, user_id=7)
 
@@ -296,6 +296,27 @@ async def test_scope_deletes_the_row_when_cleared(db: Database) -> None:
         assert await storage.get_state(KEY) is None
         assert await storage.get_data(KEY) == {}
 
+    assert await db.fetchall("SELECT key FROM fsm_states") == []
+
+
+async def test_a_conversation_is_cleared_in_one_write_in_and_out_of_a_scope(db: Database) -> None:
+    counting = CountingDatabase(db)
+    storage = SQLiteStorage(counting)  # type: ignore[arg-type]
+    await storage.set_state_and_data(KEY, "Form:name", {"step": 1})
+
+    with storage.handling(8, KEY):
+        assert await storage.get_state(KEY) == "Form:name"
+        trips = counting.trips
+        await Conversation(storage, KEY).clear()
+        assert counting.trips == trips + 1
+        assert await storage.get_state(KEY) is None
+        assert await storage.get_data(KEY) == {}
+    assert await db.fetchall("SELECT key FROM fsm_states") == []
+
+    await storage.set_state_and_data(KEY, "Form:name", {"step": 2})
+    trips = counting.trips
+    await Conversation(storage, KEY).clear()
+    assert counting.trips == trips + 1
     assert await db.fetchall("SELECT key FROM fsm_states") == []
 
 
