@@ -136,6 +136,21 @@ _SCOPE: ContextVar[UpdateScope | None] = ContextVar("fsm_update_scope", default=
 _KNOWN: ContextVar[tuple[str, _Row] | None] = ContextVar("fsm_known_row", default=None)
 
 
+class _Handling:
+    # A class, not @contextmanager: its generator costs more, on every update.
+    __slots__ = ("_scope", "_token")
+
+    def __init__(self, scope: UpdateScope) -> None:
+        self._scope = scope
+
+    def __enter__(self) -> UpdateScope:
+        self._token = _SCOPE.set(self._scope)
+        return self._scope
+
+    def __exit__(self, *exc_info: object) -> None:
+        _SCOPE.reset(self._token)
+
+
 class SQLiteStorage(BaseStorage):
     """Behaves like aiogram's `MemoryStorage`, but survives restarts.
 
@@ -190,19 +205,14 @@ class SQLiteStorage(BaseStorage):
         # The Database belongs to the application, which closes it after the dispatcher stops.
         pass
 
-    @contextmanager
-    def handling(self, update_id: int, key: StorageKey | None) -> Iterator[UpdateScope]:
+    def handling(self, update_id: int, key: StorageKey | None) -> _Handling:
         """Scope of one update (see `UpdateScope`); `key` is the conversation whose lock the
         update holds, None when it has none."""
         scope = UpdateScope(update_id, None if key is None else self._key(key), storage_key=key)
         known = _KNOWN.get()
         if known is not None and known[0] == scope.key:
             scope.row = known[1]
-        token = _SCOPE.set(scope)
-        try:
-            yield scope
-        finally:
-            _SCOPE.reset(token)
+        return _Handling(scope)
 
     def key_text(self, key: StorageKey) -> str:
         """The conversation's key as fsm_states holds it."""
