@@ -789,6 +789,11 @@ POSTGRES_MIGRATIONS: dict[int, str] = {
     # the turns of all its chats at once, storage/replicas.py), each row tagged with the
     # position of its request.
     19: """
+    -- The functions read a chat's waiting updates at every turn: by index, not by a scan of
+    -- a table whose every row is written and deleted within seconds (PostgreSQL only: one
+    -- SQLite process never reads the inbox by chat).
+    CREATE INDEX inbox_by_lane ON inbox (lane, update_id) WHERE set_aside IS NULL;
+
     CREATE FUNCTION take_turn(
         key_schema INTEGER, key_chat INTEGER, chat BIGINT, conversation TEXT, received BIGINT[]
     ) RETURNS TABLE (

@@ -160,8 +160,11 @@ async def test_postgres_schema_has_sqlites_tables_and_columns(db: Database, tmp_
         "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
         "AND indexname NOT LIKE '%_pkey'"
     )
-    # PostgreSQL has one more: the referencing side of outbox's foreign key.
-    assert sorted(row[0] for row in indexes) == sorted([*sqlite_indexes, "outbox_by_registration"])
+    # PostgreSQL has two more: the referencing side of outbox's foreign key, and the inbox by
+    # chat, which replicas read at every turn (one SQLite process never does).
+    assert sorted(row[0] for row in indexes) == sorted(
+        [*sqlite_indexes, "outbox_by_registration", "inbox_by_lane"]
+    )
 
 
 @postgres_only
