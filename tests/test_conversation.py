@@ -20,7 +20,7 @@ from storage.database import Database
 from storage.events import EventsRepository
 from storage.registrations import Registrations
 from tests.client import Deliver, TelegramUser, feed_deliver
-from tests.fake_telegram import FakeTelegram, callback_query_update, text_update
+from tests.fake_telegram import FakeTelegram, SentMessage, callback_query_update, text_update
 from tests.helpers import EVENTS_TOML, Clock, dispatcher_for, fill_form, set_read_only, stop_failing
 from tests.helpers import fail_writes as failing
 
@@ -351,17 +351,23 @@ async def test_cancel_mid_form_drops_the_draft(user: TelegramUser, db: Database)
     assert "нечего отменять" in (replies[0].text or "")
 
 
-async def test_double_tap_on_confirm_makes_one_registration(
-    user: TelegramUser, fake: FakeTelegram, db: Database
-) -> None:
-    await fill_form(user)
-    summary = fake.last_message(user.chat_id)
-    [confirm] = [
+def confirm_data(summary: SentMessage) -> str:
+    """The summary's confirm button's callback data, to press it more than once."""
+    [data] = [
         button["callback_data"]
         for row in summary.inline_keyboard
         for button in row
         if "Подтвердить" in button["text"]
     ]
+    return str(data)
+
+
+async def test_double_tap_on_confirm_makes_one_registration(
+    user: TelegramUser, fake: FakeTelegram, db: Database
+) -> None:
+    await fill_form(user)
+    summary = fake.last_message(user.chat_id)
+    confirm = confirm_data(summary)
     await user.click_data(summary, confirm)
     replies = await user.click_data(summary, confirm)
     assert len(await stored_rows(db)) == 1
@@ -381,12 +387,7 @@ async def test_a_conversation_keeps_no_lock_once_its_updates_are_handled(
     # waits is shown by test_seats.py's double tap on joining the waiting list).
     await fill_form(user)
     summary = fake.last_message(user.chat_id)
-    [confirm] = [
-        button["callback_data"]
-        for row in summary.inline_keyboard
-        for button in row
-        if "Подтвердить" in button["text"]
-    ]
+    confirm = confirm_data(summary)
     await asyncio.gather(user.click_data(summary, confirm), user.click_data(summary, confirm))
     assert len(await stored_rows(db)) == 1
     confirmations = [

@@ -283,7 +283,6 @@ async def test_turns_asked_at_once_are_answered_each_with_its_own_chat(
         [Arrival(chat * 10 + n, chat, "{}") for chat in chats for n in (1, 2)], [], now=clock()
     )
     try:
-        # Asked together (one statement while the first is on its way, storage/replicas.py).
         taken = await asyncio.gather(
             *(turns.take(chat, received=[chat * 10 + 1]) for chat in chats)
         )
@@ -311,3 +310,38 @@ async def test_turns_asked_at_once_are_answered_each_with_its_own_chat(
     finally:
         await turns.close()
         await other.close()
+
+
+async def test_turns_asked_while_one_is_on_its_way_go_in_one_statement(
+    db: Database, clock: Clock
+) -> None:
+    assert isinstance(db, PostgresDatabase)
+    turns = ChatTurns(db.session)
+    chats = list(range(3001, 3007))
+    await Inbox(db).accept([Arrival(chat, chat, "{}") for chat in chats], [], now=clock())
+    # Another connection holds the inbox, so the first statement waits in PostgreSQL.
+    holder = await db.session()
+    hold = holder.transaction()
+    await hold.start()
+    await holder.execute("LOCK TABLE inbox IN EXCLUSIVE MODE")
+    try:
+        asks = [asyncio.create_task(turns.take(chats[0]))]
+        await asyncio.sleep(0.2)
+        asks += [asyncio.create_task(turns.take(chat)) for chat in chats[1:]]
+        await asyncio.sleep(0.2)
+        assert not any(ask.done() for ask in asks)
+    finally:
+        await hold.rollback()
+        await holder.close()
+    try:
+        assert all(await asyncio.gather(*asks))
+        # Each turn counted an attempt on its chat's update (received by no one here): the
+        # first in a transaction of its own, the five asked meanwhile in one.
+        rows = await db.fetchall(
+            "SELECT attempts, CAST(xmin AS TEXT) FROM inbox WHERE update_id BETWEEN ? AND ?",
+            (chats[0], chats[-1]),
+        )
+        assert [row[0] for row in rows] == [1] * len(chats)
+        assert len({row[1] for row in rows}) == 2
+    finally:
+        await turns.close()
