@@ -6,6 +6,7 @@ An update leaves the inbox when its id is written to handled_updates (a trigger,
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,6 +40,28 @@ def _chunks(items: Sequence[T]) -> list[Sequence[T]]:
     return [items[start : start + MAX_BATCH] for start in range(0, len(items), MAX_BATCH)]
 
 
+# Sizes vary with the requests in hand: the texts of the common ones are kept.
+@functools.lru_cache(maxsize=128)
+def insert_arrivals(rows: int) -> str:
+    """The statement that writes `rows` arrivals (update id, lane, payload, received at),
+    returning the ids new to the bot: neither handled before nor already waiting."""
+    # The CASTs type the VALUES for PostgreSQL (no-ops to SQLite; utc_text: see
+    # storage/migrations.py). WHERE: SQLite's parser needs one before ON CONFLICT after a
+    # SELECT. NOT EXISTS, not NOT IN: PostgreSQL cannot make NOT IN an anti-join (NULLs), so
+    # it read the whole of handled_updates (two days of ids) into a hash at every write;
+    # NOT EXISTS looks each id up by its key.
+    return (
+        "INSERT INTO inbox (update_id, lane, payload, received_at) "
+        "SELECT column1, column2, column3, column4 FROM (VALUES "
+        + ", ".join(
+            ["(CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS utc_text))"] * rows
+        )
+        + ") AS arrivals WHERE NOT EXISTS (SELECT 1 FROM handled_updates "
+        "WHERE handled_updates.update_id = arrivals.column1) "
+        "ON CONFLICT (update_id) DO NOTHING RETURNING update_id"
+    )
+
+
 class Inbox:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -52,17 +75,7 @@ class Inbox:
         at = utc_iso(now)
         inserts = [
             (
-                # The CASTs type the VALUES for PostgreSQL (no-ops to SQLite; utc_text: see
-                # storage/migrations.py). WHERE: SQLite's parser needs one before ON CONFLICT
-                # after a SELECT.
-                "INSERT INTO inbox (update_id, lane, payload, received_at) "
-                "SELECT column1, column2, column3, column4 FROM (VALUES "
-                + ", ".join(
-                    ["(CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS utc_text))"]
-                    * len(chunk)
-                )
-                + ") AS arrivals WHERE column1 NOT IN (SELECT update_id FROM handled_updates) "
-                "ON CONFLICT (update_id) DO NOTHING RETURNING update_id",
+                insert_arrivals(len(chunk)),
                 tuple(
                     value
                     for arrival in chunk
@@ -85,7 +98,7 @@ class Inbox:
             rows = await self._db.fetchall(sql, params)
             return {row[0] for row in rows} if inserts else set()
         fresh: set[int] = set()
-        # Inserts decided by the keys alone (ON CONFLICT, NOT IN): safe without PostgreSQL's
+        # Inserts decided by the keys alone (ON CONFLICT, NOT EXISTS): safe without PostgreSQL's
         # global write lock (storage/postgres.py).
         async with self._db.transaction(serial=False) as connection:
             for sql, params in inserts:
