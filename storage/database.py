@@ -134,6 +134,16 @@ class Database(ABC):
     async def execute(self, sql: str, params: Params = (), *, heavy: bool = False) -> int:
         """One statement, atomic on its own; returns the number of rows changed."""
 
+    async def record(self, sql: str, params: Params = ()) -> int:
+        """`execute` for the bot's own bookkeeping: a conversation's row, handled marks.
+        Such a write may be lost with the last moments before a crash of the database
+        server, as it may be with the bot's own crash, which the update path is built to
+        survive: the update stays in the inbox and is handled again, applied once (the
+        conversation's stamps, storage/fsm.py). Promises (an update acknowledged to
+        Telegram, a registration) never go this way. SQLite in WAL mode with synchronous
+        NORMAL commits without syncing anyway: the same as `execute` here."""
+        return await self.execute(sql, params)
+
     @abstractmethod
     async def executemany(self, sql: str, params: Iterable[Params]) -> None: ...
 

@@ -175,17 +175,18 @@ class SQLiteStorage(BaseStorage):
     async def _write_rows(self, rows: list[tuple[str, str | None, str, str]]) -> list[None]:
         """Conversations' rows written by one statement: those of updates in hand together,
         while an earlier write was on its way (PostgreSQL; on SQLite a write never is, and
-        each goes alone)."""
+        each goes alone). Bookkeeping (`Database.record`): a row lost with a crash of the
+        database server leaves its update in the inbox, handled again."""
         now = self._now()
         if len({row[0] for row in rows}) < len(rows):
             # Never from the updates' scopes (one update of a conversation at a time); in
             # order, should it happen: one statement cannot change a row twice.
             for row in rows:
-                await self._db.execute(_upsert(1), (*row, now))
+                await self._db.record(_upsert(1), (*row, now))
         else:
             for start in range(0, len(rows), _ROWS_PER_WRITE):
                 chunk = rows[start : start + _ROWS_PER_WRITE]
-                await self._db.execute(
+                await self._db.record(
                     _upsert(len(chunk)), tuple(value for row in chunk for value in (*row, now))
                 )
         return [None] * len(rows)
@@ -256,7 +257,7 @@ class SQLiteStorage(BaseStorage):
         try:
             if prune and row.empty:
                 if row.stored:
-                    await self._db.execute("DELETE FROM fsm_states WHERE key = ?", (scope.key,))
+                    await self._db.record("DELETE FROM fsm_states WHERE key = ?", (scope.key,))
                 row = _MISSING
             else:
                 await self._writes((scope.key, row.state, row.data, json.dumps(row.recent)))

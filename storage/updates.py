@@ -37,7 +37,10 @@ class HandledUpdates:
                 return
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
             try:
-                await self._db.execute(
+                # Bookkeeping (`Database.record`): a mark lost with a crash of the database
+                # server leaves the update in the inbox (the mark's trigger takes it out),
+                # so it is handled again, applied once.
+                await self._db.record(
                     "INSERT OR IGNORE INTO handled_updates (update_id, handled_at) VALUES "
                     + ", ".join(["(?, ?)"] * len(batch)),
                     tuple(value for update, at, _ in batch for value in (update, at)),

@@ -24,7 +24,7 @@ from storage.migrations import (
     POSTGRES_BASELINE_VERSION,
     POSTGRES_MIGRATIONS,
 )
-from storage.postgres import PostgresDatabase, translate
+from storage.postgres import PostgresDatabase, open_postgres, translate
 from tests.fake_telegram import FakeTelegram, serve
 from tests.helpers import (
     TOKEN,
@@ -278,6 +278,31 @@ async def test_conversations_written_while_a_write_waits_share_the_next_statemen
     assert len({row[3] for row in rows}) == 2
     for n, key in enumerate(keys, start=1):
         assert await storage.get_state(key) == f"Form:step{n}"
+
+
+@postgres_only
+async def test_bookkeeping_commits_without_waiting_for_the_flush_and_promises_wait(
+    database_url: str,
+) -> None:
+    """`record` (conversations' rows, handled marks) commits with synchronous_commit off;
+    every other write (an inbox write, a registration's transaction) waits for its flush."""
+    # The tests' URL turns the flush off everywhere (their data need not survive a crash).
+    durable = database_url.replace("synchronous_commit=off", "synchronous_commit=on")
+    assert durable != database_url
+    only_if_relaxed = (
+        "INSERT INTO handled_updates (update_id, handled_at) SELECT ?, now() "
+        "WHERE current_setting('synchronous_commit') = 'off'"
+    )
+    async with open_postgres(durable) as db:
+        assert await db.record(only_if_relaxed, (1,)) == 1
+        assert await db.execute(only_if_relaxed, (2,)) == 0
+        async with (
+            db.transaction() as connection,
+            connection.execute(only_if_relaxed, (3,)) as cursor,
+        ):
+            assert cursor.rowcount == 0
+        rows = await db.fetchall("SELECT update_id FROM handled_updates")
+        assert [row[0] for row in rows] == [1]
 
 
 @postgres_only
