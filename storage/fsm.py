@@ -98,6 +98,11 @@ _ROWS_PER_WRITE = 500
 
 
 @functools.cache
+def _delete(rows: int) -> str:
+    return "DELETE FROM fsm_states WHERE key IN (" + ", ".join(["?"] * rows) + ")"
+
+
+@functools.cache
 def _upsert(rows: int) -> str:
     return (
         "INSERT INTO fsm_states (key, state, data, recent_updates, updated_at) VALUES "
@@ -172,24 +177,39 @@ class SQLiteStorage(BaseStorage):
         )
         self._writes = GroupCommit(self._write_rows, name="fsm-write")
 
-    async def _write_rows(self, rows: list[tuple[str, str | None, str, str]]) -> list[None]:
+    async def _write_rows(self, rows: list[tuple[str, str | None, str | None, str]]) -> list[None]:
         """Conversations' rows written by one statement: those of updates in hand together,
         while an earlier write was on its way (PostgreSQL; on SQLite a write never is, and
-        each goes alone). Bookkeeping (`Database.record`): a row lost with a crash of the
-        database server leaves its update in the inbox, handled again."""
+        each goes alone). A row whose data is None is deleted (a conversation that ended).
+        Bookkeeping (`Database.record`): a row lost with a crash of the database server
+        leaves its update in the inbox, handled again."""
         now = self._now()
         if len({row[0] for row in rows}) < len(rows):
             # Never from the updates' scopes (one update of a conversation at a time); in
             # order, should it happen: one statement cannot change a row twice.
             for row in rows:
-                await self._db.record(_upsert(1), (*row, now))
+                await self._write([row], now)
         else:
             for start in range(0, len(rows), _ROWS_PER_WRITE):
-                chunk = rows[start : start + _ROWS_PER_WRITE]
-                await self._db.record(
-                    _upsert(len(chunk)), tuple(value for row in chunk for value in (*row, now))
-                )
+                await self._write(rows[start : start + _ROWS_PER_WRITE], now)
         return [None] * len(rows)
+
+    async def _write(self, rows: list[tuple[str, str | None, str | None, str]], now: str) -> None:
+        gone = [row[0] for row in rows if row[2] is None]
+        kept = [row for row in rows if row[2] is not None]
+        values = tuple(value for row in kept for value in (*row, now))
+        if not kept:
+            await self._db.record(_delete(len(gone)), tuple(gone))
+        elif not gone:
+            await self._db.record(_upsert(len(kept)), values)
+        elif self._db.dialect == "postgres":
+            # One statement for both (the keys are distinct): a data-modifying WITH.
+            await self._db.record(
+                f"WITH gone AS ({_delete(len(gone))}) {_upsert(len(kept))}", (*gone, *values)
+            )
+        else:
+            await self._db.record(_delete(len(gone)), tuple(gone))
+            await self._db.record(_upsert(len(kept)), values)
 
     def _key(self, key: StorageKey) -> str:
         # Within an update, every call is about its own conversation, with the very StorageKey
@@ -257,7 +277,7 @@ class SQLiteStorage(BaseStorage):
         try:
             if prune and row.empty:
                 if row.stored:
-                    await self._db.record("DELETE FROM fsm_states WHERE key = ?", (scope.key,))
+                    await self._writes((scope.key, None, None, "[]"))
                 row = _MISSING
             else:
                 await self._writes((scope.key, row.state, row.data, json.dumps(row.recent)))

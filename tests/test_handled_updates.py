@@ -24,12 +24,12 @@ class CountingDatabase:
         self.statements = 0
         self.failures = 0
 
-    async def execute(self, sql: str, params: tuple[object, ...] = ()) -> int:
+    async def record(self, sql: str, params: tuple[object, ...] = ()) -> int:
         self.statements += 1
         if self.failures:
             self.failures -= 1
             raise sqlite3.OperationalError("database is locked")
-        return await self._db.execute(sql, params)
+        return await self._db.record(sql, params)
 
     async def fetchone(self, sql: str, params: tuple[object, ...] = ()) -> object:
         return await self._db.fetchone(sql, params)

@@ -251,10 +251,17 @@ async def test_conversations_written_while_a_write_waits_share_the_next_statemen
     assert isinstance(db, PostgresDatabase)
     storage = SQLiteStorage(db)
     keys = [StorageKey(bot_id=42, chat_id=chat, user_id=chat) for chat in range(501, 507)]
+    ended = StorageKey(bot_id=42, chat_id=500, user_id=500)
+    with storage.handling(99, ended):
+        await storage.set_state_and_data(ended, "Form:confirm", {"n": 99})
 
     async def answer(update_id: int, key: StorageKey) -> None:
         with storage.handling(update_id, key):
             await storage.set_state_and_data(key, f"Form:step{update_id}", {"n": update_id})
+
+    async def end(update_id: int, key: StorageKey) -> None:
+        with storage.handling(update_id, key):
+            await storage.clear(key)
 
     # Another connection holds the table, as a slow write would: the first write waits.
     holder = await db.session()
@@ -263,6 +270,8 @@ async def test_conversations_written_while_a_write_waits_share_the_next_statemen
     await holder.execute("LOCK TABLE fsm_states IN EXCLUSIVE MODE")
     try:
         writes = [asyncio.create_task(answer(n, key)) for n, key in enumerate(keys, start=1)]
+        # A conversation that ends meanwhile: its row deleted by the same statement.
+        writes.append(asyncio.create_task(end(100, ended)))
         await asyncio.sleep(0.3)
         assert not any(write.done() for write in writes)
     finally:
@@ -278,6 +287,7 @@ async def test_conversations_written_while_a_write_waits_share_the_next_statemen
     assert len({row[3] for row in rows}) == 2
     for n, key in enumerate(keys, start=1):
         assert await storage.get_state(key) == f"Form:step{n}"
+    assert await storage.get_state(ended) is None
 
 
 @postgres_only
