@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Literal
 
 from bot.domain.events import Event, EventCatalog
 from bot.domain.form import FORM, FormFields
@@ -29,28 +28,20 @@ def _event_line(event: Event | None, event_id: str) -> str:
     return t("card_event", title=event.title, when=format_datetime(event.starts_at, event.timezone))
 
 
-def _new_card(
-    kind: Literal["created", "waiting"],
-    registration: Registration,
-    catalog: EventCatalog,
-    now: datetime,
-    form: FormFields,
-    *,
-    id_: int | Html,
-    place: int | str | Html,
-) -> str:
+def _new_card_parts(
+    registration: Registration, catalog: EventCatalog, now: datetime, form: FormFields
+) -> dict[str, str]:
+    """What a new registration's card says but its number and place in line."""
     event = catalog.get(registration.event_id)
     username = f" @{registration.username}" if registration.username else ""
-    return t(
-        f"card_{kind}",
-        id=id_,
-        event=Html(_event_line(event, registration.event_id)),
-        answers=answers(
+    return {
+        "event": Html(_event_line(event, registration.event_id)),
+        "answers": answers(
             form.values(registration, registration.answer_map()),
             event.questions if event else (),
             registration.answer_map(),
         ),
-        telegram=Html(
+        "telegram": Html(
             t(
                 "card_telegram",
                 user_id=registration.user_id,
@@ -58,9 +49,8 @@ def _new_card(
                 username=username,
             )
         ),
-        place=place,
-        at=format_datetime(now, event.timezone if event else None),
-    )
+        "at": format_datetime(now, event.timezone if event else None),
+    }
 
 
 def render_card(
@@ -69,14 +59,11 @@ def render_card(
     registration = change.registration
     if change.kind in ("created", "waiting"):
         assert registration is not None
-        return _new_card(
-            "created" if change.kind == "created" else "waiting",
-            registration,
-            catalog,
-            now,
-            form,
-            id_=registration.id,
+        return t(
+            f"card_{change.kind}",
+            id=registration.id,
             place=registration.place or "—",
+            **_new_card_parts(registration, catalog, now, form),
         )
     event = catalog.get(change.event_id)
     zone = event.timezone if event else None
@@ -157,15 +144,12 @@ class CardPublisher:
         (split below, by the row's own length)."""
         if not self._chat_ids:
             return CreationCards((), "", "", self._outbox.added.set)
-        number, place = Html(CARD_ID), Html(CARD_PLACE)
+        number = Html(CARD_ID)
         with use_locale(self._language):
+            parts = _new_card_parts(registration, self._catalog, now, self._form)
             # A seat has no place in line: "—", as render_card shows it.
-            confirmed = _new_card(
-                "created", registration, self._catalog, now, self._form, id_=number, place="—"
-            )
-            waiting = _new_card(
-                "waiting", registration, self._catalog, now, self._form, id_=number, place=place
-            )
+            confirmed = t("card_created", id=number, place="—", **parts)
+            waiting = t("card_waiting", id=number, place=Html(CARD_PLACE), **parts)
         for card in (confirmed, waiting):
             # Each mark as long as a number can be (a BIGINT's 19 digits, and one more).
             longest = message_length(card) + 20 * (card.count(CARD_ID) + card.count(CARD_PLACE))
