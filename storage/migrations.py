@@ -927,15 +927,13 @@ POSTGRES_MIGRATIONS: dict[int, str] = {
     # A registration made in one statement in autocommit (storage/registrations.py,
     # Registrations.create), instead of four round trips with the global serial lock held
     # across them: the lock, the row with its seat, its answers, its place in line and the
-    # organisers' cards, all in one transaction. The serial lock (storage/postgres.py
-    # SERIAL_LOCK, passed as `serial_lock`) is taken first, by a statement of its own: in a
-    # volatile function each later statement takes a fresh snapshot, so the seat count sees
-    # every registration committed before the lock was granted (a lock taken inside the INSERT
-    # itself would not: the statement's snapshot is older than the lock). The cards come
-    # rendered, `<#id>` and `<#place>` standing for what only the insert knows (a person's
-    # `<` reaches a text escaped, as `&lt;`), one text for a seat and one for the waiting
-    # list; they go to the outbox as `Outbox.add` writes them (storage/outbox.py: a moved
-    # chat's new id, a parked chat's rows parked). No row: the event is not in the database.
+    # organisers' cards, all in one transaction, the serial lock (storage/postgres.py
+    # SERIAL_LOCK, passed as `serial_lock`) taken first (why first: in the function). The
+    # cards come rendered, `<#id>` and `<#place>` standing for what only the insert knows (a
+    # person's `<` reaches a text escaped, as `&lt;`), one text for a seat and one for the
+    # waiting list; they go to the outbox as `Outbox.add` writes them (storage/outbox.py: a
+    # moved chat's new id, a parked chat's rows parked). No row: the event is not in the
+    # database.
     21: """
     CREATE FUNCTION create_registration(
         serial_lock BIGINT, new_event_id TEXT, new_user_id BIGINT, new_username TEXT,
@@ -950,6 +948,9 @@ POSTGRES_MIGRATIONS: dict[int, str] = {
         made registrations;
         card TEXT;
     BEGIN
+        -- First, in a statement of its own: each statement below takes its snapshot after
+        -- the lock is granted, so the seats counted include every registration committed
+        -- before (a lock taken inside the INSERT would come after the INSERT's snapshot).
         PERFORM pg_advisory_xact_lock(serial_lock);
         INSERT INTO registrations AS r (
             event_id, user_id, username, telegram_name, full_name, position, organization,
