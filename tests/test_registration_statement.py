@@ -16,12 +16,14 @@ import pytest
 from bot.domain.config import Settings
 from bot.domain.events import EventCatalog, load_events
 from bot.domain.limits import MAX_MESSAGE_LENGTH, message_length, split_lines
-from bot.domain.texts import use_locale
+from bot.domain.texts import LANGUAGES, po_path, use_locale
 from storage.cards import CardPublisher, render_card
 from storage.database import Connection, Database
 from storage.events import EventsRepository
 from storage.outbox import Outbox
 from storage.registrations import (
+    CARD_ID,
+    CARD_PLACE,
     AlreadyRegistered,
     NewRegistration,
     Registration,
@@ -307,3 +309,12 @@ async def test_no_oversell_when_both_ways_of_creating_race(
     assert places == list(range(30))  # the seat (0), then 1..29 in line
     rows = await db.fetchall("SELECT count(*) FROM registrations WHERE status = 'confirmed'")
     assert rows[0][0] == 1
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_no_text_of_the_catalogues_has_the_marks_the_database_fills_in(language: str) -> None:
+    """The database replaces every CARD_ID and CARD_PLACE in a card: a text of ours with one
+    (or with any `<#`) would have it replaced too."""
+    catalogue = po_path(language).read_text(encoding="utf-8")
+    assert "<#" not in catalogue
+    assert CARD_ID.startswith("<#") and CARD_PLACE.startswith("<#")
