@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 
 # pg_advisory_xact_lock keys (any two bigints distinct from others the database's users take).
 # Every transaction but those with serial=False; and a registration made in one statement
-# (storage/registrations.py, schema step 20's create_registration), inside the function.
+# (storage/registrations.py, schema step 21's create_registration), inside the function.
 SERIAL_LOCK = 0x7265_6769_7374_0001
 MIGRATION_LOCK = 0x7265_6769_7374_0002  # a replica migrating; the others wait
 # Connections per process. A handler holds one for a transaction's length; the global lock

@@ -142,7 +142,7 @@ async def nobody(connection: Connection, change: RegistrationChange, now: dateti
 
 
 # In a creation's cards rendered before the insert, what stands for the registration's number
-# and its place in line: PostgreSQL's `create_registration` (storage/migrations.py, step 20)
+# and its place in line: PostgreSQL's `create_registration` (storage/migrations.py, step 21)
 # puts them in. A person's `<` reaches a card escaped (`&lt;`), and no text has these.
 CARD_ID = "<#id>"
 CARD_PLACE = "<#place>"
@@ -380,7 +380,7 @@ class Registrations:
     ) -> Registration:
         """`create` on PostgreSQL as one statement in autocommit: the same rows, seat and
         cards, in one round trip, with the global serial lock held only while the server
-        runs it (storage/migrations.py, step 20: `create_registration`)."""
+        runs it (storage/migrations.py, step 21: `create_registration`)."""
         try:
             rows = await self._db.fetchall(
                 """

@@ -1,4 +1,4 @@
-"""A registration made in one statement on PostgreSQL (storage/migrations.py, step 20:
+"""A registration made in one statement on PostgreSQL (storage/migrations.py, step 21:
 `create_registration`): the same rows, seats and organiser cards as the transaction SQLite
 takes (and PostgreSQL too, for a card too long for one message), byte for byte."""
 

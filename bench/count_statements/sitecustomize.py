@@ -3,7 +3,7 @@ its PYTHONPATH): counts every statement the process sends through asyncpg, and t
 serial lock (storage/postgres.py SERIAL_LOCK): the round trip of `BEGIN; SELECT
 pg_advisory_xact_lock(…)` (mostly waiting for it) and the hold, from its grant to the end of
 COMMIT or ROLLBACK; and the round trip of a registration made in one statement
-(`create_registration`, schema step 20), which takes and holds the lock inside: its wait and
+(`create_registration`, schema step 21), which takes and holds the lock inside: its wait and
 hold together, as seen from here. Written at exit, one file per process, to BENCH_STATEMENTS_DIR.
 
 A benchmark's instrument, not the bot's: it wraps the library's methods, not our code, and
