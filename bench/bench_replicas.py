@@ -317,6 +317,7 @@ class Outcome:
     statements: Counter[str] = field(default_factory=Counter)
     lock_waits: list[float] = field(default_factory=list)
     lock_holds: list[float] = field(default_factory=list)
+    one_statement: list[float] = field(default_factory=list)  # create_registration's round trips
 
     @property
     def updates(self) -> int:
@@ -348,6 +349,7 @@ def read_counts(directory: Path, outcome: Outcome) -> None:
         outcome.statements.update(record["counts"])
         outcome.lock_waits += record["waits"]
         outcome.lock_holds += record["holds"]
+        outcome.one_statement += record.get("one_statement", [])
 
 
 async def run(
@@ -654,12 +656,12 @@ def report_statements(runs: dict[str, list[Outcome]]) -> None:
             shown = text.replace("|", "\\|")
             print(f"| `{shown}` | {n / updates:.2f} |")
         print()
+
+        def ms(values: list[float], q: float) -> float:
+            ordered = sorted(values)
+            return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
         if o.lock_holds:
-
-            def ms(values: list[float], q: float) -> float:
-                ordered = sorted(values)
-                return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
-
             print(
                 f"- Serial transactions: {len(o.lock_waits) / registrations:.2f} per "
                 f"registration; `BEGIN` with the lock, round trip mean / p50 / p99 "
@@ -667,6 +669,17 @@ def report_statements(runs: dict[str, list[Outcome]]) -> None:
                 f"{ms(o.lock_waits, 0.99):.1f} ms; held from grant to the end of COMMIT "
                 f"{statistics.mean(o.lock_holds) * 1000:.1f} / {ms(o.lock_holds, 0.5):.1f} / "
                 f"{ms(o.lock_holds, 0.99):.1f} ms."
+            )
+        if o.one_statement:
+            print(
+                f"- Registrations in one statement (`create_registration`, the lock taken and "
+                f"held inside): {len(o.one_statement) / registrations:.2f} per registration; "
+                f"round trip (waiting for the lock, holding it, and the trip) mean / p50 / p99 "
+                f"{statistics.mean(o.one_statement) * 1000:.1f} / "
+                f"{ms(o.one_statement, 0.5):.1f} / {ms(o.one_statement, 0.99):.1f} ms (the "
+                "replica's busy loop included). The lock held "
+                f"{o.lock_held:.0%} of the samples over {o.total:.1f} s puts its mean hold "
+                f"near {o.lock_held * o.total / o.participants * 1000:.1f} ms a registration."
             )
         print(
             "- Counted over the processes' whole life (start-up's few statements, the "

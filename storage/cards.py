@@ -5,52 +5,70 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from bot.domain.events import EventCatalog
+from bot.domain.events import Event, EventCatalog
 from bot.domain.form import FORM, FormFields
-from bot.domain.limits import split_lines
+from bot.domain.limits import MAX_MESSAGE_LENGTH, message_length, split_lines
 from bot.domain.render import answers, shown_value
 from bot.domain.texts import DEFAULT_LOCALE, Html, t, use_locale
 from bot.domain.timefmt import format_datetime
 from storage.database import Connection
 from storage.outbox import Outbox
-from storage.registrations import RegistrationChange
+from storage.registrations import (
+    CARD_ID,
+    CARD_PLACE,
+    CreationCards,
+    Registration,
+    RegistrationChange,
+)
+
+
+def _event_line(event: Event | None, event_id: str) -> str:
+    if event is None:
+        return t("card_event", title=event_id, when="—")
+    return t("card_event", title=event.title, when=format_datetime(event.starts_at, event.timezone))
+
+
+def _new_card_parts(
+    registration: Registration, catalog: EventCatalog, now: datetime, form: FormFields
+) -> dict[str, str]:
+    """What a new registration's card says but its number and place in line."""
+    event = catalog.get(registration.event_id)
+    username = f" @{registration.username}" if registration.username else ""
+    return {
+        "event": Html(_event_line(event, registration.event_id)),
+        "answers": answers(
+            form.values(registration, registration.answer_map()),
+            event.questions if event else (),
+            registration.answer_map(),
+        ),
+        "telegram": Html(
+            t(
+                "card_telegram",
+                user_id=registration.user_id,
+                name=registration.telegram_name,
+                username=username,
+            )
+        ),
+        "at": format_datetime(now, event.timezone if event else None),
+    }
 
 
 def render_card(
     change: RegistrationChange, catalog: EventCatalog, now: datetime, form: FormFields = FORM
 ) -> str:
-    event = catalog.get(change.event_id)
-    zone = event.timezone if event else None
-    event_line = (
-        t("card_event", title=event.title, when=format_datetime(event.starts_at, event.timezone))
-        if event
-        else t("card_event", title=change.event_id, when="—")
-    )
-    at = format_datetime(now, zone)
     registration = change.registration
     if change.kind in ("created", "waiting"):
         assert registration is not None
-        username = f" @{registration.username}" if registration.username else ""
         return t(
             f"card_{change.kind}",
             id=registration.id,
-            event=Html(event_line),
-            answers=answers(
-                form.values(registration, registration.answer_map()),
-                event.questions if event else (),
-                registration.answer_map(),
-            ),
-            telegram=Html(
-                t(
-                    "card_telegram",
-                    user_id=registration.user_id,
-                    name=registration.telegram_name,
-                    username=username,
-                )
-            ),
             place=registration.place or "—",
-            at=at,
+            **_new_card_parts(registration, catalog, now, form),
         )
+    event = catalog.get(change.event_id)
+    zone = event.timezone if event else None
+    event_line = _event_line(event, change.event_id)
+    at = format_datetime(now, zone)
     if change.kind == "offered":
         assert registration is not None and registration.offer_expires_at is not None
         return t(
@@ -119,6 +137,25 @@ class CardPublisher:
         self._catalog = catalog
         self._language = language
         self._form = form
+
+    def creation_cards(self, registration: Registration, now: datetime) -> CreationCards | None:
+        """Both cards a creation may post, its number and place left for the database to put
+        in (storage/registrations.py: CreationCards); None for one too long for a message
+        (split below, by the row's own length)."""
+        if not self._chat_ids:
+            return CreationCards((), "", "", self._outbox.added.set)
+        number = Html(CARD_ID)
+        with use_locale(self._language):
+            parts = _new_card_parts(registration, self._catalog, now, self._form)
+            # A seat has no place in line: "—", as render_card shows it.
+            confirmed = t("card_created", id=number, place="—", **parts)
+            waiting = t("card_waiting", id=number, place=Html(CARD_PLACE), **parts)
+        for card in (confirmed, waiting):
+            # Each mark as long as a number can be (a BIGINT's 19 digits, and one more).
+            longest = message_length(card) + 20 * (card.count(CARD_ID) + card.count(CARD_PLACE))
+            if longest > MAX_MESSAGE_LENGTH:
+                return None
+        return CreationCards(self._chat_ids, confirmed, waiting, self._outbox.added.set)
 
     async def __call__(
         self, connection: Connection, change: RegistrationChange, now: datetime

@@ -534,6 +534,9 @@ MIGRATIONS: tuple[str, ...] = (
     "",
     # 20: PostgreSQL's `turns` made cheaper (same answers). Nothing for SQLite.
     "",
+    # 21: PostgreSQL's function that makes a registration in one round trip
+    # (storage/registrations.py). SQLite's transaction runs in-process: nothing to do here.
+    "",
 )
 
 LATEST_VERSION = len(MIGRATIONS)
@@ -920,5 +923,85 @@ POSTGRES_MIGRATIONS: dict[int, str] = {
     END $$;
     DROP FUNCTION pass_turn(INTEGER, INTEGER, BIGINT, TEXT, BIGINT[]);
     DROP FUNCTION take_turn(INTEGER, INTEGER, BIGINT, TEXT, BIGINT[]);
+    """,
+    # A registration made in one statement in autocommit (storage/registrations.py,
+    # Registrations.create), instead of four round trips with the global serial lock held
+    # across them: the lock, the row with its seat, its answers, its place in line and the
+    # organisers' cards, all in one transaction, the serial lock (storage/postgres.py
+    # SERIAL_LOCK, passed as `serial_lock`) taken first (why first: in the function). The
+    # cards come rendered, `<#id>` and `<#place>` standing for what only the insert knows (a
+    # person's `<` reaches a text escaped, as `&lt;`), one text for a seat and one for the
+    # waiting list; they go to the outbox as `Outbox.add` writes them (storage/outbox.py: a
+    # moved chat's new id, a parked chat's rows parked). No row: the event is not in the
+    # database.
+    21: """
+    CREATE FUNCTION create_registration(
+        serial_lock BIGINT, new_event_id TEXT, new_user_id BIGINT, new_username TEXT,
+        new_telegram_name TEXT, new_full_name TEXT, new_position TEXT, new_organization TEXT,
+        new_phone TEXT, new_phone_display TEXT, new_email TEXT, new_consent_at TIMESTAMPTZ,
+        new_consent_version TEXT, stamp TIMESTAMPTZ, new_csv_cells TEXT, new_csv_rule TEXT,
+        new_source TEXT, question_ids TEXT[], answer_values TEXT[], card_chats BIGINT[],
+        card_confirmed TEXT, card_waiting TEXT
+    ) RETURNS TABLE (registration registrations, place BIGINT)
+    LANGUAGE plpgsql VOLATILE AS $$
+    DECLARE
+        made registrations;
+        card TEXT;
+    BEGIN
+        -- First, in a statement of its own: each statement below takes its snapshot after
+        -- the lock is granted, so the seats counted include every registration committed
+        -- before (a lock taken inside the INSERT would come after the INSERT's snapshot).
+        PERFORM pg_advisory_xact_lock(serial_lock);
+        INSERT INTO registrations AS r (
+            event_id, user_id, username, telegram_name, full_name, position, organization,
+            phone, phone_display, email, consent_at, consent_version, status, created_at,
+            updated_at, csv_cells, csv_rule, queued_at, source
+        )
+        SELECT new_event_id, new_user_id, new_username, new_telegram_name, new_full_name,
+            new_position, new_organization, new_phone, new_phone_display, new_email,
+            new_consent_at, new_consent_version, seat.status, stamp, stamp, new_csv_cells,
+            new_csv_rule, CASE WHEN seat.status = 'waiting' THEN stamp END, new_source
+        FROM (
+            -- Everyone waiting counts as taking a seat, as in Registrations.create.
+            SELECT CASE WHEN e.capacity IS NULL OR (
+                SELECT count(*) FROM registrations AS taken
+                WHERE taken.event_id = new_event_id AND taken.status IN ('confirmed', 'waiting')
+            ) < e.capacity THEN 'confirmed' ELSE 'waiting' END AS status
+            FROM events AS e WHERE e.id = new_event_id
+        ) AS seat
+        RETURNING r.* INTO made;
+        IF NOT FOUND THEN
+            RETURN;
+        END IF;
+        INSERT INTO answers (registration_id, question_id, value)
+            SELECT made.id, a.question_id, a.value
+            FROM unnest(question_ids, answer_values) AS a (question_id, value);
+        IF made.status = 'waiting' THEN
+            SELECT count(*) INTO place FROM registrations AS ahead
+            WHERE ahead.event_id = made.event_id AND ahead.status = 'waiting'
+                AND (ahead.queued_at, ahead.id) <= (made.queued_at, made.id);
+        END IF;
+        card := replace(
+            replace(
+                CASE WHEN made.status = 'waiting' THEN card_waiting ELSE card_confirmed END,
+                '<#id>', made.id::TEXT),
+            '<#place>', coalesce(place::TEXT, '—'));
+        INSERT INTO outbox (chat_id, kind, registration_id, text, created_at, status, error)
+        SELECT target.chat_id, 'card', made.id, card, stamp,
+            CASE WHEN chats.unreachable IS NULL THEN 'pending' ELSE 'failed' END,
+            chats.unreachable
+        FROM (
+            SELECT COALESCE(
+                (SELECT moved.moved_to FROM chats AS moved
+                 WHERE moved.chat_id = c.chat AND moved.moved_to IS NOT NULL),
+                c.chat
+            ) AS chat_id, c.n
+            FROM unnest(card_chats) WITH ORDINALITY AS c (chat, n)
+        ) AS target
+        LEFT JOIN chats ON chats.chat_id = target.chat_id
+        ORDER BY target.n;
+        registration := made;
+        RETURN NEXT;
+    END $$;
     """,
 }

@@ -48,7 +48,9 @@ from storage.migrations import (
 logger = logging.getLogger(__name__)
 
 # pg_advisory_xact_lock keys (any two bigints distinct from others the database's users take).
-SERIAL_LOCK = 0x7265_6769_7374_0001  # every transaction but those with serial=False
+# Every transaction but those with serial=False; and a registration made in one statement
+# (storage/registrations.py, schema step 21's create_registration), inside the function.
+SERIAL_LOCK = 0x7265_6769_7374_0001
 MIGRATION_LOCK = 0x7265_6769_7374_0002  # a replica migrating; the others wait
 # Connections per process. A handler holds one for a transaction's length; the global lock
 # lets one writer run at a time anyway, so a few are plenty.

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from bot.domain.cells import CSV_RULE, registrant_csv
 from bot.domain.validation import format_phone
@@ -141,6 +141,39 @@ async def nobody(connection: Connection, change: RegistrationChange, now: dateti
     return None
 
 
+# In a creation's cards rendered before the insert, what stands for the registration's number
+# and its place in line: PostgreSQL's `create_registration` (storage/migrations.py, step 21)
+# puts them in. A person's `<` reaches a card escaped (`&lt;`), and no text has these.
+CARD_ID = "<#id>"
+CARD_PLACE = "<#place>"
+
+
+@dataclass(frozen=True, slots=True)
+class CreationCards:
+    """A creation's organiser cards, rendered before the row exists (CARD_ID and CARD_PLACE
+    in them), for PostgreSQL's one-statement creation; the database picks one by the seat."""
+
+    chat_ids: tuple[int, ...]
+    confirmed: str  # the card of a registration that took a seat ("created")
+    waiting: str  # of one that joined the waiting list ("waiting")
+    queued: Callable[[], None]  # called once they are in the outbox
+
+
+@runtime_checkable
+class RendersCreationCards(Protocol):
+    """A change listener that can also render a creation's cards ahead of the insert."""
+
+    def creation_cards(self, registration: Registration, now: datetime) -> CreationCards | None:
+        """The cards of `registration` (its id and place not known yet: any values stand
+        there), or None when they cannot be made ahead (the creation then takes the
+        transaction, and the listener is called as for any change)."""
+        ...
+
+
+def _no_cards(registration: Registration, now: datetime) -> CreationCards:
+    return CreationCards((), "", "", lambda: None)
+
+
 # What `registrant_csv` is made of, as stored.
 _CSV_SOURCES = (
     "full_name",
@@ -195,6 +228,19 @@ class Registrations:
     def __init__(self, db: Database, listener: ChangeListener = nobody) -> None:
         self._db = db
         self._listener = listener
+        # PostgreSQL: a creation in one round trip when its cards can be rendered ahead
+        # (`_create_in_one_statement`). SQLite's transaction runs in-process and costs little.
+        self._creation_cards: Callable[[Registration, datetime], CreationCards | None] | None
+        self._creation_cards = None
+        if db.dialect == "postgres":
+            # Here, not at the top: it imports asyncpg, which SQLite never needs.
+            from storage.postgres import SERIAL_LOCK
+
+            self._serial_lock = SERIAL_LOCK
+            if listener is nobody:
+                self._creation_cards = _no_cards
+            elif isinstance(listener, RendersCreationCards):
+                self._creation_cards = listener.creation_cards
 
     async def create(self, new: NewRegistration, *, now: datetime) -> Registration:
         """Insert a registration: confirmed when a seat is free, else waiting (its `place`
@@ -204,7 +250,9 @@ class Registrations:
         keeps a double tap or a re-delivered update from making a second row. The seat is
         taken by the INSERT itself: one statement counts the seats and writes the status,
         inside a write transaction, so two people confirming the last seat at once cannot
-        both get it (a count, then an insert, oversold 50 of 50 with capacity 5).
+        both get it (a count, then an insert, oversold 50 of 50 with capacity 5). On
+        PostgreSQL, when the listener renders the cards ahead, the whole transaction is one
+        statement (`_create_in_one_statement`).
         """
         stamp = utc_iso(now)
         phone_display = format_phone(new.phone)
@@ -217,6 +265,33 @@ class Registrations:
             new.user_id,
             new.username,
         )
+        if self._creation_cards is not None:
+            answers = tuple((key, value) for key, value in new.answers if value)
+            # As the transaction below would return it, but for what only the insert knows.
+            draft = Registration(
+                id=0,
+                event_id=new.event_id,
+                user_id=new.user_id,
+                username=new.username,
+                telegram_name=new.telegram_name,
+                full_name=new.full_name,
+                position=new.position,
+                organization=new.organization,
+                phone=new.phone,
+                email=new.email,
+                consent_at=new.consent_at,
+                consent_version=new.consent_version,
+                status="confirmed",
+                created_at=now,
+                updated_at=now,
+                source=new.source,
+                answers=answers,
+            )
+            cards = self._creation_cards(draft, now)
+            if cards is not None:
+                return await self._create_in_one_statement(
+                    new, answers, cards, stamp, phone_display, csv_cells
+                )
         try:
             async with self._db.transaction() as connection:
                 # One round trip to the database thread: the row comes back with the insert.
@@ -293,6 +368,65 @@ class Registrations:
                 raise
             raise AlreadyRegistered(existing) from None
         return registration
+
+    async def _create_in_one_statement(
+        self,
+        new: NewRegistration,
+        answers: tuple[tuple[str, str], ...],
+        cards: CreationCards,
+        stamp: str,
+        phone_display: str,
+        csv_cells: str,
+    ) -> Registration:
+        """`create` on PostgreSQL as one statement in autocommit: the same rows, seat and
+        cards, in one round trip, with the global serial lock held only while the server
+        runs it (storage/migrations.py, step 21: `create_registration`)."""
+        try:
+            rows = await self._db.fetchall(
+                """
+                SELECT (created.registration).*, created.place
+                FROM create_registration(
+                    :serial_lock, :event_id, :user_id, :username, :telegram_name, :full_name,
+                    :position, :organization, :phone, :phone_display, :email, :consent_at,
+                    :consent_version, :now, :csv_cells, :csv_rule, :source, :question_ids,
+                    :answer_values, :card_chats, :card_confirmed, :card_waiting
+                ) AS created
+                """,
+                {
+                    "serial_lock": self._serial_lock,
+                    "event_id": new.event_id,
+                    "user_id": new.user_id,
+                    "username": new.username,
+                    "telegram_name": new.telegram_name,
+                    "full_name": new.full_name,
+                    "position": new.position,
+                    "organization": new.organization,
+                    "phone": new.phone,
+                    "phone_display": phone_display,
+                    "email": new.email,
+                    "consent_at": utc_iso(new.consent_at),
+                    "consent_version": new.consent_version,
+                    "now": stamp,
+                    "csv_cells": csv_cells,
+                    "csv_rule": CSV_RULE,
+                    "source": new.source,
+                    "question_ids": [key for key, _ in answers],
+                    "answer_values": [value for _, value in answers],
+                    "card_chats": list(cards.chat_ids),
+                    "card_confirmed": cards.confirmed,
+                    "card_waiting": cards.waiting,
+                },
+            )
+        except IntegrityError:
+            existing = await self.active(new.event_id, new.user_id)
+            if existing is None:
+                raise
+            raise AlreadyRegistered(existing) from None
+        if not rows:
+            raise LookupError(f"event {new.event_id!r} is not in the database")
+        if cards.chat_ids:
+            cards.queued()
+        return replace(Registration.from_row(rows[0]), answers=answers)
 
     async def get(self, registration_id: int) -> Registration | None:
         """The registration, unless its personal data was erased (then there is nothing of

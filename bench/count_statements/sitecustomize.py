@@ -2,7 +2,9 @@
 its PYTHONPATH): counts every statement the process sends through asyncpg, and times the global
 serial lock (storage/postgres.py SERIAL_LOCK): the round trip of `BEGIN; SELECT
 pg_advisory_xact_lock(…)` (mostly waiting for it) and the hold, from its grant to the end of
-COMMIT or ROLLBACK. Written at exit, one file per process, to BENCH_STATEMENTS_DIR.
+COMMIT or ROLLBACK; and the round trip of a registration made in one statement
+(`create_registration`, schema step 21), which takes and holds the lock inside: its wait and
+hold together, as seen from here. Written at exit, one file per process, to BENCH_STATEMENTS_DIR.
 
 A benchmark's instrument, not the bot's: it wraps the library's methods, not our code, and
 adds a few microseconds a statement."""
@@ -23,6 +25,7 @@ import asyncpg.connection
 _counts: Counter[str] = Counter()
 _waits: list[float] = []
 _holds: list[float] = []
+_one_statement: list[float] = []
 _granted: dict[int, float] = {}
 
 
@@ -42,6 +45,8 @@ def _wrap(name: str) -> None:
                 _granted[id(self)] = ended
             elif text in ("COMMIT", "ROLLBACK") and id(self) in _granted:
                 _holds.append(ended - _granted.pop(id(self)))
+            elif "FROM create_registration(" in text:
+                _one_statement.append(ended - started)
 
     setattr(asyncpg.connection.Connection, name, counted)
 
@@ -50,7 +55,12 @@ def _write() -> None:
     folder = os.environ.get("BENCH_STATEMENTS_DIR")
     if not folder:
         return
-    record = {"counts": dict(_counts), "waits": _waits, "holds": _holds}
+    record = {
+        "counts": dict(_counts),
+        "waits": _waits,
+        "holds": _holds,
+        "one_statement": _one_statement,
+    }
     (Path(folder) / f"{os.getpid()}.json").write_text(json.dumps(record), encoding="utf-8")
 
 
