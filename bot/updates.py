@@ -31,13 +31,14 @@ from aiogram.fsm.strategy import apply_strategy
 from aiogram.types import Update
 
 from bot.domain.clock import Clock
-from bot.domain.texts import t
+from bot.domain.texts import language_of, t
 from bot.flood import FloodGate, Verdict
 from bot.middlewares import OUTCOME, Outcome
 from storage.audit import AuditLog
 from storage.fsm import SQLiteStorage
 from storage.group_commit import GroupCommit
 from storage.inbox import Arrival, Inbox, Waiting
+from storage.languages import Languages
 from storage.updates import HandledUpdates
 
 if TYPE_CHECKING:  # asyncpg is imported on PostgreSQL only
@@ -338,6 +339,8 @@ class SharedIntake(Intake):
         self._wanted: set[int] = set()
         storage = self._dispatcher.fsm.storage
         self._storage = storage if isinstance(storage, SQLiteStorage) else None
+        languages = self._dispatcher.get("languages")
+        self._languages = languages if isinstance(languages, Languages) else None
 
     async def start(self) -> None:
         self._chore(self._sweep_periodically(), name="sweep")
@@ -368,6 +371,18 @@ class SharedIntake(Intake):
             StorageKey(bot_id=self._bot.id, chat_id=chat_id, user_id=user_id, thread_id=thread_id)
         )
 
+    def _language(self, lane: int) -> str | None:
+        """The language a private chat's person gets at their first message (`Languages.of`),
+        from an update of theirs received here: the turn's request stores it if they have
+        none yet, whichever replica then handles the update."""
+        if lane <= 0:
+            return None
+        for update in self._received.get(lane, {}).values():
+            user = UserContextMiddleware.resolve_event_context(update).user
+            if user is not None and user.id == lane and not user.is_bot:
+                return language_of(user.language_code)
+        return None
+
     async def _take_turns(self, lane: int, queue: deque[Update], turn: Turn | None) -> None:
         conversation = self._conversation(lane)
         try:
@@ -378,11 +393,19 @@ class SharedIntake(Intake):
                     # Cleared before asking: an update received from here on asks again.
                     self._wanted.discard(lane)
                     turn = await self._turns.take(
-                        lane, conversation=conversation, received=self._received.get(lane, ())
+                        lane,
+                        conversation=conversation,
+                        received=self._received.get(lane, ()),
+                        language=self._language(lane),
                     )
                     # None: another replica has the chat, and will see our updates when it
                     # gives the turn back (storage/replicas.py: ChatTurns).
                     continue
+                if turn.language is not None and self._languages is not None:
+                    # Read with the turn, after the last change any replica made to it: the
+                    # updates' middleware reads no language (and a /language or /forget
+                    # among them updates this object as ever).
+                    self._languages.read_just_now(lane, turn.language)
                 try:
                     await self._handle_waiting(lane, turn, conversation)
                 except BaseException:
@@ -393,7 +416,10 @@ class SharedIntake(Intake):
                     break
                 self._wanted.discard(lane)
                 turn = await self._turns.pass_on(
-                    lane, conversation=conversation, received=self._received.get(lane, ())
+                    lane,
+                    conversation=conversation,
+                    received=self._received.get(lane, ()),
+                    language=self._language(lane),
                 )
         except Exception as error:
             # The database did not answer: the updates wait in the inbox, and a sweep (this

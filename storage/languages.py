@@ -50,6 +50,12 @@ class Languages:
                 return language_of(telegram_code)
         return self._remember(user_id, str(rows[0][0]))
 
+    def read_just_now(self, user_id: int, language: str) -> None:
+        """The person's language as a statement of someone else's read it just now (a chat's
+        turn on PostgreSQL, storage/replicas.py): `of` returns it as if it had read it itself,
+        and reads again once it is FRESH_FOR old."""
+        self._remember(user_id, language)
+
     async def stored(self, user_id: int) -> str | None:
         row = await self._db.fetchone(_SELECT, (user_id,))
         return None if row is None else str(row[0])

@@ -537,6 +537,9 @@ MIGRATIONS: tuple[str, ...] = (
     # 21: PostgreSQL's function that makes a registration in one round trip
     # (storage/registrations.py). SQLite's transaction runs in-process: nothing to do here.
     "",
+    # 22: PostgreSQL's chat turns bring the person's language (storage/replicas.py). One
+    # process knows its people's languages from its own writes: nothing to do here.
+    "",
 )
 
 LATEST_VERSION = len(MIGRATIONS)
@@ -1002,6 +1005,74 @@ POSTGRES_MIGRATIONS: dict[int, str] = {
         ORDER BY target.n;
         registration := made;
         RETURN NEXT;
+    END $$;
+    """,
+    # A private chat's turn (a positive chat id: the chat is the person, bot/updates.py
+    # lane_of) also brings the person's language as stored (storage/languages.py), so the
+    # update's middleware reads none: a join of the statement that reads the turn's rows,
+    # after the lock is granted, as the conversation's row is (another replica may have
+    # changed it: /language, /forget). A request may carry a candidate, the language of the
+    # person's Telegram as `Languages.of` maps it, when the replica that received their
+    # update does not know theirs: stored if they have none (a first message) before the
+    # lock is tried, so also when the turn is taken elsewhere: the holder reads it with the
+    # turn it takes again for that update.
+    22: """
+    DROP FUNCTION turns(INTEGER, BOOLEAN[], BIGINT[], INTEGER[], TEXT[], BIGINT[], BIGINT[]);
+    CREATE FUNCTION turns(
+        key_schema INTEGER, passes BOOLEAN[], chats BIGINT[], key_chats INTEGER[],
+        conversations TEXT[], received_chats BIGINT[], received_ids BIGINT[],
+        candidates TEXT[]
+    ) RETURNS TABLE (
+        request INTEGER, taken BOOLEAN, waiting_id BIGINT, waiting_payload TEXT,
+        waiting_attempts INTEGER, fsm_state TEXT, fsm_data TEXT, fsm_recent TEXT,
+        language TEXT
+    ) LANGUAGE plpgsql VOLATILE AS $$
+    DECLARE
+        ignored BOOLEAN;
+    BEGIN
+        FOR n IN 1 .. coalesce(array_length(chats, 1), 0) LOOP
+            IF passes[n] THEN
+                ignored := pg_advisory_unlock(key_schema, key_chats[n]);
+                CONTINUE WHEN NOT EXISTS (
+                    SELECT 1 FROM inbox AS i WHERE i.lane = chats[n] AND i.set_aside IS NULL);
+            END IF;
+            IF candidates[n] IS NOT NULL AND chats[n] > 0 THEN
+                INSERT INTO languages AS l (user_id, language) VALUES (chats[n], candidates[n])
+                    ON CONFLICT (user_id) DO NOTHING;
+            END IF;
+            IF NOT pg_try_advisory_lock(key_schema, key_chats[n]) THEN
+                request := n;
+                taken := false;
+                waiting_id := NULL;
+                waiting_payload := NULL;
+                waiting_attempts := NULL;
+                fsm_state := NULL;
+                fsm_data := NULL;
+                fsm_recent := NULL;
+                language := NULL;
+                RETURN NEXT;
+                CONTINUE;
+            END IF;
+            RETURN QUERY
+                WITH first AS (
+                    SELECT min(i.update_id) AS id FROM inbox AS i
+                    WHERE i.lane = chats[n] AND i.set_aside IS NULL
+                ), counted AS (
+                    UPDATE inbox AS i SET attempts = i.attempts + 1 FROM first
+                    WHERE i.update_id = first.id AND NOT EXISTS (
+                        SELECT 1 FROM unnest(received_chats, received_ids) AS r (chat, id)
+                        WHERE r.chat = chats[n] AND r.id = first.id)
+                    RETURNING i.update_id, i.attempts
+                )
+                SELECT n, true, i.update_id, i.payload, coalesce(c.attempts, i.attempts),
+                    f.state, f.data, f.recent_updates, l.language
+                FROM (SELECT 1) AS one
+                LEFT JOIN inbox AS i ON i.lane = chats[n] AND i.set_aside IS NULL
+                LEFT JOIN counted AS c ON c.update_id = i.update_id
+                LEFT JOIN fsm_states AS f ON f.key = conversations[n]
+                LEFT JOIN languages AS l ON l.user_id = chats[n] AND chats[n] > 0
+                ORDER BY i.update_id;
+        END LOOP;
     END $$;
     """,
 }

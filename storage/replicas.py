@@ -119,6 +119,9 @@ class Turn:
     # The row of the conversation asked for, as fsm_states holds it: (state, data,
     # recent_updates), or None when it has no row.
     conversation: tuple[str | None, str, str] | None
+    # A private chat's person's language as stored (storage/languages.py), or None when
+    # they have none (a group's turn has none either).
+    language: str | None = None
 
 
 @dataclass(eq=False)
@@ -129,6 +132,7 @@ class _Ask:
     chat_id: int
     conversation: str | None
     received: list[int]
+    language: str | None  # the person's, to store if they have none (private chats)
     done: bool = False
     turn: Turn | None = None
     error: BaseException | None = None
@@ -143,8 +147,8 @@ class ChatTurns:
     (`pass_on`), and takes the turn again if any wait. So a replica that received an update
     and found the turn taken need not ask again: it wrote the update before asking, the
     holder gives the turn back after that, and then sees it. One round trip each way, which
-    also brings the waiting updates and the conversation's row (storage/migrations.py, step
-    19)."""
+    also brings the waiting updates, the conversation's row and, in a private chat, the
+    person's language (storage/migrations.py, steps 19 and 22)."""
 
     def __init__(self, connect: Connect) -> None:
         self._session = _Session(connect)
@@ -152,27 +156,44 @@ class ChatTurns:
         self._asking = asyncio.Lock()
 
     async def take(
-        self, chat_id: int, *, conversation: str | None = None, received: Collection[int] = ()
+        self,
+        chat_id: int,
+        *,
+        conversation: str | None = None,
+        received: Collection[int] = (),
+        language: str | None = None,
     ) -> Turn | None:
         """Take the chat's turn if no replica has it (never waits), with the chat's waiting
-        updates and the row of `conversation`; `received`: the ids this replica received
-        (not counted as attempts)."""
-        return await self._turn(False, chat_id, conversation, received)
+        updates, the row of `conversation` and, for a private chat, the person's language;
+        `received`: the ids this replica received (not counted as attempts); `language`:
+        the one to store for the person if they have none, taken or not (their first
+        message, received here)."""
+        return await self._turn(False, chat_id, conversation, received, language)
 
     async def pass_on(
-        self, chat_id: int, *, conversation: str | None = None, received: Collection[int] = ()
+        self,
+        chat_id: int,
+        *,
+        conversation: str | None = None,
+        received: Collection[int] = (),
+        language: str | None = None,
     ) -> Turn | None:
         """Give the turn back; then, if updates of the chat wait (received by any replica
         meanwhile), take it again as `take` does. None: nothing waits, or another replica
         took the chat."""
-        return await self._turn(True, chat_id, conversation, received)
+        return await self._turn(True, chat_id, conversation, received, language)
 
     async def _turn(
-        self, passing: bool, chat_id: int, conversation: str | None, received: Collection[int]
+        self,
+        passing: bool,
+        chat_id: int,
+        conversation: str | None,
+        received: Collection[int],
+        language: str | None,
     ) -> Turn | None:
         # Asked while a statement is on its way are asked together by the next one (one round
         # trip for the turns of many chats when a replica is busy; at once when it is not).
-        ask = _Ask(passing, chat_id, conversation, list(received))
+        ask = _Ask(passing, chat_id, conversation, list(received), language)
         self._asks.append(ask)
         async with self._asking:
             if not ask.done:
@@ -189,7 +210,7 @@ class ChatTurns:
 
     async def _ask(self, batch: list[_Ask]) -> None:
         rows, generation = await self._session.fetch(
-            "SELECT * FROM turns($1, $2, $3, $4, $5, $6, $7)",
+            "SELECT * FROM turns($1, $2, $3, $4, $5, $6, $7, $8)",
             keyed=lambda schema: (
                 _int4(schema),
                 [ask.passing for ask in batch],
@@ -198,6 +219,7 @@ class ChatTurns:
                 [ask.conversation for ask in batch],
                 [ask.chat_id for ask in batch for _ in ask.received],
                 [update_id for ask in batch for update_id in ask.received],
+                [ask.language for ask in batch],
             ),
         )
         answers: dict[int, list[asyncpg.Record]] = {}
@@ -224,6 +246,7 @@ class ChatTurns:
                 conversation=None
                 if first["fsm_data"] is None
                 else (first["fsm_state"], first["fsm_data"], first["fsm_recent"]),
+                language=first["language"],
             )
 
     @property
