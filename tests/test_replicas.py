@@ -4,9 +4,11 @@ that takes up what a stopped replica left, the leader that alone sends, the dige
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
+from typing import Any
 
+import asyncpg
 import pytest
 from aiogram import Bot, Dispatcher
 from aiogram.types import Update
@@ -19,20 +21,59 @@ from bot.leader import Leader
 from bot.updates import MAX_ATTEMPTS, STALE_AFTER, SharedIntake
 from storage.database import Database, open_database
 from storage.inbox import Arrival, Inbox
+from storage.languages import Languages
 from storage.outbox import Outbox
 from storage.postgres import PostgresDatabase
 from storage.replicas import ChatTurns, Leadership
+from tests.client import Deliver, TelegramUser
 from tests.fake_telegram import FakeTelegram, text_update, user_json
-from tests.helpers import Clock, wait_until
+from tests.helpers import EVENTS_TOML, Clock, dispatcher_for, wait_until
 
 pytestmark = pytest.mark.postgres_only
 
 
-def update_of(bot: Bot, update_id: int, user_id: int, text: str) -> Update:
+def update_of(
+    bot: Bot, update_id: int, user_id: int, text: str, *, language_code: str = "ru"
+) -> Update:
+    user = user_json(user_id, language_code=language_code)
     return Update.model_validate(
-        {"update_id": update_id, **text_update(user_json(user_id), text, message_id=update_id)},
+        {"update_id": update_id, **text_update(user, text, message_id=update_id)},
         context={"bot": bot},
     )
+
+
+@pytest.fixture
+def statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every statement this process sends to PostgreSQL from here on, by wrapping asyncpg's
+    methods (as bench/count_statements does), not ours."""
+    sent: list[str] = []
+
+    def recording(original: Callable[..., Any]) -> Callable[..., Any]:
+        async def recorded(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+            sent.append(" ".join(str(query).split()))
+            return await original(self, query, *args, **kwargs)
+
+        return recorded
+
+    for name in ("execute", "executemany", "fetch", "fetchval", "fetchrow"):
+        connection = asyncpg.connection.Connection
+        monkeypatch.setattr(connection, name, recording(getattr(connection, name)))
+    return sent
+
+
+def about_languages(statements: list[str]) -> list[str]:
+    return [sql for sql in statements if "languages" in sql]
+
+
+def through(intake: SharedIntake, bot: Bot) -> Deliver:
+    """Delivery to one replica (as its webhook does), returning once its chat's worker is
+    done (the turn was free: the update was handled there)."""
+
+    async def deliver(update: dict[str, Any]) -> None:
+        await intake.accept([Update.model_validate(update, context={"bot": bot})])
+        await wait_until(lambda: intake.busy_lanes == 0, timeout=10)
+
+    return deliver
 
 
 @pytest.fixture
@@ -344,4 +385,108 @@ async def test_turns_asked_while_one_is_on_its_way_go_in_one_statement(
         assert [row[0] for row in rows] == [1] * len(chats)
         assert len({row[1] for row in rows}) == 2
     finally:
+        await turns.close()
+
+
+async def test_a_private_chats_turn_brings_the_persons_language_and_its_update_reads_none(
+    shared: SharedIntake, bot: Bot, db: Database, fake: FakeTelegram, statements: list[str]
+) -> None:
+    # Mary chose English on another replica (unknown here); Ann writes for the first time.
+    await Languages(db).choose(1030, "en")
+    statements.clear()
+    await shared.accept(
+        [update_of(bot, 1, 1030, "/help"), update_of(bot, 2, 1031, "/help", language_code="en-GB")]
+    )
+    await wait_until(lambda: bool(fake.messages_to(1030) and fake.messages_to(1031)), timeout=10)
+    await wait_until(lambda: shared.busy_lanes == 0, timeout=10)
+    # Read (and Ann's stored) by the turns' statement, not by one of their own.
+    assert any("FROM turns(" in sql for sql in statements)
+    assert about_languages(statements) == []
+    for chat in (1030, 1031):
+        assert (fake.messages_to(chat)[0].text or "").startswith("I register")
+    rows = await db.fetchall(
+        "SELECT user_id, language, chosen FROM languages WHERE user_id IN (1030, 1031) "
+        "ORDER BY user_id"
+    )
+    assert [tuple(row) for row in rows] == [(1030, "en", 1), (1031, "en", 0)]
+
+
+async def test_a_first_message_left_to_the_turns_holder_stores_the_language_it_reads(
+    shared: SharedIntake,
+    bot: Bot,
+    db: Database,
+    fake: FakeTelegram,
+    clock: Clock,
+    statements: list[str],
+) -> None:
+    assert isinstance(db, PostgresDatabase)
+    holder = ChatTurns(db.session)  # another replica, handling chat 1040 now
+    try:
+        assert await holder.take(1040)
+        await shared.accept([update_of(bot, 1, 1040, "/help", language_code="en")])
+        await wait_until(lambda: shared.busy_lanes == 0, timeout=10)
+        assert fake.messages_to(1040) == []
+        # Stored by the request that found the turn taken: her first message's language.
+        rows = await db.fetchall("SELECT language, chosen FROM languages WHERE user_id = 1040")
+        assert [tuple(row) for row in rows] == [("en", 0)]
+        # The holder, giving the turn back, takes it again for her update, with her language.
+        turn = await holder.pass_on(1040)
+        assert turn is not None and [row.update_id for row in turn.waiting] == [1]
+        assert turn.language == "en"
+    finally:
+        await holder.give_back(1040)  # it stops instead: a sweep takes the chat up
+        await holder.close()
+    statements.clear()
+    clock.advance(timedelta(seconds=STALE_AFTER + 1))
+    assert await shared.sweep() == 1
+    await wait_until(lambda: bool(fake.messages_to(1040)), timeout=10)
+    await wait_until(lambda: shared.busy_lanes == 0, timeout=10)
+    assert (fake.messages_to(1040)[0].text or "").startswith("I register")
+    assert about_languages(statements) == []
+
+
+async def test_a_language_chosen_or_forgotten_on_one_replica_shows_at_the_others_next_turn(
+    shared: SharedIntake,
+    bot: Bot,
+    db: Database,
+    settings: Settings,
+    fake: FakeTelegram,
+    clock: Clock,
+) -> None:
+    assert isinstance(db, PostgresDatabase)
+    # Another replica: a dispatcher of its own (its own languages known), its own turns.
+    turns = ChatTurns(db.session)
+    other = create_intake(
+        await dispatcher_for(EVENTS_TOML, settings, db, clock),
+        bot,
+        db=db,
+        settings=settings,
+        clock=clock,
+        turns=turns,
+    )
+    assert isinstance(other, SharedIntake)
+    here, there = through(shared, bot), through(other, bot)
+    mary = TelegramUser(fake, here, user_id=1050, first_name="Mary", language_code="ru")
+    try:
+        assert (await mary.send("/help"))[0].text.startswith("Я регистрирую")  # type: ignore[union-attr]
+        mary.deliver = there
+        await mary.send("/language")
+        await mary.click("English")
+        await mary.send("/start")
+        await mary.click("I agree")
+        # Known here in Russian a moment ago, yet in English at once: the turn read it (the
+        # clock stands still: FRESH_FOR is not what brings it).
+        mary.deliver = here
+        assert (await mary.send("/help"))[0].text.startswith("I register")  # type: ignore[union-attr]
+        mary.deliver = there
+        await mary.send("/forget")
+        await mary.click("Yes, delete everything")
+        assert await db.fetchall("SELECT * FROM languages WHERE user_id = 1050") == []
+        # Her next message stores her Telegram's language again, wherever it arrives.
+        mary.deliver = here
+        assert (await mary.send("/help"))[0].text.startswith("Я регистрирую")  # type: ignore[union-attr]
+        rows = await db.fetchall("SELECT language, chosen FROM languages WHERE user_id = 1050")
+        assert [tuple(row) for row in rows] == [("ru", 0)]
+    finally:
+        await other.close()
         await turns.close()
