@@ -373,9 +373,10 @@ class SharedIntake(Intake):
 
     def _language(self, lane: int) -> str | None:
         """The language a private chat's person gets at their first message (`Languages.of`),
-        from an update of theirs received here: the turn's request stores it if they have
-        none yet, whichever replica then handles the update."""
-        if lane <= 0:
+        from an update of theirs received here, unless this replica knows theirs: the turn's
+        request stores it if they have none yet, whichever replica then handles the update
+        (one that finds none stored with its turn stores it as `of` does)."""
+        if lane <= 0 or self._languages is None or self._languages.knows(lane):
             return None
         for update in self._received.get(lane, {}).values():
             user = UserContextMiddleware.resolve_event_context(update).user
@@ -401,10 +402,10 @@ class SharedIntake(Intake):
                     # None: another replica has the chat, and will see our updates when it
                     # gives the turn back (storage/replicas.py: ChatTurns).
                     continue
-                if turn.language is not None and self._languages is not None:
-                    # Read with the turn, after the last change any replica made to it: the
-                    # updates' middleware reads no language (and a /language or /forget
-                    # among them updates this object as ever).
+                if lane > 0 and self._languages is not None:
+                    # A private chat's person's language, read with the turn after the last
+                    # change any replica made to it: their updates' middleware reads none
+                    # (a /language or /forget among them updates `Languages` as ever).
                     self._languages.read_just_now(lane, turn.language)
                 try:
                     await self._handle_waiting(lane, turn, conversation)

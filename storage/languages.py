@@ -50,11 +50,20 @@ class Languages:
                 return language_of(telegram_code)
         return self._remember(user_id, str(rows[0][0]))
 
-    def read_just_now(self, user_id: int, language: str) -> None:
-        """The person's language as a statement of someone else's read it just now (a chat's
-        turn on PostgreSQL, storage/replicas.py): `of` returns it as if it had read it itself,
-        and reads again once it is FRESH_FOR old."""
-        self._remember(user_id, language)
+    def knows(self, user_id: int) -> bool:
+        """Whether `of` would answer without a statement now."""
+        known = self._known.get(user_id)
+        return known is not None and (known[1] is None or self._clock() < known[1])
+
+    def read_just_now(self, user_id: int, language: str | None) -> None:
+        """The person's language as another statement read it just now (a chat's turn on
+        PostgreSQL, storage/replicas.py); None: they have none stored (forgotten). `of`
+        answers as if it had read it itself: with it until it is FRESH_FOR old; with none,
+        by storing their Telegram's."""
+        if language is None:
+            self._known.pop(user_id, None)
+        else:
+            self._remember(user_id, language)
 
     async def stored(self, user_id: int) -> str | None:
         row = await self._db.fetchone(_SELECT, (user_id,))
