@@ -1074,5 +1074,19 @@ POSTGRES_MIGRATIONS: dict[int, str] = {
                 ORDER BY i.update_id;
         END LOOP;
     END $$;
+    -- A replica of the version before (seven arguments) keeps taking turns while a rolling
+    -- restart (README) has not reached it yet: it stores no candidates, as before.
+    CREATE FUNCTION turns(
+        key_schema INTEGER, passes BOOLEAN[], chats BIGINT[], key_chats INTEGER[],
+        conversations TEXT[], received_chats BIGINT[], received_ids BIGINT[]
+    ) RETURNS TABLE (
+        request INTEGER, taken BOOLEAN, waiting_id BIGINT, waiting_payload TEXT,
+        waiting_attempts INTEGER, fsm_state TEXT, fsm_data TEXT, fsm_recent TEXT
+    ) LANGUAGE sql VOLATILE AS $$
+        SELECT t.request, t.taken, t.waiting_id, t.waiting_payload, t.waiting_attempts,
+            t.fsm_state, t.fsm_data, t.fsm_recent
+        FROM turns(key_schema, passes, chats, key_chats, conversations, received_chats,
+            received_ids, NULL::TEXT[]) AS t
+    $$;
     """,
 }

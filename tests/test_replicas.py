@@ -490,3 +490,38 @@ async def test_a_language_chosen_or_forgotten_on_one_replica_shows_at_the_others
     finally:
         await other.close()
         await turns.close()
+
+
+async def test_a_replica_of_the_version_before_still_takes_turns_during_a_rolling_restart(
+    db: Database,
+) -> None:
+    """Schema step 22 gave `turns` an eighth argument; a replica not yet restarted asks with
+    seven (README: a rolling restart goes one replica at a time)."""
+    assert isinstance(db, PostgresDatabase)
+    older = await db.session()
+    try:
+        rows = await older.fetch(
+            "SELECT * FROM turns($1, $2, $3, $4, $5, $6, $7)",
+            4242,
+            [False],
+            [77],
+            [77],
+            [None],
+            [],
+            [],
+        )
+        assert [tuple(row.keys()) for row in rows] == [
+            (
+                "request",
+                "taken",
+                "waiting_id",
+                "waiting_payload",
+                "waiting_attempts",
+                "fsm_state",
+                "fsm_data",
+                "fsm_recent",
+            )
+        ]
+        assert (rows[0]["request"], rows[0]["taken"]) == (1, True)
+    finally:
+        await older.close()
