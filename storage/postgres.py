@@ -336,6 +336,21 @@ class PostgresConnection:
 # --- the database -----------------------------------------------------------------------------
 
 
+def _lost(connection: asyncpg.Connection) -> bool:
+    """Whether a connection kept out of the pool can no longer be used: closed, or, once its
+    server connection was lost, given back to the pool by asyncpg (whose proxy then refuses
+    every call, is_closed included)."""
+    try:
+        return bool(connection.is_closed())
+    except asyncpg.InterfaceError:
+        return True
+
+
+async def _give_back(pool: asyncpg.Pool, connection: asyncpg.Connection) -> None:
+    with suppress(asyncpg.InterfaceError):  # asyncpg took it back already
+        await pool.release(connection)
+
+
 class PostgresDatabase(Database):
     dialect: ClassVar[Dialect] = "postgres"
 
@@ -407,23 +422,33 @@ class PostgresDatabase(Database):
         any of the pool's."""
         direct = self._direct
         try:
-            if direct is None or self._direct_busy:
+            if direct is None or self._direct_busy or _lost(direct):
+                if direct is not None and not self._direct_busy:
+                    # Lost while idle (the server restarted): a new one for the next.
+                    self._direct = None
+                    await _give_back(self._pool, direct)
+                    self._direct = await self._pool.acquire()
                 return await getattr(self._pool, method)(sql, *arguments)
             self._direct_busy = True
             try:
                 return await getattr(direct, method)(sql, *arguments)
             finally:
                 self._direct_busy = False
-                if direct.is_closed() and self._direct is direct:
+                if self._direct is direct and _lost(direct):
                     # Lost (the server restarted): the pool makes a new one for the next.
                     self._direct = None
-                    await self._pool.release(direct)
+                    await _give_back(self._pool, direct)
                     self._direct = await self._pool.acquire()
         except asyncpg.IntegrityConstraintViolationError as error:
             raise PostgresIntegrityError(str(error)) from error
 
     async def record(self, sql: str, params: Params = ()) -> int:
         relaxed = self._relaxed
+        if relaxed is not None and not self._relaxed_busy and _lost(relaxed):
+            # Lost while idle (the server restarted): a new one for the next.
+            self._relaxed = None
+            await _give_back(self._pool, relaxed)
+            self._relaxed = relaxed = await self._relaxed_connection()
         if relaxed is None or self._relaxed_busy:
             return await self.execute(sql, params)
         translated = translate(sql)
@@ -437,10 +462,11 @@ class PostgresDatabase(Database):
             raise PostgresIntegrityError(str(error)) from error
         finally:
             self._relaxed_busy = False
-            if relaxed.is_closed() and self._relaxed is relaxed:
-                # Lost (the server restarted): writes take the ordinary way from here on.
+            if self._relaxed is relaxed and _lost(relaxed):
+                # Lost (the server restarted) with this write: a new one for the next.
                 self._relaxed = None
-                await self._pool.release(relaxed)
+                await _give_back(self._pool, relaxed)
+                self._relaxed = await self._relaxed_connection()
 
     async def executemany(self, sql: str, params: Iterable[Params]) -> None:
         # Callers' statements are keyed updates of one row each (outbox marks): atomic
@@ -499,9 +525,16 @@ class PostgresDatabase(Database):
         self._direct = await self._pool.acquire()
         if self._pool.get_max_size() < 4:
             return  # a pool this small is for tests of the pool itself: none kept
-        relaxed = await self._pool.acquire()
-        await relaxed.execute("SET synchronous_commit = off")
-        self._relaxed = relaxed
+        self._relaxed = await self._relaxed_connection()
+
+    async def _relaxed_connection(self) -> asyncpg.Connection:
+        relaxed: asyncpg.Connection = await self._pool.acquire()
+        try:
+            await relaxed.execute("SET synchronous_commit = off")
+        except BaseException:
+            await self._pool.release(relaxed)
+            raise
+        return relaxed
 
     async def close(self) -> None:
         if self._vacuum is not None and not self._vacuum.done():

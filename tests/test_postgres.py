@@ -316,6 +316,35 @@ async def test_bookkeeping_commits_without_waiting_for_the_flush_and_promises_wa
 
 
 @postgres_only
+async def test_kept_connections_lost_with_the_server_are_opened_again(database_url: str) -> None:
+    """The connections kept out of the pool (single statements, bookkeeping) are given back
+    to the pool by asyncpg when the server drops them, after which their proxies refuse every
+    call: each is replaced, or no statement could run again until a restart."""
+    durable = database_url.replace("synchronous_commit=off", "synchronous_commit=on")
+    only_if_relaxed = (
+        "INSERT INTO handled_updates (update_id, handled_at) SELECT ?, now() "
+        "WHERE current_setting('synchronous_commit') = 'off'"
+    )
+    async with open_postgres(durable) as db:
+        assert isinstance(db, PostgresDatabase)
+        await db.record(
+            "INSERT INTO handled_updates (update_id, handled_at) SELECT pg_backend_pid(), now()"
+        )
+        [kept] = await db.fetchall("SELECT pg_backend_pid()")
+        [bookkeeping] = await db.fetchall("SELECT update_id FROM handled_updates")
+        other = await db.session()
+        try:
+            for pid in (kept[0], bookkeeping[0]):
+                assert await other.fetchval("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await other.close()
+        await asyncio.sleep(0.3)  # the client sees both connections closed
+        for attempt in range(3):
+            assert len(await db.fetchall("SELECT 1")) == 1
+            assert await db.record(only_if_relaxed, (attempt + 10,)) == 1
+
+
+@postgres_only
 async def test_an_inbox_write_looks_up_handled_ids_by_key_not_all_of_them(db: Database) -> None:
     """handled_updates holds two days of ids; each inbox write must look up its own ids
     (NOT IN made PostgreSQL read the whole table into a hash at every write: 5 ms at 20,000)."""
