@@ -256,15 +256,33 @@ class Registrations:
         """
         stamp = utc_iso(now)
         phone_display = format_phone(new.phone)
-        csv_cells = registrant_csv(
-            new.full_name,
-            new.position,
-            new.organization,
-            phone_display,
-            new.email,
-            new.user_id,
-            new.username,
-        )
+        # The row's values, as both ways of creating it write them.
+        values = {
+            "event_id": new.event_id,
+            "user_id": new.user_id,
+            "username": new.username,
+            "telegram_name": new.telegram_name,
+            "full_name": new.full_name,
+            "position": new.position,
+            "organization": new.organization,
+            "phone": new.phone,
+            "phone_display": phone_display,
+            "email": new.email,
+            "consent_at": utc_iso(new.consent_at),
+            "consent_version": new.consent_version,
+            "now": stamp,
+            "csv_cells": registrant_csv(
+                new.full_name,
+                new.position,
+                new.organization,
+                phone_display,
+                new.email,
+                new.user_id,
+                new.username,
+            ),
+            "csv_rule": CSV_RULE,
+            "source": new.source,
+        }
         if self._creation_cards is not None:
             answers = tuple((key, value) for key, value in new.answers if value)
             # As the transaction below would return it, but for what only the insert knows.
@@ -289,9 +307,7 @@ class Registrations:
             )
             cards = self._creation_cards(draft, now)
             if cards is not None:
-                return await self._create_in_one_statement(
-                    new, answers, cards, stamp, phone_display, csv_cells
-                )
+                return await self._create_in_one_statement(new, answers, cards, values)
         try:
             async with self._db.transaction() as connection:
                 # One round trip to the database thread: the row comes back with the insert.
@@ -319,25 +335,7 @@ class Registrations:
                     ) AS seat
                     RETURNING *
                     """,
-                    {
-                        "event_id": new.event_id,
-                        "user_id": new.user_id,
-                        "username": new.username,
-                        "telegram_name": new.telegram_name,
-                        "full_name": new.full_name,
-                        "position": new.position,
-                        "organization": new.organization,
-                        "phone": new.phone,
-                        "phone_display": phone_display,
-                        "email": new.email,
-                        "consent_at": utc_iso(new.consent_at),
-                        "consent_version": new.consent_version,
-                        "now": stamp,
-                        "queued_at": stamp,
-                        "csv_cells": csv_cells,
-                        "csv_rule": CSV_RULE,
-                        "source": new.source,
-                    },
+                    {**values, "queued_at": stamp},
                 )
                 row = next(iter(rows), None)
                 if row is None:
@@ -374,9 +372,7 @@ class Registrations:
         new: NewRegistration,
         answers: tuple[tuple[str, str], ...],
         cards: CreationCards,
-        stamp: str,
-        phone_display: str,
-        csv_cells: str,
+        values: dict[str, object],
     ) -> Registration:
         """`create` on PostgreSQL as one statement in autocommit: the same rows, seat and
         cards, in one round trip, with the global serial lock held only while the server
@@ -393,23 +389,8 @@ class Registrations:
                 ) AS created
                 """,
                 {
+                    **values,
                     "serial_lock": self._serial_lock,
-                    "event_id": new.event_id,
-                    "user_id": new.user_id,
-                    "username": new.username,
-                    "telegram_name": new.telegram_name,
-                    "full_name": new.full_name,
-                    "position": new.position,
-                    "organization": new.organization,
-                    "phone": new.phone,
-                    "phone_display": phone_display,
-                    "email": new.email,
-                    "consent_at": utc_iso(new.consent_at),
-                    "consent_version": new.consent_version,
-                    "now": stamp,
-                    "csv_cells": csv_cells,
-                    "csv_rule": CSV_RULE,
-                    "source": new.source,
                     "question_ids": [key for key, _ in answers],
                     "answer_values": [value for _, value in answers],
                     "card_chats": list(cards.chat_ids),
