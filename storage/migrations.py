@@ -532,13 +532,12 @@ MIGRATIONS: tuple[str, ...] = (
     # 19: PostgreSQL's functions for replicas' chat turns (storage/replicas.py). One process
     # owns a SQLite file: nothing to do here.
     "",
-    # 20: PostgreSQL's `turns` made cheaper (same answers). Nothing for SQLite.
+    # 20: PostgreSQL's `turns` made cheaper, and bringing a private chat's person's language
+    # (storage/replicas.py). One process knows its people's languages from its own writes:
+    # nothing to do here.
     "",
     # 21: PostgreSQL's function that makes a registration in one round trip
     # (storage/registrations.py). SQLite's transaction runs in-process: nothing to do here.
-    "",
-    # 22: PostgreSQL's chat turns bring the person's language (storage/replicas.py). One
-    # process knows its people's languages from its own writes: nothing to do here.
     "",
 )
 
@@ -875,13 +874,25 @@ POSTGRES_MIGRATIONS: dict[int, str] = {
     # is one statement whose first part counts the attempt (a data-modifying CTE: the rest
     # of the statement sees the rows as they were, hence the coalesce), read after the lock
     # is granted as before; a pass that finds nothing waiting costs one EXISTS.
+    # And a private chat's turn (a positive chat id: the chat is the person, bot/updates.py
+    # lane_of) also brings the person's language as stored (storage/languages.py), so the
+    # update's middleware reads none: a join of the statement that reads the turn's rows,
+    # after the lock is granted, as the conversation's row is (another replica may have
+    # changed it: /language, /forget). A request may carry a candidate, the language of the
+    # person's Telegram as `Languages.of` maps it, when the replica that received their
+    # update does not know theirs: stored if they have none (a first message) before the
+    # lock is tried, so also when the turn is taken elsewhere: the holder reads it with the
+    # turn it takes again for that update.
     20: """
-    CREATE OR REPLACE FUNCTION turns(
+    DROP FUNCTION turns(INTEGER, BOOLEAN[], BIGINT[], INTEGER[], TEXT[], BIGINT[], BIGINT[]);
+    CREATE FUNCTION turns(
         key_schema INTEGER, passes BOOLEAN[], chats BIGINT[], key_chats INTEGER[],
-        conversations TEXT[], received_chats BIGINT[], received_ids BIGINT[]
+        conversations TEXT[], received_chats BIGINT[], received_ids BIGINT[],
+        candidates TEXT[]
     ) RETURNS TABLE (
         request INTEGER, taken BOOLEAN, waiting_id BIGINT, waiting_payload TEXT,
-        waiting_attempts INTEGER, fsm_state TEXT, fsm_data TEXT, fsm_recent TEXT
+        waiting_attempts INTEGER, fsm_state TEXT, fsm_data TEXT, fsm_recent TEXT,
+        language TEXT
     ) LANGUAGE plpgsql VOLATILE AS $$
     DECLARE
         ignored BOOLEAN;
@@ -892,6 +903,10 @@ POSTGRES_MIGRATIONS: dict[int, str] = {
                 CONTINUE WHEN NOT EXISTS (
                     SELECT 1 FROM inbox AS i WHERE i.lane = chats[n] AND i.set_aside IS NULL);
             END IF;
+            IF candidates[n] IS NOT NULL AND chats[n] > 0 THEN
+                INSERT INTO languages AS l (user_id, language) VALUES (chats[n], candidates[n])
+                    ON CONFLICT (user_id) DO NOTHING;
+            END IF;
             IF NOT pg_try_advisory_lock(key_schema, key_chats[n]) THEN
                 request := n;
                 taken := false;
@@ -901,6 +916,7 @@ POSTGRES_MIGRATIONS: dict[int, str] = {
                 fsm_state := NULL;
                 fsm_data := NULL;
                 fsm_recent := NULL;
+                language := NULL;
                 RETURN NEXT;
                 CONTINUE;
             END IF;
@@ -916,14 +932,29 @@ POSTGRES_MIGRATIONS: dict[int, str] = {
                     RETURNING i.update_id, i.attempts
                 )
                 SELECT n, true, i.update_id, i.payload, coalesce(c.attempts, i.attempts),
-                    f.state, f.data, f.recent_updates
+                    f.state, f.data, f.recent_updates, l.language
                 FROM (SELECT 1) AS one
                 LEFT JOIN inbox AS i ON i.lane = chats[n] AND i.set_aside IS NULL
                 LEFT JOIN counted AS c ON c.update_id = i.update_id
                 LEFT JOIN fsm_states AS f ON f.key = conversations[n]
+                LEFT JOIN languages AS l ON l.user_id = chats[n] AND chats[n] > 0
                 ORDER BY i.update_id;
         END LOOP;
     END $$;
+    -- A replica of the version before (seven arguments) keeps taking turns while a rolling
+    -- restart (README) has not reached it yet: it stores no candidates, as before.
+    CREATE FUNCTION turns(
+        key_schema INTEGER, passes BOOLEAN[], chats BIGINT[], key_chats INTEGER[],
+        conversations TEXT[], received_chats BIGINT[], received_ids BIGINT[]
+    ) RETURNS TABLE (
+        request INTEGER, taken BOOLEAN, waiting_id BIGINT, waiting_payload TEXT,
+        waiting_attempts INTEGER, fsm_state TEXT, fsm_data TEXT, fsm_recent TEXT
+    ) LANGUAGE sql VOLATILE AS $$
+        SELECT t.request, t.taken, t.waiting_id, t.waiting_payload, t.waiting_attempts,
+            t.fsm_state, t.fsm_data, t.fsm_recent
+        FROM turns(key_schema, passes, chats, key_chats, conversations, received_chats,
+            received_ids, NULL::TEXT[]) AS t
+    $$;
     DROP FUNCTION pass_turn(INTEGER, INTEGER, BIGINT, TEXT, BIGINT[]);
     DROP FUNCTION take_turn(INTEGER, INTEGER, BIGINT, TEXT, BIGINT[]);
     """,
@@ -1006,87 +1037,5 @@ POSTGRES_MIGRATIONS: dict[int, str] = {
         registration := made;
         RETURN NEXT;
     END $$;
-    """,
-    # A private chat's turn (a positive chat id: the chat is the person, bot/updates.py
-    # lane_of) also brings the person's language as stored (storage/languages.py), so the
-    # update's middleware reads none: a join of the statement that reads the turn's rows,
-    # after the lock is granted, as the conversation's row is (another replica may have
-    # changed it: /language, /forget). A request may carry a candidate, the language of the
-    # person's Telegram as `Languages.of` maps it, when the replica that received their
-    # update does not know theirs: stored if they have none (a first message) before the
-    # lock is tried, so also when the turn is taken elsewhere: the holder reads it with the
-    # turn it takes again for that update.
-    22: """
-    DROP FUNCTION turns(INTEGER, BOOLEAN[], BIGINT[], INTEGER[], TEXT[], BIGINT[], BIGINT[]);
-    CREATE FUNCTION turns(
-        key_schema INTEGER, passes BOOLEAN[], chats BIGINT[], key_chats INTEGER[],
-        conversations TEXT[], received_chats BIGINT[], received_ids BIGINT[],
-        candidates TEXT[]
-    ) RETURNS TABLE (
-        request INTEGER, taken BOOLEAN, waiting_id BIGINT, waiting_payload TEXT,
-        waiting_attempts INTEGER, fsm_state TEXT, fsm_data TEXT, fsm_recent TEXT,
-        language TEXT
-    ) LANGUAGE plpgsql VOLATILE AS $$
-    DECLARE
-        ignored BOOLEAN;
-    BEGIN
-        FOR n IN 1 .. coalesce(array_length(chats, 1), 0) LOOP
-            IF passes[n] THEN
-                ignored := pg_advisory_unlock(key_schema, key_chats[n]);
-                CONTINUE WHEN NOT EXISTS (
-                    SELECT 1 FROM inbox AS i WHERE i.lane = chats[n] AND i.set_aside IS NULL);
-            END IF;
-            IF candidates[n] IS NOT NULL AND chats[n] > 0 THEN
-                INSERT INTO languages AS l (user_id, language) VALUES (chats[n], candidates[n])
-                    ON CONFLICT (user_id) DO NOTHING;
-            END IF;
-            IF NOT pg_try_advisory_lock(key_schema, key_chats[n]) THEN
-                request := n;
-                taken := false;
-                waiting_id := NULL;
-                waiting_payload := NULL;
-                waiting_attempts := NULL;
-                fsm_state := NULL;
-                fsm_data := NULL;
-                fsm_recent := NULL;
-                language := NULL;
-                RETURN NEXT;
-                CONTINUE;
-            END IF;
-            RETURN QUERY
-                WITH first AS (
-                    SELECT min(i.update_id) AS id FROM inbox AS i
-                    WHERE i.lane = chats[n] AND i.set_aside IS NULL
-                ), counted AS (
-                    UPDATE inbox AS i SET attempts = i.attempts + 1 FROM first
-                    WHERE i.update_id = first.id AND NOT EXISTS (
-                        SELECT 1 FROM unnest(received_chats, received_ids) AS r (chat, id)
-                        WHERE r.chat = chats[n] AND r.id = first.id)
-                    RETURNING i.update_id, i.attempts
-                )
-                SELECT n, true, i.update_id, i.payload, coalesce(c.attempts, i.attempts),
-                    f.state, f.data, f.recent_updates, l.language
-                FROM (SELECT 1) AS one
-                LEFT JOIN inbox AS i ON i.lane = chats[n] AND i.set_aside IS NULL
-                LEFT JOIN counted AS c ON c.update_id = i.update_id
-                LEFT JOIN fsm_states AS f ON f.key = conversations[n]
-                LEFT JOIN languages AS l ON l.user_id = chats[n] AND chats[n] > 0
-                ORDER BY i.update_id;
-        END LOOP;
-    END $$;
-    -- A replica of the version before (seven arguments) keeps taking turns while a rolling
-    -- restart (README) has not reached it yet: it stores no candidates, as before.
-    CREATE FUNCTION turns(
-        key_schema INTEGER, passes BOOLEAN[], chats BIGINT[], key_chats INTEGER[],
-        conversations TEXT[], received_chats BIGINT[], received_ids BIGINT[]
-    ) RETURNS TABLE (
-        request INTEGER, taken BOOLEAN, waiting_id BIGINT, waiting_payload TEXT,
-        waiting_attempts INTEGER, fsm_state TEXT, fsm_data TEXT, fsm_recent TEXT
-    ) LANGUAGE sql VOLATILE AS $$
-        SELECT t.request, t.taken, t.waiting_id, t.waiting_payload, t.waiting_attempts,
-            t.fsm_state, t.fsm_data, t.fsm_recent
-        FROM turns(key_schema, passes, chats, key_chats, conversations, received_chats,
-            received_ids, NULL::TEXT[]) AS t
-    $$;
     """,
 }

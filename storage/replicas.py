@@ -148,7 +148,7 @@ class ChatTurns:
     and found the turn taken need not ask again: it wrote the update before asking, the
     holder gives the turn back after that, and then sees it. One round trip each way, which
     also brings the waiting updates, the conversation's row and, in a private chat, the
-    person's language (storage/migrations.py, steps 19 and 22)."""
+    person's language (storage/migrations.py, steps 19 and 20)."""
 
     def __init__(self, connect: Connect) -> None:
         self._session = _Session(connect)

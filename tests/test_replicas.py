@@ -495,7 +495,7 @@ async def test_a_language_chosen_or_forgotten_on_one_replica_shows_at_the_others
 async def test_a_replica_of_the_version_before_still_takes_turns_during_a_rolling_restart(
     db: Database,
 ) -> None:
-    """Schema step 22 gave `turns` an eighth argument; a replica not yet restarted asks with
+    """Schema step 20 gave `turns` an eighth argument; a replica not yet restarted asks with
     seven (README: a rolling restart goes one replica at a time)."""
     assert isinstance(db, PostgresDatabase)
     older = await db.session()
