@@ -40,6 +40,7 @@ from aiogram.methods import (
 )
 from aiogram.types import TelegramObject
 
+from bot import bot_context
 from bot.broadcast_worker import BroadcastReporter
 from bot.digest_worker import DigestScheduler
 from bot.domain.clock import Clock, utc_now
@@ -117,6 +118,7 @@ def _json_text(value: Any) -> str:
 
 def create_bot(settings: Settings, session: BaseSession | None = None) -> Bot:
     _pin_response_types()
+    bot_context.install()
     if session is None:
         # 60 s (aiogram's default) is long for a person waiting for a reply; the poller
         # sets its own longer timeout for long polling.
