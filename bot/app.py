@@ -452,12 +452,23 @@ async def open_app(
         yield Opened(db, catalog)
 
 
+# Allocations between two collections of the youngest generation (CPython's default: 700).
+# An update makes thousands of short-lived objects (aiogram's models of the update and of each
+# answer, their dicts), nearly all freed by reference counting before a collection could find
+# them; the collector is only for cycles. 700 ran it several times an update, each pass over
+# the young objects: 10,000 saves 2% of the instructions per update (bench_instructions,
+# 800 updates), with no change in peak memory that bench_throughput can tell.
+YOUNG_GENERATION_THRESHOLD = 10_000
+
+
 def settle_heap() -> None:
     """Everything built so far (the modules, aiogram's and pydantic's types and caches, the
     phone metadata, the catalogues) lives as long as the process: out of the collector's
     sight, its full collections stay short. Once the dispatcher is built, before updates."""
     gc.collect()
     gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, middle, oldest)
 
 
 async def run(settings: Settings, catalog: EventCatalog) -> None:
