@@ -421,13 +421,11 @@ class PostgresDatabase(Database):
         """One statement in autocommit: on the kept connection when it is free, else on
         any of the pool's."""
         direct = self._direct
+        if direct is not None and not self._direct_busy and _lost(direct):
+            await self._replace_direct(direct)  # lost while idle (the server restarted)
+            direct = self._direct
         try:
-            if direct is None or self._direct_busy or _lost(direct):
-                if direct is not None and not self._direct_busy:
-                    # Lost while idle (the server restarted): a new one for the next.
-                    self._direct = None
-                    await _give_back(self._pool, direct)
-                    self._direct = await self._pool.acquire()
+            if direct is None or self._direct_busy:
                 return await getattr(self._pool, method)(sql, *arguments)
             self._direct_busy = True
             try:
@@ -435,20 +433,15 @@ class PostgresDatabase(Database):
             finally:
                 self._direct_busy = False
                 if self._direct is direct and _lost(direct):
-                    # Lost (the server restarted): the pool makes a new one for the next.
-                    self._direct = None
-                    await _give_back(self._pool, direct)
-                    self._direct = await self._pool.acquire()
+                    await self._replace_direct(direct)  # lost with this statement
         except asyncpg.IntegrityConstraintViolationError as error:
             raise PostgresIntegrityError(str(error)) from error
 
     async def record(self, sql: str, params: Params = ()) -> int:
         relaxed = self._relaxed
         if relaxed is not None and not self._relaxed_busy and _lost(relaxed):
-            # Lost while idle (the server restarted): a new one for the next.
-            self._relaxed = None
-            await _give_back(self._pool, relaxed)
-            self._relaxed = relaxed = await self._relaxed_connection()
+            await self._replace_relaxed(relaxed)  # lost while idle (the server restarted)
+            relaxed = self._relaxed
         if relaxed is None or self._relaxed_busy:
             return await self.execute(sql, params)
         translated = translate(sql)
@@ -463,10 +456,20 @@ class PostgresDatabase(Database):
         finally:
             self._relaxed_busy = False
             if self._relaxed is relaxed and _lost(relaxed):
-                # Lost (the server restarted) with this write: a new one for the next.
-                self._relaxed = None
-                await _give_back(self._pool, relaxed)
-                self._relaxed = await self._relaxed_connection()
+                await self._replace_relaxed(relaxed)  # lost with this write
+
+    async def _replace_direct(self, lost: asyncpg.Connection) -> None:
+        """A kept connection gone with its server connection (asyncpg may have taken it back
+        already): a new one from the pool; None meanwhile, so statements use the pool's."""
+        self._direct = None
+        await _give_back(self._pool, lost)
+        self._direct = await self._pool.acquire()
+
+    async def _replace_relaxed(self, lost: asyncpg.Connection) -> None:
+        """As `_replace_direct`, for the bookkeeping connection."""
+        self._relaxed = None
+        await _give_back(self._pool, lost)
+        self._relaxed = await self._relaxed_connection()
 
     async def executemany(self, sql: str, params: Iterable[Params]) -> None:
         # Callers' statements are keyed updates of one row each (outbox marks): atomic
