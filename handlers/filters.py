@@ -17,6 +17,7 @@ from typing import Any
 
 from aiogram.enums import ChatType
 from aiogram.filters import Filter
+from aiogram.filters.callback_data import CallbackData
 from aiogram.types import TelegramObject
 from magic_filter import MagicFilter
 
@@ -121,3 +122,31 @@ class TextStartsWith(Filter):
 
     def __str__(self) -> str:
         return f"TextStartsWith({self._prefix!r})"
+
+
+class ButtonOf(Filter):
+    """A button whose callback data one of `factories` packed: its prefix, read without
+    unpacking. On a router whose buttons are all of those factories, every other button
+    passes it by in one check instead of one `CallbackQueryFilter` (an unpacking, and an
+    exception when the prefix differs) per handler: handlers/__init__.py, `_buttons_first`."""
+
+    __slots__ = ("_heads",)
+
+    def __init__(self, factories: Iterable[type[CallbackData]]) -> None:
+        # Separator -> the prefixes packed with it (every factory here uses ":").
+        heads: dict[str, set[str]] = {}
+        for factory in factories:
+            heads.setdefault(factory.__separator__, set()).add(factory.__prefix__)
+        self._heads = tuple(
+            (separator, frozenset(prefixes)) for separator, prefixes in heads.items()
+        )
+
+    async def __call__(self, event: TelegramObject) -> bool:
+        data = getattr(event, "data", None)
+        if not isinstance(data, str):
+            return False
+        return any(data.partition(separator)[0] in prefixes for separator, prefixes in self._heads)
+
+    def __str__(self) -> str:
+        prefixes = sorted(prefix for _, group in self._heads for prefix in group)
+        return f"ButtonOf({prefixes})"

@@ -583,17 +583,26 @@ async def form_cancelled(message: Message, state: FSMContext) -> None:
     await message.answer(t("cancelled"), reply_markup=ReplyKeyboardRemove())
 
 
-def create_router(form: FormFields) -> Router:
-    router = Router(name="registration")
-    # /cancel with the commands of handlers/start.py and /me: they work in every state, so
-    # they come before `command_in_form`.
+def create_command_router(form: FormFields) -> Router:
+    """The form's commands, last of the commands (handlers/__init__.py), whose router only
+    messages that look like one reach: /cancel, which works in every state, then any other
+    command during the form, refused. An answer, which is no command, meets neither check."""
+    router = Router(name="form_commands")
     router.message.register(form_cancelled, Command("cancel"))
+    router.message.register(command_in_form, TextStartsWith("/"), _in_form(form))
+    return router
 
-    # The form's own states and a state per standard question of the bot's table.
-    in_form = StateFilter(Form, *field_states(form))
+
+def _in_form(form: FormFields) -> StateFilter:
+    """The form's own states and a state per standard question of the bot's table."""
+    return StateFilter(Form, *field_states(form))
+
+
+def create_router(form: FormFields) -> Router:
+    """The form itself: after the commands, it takes any message in its states."""
+    router = Router(name="registration")
+    in_form = _in_form(form)
     asking_field = StateFilter(*field_states(form))
-    # The cheaper check first: an answer is refused by it before its state is looked at.
-    router.message.register(command_in_form, TextStartsWith("/"), in_form)
     router.message.register(answer_typed, asking_field, HasText("text"))
     router.message.register(question_answered_typed, StateFilter(Form.question), HasText("text"))
     router.message.register(contact_shared, StateFilter(*contact_states(form)), Magic(F.contact))

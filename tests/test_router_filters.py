@@ -15,11 +15,26 @@ from aiogram import Dispatcher, F, Router
 from aiogram.dispatcher.event.handler import CallableObject, FilterObject
 from aiogram.enums import ChatType
 from aiogram.filters import Command, StateFilter, or_f
+from aiogram.filters.callback_data import CallbackQueryFilter
 from aiogram.filters.logic import _InvertFilter, _LogicFilter
 from aiogram.types import CallbackQuery, Message, TelegramObject
 
 from bot.app import LeanMiddlewareManager
-from handlers.filters import FromUsers, HasText, InPrivateChat, Magic, TextStartsWith
+from handlers.filters import (
+    ButtonOf,
+    FromUsers,
+    HasText,
+    InPrivateChat,
+    Magic,
+    TextStartsWith,
+)
+from handlers.keyboards import (
+    ConsentAction,
+    ConsentCallback,
+    EventChoice,
+    SummaryAction,
+    SummaryCallback,
+)
 from handlers.states import Form
 
 
@@ -174,3 +189,85 @@ async def test_written_out_filters_decide_as_the_magic_filters_they_replace() ->
     for written, magic, events in pairs:
         for event in events:
             assert _verdict(await written(event)) == _verdict(await magic(event)), (written, event)  # type: ignore[operator]
+
+
+def _routers(router: Router, path: str = "") -> Iterator[tuple[str, Router]]:
+    path = f"{path}/{router.name}"
+    yield path, router
+    for sub_router in router.sub_routers:
+        yield from _routers(sub_router, path)
+
+
+def _button_prefixes(router: Router) -> set[str] | None:
+    """The prefixes the router's ButtonOf filter lets through; None: it has none."""
+    for filter_ in router.callback_query._handler.filters or ():
+        if isinstance(filter_.callback, ButtonOf):
+            return {prefix for _, group in filter_.callback._heads for prefix in group}
+    return None
+
+
+def test_a_router_told_apart_by_button_prefix_lets_every_button_of_its_handlers_through(
+    dispatcher: Dispatcher,
+) -> None:
+    # handlers/__init__.py, _buttons_first: a router whose every button handler takes one
+    # CallbackData factory's buttons gets a ButtonOf with exactly those prefixes, as its
+    # first router filter; a router with a handler for any button gets none.
+    told_apart = []
+    for path, router in _routers(dispatcher):
+        prefixes = _button_prefixes(router)
+        handled = [
+            {
+                each.callback.callback_data.__prefix__
+                for each in handler.filters or ()
+                if isinstance(each.callback, CallbackQueryFilter)
+            }
+            for handler in router.callback_query.handlers
+        ]
+        if prefixes is None:
+            assert not handled or set() in handled or router.sub_routers, path
+            continue
+        told_apart.append(path)
+        assert set().union(*handled) == prefixes, path
+        first = (router.callback_query._handler.filters or [])[0].callback
+        assert isinstance(first, ButtonOf), path
+    assert any(path.endswith("/private/commands/start") for path in told_apart)
+    assert any(path.endswith("/private/registration") for path in told_apart)
+    # The catch-all for expired buttons is never skipped.
+    assert not any(path.endswith("/common") for path in told_apart)
+
+
+async def test_button_prefix_check_decides_as_unpacking_does() -> None:
+    check = ButtonOf([SummaryCallback, ConsentCallback])
+    packed = [
+        SummaryCallback(action=SummaryAction.confirm, event_id="s1").pack(),
+        ConsentCallback(action=ConsentAction.agree).pack(),
+        EventChoice(event_id="s1").pack(),
+        "summary",
+        "summaryx:confirm",
+        "summar",
+        "",
+        ":summary",
+    ]
+    for data in packed:
+        query = CallbackQuery.model_validate(
+            {
+                "id": "1",
+                "from": {"id": 1, "is_bot": False, "first_name": "Иван"},
+                "chat_instance": "1",
+                "data": data,
+            }
+        )
+        unpacks = False
+        for factory in (SummaryCallback, ConsentCallback):
+            try:
+                factory.unpack(data)
+            except (TypeError, ValueError):
+                continue
+            unpacks = True
+        # Whatever a factory of the router could unpack passes; a prefix of its own passes
+        # even when its fields would not unpack (its handlers then refuse it, as before).
+        assert await check(query) is (unpacks or data.partition(":")[0] in {"summary", "consent"})
+    no_data = CallbackQuery.model_validate(
+        {"id": "1", "from": {"id": 1, "is_bot": False, "first_name": "И"}, "chat_instance": "1"}
+    )
+    assert await check(no_data) is False
