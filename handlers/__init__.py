@@ -84,6 +84,7 @@ def get_routers(
         *provided,
         registration.create_command_router(form),
     )
+    _buttons_first(commands)
     private = _only(Router(name="private"), None, private=True)
     private.include_routers(admins, commands, _buttons_first(registration.create_router(form)))
     chat_members = organizer.create_router()
@@ -110,11 +111,19 @@ class Provide(BaseMiddleware):
 
 def _buttons_first(router: Router) -> Router:
     """`router`, its buttons first told apart by their callback data's prefix, when each of
-    its button handlers takes the buttons of one `CallbackData` factory (none takes any
-    button): a button of another router passes it by in one check (`ButtonOf`) instead of
-    one unpacking per handler. A press of "confirm" went through 14 such checks on its
-    way to the form's router, 1 per router now. Added before any other router filter, so
-    that it is the first check."""
+    its button handlers, and of its routers', takes the buttons of one `CallbackData`
+    factory (none takes any button): a button of another router passes it by in one check
+    (`ButtonOf`) instead of one unpacking per handler. A press of "confirm" went through 14
+    such checks on its way to the form's router; now one, on the commands' router. Added
+    before any other router filter, so that it is the first check."""
+    factories = _button_factories(router)
+    if factories:
+        router.callback_query.filter(ButtonOf(factories))
+    return router
+
+
+def _button_factories(router: Router) -> list[type[CallbackData]] | None:
+    """The factories whose buttons `router` and its routers take; None: one takes any."""
     factories: list[type[CallbackData]] = []
     for handler in router.callback_query.handlers:
         found = [
@@ -123,11 +132,14 @@ def _buttons_first(router: Router) -> Router:
             if isinstance(filter_.callback, CallbackQueryFilter)
         ]
         if not found:
-            return router  # a handler for buttons of any kind
+            return None
         factories.extend(found)
-    if factories and not router.sub_routers:
-        router.callback_query.filter(ButtonOf(factories))
-    return router
+    for sub_router in router.sub_routers:
+        inner = _button_factories(sub_router)
+        if inner is None:
+            return None
+        factories.extend(inner)
+    return factories
 
 
 def _only(router: Router, who: Filter | None, *, private: bool = False) -> Router:

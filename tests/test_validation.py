@@ -4,6 +4,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.domain import validation
 from bot.domain.texts import entries
@@ -224,3 +226,38 @@ def test_validation_reasons_have_texts_when_raised_anywhere_in_module() -> None:
 
     assert reasons >= {"empty", "too_long", "too_short", "phone_invalid", "email_invalid"}
     assert sorted(reason for reason in reasons if f"reason_{reason}" not in entries("ru")) == []
+
+
+def _clean_by_each_character(text: str) -> str:
+    # bot/domain/validation.py's cleaning without its short way for printable text.
+    kept = "".join(
+        " " if character.isspace() else character
+        for character in text
+        if character.isspace() or unicodedata.category(character)[0] != "C"
+    )
+    return unicodedata.normalize("NFC", " ".join(kept.split()))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Иванова  Мария",
+        "Иван\u00a0Петров",  # no-break space: a separator, not printable
+        "Ива\u200bнова",  # zero-width space: a format character
+        "Ива\u00adнова",  # soft hyphen
+        "и\u0306",  # й as a letter and a combining mark: printable, not NFC
+        "line\u2028break\u2029",
+        "\x00\x1f\x7f\x85",
+        "\u202eRTL",
+        "",
+        " ",
+    ],
+)
+def test_cleaning_printable_text_the_short_way_gives_what_the_walk_gives(text: str) -> None:
+    assert validation._clean(text) == _clean_by_each_character(text)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(max_size=60))
+def test_cleaning_any_text_gives_what_the_walk_gives(text: str) -> None:
+    assert validation._clean(text) == _clean_by_each_character(text)
