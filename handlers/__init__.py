@@ -114,8 +114,9 @@ def _buttons_first(router: Router) -> Router:
     its button handlers, and of its routers', takes the buttons of one `CallbackData`
     factory (none takes any button): a button of another router passes it by in one check
     (`ButtonOf`) instead of one unpacking per handler. A press of "confirm" went through 14
-    such checks on its way to the form's router; now one, on the commands' router. Added
-    before any other router filter, so that it is the first check."""
+    such checks on its way to the form's handler; now through two prefix checks, the
+    commands' router's and the form's. Added before any other router filter, so that it is
+    the first check."""
     factories = _button_factories(router)
     if factories:
         router.callback_query.filter(ButtonOf(factories))
