@@ -190,6 +190,18 @@ class AnsweringSession(BaseSession):
         raise NotImplementedError
 
 
+def our_answering_session() -> AnsweringSession:
+    """The same, preparing values as our bot's session does (bot/session.py: BotSession):
+    the serialisation is the bot's own work, the answering the bench's. Made here, so that
+    the floor's process imports none of our code."""
+    from bot.session import PlainValues
+
+    class OurAnsweringSession(PlainValues, AnsweringSession):
+        pass
+
+    return OurAnsweringSession()
+
+
 # --- participants ------------------------------------------------------------------------------
 
 
@@ -400,7 +412,7 @@ async def prepare_ours(directory: Path) -> Prepared:
     stack = AsyncExitStack()
     opened = await stack.enter_async_context(open_app(settings))
     db, catalog = opened.db, opened.catalog
-    session = AnsweringSession()
+    session = our_answering_session()
     bot = create_bot(settings, session=session)
     dispatcher = create_dispatcher(settings=settings, db=db, catalog=catalog)
     # As `python -m bot` does once its dispatcher is built (bot/app.py: run); the floor, a

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.session.base import BaseSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.dispatcher.event.bases import MiddlewareEventType, MiddlewareType, NextMiddlewareType
@@ -56,6 +55,7 @@ from bot.reminder_worker import ReminderScheduler
 from bot.retention_worker import RetentionJob
 from bot.retry import ButtonAnswersBestEffort, RetryRequests
 from bot.sender import Limits, Sender
+from bot.session import BotSession
 from bot.updates import HANDLING_LIMIT, PRUNE_EVERY, Intake, SharedIntake
 from bot.waitlist_worker import run_waitlists
 from bot.webhook import WebhookSetupError, leave_webhook, serve_webhook
@@ -122,9 +122,7 @@ def create_bot(settings: Settings, session: BaseSession | None = None) -> Bot:
     if session is None:
         # 60 s (aiogram's default) is long for a person waiting for a reply; the poller
         # sets its own longer timeout for long polling.
-        session = AiohttpSession(
-            api=TelegramAPIServer.from_base(settings.telegram_api_url), timeout=20
-        )
+        session = BotSession(api=TelegramAPIServer.from_base(settings.telegram_api_url), timeout=20)
     # Every Bot API answer is parsed from JSON (getUpdates' batches are the biggest) and every
     # keyboard sent is written as JSON: orjson does both several times faster than the
     # standard library, and its objects are the same.

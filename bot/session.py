@@ -1,0 +1,71 @@
+"""The Bot API session: aiogram's aiohttp session, with a method's plain values prepared
+without aiogram's chain of type checks.
+
+aiogram writes every field of every method it sends through `BaseSession.prepare_value`,
+which asks each value, and each item of each keyboard inside it, up to ten `isinstance`
+questions (a default? a file? a date? an enum? a model?) by a call with keyword arguments:
+about 40 calls for a message with the summary's keyboard. Nearly every value is plain JSON
+already (a string, a number, and dicts and lists of them: a keyboard once dumped).
+`PlainValues` prepares those by their exact type and gives everything else, for the whole
+value, to aiogram's own function, so the result is the same (tests/test_session.py
+compares the two).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.session.base import BaseSession
+
+if TYPE_CHECKING:
+    from aiogram import Bot
+
+# What aiogram returns as it is inside a dict or list (and writes as JSON on its own).
+_SCALARS = frozenset({str, int, float, bool})
+
+
+class _NotPlain(Exception):
+    """A value aiogram prepares in its own way (a default, a file, an enum, a date, a model,
+    a subclass of a plain type): the whole value goes to aiogram's `prepare_value`."""
+
+
+def _plain(value: Any) -> Any:
+    """`value` as aiogram's `prepare_value` gives it inside a dict or list, when it is plain
+    JSON: dict entries and list items that are None left out, as aiogram leaves them."""
+    kind = type(value)
+    if kind in _SCALARS or value is None:
+        return value
+    if kind is dict:
+        return {key: item for key, raw in value.items() if (item := _plain(raw)) is not None}
+    if kind is list:
+        return [item for raw in value if (item := _plain(raw)) is not None]
+    raise _NotPlain
+
+
+class PlainValues(BaseSession):
+    """`prepare_value` for plain values by their exact type; aiogram's for the rest."""
+
+    def prepare_value(
+        self,
+        value: Any,
+        bot: Bot,
+        files: dict[str, Any],
+        _dumps_json: bool = True,
+    ) -> Any:
+        kind = type(value)
+        if kind is str or value is None:
+            return value
+        if kind is dict or kind is list:
+            try:
+                plain = _plain(value)
+            except _NotPlain:
+                return super().prepare_value(value, bot, files, _dumps_json)
+            return self.json_dumps(plain) if _dumps_json else plain
+        if kind in _SCALARS:
+            return self.json_dumps(value) if _dumps_json else value
+        return super().prepare_value(value, bot, files, _dumps_json)
+
+
+class BotSession(PlainValues, AiohttpSession):
+    """The bot's session to the Bot API (bot/app.py: create_bot)."""

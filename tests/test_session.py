@@ -1,0 +1,131 @@
+"""bot/session.py: the bot's session prepares every value of a method as aiogram's does."""
+
+from __future__ import annotations
+
+import datetime
+from enum import Enum, StrEnum
+from typing import Any
+
+from aiogram import Bot
+from aiogram.client.default import Default, DefaultBotProperties
+from aiogram.client.session.base import BaseSession
+from aiogram.enums import ParseMode
+from aiogram.methods import EditMessageText, SendMessage
+from aiogram.types import (
+    BufferedInputFile,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    LinkPreviewOptions,
+    ReplyKeyboardMarkup,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.app import _json_text
+from bot.session import BotSession, PlainValues
+
+TOKEN = "42:TEST-token-for-the-session-tests-only-xxx"
+
+
+class Colour(StrEnum):
+    red = "red"
+
+
+class Number(Enum):
+    one = 1
+
+
+class Aiogram(BaseSession):
+    """aiogram's own `prepare_value`, with the bot's JSON writer."""
+
+    async def close(self) -> None:
+        pass
+
+    async def make_request(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    async def stream_content(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        raise NotImplementedError
+
+
+class Ours(PlainValues, Aiogram):
+    pass
+
+
+def _sessions() -> tuple[BaseSession, BaseSession]:
+    theirs, ours = Aiogram(), Ours()
+    theirs.json_dumps = ours.json_dumps = _json_text
+    return theirs, ours
+
+
+BOT = Bot(TOKEN, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
+
+# orjson, the bot's JSON writer, writes integers of 64 bits (Telegram's ids fit in 53).
+integers = st.integers(min_value=-(2**63), max_value=2**64 - 1)
+plain = st.recursive(
+    st.none() | st.booleans() | integers | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=20,
+)
+special = st.sampled_from(
+    [
+        Colour.red,
+        Number.one,
+        Default("parse_mode"),
+        datetime.datetime(2026, 12, 7, 9, 0, tzinfo=datetime.UTC),
+        LinkPreviewOptions(is_disabled=True),
+    ]
+)
+mixed = st.recursive(
+    st.none() | integers | st.text() | special,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=plain | mixed, dumps=st.booleans())
+def test_any_value_is_prepared_as_aiogram_prepares_it(value: Any, dumps: bool) -> None:
+    theirs, ours = _sessions()
+    expected = theirs.prepare_value(value, bot=BOT, files={}, _dumps_json=dumps)
+    assert ours.prepare_value(value, bot=BOT, files={}, _dumps_json=dumps) == expected
+
+
+def test_the_fields_of_real_methods_are_prepared_as_aiogram_prepares_them() -> None:
+    theirs, ours = _sessions()
+    keyboard = InlineKeyboardMarkup(
+        inline_keyboard=[
+            [InlineKeyboardButton(text="Подтвердить", callback_data="summary:confirm:s1::")],
+            [InlineKeyboardButton(text="Сайт", url="https://example.org")],
+        ]
+    )
+    methods = [
+        SendMessage(chat_id=1, text="<b>Иван</b>", reply_markup=keyboard),
+        SendMessage(
+            chat_id=-100123,
+            text="x",
+            reply_markup=ReplyKeyboardMarkup(
+                keyboard=[[KeyboardButton(text="📞", request_contact=True)]],
+                resize_keyboard=True,
+            ),
+            link_preview_options=LinkPreviewOptions(is_disabled=True),
+        ),
+        EditMessageText(chat_id=1, message_id=5, text="y", reply_markup=keyboard),
+    ]
+    for method in methods:
+        for key, value in method.model_dump(warnings=False).items():
+            expected = theirs.prepare_value(value, bot=BOT, files={})
+            assert ours.prepare_value(value, bot=BOT, files={}) == expected, key
+
+
+def test_a_file_goes_to_aiogram_and_is_attached() -> None:
+    _, ours = _sessions()
+    files: dict[str, Any] = {}
+    attached = ours.prepare_value(BufferedInputFile(b"BEGIN", "a.ics"), bot=BOT, files=files)
+    [key] = files
+    assert attached == f"attach://{key}"
+
+
+def test_the_bot_sends_through_the_plain_values_session() -> None:
+    assert issubclass(BotSession, PlainValues)
