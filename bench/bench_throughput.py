@@ -5,7 +5,8 @@ form: /start, consent button, five answers, confirm button, eight updates. Ours 
 everything production has (validators, SQLite FSM storage, the handled-updates guard,
 registration and outbox rows for two organiser chats); the floor is `bench/floor_bot.py`
 (MemoryStorage, no validation, no database). Both are fed through `feed_raw_update` with the
-same `AnsweringSession`, which serialises every call as aiogram's aiohttp session does and
+same `AnsweringSession`, which serialises every call as the bot's own session does
+(aiogram's aiohttp session for the floor; ours prepares values as bot/session.py does) and
 answers it at once: no network, no fake server, nothing but the bot. Each bot runs in its own
 fresh subprocess, so peak RSS (`ru_maxrss`: interpreter, imports, run) is its own.
 
@@ -680,8 +681,9 @@ def report(ours: Figures, floor: Figures, participants: int, concurrency: int, r
     )
     print(
         "- Same process kind for both: a fresh interpreter, the bot fed through "
-        "`Dispatcher.feed_raw_update` with an in-process session that serialises requests and "
-        "parses answers like aiogram's aiohttp session; the outbox sender is not started."
+        "`Dispatcher.feed_raw_update` with an in-process session that serialises requests as "
+        "the bot's own session does (ours prepares values as bot/session.py does) and parses "
+        "answers like aiogram's aiohttp session; the outbox sender is not started."
     )
     print(
         "- CPU is `time.process_time()` (all threads) over the timed run; by thread from "
