@@ -147,6 +147,9 @@ class ButtonOf(Filter):
             return False
         return any(data.partition(separator)[0] in prefixes for separator, prefixes in self._heads)
 
+    @property
+    def prefixes(self) -> frozenset[str]:
+        return frozenset(prefix for _, group in self._heads for prefix in group)
+
     def __str__(self) -> str:
-        prefixes = sorted(prefix for _, group in self._heads for prefix in group)
-        return f"ButtonOf({prefixes})"
+        return f"ButtonOf({sorted(self.prefixes)})"

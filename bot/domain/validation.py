@@ -48,9 +48,9 @@ def _clean(text: str) -> str:
     # value look different from what it is, then collapse runs of white space. NFC last:
     # text pasted from a PDF may spell "й"/"ё" as a letter plus a combining mark, with a
     # soft hyphen between them that only goes here.
-    # A printable text (nearly every answer) has neither: no character of the "Other" or
-    # "Separator" categories but the ASCII space, so the walk below would give it back as
-    # it is (tests/test_validation.py compares the two on generated text).
+    # A printable text (nearly every answer) has no character the walk below drops or
+    # turns into a space: none of the "Other" or "Separator" categories but the ASCII space,
+    # so the walk would give it back as it is (tests/test_validation.py compares the two).
     kept = text if text.isprintable() else _visible(text)
     return unicodedata.normalize("NFC", " ".join(kept.split()))
 
