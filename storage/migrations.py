@@ -539,6 +539,57 @@ MIGRATIONS: tuple[str, ...] = (
     # 21: PostgreSQL's function that makes a registration in one round trip
     # (storage/registrations.py). SQLite's transaction runs in-process: nothing to do here.
     "",
+    # 22: each session's seats counted where they change, not by counting its registrations
+    # at every read (storage/seats.py): confirmed, waiting, and waiting with an open offer of
+    # a freed seat. Kept by triggers, so no write can miss them; counted once here from the
+    # rows. A later step that makes `registrations` anew (as steps 11 and 13 did) must create
+    # the triggers again (tests/test_seats.py checks the counts against the rows).
+    """
+    ALTER TABLE events ADD COLUMN seats_confirmed INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE events ADD COLUMN seats_waiting INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE events ADD COLUMN seats_offered INTEGER NOT NULL DEFAULT 0;
+    UPDATE events SET
+        seats_confirmed = (SELECT count(*) FROM registrations
+            WHERE event_id = events.id AND status = 'confirmed'),
+        seats_waiting = (SELECT count(*) FROM registrations
+            WHERE event_id = events.id AND status = 'waiting'),
+        seats_offered = (SELECT count(*) FROM registrations
+            WHERE event_id = events.id AND status = 'waiting' AND offered_at IS NOT NULL);
+    CREATE TRIGGER registrations_seats_insert AFTER INSERT ON registrations
+    WHEN NEW.status != 'withdrawn'
+    BEGIN
+        UPDATE events SET
+            seats_confirmed = seats_confirmed + (NEW.status = 'confirmed'),
+            seats_waiting = seats_waiting + (NEW.status = 'waiting'),
+            seats_offered = seats_offered + (NEW.offered_at IS NOT NULL)
+        WHERE id = NEW.event_id;
+    END;
+    CREATE TRIGGER registrations_seats_update AFTER UPDATE OF status, offered_at, event_id
+    ON registrations
+    WHEN NEW.status IS NOT OLD.status OR NEW.event_id IS NOT OLD.event_id
+        OR (NEW.offered_at IS NULL) != (OLD.offered_at IS NULL)
+    BEGIN
+        UPDATE events SET
+            seats_confirmed = seats_confirmed - (OLD.status = 'confirmed'),
+            seats_waiting = seats_waiting - (OLD.status = 'waiting'),
+            seats_offered = seats_offered - (OLD.offered_at IS NOT NULL)
+        WHERE id = OLD.event_id;
+        UPDATE events SET
+            seats_confirmed = seats_confirmed + (NEW.status = 'confirmed'),
+            seats_waiting = seats_waiting + (NEW.status = 'waiting'),
+            seats_offered = seats_offered + (NEW.offered_at IS NOT NULL)
+        WHERE id = NEW.event_id;
+    END;
+    CREATE TRIGGER registrations_seats_delete AFTER DELETE ON registrations
+    WHEN OLD.status != 'withdrawn'
+    BEGIN
+        UPDATE events SET
+            seats_confirmed = seats_confirmed - (OLD.status = 'confirmed'),
+            seats_waiting = seats_waiting - (OLD.status = 'waiting'),
+            seats_offered = seats_offered - (OLD.offered_at IS NOT NULL)
+        WHERE id = OLD.event_id;
+    END;
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)
@@ -1014,6 +1065,122 @@ POSTGRES_MIGRATIONS: dict[int, str] = {
             SELECT count(*) INTO place FROM registrations AS ahead
             WHERE ahead.event_id = made.event_id AND ahead.status = 'waiting'
                 AND (ahead.queued_at, ahead.id) <= (made.queued_at, made.id);
+        END IF;
+        card := replace(
+            replace(
+                CASE WHEN made.status = 'waiting' THEN card_waiting ELSE card_confirmed END,
+                '<#id>', made.id::TEXT),
+            '<#place>', coalesce(place::TEXT, '—'));
+        INSERT INTO outbox (chat_id, kind, registration_id, text, created_at, status, error)
+        SELECT target.chat_id, 'card', made.id, card, stamp,
+            CASE WHEN chats.unreachable IS NULL THEN 'pending' ELSE 'failed' END,
+            chats.unreachable
+        FROM (
+            SELECT COALESCE(
+                (SELECT moved.moved_to FROM chats AS moved
+                 WHERE moved.chat_id = c.chat AND moved.moved_to IS NOT NULL),
+                c.chat
+            ) AS chat_id, c.n
+            FROM unnest(card_chats) WITH ORDINALITY AS c (chat, n)
+        ) AS target
+        LEFT JOIN chats ON chats.chat_id = target.chat_id
+        ORDER BY target.n;
+        registration := made;
+        RETURN NEXT;
+    END $$;
+    """,
+    # SQLite's step 22: each session's seats counted where they change. The triggers run one
+    # function; `create_registration` (step 21) decides the seat and the place in line from
+    # the counts. PostgreSQL walks every version of a row updated again in one transaction
+    # (here 10,000 updates of one row in one transaction took 0.8 s, 40,000 took 11 s): the
+    # writes that change many registrations come in batches (bot/retention_worker.py, 500),
+    # and the move from SQLite (storage/transfer.py) turns the insert trigger off and counts
+    # once.
+    22: """
+    ALTER TABLE events ADD COLUMN seats_confirmed BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE events ADD COLUMN seats_waiting BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE events ADD COLUMN seats_offered BIGINT NOT NULL DEFAULT 0;
+    UPDATE events SET
+        seats_confirmed = (SELECT count(*) FROM registrations
+            WHERE event_id = events.id AND status = 'confirmed'),
+        seats_waiting = (SELECT count(*) FROM registrations
+            WHERE event_id = events.id AND status = 'waiting'),
+        seats_offered = (SELECT count(*) FROM registrations
+            WHERE event_id = events.id AND status = 'waiting' AND offered_at IS NOT NULL);
+    CREATE FUNCTION registrations_seats() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP != 'INSERT' THEN
+            UPDATE events SET
+                seats_confirmed = seats_confirmed - (OLD.status = 'confirmed')::INTEGER,
+                seats_waiting = seats_waiting - (OLD.status = 'waiting')::INTEGER,
+                seats_offered = seats_offered - (OLD.offered_at IS NOT NULL)::INTEGER
+            WHERE id = OLD.event_id;
+        END IF;
+        IF TG_OP != 'DELETE' THEN
+            UPDATE events SET
+                seats_confirmed = seats_confirmed + (NEW.status = 'confirmed')::INTEGER,
+                seats_waiting = seats_waiting + (NEW.status = 'waiting')::INTEGER,
+                seats_offered = seats_offered + (NEW.offered_at IS NOT NULL)::INTEGER
+            WHERE id = NEW.event_id;
+        END IF;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER registrations_seats_insert AFTER INSERT ON registrations
+        FOR EACH ROW WHEN (NEW.status != 'withdrawn') EXECUTE FUNCTION registrations_seats();
+    CREATE TRIGGER registrations_seats_update AFTER UPDATE OF status, offered_at, event_id
+        ON registrations FOR EACH ROW
+        WHEN (NEW.status IS DISTINCT FROM OLD.status OR NEW.event_id IS DISTINCT FROM OLD.event_id
+            OR (NEW.offered_at IS NULL) != (OLD.offered_at IS NULL))
+        EXECUTE FUNCTION registrations_seats();
+    CREATE TRIGGER registrations_seats_delete AFTER DELETE ON registrations
+        FOR EACH ROW WHEN (OLD.status != 'withdrawn') EXECUTE FUNCTION registrations_seats();
+    CREATE OR REPLACE FUNCTION create_registration(
+        serial_lock BIGINT, new_event_id TEXT, new_user_id BIGINT, new_username TEXT,
+        new_telegram_name TEXT, new_full_name TEXT, new_position TEXT, new_organization TEXT,
+        new_phone TEXT, new_phone_display TEXT, new_email TEXT, new_consent_at TIMESTAMPTZ,
+        new_consent_version TEXT, stamp TIMESTAMPTZ, new_csv_cells TEXT, new_csv_rule TEXT,
+        new_source TEXT, question_ids TEXT[], answer_values TEXT[], card_chats BIGINT[],
+        card_confirmed TEXT, card_waiting TEXT
+    ) RETURNS TABLE (registration registrations, place BIGINT)
+    LANGUAGE plpgsql VOLATILE AS $$
+    DECLARE
+        made registrations;
+        card TEXT;
+    BEGIN
+        -- First, in a statement of its own: each statement below takes its snapshot after
+        -- the lock is granted, so the seats counted include every registration committed
+        -- before (a lock taken inside the INSERT would come after the INSERT's snapshot).
+        PERFORM pg_advisory_xact_lock(serial_lock);
+        INSERT INTO registrations AS r (
+            event_id, user_id, username, telegram_name, full_name, position, organization,
+            phone, phone_display, email, consent_at, consent_version, status, created_at,
+            updated_at, csv_cells, csv_rule, queued_at, source
+        )
+        SELECT new_event_id, new_user_id, new_username, new_telegram_name, new_full_name,
+            new_position, new_organization, new_phone, new_phone_display, new_email,
+            new_consent_at, new_consent_version, seat.status, stamp, stamp, new_csv_cells,
+            new_csv_rule, CASE WHEN seat.status = 'waiting' THEN stamp END, new_source
+        FROM (
+            -- Everyone waiting counts as taking a seat, as in Registrations.create.
+            SELECT CASE WHEN e.capacity IS NULL
+                OR e.seats_confirmed + e.seats_waiting < e.capacity
+                THEN 'confirmed' ELSE 'waiting' END AS status
+            FROM events AS e WHERE e.id = new_event_id
+        ) AS seat
+        RETURNING r.* INTO made;
+        IF NOT FOUND THEN
+            RETURN;
+        END IF;
+        INSERT INTO answers (registration_id, question_id, value)
+            SELECT made.id, a.question_id, a.value
+            FROM unnest(question_ids, answer_values) AS a (question_id, value);
+        IF made.status = 'waiting' THEN
+            -- As in Registrations.create: everyone waiting, less those behind.
+            SELECT e.seats_waiting - (
+                SELECT count(*) FROM registrations AS behind
+                WHERE behind.event_id = made.event_id AND behind.status = 'waiting'
+                    AND (behind.queued_at, behind.id) > (made.queued_at, made.id)
+            ) INTO place FROM events AS e WHERE e.id = made.event_id;
         END IF;
         card := replace(
             replace(

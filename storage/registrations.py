@@ -209,13 +209,34 @@ async def _answers(connection: Connection, registration: Registration) -> Regist
     return replace(registration, answers=tuple((row[0], row[1]) for row in rows))
 
 
-async def _place(connection: Connection, registration_id: int) -> int | None:
+async def _newcomer_place(
+    connection: Connection, registration: Registration, queued_at: str
+) -> int:
+    """The place in line of a registration just put there: everyone waiting (the session's
+    count, storage/seats.py) less those behind it, whom there are none of unless the clock
+    of another writer ran ahead. Counting those ahead instead would read the whole line."""
     async with connection.execute(
-        f"SELECT place FROM ({SELECT_WITH_PLACE} WHERE registrations.id = ?) AS placed",
-        (registration_id,),
+        """
+        SELECT events.seats_waiting - (
+            SELECT count(*) FROM registrations
+            WHERE event_id = :event AND status = 'waiting'
+                AND queued_at > CAST(:queued_at AS utc_text)
+        ) - (
+            -- Apart: a row value (queued_at, id) would bound only queued_at in SQLite's index.
+            SELECT count(*) FROM registrations
+            WHERE event_id = :event AND status = 'waiting'
+                AND queued_at = CAST(:queued_at AS utc_text) AND id > :id
+        ) FROM events WHERE events.id = :event
+        """,
+        {
+            "event": registration.event_id,
+            "queued_at": queued_at,
+            "id": registration.id,
+        },
     ) as cursor:
         row = await cursor.fetchone()
-    return None if row is None else row[0]
+    assert row is not None
+    return int(row[0])
 
 
 class AlreadyRegistered(Exception):
@@ -327,10 +348,9 @@ class Registrations:
                     FROM (
                         -- Everyone waiting counts as taking a seat: one holds a freed seat
                         -- while its offer is open, and no newcomer goes ahead of the line.
-                        SELECT CASE WHEN events.capacity IS NULL OR (
-                            SELECT count(*) FROM registrations
-                            WHERE event_id = :event_id AND status IN ('confirmed', 'waiting')
-                        ) < events.capacity THEN 'confirmed' ELSE 'waiting' END AS status
+                        SELECT CASE WHEN events.capacity IS NULL
+                            OR events.seats_confirmed + events.seats_waiting < events.capacity
+                            THEN 'confirmed' ELSE 'waiting' END AS status
                         FROM events WHERE events.id = :event_id
                     ) AS seat
                     RETURNING *
@@ -352,7 +372,7 @@ class Registrations:
                         answers=tuple((key, value) for key, value in new.answers if value),
                     )
                 if registration.status == "waiting":
-                    place = await _place(connection, registration.id)
+                    place = await _newcomer_place(connection, registration, stamp)
                     registration = replace(registration, place=place)
                 kind: ChangeKind = "created" if registration.status == "confirmed" else "waiting"
                 await self._listener(

@@ -1,8 +1,12 @@
 """Seats and the waiting list: who holds a seat is decided by the database.
 
 A registration takes a seat when it is made (`Registrations.create`, one statement) or waits
-in line. A seat that frees (a withdrawal, /forget, an erasure on request, a raised capacity, an
-offer let run out) is offered to the first in line *in the same transaction* that freed it:
+in line. Each session's row in `events` holds its counts (`seats_confirmed`, `seats_waiting`,
+`seats_offered`), kept by triggers on `registrations` (storage/migrations.py, step 22): a
+decision reads one row, however many people registered.
+
+A seat that frees (a withdrawal, /forget, an erasure on request, a raised capacity, an offer
+let run out) is offered to the first in line *in the same transaction* that freed it:
 the offer is a row in the outbox with its button, so a crash after the commit still sends it,
 once (the sender marks it sent), and a crash before it leaves the seat taken, as before.
 
@@ -44,6 +48,19 @@ logger = logging.getLogger(__name__)
 OfferMarkup = Callable[[int], str]
 
 
+# Every session's counts made anew from its registrations (the move from SQLite copies rows
+# with the triggers off: storage/transfer.py).
+RECOUNT = """
+    UPDATE events SET
+        seats_confirmed = (SELECT count(*) FROM registrations
+            WHERE event_id = events.id AND status = 'confirmed'),
+        seats_waiting = (SELECT count(*) FROM registrations
+            WHERE event_id = events.id AND status = 'waiting'),
+        seats_offered = (SELECT count(*) FROM registrations
+            WHERE event_id = events.id AND status = 'waiting' AND offered_at IS NOT NULL)
+"""
+
+
 def no_markup(registration_id: int) -> str:
     return json.dumps({"inline_keyboard": []})
 
@@ -73,17 +90,11 @@ class SeatCount:
 async def seat_count(db: Database, event_id: str) -> SeatCount:
     """A session's seats now: for any reader that has the database (the digest)."""
     row = await db.fetchone(
-        """
-        SELECT
-            (SELECT count(*) FROM registrations WHERE event_id = :event AND status = 'confirmed'),
-            (SELECT capacity FROM events WHERE id = :event),
-            (SELECT count(*) FROM registrations WHERE event_id = :event AND status = 'waiting'),
-            (SELECT count(*) FROM registrations
-                WHERE event_id = :event AND status = 'waiting' AND offered_at IS NOT NULL)
-        """,
-        {"event": event_id},
+        "SELECT seats_confirmed, capacity, seats_waiting, seats_offered FROM events WHERE id = ?",
+        (event_id,),
     )
-    assert row is not None
+    if row is None:
+        return SeatCount(0, None, 0, 0)
     return SeatCount(int(row[0]), row[1], int(row[2]), int(row[3]))
 
 
@@ -201,13 +212,8 @@ class Seats:
         for event_id in dict.fromkeys(event_ids):
             async with connection.execute(
                 """
-                SELECT events.capacity, events.offer_hours, events.registration_deadline,
-                    events.in_file,
-                    (SELECT count(*) FROM registrations
-                        WHERE event_id = events.id AND status = 'confirmed') AS confirmed,
-                    (SELECT count(*) FROM registrations
-                        WHERE event_id = events.id AND status = 'waiting'
-                        AND offered_at IS NOT NULL) AS offered
+                SELECT capacity, offer_hours, registration_deadline, in_file,
+                    seats_confirmed AS confirmed, seats_offered AS offered
                 FROM events WHERE id = ?
                 """,
                 (event_id,),

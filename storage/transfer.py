@@ -5,7 +5,8 @@ transaction: all of it arrives or none. Rows go by binary COPY into a temporary 
 into the real one with `ON CONFLICT DO NOTHING` (every table has a primary or unique key), so
 running it again adds nothing twice: the move is idempotent, and a move that stopped half-way
 (it cannot: one transaction) or was run twice ends the same. Identity columns continue after
-the highest copied id. The result is checked by counting each table on both sides.
+the highest copied id, and each session's seat counts are made from the rows. The result is
+checked by counting each table on both sides.
 
 The source is read through one read transaction (one snapshot), with the bot stopped: the
 caller holds the file's lease (storage/lease.py).
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from storage.postgres import PostgresDatabase
+from storage.seats import RECOUNT
 
 # Rows per COPY: memory stays flat for any size of file.
 BATCH = 5000
@@ -98,6 +100,10 @@ async def copy_to_postgres(source: Path, target: PostgresDatabase) -> list[Table
                     "WHERE table_schema = current_schema() GROUP BY table_name"
                 )
             }
+            # The seat counts' trigger would update a session's row once per registration
+            # copied, each update slower than the last in one transaction: off for the copy,
+            # the counts made once after it.
+            await pg.execute("ALTER TABLE registrations DISABLE TRIGGER registrations_seats_insert")
             added: dict[str, int] = {}
             for table in tables:
                 columns = _columns(connection, table)
@@ -120,6 +126,8 @@ async def copy_to_postgres(source: Path, target: PostgresDatabase) -> list[Table
                     "ON CONFLICT DO NOTHING"
                 )
                 added[table] = int(status.rpartition(" ")[2])
+            await pg.execute("ALTER TABLE registrations ENABLE TRIGGER registrations_seats_insert")
+            await pg.execute(RECOUNT)
             # Identity columns go on after the highest id copied.
             for table, column in await pg.fetch(
                 "SELECT table_name, column_name FROM information_schema.columns "

@@ -21,7 +21,15 @@ from storage.erasure import PersonalData
 from storage.registrations import Registrations
 from tests.client import TelegramUser, feed_deliver
 from tests.fake_telegram import FakeSession, FakeTelegram
-from tests.helpers import ADMIN_ID, EVENTS_TOML, FAST, ORGANIZER_CHAT_ID, TOKEN, Clock
+from tests.helpers import (
+    ADMIN_ID,
+    EVENTS_TOML,
+    FAST,
+    ORGANIZER_CHAT_ID,
+    TOKEN,
+    Clock,
+    seat_counts_off,
+)
 from tests.postgres_server import create_schema, drop_schema, missing, postgres_url, with_schema
 
 ENGINES = ("sqlite", "postgres")
@@ -143,6 +151,8 @@ async def opened(settings: Settings, clock: Clock) -> AsyncIterator[Opened]:
     # The production start-up: migrated database, the events file loaded and mirrored.
     async with open_app(settings, clock=clock) as app:
         yield app
+        # Whatever the test did, each session's seat counts still match its rows.
+        assert await seat_counts_off(app.db) == []
 
 
 @pytest.fixture

@@ -478,6 +478,29 @@ async def select(
     return [tuple(row) for row in await db.fetchall(sql, params)]
 
 
+async def seat_counts_off(db: Database) -> list[tuple[object, ...]]:
+    """Sessions whose seat counts (kept by triggers, storage/seats.py) differ from their
+    registrations: (event, kept confirmed, waiting, offered, counted confirmed, waiting,
+    offered). Empty when every count holds."""
+    return await select(
+        db,
+        """
+        SELECT * FROM (
+            SELECT id, seats_confirmed, seats_waiting, seats_offered,
+                (SELECT count(*) FROM registrations
+                    WHERE event_id = events.id AND status = 'confirmed') AS confirmed,
+                (SELECT count(*) FROM registrations
+                    WHERE event_id = events.id AND status = 'waiting') AS waiting,
+                (SELECT count(*) FROM registrations
+                    WHERE event_id = events.id AND offered_at IS NOT NULL) AS offered
+            FROM events
+        ) AS counts
+        WHERE seats_confirmed != confirmed OR seats_waiting != waiting
+            OR seats_offered != offered
+        """,
+    )
+
+
 def database_bytes(path: Path) -> dict[Path, bytes]:
     """The database file and its WAL, as bytes."""
     wal = Path(f"{path}-wal")

@@ -101,6 +101,10 @@ async def test_a_bot_moves_from_sqlite_to_postgres_and_goes_on_there(
         created = await connection.fetchval(
             "SELECT pg_typeof(created_at)::text FROM registrations LIMIT 1"
         )
+        # Counted once after the copy (the trigger off meanwhile), kept by it afterwards.
+        seats = await connection.fetchrow(
+            "SELECT seats_confirmed, seats_waiting, seats_offered FROM events"
+        )
     finally:
         await connection.close()
     assert [tuple(row) for row in rows] == [
@@ -109,6 +113,7 @@ async def test_a_bot_moves_from_sqlite_to_postgres_and_goes_on_there(
         (3, 1003, "Иванова Мария Петровна", "confirmed"),
     ]
     assert created == "timestamp with time zone"
+    assert tuple(seats) == (3, 0, 0)
 
 
 def test_the_move_needs_a_database_url_and_a_file(tmp_path: Path) -> None:

@@ -346,3 +346,38 @@ async def test_seats_step_keeps_registrations_and_messages_when_upgrading(tmp_pa
             await insert_registration(db, status="waiting", queued_at=NOW)
         with pytest.raises(sqlite3.IntegrityError):
             await insert_registration(db, user_id=9, status="waiting")  # no place in line
+
+
+async def test_seat_counts_step_counts_the_rows_already_there(tmp_path: Path) -> None:
+    # Step 22 keeps each session's seat counts in its row: counted from the rows on the
+    # upgrade, then kept by the triggers.
+    path = tmp_path / "bot.sqlite3"
+    async with open_database(path, migrate_to=21) as db:
+        for event_id in ("conf", "other"):
+            await db.execute(
+                "INSERT INTO events (id, title, starts_at, timezone, registration_deadline,"
+                " location, synced_at, capacity) VALUES (?, ?, ?, ?, ?, ?, ?, 2)",
+                (event_id, "Конференция", NOW, "Europe/Moscow", NOW, "Москва", NOW),
+            )
+        await insert_registration(db, user_id=1)
+        await insert_registration(db, user_id=2)
+        await insert_registration(
+            db, user_id=3, status="waiting", queued_at=NOW, offered_at=NOW, offer_expires_at=NOW
+        )
+        await insert_registration(db, user_id=4, status="waiting", queued_at=NOW)
+        await insert_registration(db, user_id=5, status="withdrawn")
+        await insert_registration(db, user_id=1, event_id="other")
+    async with open_database(path) as db:
+        counts = await db.fetchall(
+            "SELECT id, seats_confirmed, seats_waiting, seats_offered FROM events ORDER BY id"
+        )
+        assert [tuple(row) for row in counts] == [("conf", 2, 2, 1), ("other", 1, 0, 0)]
+        await db.execute(
+            "UPDATE registrations SET status = 'confirmed', queued_at = NULL, offered_at = NULL, "
+            "offer_expires_at = NULL WHERE user_id = 3"
+        )
+        await db.execute("UPDATE registrations SET status = 'withdrawn' WHERE user_id = 1")
+        counts = await db.fetchall(
+            "SELECT id, seats_confirmed, seats_waiting, seats_offered FROM events ORDER BY id"
+        )
+        assert [tuple(row) for row in counts] == [("conf", 2, 1, 0), ("other", 0, 0, 0)]

@@ -205,6 +205,27 @@ async def test_no_oversell_when_several_connections_confirm_at_once(
     assert list((await statuses(db)).values()).count("confirmed") == CAPACITY
 
 
+async def test_a_newcomers_place_is_the_one_read_back_when_stamps_tie_or_a_clock_lags(
+    registrations: Registrations, db: Database, clock: Clock
+) -> None:
+    # The place of a newcomer comes from the session's count of people waiting, less those
+    # behind: whom there are some of only when the newcomer's clock lags another writer's.
+    now = clock()
+    made = [await registrations.create(newcomer(n), now=now) for n in range(CAPACITY + 3)]
+    assert [r.status for r in made] == ["confirmed"] * CAPACITY + ["waiting"] * 3
+    lagging = await registrations.create(newcomer(10), now=now - timedelta(minutes=1))
+    later = await registrations.create(newcomer(11), now=now + timedelta(minutes=1))
+    waiting = [*made[CAPACITY:], lagging, later]
+    assert [r.place for r in waiting] == [1, 2, 3, 1, 5]
+    # As every later read counts them: the lagging one went ahead of the three.
+    read = [await registrations.get(r.id) for r in waiting]
+    assert [r.place for r in read if r] == [2, 3, 4, 1, 5]
+    [(confirmed, line)] = await select(
+        db, "SELECT seats_confirmed, seats_waiting FROM events WHERE id = 'forum-2026'"
+    )
+    assert (confirmed, line) == (CAPACITY, 5)
+
+
 async def test_greeting_shows_seats_left_when_fewer_than_a_tenth_remain(
     people: list[TelegramUser],
     settings: Settings,
