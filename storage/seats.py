@@ -196,9 +196,9 @@ class Seats:
                     now=now,
                     registration_id=row["id"],
                 )
+            # Sessions with someone in line who holds no offer.
             async with connection.execute(
-                "SELECT DISTINCT event_id FROM registrations WHERE status = 'waiting' "
-                "AND offered_at IS NULL"
+                "SELECT id FROM events WHERE seats_waiting > seats_offered"
             ) as cursor:
                 waiting = [row[0] for row in await cursor.fetchall()]
             await self.fill_in(connection, waiting, now)
