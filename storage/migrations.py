@@ -543,7 +543,8 @@ MIGRATIONS: tuple[str, ...] = (
     # at every read (storage/seats.py): confirmed, waiting, and waiting with an open offer of
     # a freed seat. Kept by triggers, so no write can miss them; counted once here from the
     # rows. A later step that makes `registrations` anew (as steps 11 and 13 did) must create
-    # the triggers again (tests/test_seats.py checks the counts against the rows).
+    # the triggers again (every test that opens the app checks the counts against the rows at
+    # its end: tests/conftest.py).
     """
     ALTER TABLE events ADD COLUMN seats_confirmed INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE events ADD COLUMN seats_waiting INTEGER NOT NULL DEFAULT 0;
@@ -1093,9 +1094,9 @@ POSTGRES_MIGRATIONS: dict[int, str] = {
     # function; `create_registration` (step 21) decides the seat and the place in line from
     # the counts. PostgreSQL walks every version of a row updated again in one transaction
     # (here 10,000 updates of one row in one transaction took 0.8 s, 40,000 took 11 s): the
-    # writes that change many registrations come in batches (bot/retention_worker.py, 500),
-    # and the move from SQLite (storage/transfer.py) turns the insert trigger off and counts
-    # once.
+    # writes that change many registrations come in batches (retention's, offers of a raised
+    # capacity: 500 each), and the move from SQLite (storage/transfer.py) turns the insert
+    # trigger off and counts once.
     22: """
     ALTER TABLE events ADD COLUMN seats_confirmed BIGINT NOT NULL DEFAULT 0;
     ALTER TABLE events ADD COLUMN seats_waiting BIGINT NOT NULL DEFAULT 0;

@@ -43,6 +43,12 @@ from storage.registrations import (
 
 logger = logging.getLogger(__name__)
 
+# Offers made in one transaction at most. A capacity raised by thousands is offered in
+# transactions of this many, one after another: each holds the writer (SQLite) or the serial
+# lock (PostgreSQL) only so long, and PostgreSQL walks every version of the session's row
+# updated again in one transaction (storage/migrations.py, step 22).
+OFFERS_AT_ONCE = 500
+
 # The offer's inline keyboard for a registration, as Bot API JSON (the handlers' callback
 # data: storage does not build keyboards, the wiring passes this in).
 OfferMarkup = Callable[[int], str]
@@ -98,6 +104,14 @@ async def seat_count(db: Database, event_id: str) -> SeatCount:
     return SeatCount(int(row[0]), row[1], int(row[2]), int(row[3]))
 
 
+async def _in_line(connection: Connection) -> list[str]:
+    """Sessions with someone in line who holds no offer."""
+    async with connection.execute(
+        "SELECT id FROM events WHERE seats_waiting > seats_offered"
+    ) as cursor:
+        return [row[0] for row in await cursor.fetchall()]
+
+
 TakeOutcome = Literal["taken", "already", "expired", "gone"]
 
 
@@ -116,12 +130,14 @@ class Seats:
         listener: ChangeListener = nobody,
         *,
         offer_markup: OfferMarkup = no_markup,
+        offers_at_once: int = OFFERS_AT_ONCE,
     ) -> None:
         self._db = db
         self._outbox = outbox
         self._catalog = catalog
         self._listener = listener
         self._offer_markup = offer_markup
+        self._offers_at_once = offers_at_once
 
     async def seats(self, event_id: str) -> SeatCount:
         """The session's seats (the greeting, the summary, /stats, the digest)."""
@@ -196,20 +212,21 @@ class Seats:
                     now=now,
                     registration_id=row["id"],
                 )
-            # Sessions with someone in line who holds no offer.
-            async with connection.execute(
-                "SELECT id FROM events WHERE seats_waiting > seats_offered"
-            ) as cursor:
-                waiting = [row[0] for row in await cursor.fetchall()]
-            await self.fill_in(connection, waiting, now)
+            offered = await self.fill_in(connection, await _in_line(connection), now)
             await self._close_lists(connection, now)
+        # The rest of a large batch of free seats, in transactions of their own.
+        while offered == self._offers_at_once:
+            async with self._db.transaction(heavy=True) as connection:
+                offered = await self.fill_in(connection, await _in_line(connection), now)
 
-    async def fill_in(
-        self, connection: Connection, event_ids: Iterable[str], now: datetime
-    ) -> None:
+    async def fill_in(self, connection: Connection, event_ids: Iterable[str], now: datetime) -> int:
         """Offer each session's free seats to the first in line, inside the caller's
-        transaction (the one that freed them)."""
+        transaction (the one that freed them); returns how many were offered, at most
+        `offers_at_once` (the next tick offers the rest)."""
+        offered = 0
         for event_id in dict.fromkeys(event_ids):
+            if offered == self._offers_at_once:
+                break
             async with connection.execute(
                 """
                 SELECT capacity, offer_hours, registration_deadline, in_file,
@@ -234,12 +251,14 @@ class Seats:
             async with connection.execute(
                 f"{SELECT_WITH_PLACE} WHERE event_id = ? AND status = 'waiting' "
                 "AND offered_at IS NULL ORDER BY queued_at, id LIMIT ?",
-                (event_id, free),
+                (event_id, min(free, self._offers_at_once - offered)),
             ) as cursor:
                 rows = list(await cursor.fetchall())
             expires = min(now + timedelta(hours=event_row["offer_hours"]), deadline)
             for row in rows:
                 await self._offer(connection, row, now, expires)
+            offered += len(rows)
+        return offered
 
     async def _offer(
         self, connection: Connection, row: Row, now: datetime, expires: datetime

@@ -14,11 +14,12 @@ from aiogram import Bot, Dispatcher
 from openpyxl import load_workbook
 
 from bot.domain.config import Settings
-from bot.domain.events import EventCatalog, EventsFileError, parse_events
+from bot.domain.events import EventCatalog, EventsFileError, load_events, parse_events
 from bot.sender import Sender
 from storage.audit import Reason
 from storage.database import Database, open_database
 from storage.export import export_to_file
+from storage.outbox import Outbox
 from storage.registrations import NewRegistration, Registrations
 from storage.seats import Seats
 from tests.client import TelegramUser, feed_deliver
@@ -393,6 +394,30 @@ async def test_raised_capacity_offers_the_new_seats(
     count = await dispatcher["seats"].seats("forum-2026")
     assert (count.confirmed, count.capacity, count.waiting, count.offered) == (2, 5, 2, 2)
     assert count.left == 1
+
+
+async def test_a_capacity_raised_by_many_is_offered_in_transactions_of_a_few(
+    people: list[TelegramUser], settings: Settings, db: Database, clock: Clock
+) -> None:
+    # Offers per transaction are bounded (storage/seats.py, OFFERS_AT_ONCE); one tick still
+    # offers every free seat, in as many transactions as it takes.
+    await full_house(people)
+    for person in people[4:7]:
+        assert "место в очереди" in await register(person, "Встать в лист ожидания")
+    await dispatcher_for(with_seats(7), settings, db, clock)
+    catalog = load_events(settings.events_file, default_zone=settings.timezone)
+    seats = Seats(db, Outbox(db), catalog, offers_at_once=2)
+    async with db.transaction() as connection:
+        assert await seats.fill_in(connection, ["forum-2026"], clock()) == 2
+    [offered] = await select(db, "SELECT count(*) FROM registrations WHERE offered_at IS NOT NULL")
+    assert offered == (2,)
+    await seats.tick(clock())
+    count = await seats.seats("forum-2026")
+    assert (count.confirmed, count.capacity, count.waiting, count.offered) == (2, 7, 5, 5)
+    rows = await select(
+        db, "SELECT count(*) FROM outbox WHERE kind = 'offer' AND status = 'pending'"
+    )
+    assert rows == [(5,)]
 
 
 async def test_leaving_the_waiting_list_from_me_erases_and_moves_the_line(
