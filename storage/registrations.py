@@ -16,11 +16,17 @@ Status = Literal["confirmed", "waiting", "withdrawn"]
 # A registration that holds the person's place: a seat, or a place in the waiting list.
 ACTIVE = "status IN ('confirmed', 'waiting')"
 # Every read of a registration for its person: the row, and its place in the waiting list.
+# Those ahead are counted in two ranges of the line's index: a row value (queued_at, id)
+# would bound only queued_at in SQLite's (reading the last of 100,000 in line: 8 ms, not 11).
 SELECT_WITH_PLACE = """
     SELECT registrations.*, CASE WHEN registrations.status = 'waiting' THEN (
         SELECT count(*) FROM registrations AS ahead
         WHERE ahead.event_id = registrations.event_id AND ahead.status = 'waiting'
-            AND (ahead.queued_at, ahead.id) <= (registrations.queued_at, registrations.id)
+            AND ahead.queued_at < registrations.queued_at
+    ) + (
+        SELECT count(*) FROM registrations AS ahead
+        WHERE ahead.event_id = registrations.event_id AND ahead.status = 'waiting'
+            AND ahead.queued_at = registrations.queued_at AND ahead.id <= registrations.id
     ) END AS place
     FROM registrations
 """
@@ -222,7 +228,7 @@ async def _newcomer_place(
             WHERE event_id = :event AND status = 'waiting'
                 AND queued_at > CAST(:queued_at AS utc_text)
         ) - (
-            -- Apart: a row value (queued_at, id) would bound only queued_at in SQLite's index.
+            -- Apart, as in SELECT_WITH_PLACE.
             SELECT count(*) FROM registrations
             WHERE event_id = :event AND status = 'waiting'
                 AND queued_at = CAST(:queued_at AS utc_text) AND id > :id
