@@ -30,8 +30,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.app import create_bot, create_dispatcher, open_app
-from bot.domain.config import load_settings
-from bot.domain.events import parse_events
+from bot.domain.config import Settings, load_settings
+from bot.domain.events import EventCatalog, parse_events
 from storage.database import Database, open_database, utc_iso
 from storage.registrations import NewRegistration, Registrations
 from storage.seats import seat_count
@@ -60,15 +60,22 @@ class Burst:
     latencies: list[float]  # each press until its reply, seconds
 
 
-async def burst(people: int, capacity: int | None, folder: Path) -> Burst:
-    toml = EVENTS_TOML + (f"capacity = {capacity}\n" if capacity is not None else "")
+def configured(folder: Path, capacity: int | None) -> tuple[Settings, EventCatalog]:
+    """The bot's settings, its database in `folder`, and the session "forum" with `capacity`
+    seats (None: unlimited)."""
     settings = load_settings(
         _env_file=None,
         bot_token=TOKEN,
         database_path=folder / "bot.sqlite3",
         events_file=folder / "events.toml",
     )
+    toml = EVENTS_TOML + (f"capacity = {capacity}\n" if capacity is not None else "")
     catalog = parse_events(toml, file=Path("events.toml"), default_zone=settings.timezone)
+    return settings, catalog
+
+
+async def burst(people: int, capacity: int | None, folder: Path) -> Burst:
+    settings, catalog = configured(folder, capacity)
     fake = FakeTelegram(token=TOKEN)
     async with open_app(settings, catalog=catalog, clock=lambda: NOW) as opened:
         dispatcher = create_dispatcher(
@@ -180,14 +187,7 @@ def probe(path: Path, connections: int, each: int, capacity: int, *, naive: bool
 
 
 async def prepare_probe(folder: Path, capacity: int) -> Path:
-    settings = load_settings(
-        _env_file=None,
-        bot_token=TOKEN,
-        database_path=folder / "probe.sqlite3",
-        events_file=folder / "events.toml",
-    )
-    toml = EVENTS_TOML + f"capacity = {capacity}\n"
-    catalog = parse_events(toml, file=Path("events.toml"), default_zone=settings.timezone)
+    settings, catalog = configured(folder, capacity)
     async with open_app(settings, catalog=catalog, clock=lambda: NOW):
         pass
     return settings.database_path
@@ -254,14 +254,7 @@ async def large_session(folder: Path, rows: int) -> dict[str, float]:
     """Milliseconds, median: the bot's seat count and confirmation in a session of `rows`
     registrations, and the counts of its rows that they replaced."""
     capacity = rows // 2
-    settings = load_settings(
-        _env_file=None,
-        bot_token=TOKEN,
-        database_path=folder / "large.sqlite3",
-        events_file=folder / "events.toml",
-    )
-    toml = EVENTS_TOML + f"capacity = {capacity}\n"
-    catalog = parse_events(toml, file=Path("events.toml"), default_zone=settings.timezone)
+    settings, catalog = configured(folder, capacity)
     async with open_app(settings, catalog=catalog, clock=lambda: NOW) as opened:
         db = opened.db
         await _fill(db, rows, capacity)
