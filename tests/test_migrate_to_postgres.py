@@ -80,10 +80,19 @@ async def test_a_bot_moves_from_sqlite_to_postgres_and_goes_on_there(
             assert f"sqlite {count:>8}  postgres {count:>8}" in line and line.endswith("ok")
         assert database_url not in moved.stdout + moved.stderr
 
-        # Again: nothing added twice.
-        again = migrate(tmp_path, database_url)
+        # Again: nothing added twice. The session's row is kept as PostgreSQL has it (as
+        # when the bot had started there before the move, counting nobody): its seat
+        # counts are made from the rows all the same.
+        connection = await asyncpg.connect(database_url)
+        try:
+            await connection.execute("UPDATE events SET seats_confirmed = 0")
+            again = migrate(tmp_path, database_url)
+            recounted = await connection.fetchval("SELECT seats_confirmed FROM events")
+        finally:
+            await connection.close()
         assert again.returncode == 0, again.stderr
         assert all("(added 0)" in line for line in again.stdout.strip().splitlines()[:-1])
+        assert recounted == 2
 
         # The bot goes on on PostgreSQL: the next registration takes the next number.
         async with bot_process(
