@@ -195,9 +195,9 @@ def our_answering_session() -> AnsweringSession:
     """The same, preparing values as our bot's session does (bot/session.py: BotSession):
     the serialisation is the bot's own work, the answering the bench's. Made here, so that
     the floor's process imports none of our code."""
-    from bot.session import PlainValues
+    from bot.session import PlainValues, UnechoedAnswers
 
-    class OurAnsweringSession(PlainValues, AnsweringSession):
+    class OurAnsweringSession(UnechoedAnswers, PlainValues, AnsweringSession):
         pass
 
     return OurAnsweringSession()

@@ -1,4 +1,5 @@
-"""bot/session.py: the bot's session prepares every value of a method as aiogram's does."""
+"""bot/session.py: the bot's session prepares every value of a method as aiogram's does,
+and parses every answer as aiogram does, less a sent message's echo of what the bot sent."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import datetime
 from enum import Enum, StrEnum
 from typing import Any
 
+import orjson
+import pytest
 from aiogram import Bot
 from aiogram.client.default import Default, DefaultBotProperties
 from aiogram.client.session.base import BaseSession
 from aiogram.enums import ParseMode
-from aiogram.methods import EditMessageText, SendMessage
+from aiogram.exceptions import ClientDecodeError, TelegramBadRequest, TelegramRetryAfter
+from aiogram.methods import AnswerCallbackQuery, EditMessageText, SendDocument, SendMessage
 from aiogram.types import (
     BufferedInputFile,
     InlineKeyboardButton,
@@ -23,7 +27,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.app import _json_text
-from bot.session import BotSession, PlainValues
+from bot.session import ECHOED, BotSession, PlainValues, UnechoedAnswers
 
 TOKEN = "42:TEST-token-for-the-session-tests-only-xxx"
 
@@ -49,7 +53,7 @@ class Aiogram(BaseSession):
         raise NotImplementedError
 
 
-class Ours(PlainValues, Aiogram):
+class Ours(UnechoedAnswers, PlainValues, Aiogram):
     pass
 
 
@@ -129,3 +133,81 @@ def test_a_file_goes_to_aiogram_and_is_attached() -> None:
 
 def test_the_bot_sends_through_the_plain_values_session() -> None:
     assert issubclass(BotSession, PlainValues)
+    assert issubclass(BotSession, UnechoedAnswers)
+
+
+SUMMARY_KEYBOARD = {
+    "inline_keyboard": [
+        [{"text": f"Изменить {n}", "callback_data": f"summary:edit:s1:{n}:"}] for n in range(7)
+    ]
+}
+SENT = {
+    "message_id": 7,
+    "date": 1796630400,
+    "chat": {"id": 42, "type": "private", "first_name": "Иван"},
+    "from": {"id": 1, "is_bot": True, "first_name": "Bot", "username": "reg_bot"},
+    "text": "Проверьте ответы: Иван Петров",
+    "entities": [{"type": "bold", "offset": 0, "length": 17}],
+    "link_preview_options": {"is_disabled": True},
+    "reply_markup": SUMMARY_KEYBOARD,
+}
+DOCUMENT = {
+    "message_id": 8,
+    "date": 1796630400,
+    "chat": {"id": 42, "type": "private"},
+    "document": {"file_id": "f", "file_unique_id": "u", "file_name": "event.ics"},
+    "caption": "Календарь",
+    "caption_entities": [{"type": "italic", "offset": 0, "length": 9}],
+}
+ANSWERS = [
+    (SendMessage(chat_id=42, text="x"), 200, {"ok": True, "result": SENT}),
+    (EditMessageText(chat_id=42, message_id=7, text="x"), 200, {"ok": True, "result": SENT}),
+    (EditMessageText(chat_id=42, message_id=7, text="x"), 200, {"ok": True, "result": True}),
+    (SendDocument(chat_id=42, document="f"), 200, {"ok": True, "result": DOCUMENT}),
+    (AnswerCallbackQuery(callback_query_id="1"), 200, {"ok": True, "result": True}),
+]
+
+
+@pytest.mark.parametrize(("method", "status", "answer"), ANSWERS)
+def test_an_answer_parses_as_aiogram_parses_it_less_the_echo(
+    method: Any, status: int, answer: dict[str, Any]
+) -> None:
+    theirs, ours = _sessions()
+    theirs.json_loads = ours.json_loads = orjson.loads
+    content = orjson.dumps(answer).decode()
+    expected = theirs.check_response(BOT, method, status, content).result
+    got = ours.check_response(BOT, method, status, content).result
+    if isinstance(answer["result"], dict):
+        assert type(got) is type(expected)
+        echoed = {field for field in ECHOED if getattr(expected, field, None) is not None}
+        assert echoed  # each message above carries an echo, so the test can fail
+        assert got.model_dump(exclude=echoed) == expected.model_dump(exclude=echoed)
+        assert all(getattr(got, field, None) is None for field in echoed)
+        assert got.chat.id == 42
+        assert got.bot is BOT  # told its bot, as aiogram's are
+    else:
+        assert got == expected
+
+
+FAILURES = [
+    (400, '{"ok": false, "error_code": 400, "description": "Bad Request: chat not found"}'),
+    (
+        429,
+        '{"ok": false, "error_code": 429, "description": "Too Many", '
+        '"parameters": {"retry_after": 3}}',
+    ),
+    (200, "<html>bad gateway</html>"),
+    (200, '{"ok": true, "result": {"message_id": "not a number"}}'),
+]
+
+
+@pytest.mark.parametrize(("status", "content"), FAILURES)
+def test_a_failed_answer_raises_what_aiogram_raises(status: int, content: str) -> None:
+    theirs, ours = _sessions()
+    theirs.json_loads = ours.json_loads = orjson.loads
+    method = SendMessage(chat_id=42, text="x")
+    with pytest.raises((TelegramBadRequest, TelegramRetryAfter, ClientDecodeError)) as expected:
+        theirs.check_response(BOT, method, status, content)
+    with pytest.raises(type(expected.value)) as got:
+        ours.check_response(BOT, method, status, content)
+    assert str(got.value) == str(expected.value)
