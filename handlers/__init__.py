@@ -34,20 +34,23 @@ def get_routers(
 ) -> list[Router]:
     """Routers in the order they are asked; the first handler whose filters pass wins.
 
-    1. private: every conversation with a person (in groups the form would expose answers to
-       everyone), checked once for all of them:
+    1. the form, in private chats only (in groups it would expose answers to everyone): any
+       message in its states that is no command (`AnswerIn`, one check), and its buttons
+       (one prefix check). First, because nearly every update is an answer or a press of
+       one of its buttons, and each router level and filter before it would cost every such
+       update; it takes no command, so commands work in the middle of a form, and no state
+       of its is another router's.
+    2. private: the rest of every conversation with a person, checked once for all of them:
        a. admin (ADMIN_IDS): the commands (/erase and /audit among them), then /broadcast,
-          whose form takes any message in its state. First, so that they work even in the
-          middle of a form; /start sets the admin's menu and goes on.
+          whose form takes any message in its state; /start sets the admin's menu and goes
+          on.
        b. commands: the routers whose messages are all commands, passed over in one check by
-          every other message (nearly every update is an answer): admin commands and buttons
-          refused to everyone else (before the form could take "/stats" for an answer), then
+          every other message: admin commands and buttons refused to everyone else, then
           starting and consent, then /me, /forget, /language, then the form's: /cancel and
           any other command during the form, refused. Their buttons go through as before.
-       c. the form, which takes any message in its state: after the commands.
-    2. common: groups, then whatever message or button no one else took, so it comes after
+    3. common: groups, then whatever message or button no one else took, so it comes after
        everything that could take one.
-    3. organizer: the bot added to or removed from a chat. Last: nothing else handles
+    4. organizer: the bot added to or removed from a chat. Last: nothing else handles
        chat membership, and every message and button would otherwise pay for a pass
        through its router first.
 
@@ -85,11 +88,12 @@ def get_routers(
         registration.create_command_router(form),
     )
     _buttons_first(commands)
+    answers = _only(_buttons_first(registration.create_router(form)), None, private=True)
     private = _only(Router(name="private"), None, private=True)
-    private.include_routers(admins, commands, _buttons_first(registration.create_router(form)))
+    private.include_routers(admins, commands)
     chat_members = organizer.create_router()
     chat_members.my_chat_member.middleware(Provide(services))
-    return [private, common.create_router(), chat_members]
+    return [answers, private, common.create_router(), chat_members]
 
 
 class Provide(BaseMiddleware):

@@ -45,9 +45,32 @@ class IsCommand(Filter):
     __slots__ = ()
 
     async def __call__(self, event: TelegramObject) -> bool:
-        text = getattr(event, "text", None) or getattr(event, "caption", None)
-        # Command splits the text on white space and takes the first word's first character.
-        return isinstance(text, str) and text.lstrip()[:1] == "/"
+        return _looks_like_command(event)
+
+
+def _looks_like_command(event: TelegramObject) -> bool:
+    text = getattr(event, "text", None) or getattr(event, "caption", None)
+    # Command splits the text on white space and takes the first word's first character.
+    return isinstance(text, str) and text.lstrip()[:1] == "/"
+
+
+class AnswerIn(Filter):
+    """A message in one of `states` that is no command (`IsCommand` would say no). Put on
+    the form's router, it lets the form be asked first for what it alone takes, the
+    answers, which nearly every update is: the routers before it cost a level and a filter
+    each on every answer (bench/ANALYSIS.md). A command still reaches the commands' routers,
+    and any message in another state passes the form by in this one check."""
+
+    __slots__ = ("_states",)
+
+    def __init__(self, states: Iterable[str]) -> None:
+        self._states = frozenset(states)
+
+    async def __call__(self, event: TelegramObject, raw_state: str | None = None) -> bool:
+        return raw_state in self._states and not _looks_like_command(event)
+
+    def __str__(self) -> str:
+        return f"AnswerIn({sorted(self._states)!r})"
 
 
 # What `Magic(F....)` said on every update's path, written out: a magic filter resolves its

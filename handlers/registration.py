@@ -37,7 +37,7 @@ from bot.domain.render import event_card, shown_value
 from bot.domain.sources import valid_source
 from bot.domain.texts import Html, t
 from bot.domain.validation import ValidationError, validate_phone
-from handlers.filters import HasText, Magic, TextStartsWith
+from handlers.filters import AnswerIn, HasText, Magic, TextStartsWith
 from handlers.keyboards import (
     OfferCallback,
     QuestionAction,
@@ -58,7 +58,14 @@ from handlers.replies import (
     show_registration,
     show_summary,
 )
-from handlers.states import Form, contact_states, field_state, field_states, state_field
+from handlers.states import (
+    Form,
+    contact_states,
+    field_state,
+    field_states,
+    form_states,
+    state_field,
+)
 from storage.fsm import transition
 from storage.registrations import AlreadyRegistered, NewRegistration, Registrations
 from storage.reminders import Reminders
@@ -599,8 +606,10 @@ def _in_form(form: FormFields) -> StateFilter:
 
 
 def create_router(form: FormFields) -> Router:
-    """The form itself: after the commands, it takes any message in its states."""
+    """The form itself: any message in its states that is no command (handlers/__init__.py
+    asks it first), and its buttons."""
     router = Router(name="registration")
+    router.message.filter(AnswerIn(form_states(form)))
     in_form = _in_form(form)
     asking_field = StateFilter(*field_states(form))
     router.message.register(answer_typed, asking_field, HasText("text"))

@@ -20,11 +20,14 @@ from aiogram.filters.logic import _InvertFilter, _LogicFilter
 from aiogram.types import CallbackQuery, Message, TelegramObject
 
 from bot.app import LeanMiddlewareManager
+from bot.domain.form import FORM
 from handlers.filters import (
+    AnswerIn,
     ButtonOf,
     FromUsers,
     HasText,
     InPrivateChat,
+    IsCommand,
     Magic,
     TextStartsWith,
 )
@@ -35,7 +38,7 @@ from handlers.keyboards import (
     SummaryAction,
     SummaryCallback,
 )
-from handlers.states import Form
+from handlers.states import Form, field_states, form_states
 
 
 def nested(filter_: FilterObject) -> Iterator[FilterObject]:
@@ -75,7 +78,7 @@ def run_in_threads(router: Router) -> list[str]:
 def test_production_filters_and_handlers_are_all_awaitable(dispatcher: Dispatcher) -> None:
     walked = list(callables(dispatcher))
     # The walk reaches the participant form and the admin commands (not only the top).
-    assert any("/private/registration.message: answer_typed" in where for where, _ in walked)
+    assert any("/registration.message: answer_typed" in where for where, _ in walked)
     assert any("/private/admin/admin_commands.message: stats_shown" in where for where, _ in walked)
     assert run_in_threads(dispatcher) == []
 
@@ -245,7 +248,7 @@ def test_a_router_told_apart_by_button_prefix_lets_every_button_of_its_handlers_
         assert isinstance(first, ButtonOf), path
     assert any(path.endswith("/private/commands") for path in told_apart)
     assert any(path.endswith("/private/commands/start") for path in told_apart)
-    assert any(path.endswith("/private/registration") for path in told_apart)
+    assert any(path.endswith("/registration") for path in told_apart)
     # The catch-all for expired buttons is never passed by.
     assert not any(path.endswith("/common") for path in told_apart)
 
@@ -282,3 +285,60 @@ async def test_button_prefix_check_lets_through_its_factories_buttons_only(
     )
     assert await check(query) is passes
     assert check.prefixes == {"summary", "consent"}
+
+
+async def test_answer_in_decides_as_the_state_and_no_command_checks_it_replaces() -> None:
+    # handlers/filters.py, AnswerIn: the form's router filter, one check where a StateFilter
+    # and a negated IsCommand would be two.
+    states = form_states(FORM)
+    written = AnswerIn(states)
+    composite = [StateFilter(Form, *field_states(FORM)), ~IsCommand()]
+    messages = [
+        _message("private", 1001, **content)
+        for content in (
+            {"text": "Иванова Мария"},
+            {"text": "/start"},
+            {"text": " /cancel"},
+            {"caption": "/start", "photo": []},
+            {"caption": "фото", "photo": []},
+            {"contact": {"phone_number": "+79123456789", "first_name": "Иван"}},
+        )
+    ]
+    raw_states = [None, *states, "BroadcastForm:writing", "Form"]
+    decided = []
+    for message in messages:
+        for raw_state in raw_states:
+            expected = all([await each(message, raw_state=raw_state) for each in composite])  # type: ignore[operator]
+            got = await written(message, raw_state=raw_state)
+            assert got == expected, (message.text or message.caption, raw_state)
+            decided.append(got)
+    assert True in decided and False in decided
+
+
+def _form_answer_states(router: Router, under_commands: bool = False) -> Iterator[str]:
+    """The form's states in which a message handler outside the form's own router could
+    take a message that is no command."""
+    under_commands = under_commands or any(
+        isinstance(each.callback, IsCommand) for each in router.message._handler.filters or ()
+    )
+    if router.name != "registration" and not under_commands:
+        for handler in router.message.handlers:
+            for each in handler.filters or ():
+                if isinstance(each.callback, StateFilter):
+                    for state in each.callback.states:
+                        names = getattr(state, "__all_states_names__", None)
+                        yield from names or (getattr(state, "state", state),)
+    for sub_router in router.sub_routers:
+        yield from _form_answer_states(sub_router, under_commands)
+
+
+def test_the_form_is_asked_first_and_its_states_are_its_own(dispatcher: Dispatcher) -> None:
+    # handlers/__init__.py: answers skip every other router, which is right only while no
+    # other router takes a message that is no command in one of the form's states.
+    first = dispatcher.sub_routers[0]
+    assert first.name == "registration"
+    filters = [each.callback for each in first.message._handler.filters or ()]
+    assert [type(each) for each in filters] == [AnswerIn, InPrivateChat]
+    taken_elsewhere = set(_form_answer_states(dispatcher)) & set(form_states(FORM))
+    assert taken_elsewhere == set()
+    assert "BroadcastForm:writing" in set(_form_answer_states(dispatcher))  # the walk sees them
