@@ -59,7 +59,7 @@ from bot.session import BotSession
 from bot.updates import HANDLING_LIMIT, PRUNE_EVERY, Intake, SharedIntake
 from bot.waitlist_worker import run_waitlists
 from bot.webhook import WebhookSetupError, leave_webhook, serve_webhook
-from handlers import get_routers, on_error, repeat_question
+from handlers import Provide, get_routers, on_error, repeat_question
 from handlers.jobs import BackgroundJobs
 from handlers.keyboards import offer_markup_json
 from handlers.menu import AdminMenus
@@ -139,31 +139,45 @@ def create_bot(settings: Settings, session: BaseSession | None = None) -> Bot:
 
 
 class AppDispatcher(Dispatcher):
-    """The Dispatcher, with app-scoped objects in two groups.
+    """The Dispatcher, with app-scoped objects kept out of its workflow data.
 
     aiogram copies its workflow data into every update's keyword arguments, and copies those
-    again at each router level and filter call on the way (about sixty times an update), so
-    each object there costs every update: 9 fewer were -8% of the instructions per update
-    (bench/ANALYSIS.md). Workflow data holds only what the participants' handlers take;
-    the rest is in `services`, given to the routers whose handlers take it (handlers.
-    get_routers) and to the startup and shutdown hooks. `dispatcher[name]` finds either.
+    again at each router level and filter call on the way (dozens of times an update), so
+    each object there costs every update: 9 fewer were -8% of the instructions per update,
+    the last 6 -4.5% (bench/ANALYSIS.md). So none of ours is workflow data:
+    - `handler_data`, what the participants' handlers take, is given to whichever handler
+      is about to be called (an inner middleware on each event's observer of the
+      dispatcher, which aiogram runs for the handlers of every router, after the filters);
+    - `services`, the rest, to the routers whose handlers take them (handlers.get_routers).
+    Both go to the startup and shutdown hooks; `dispatcher[name]` finds any of them.
     """
 
-    def __init__(self, *, services: dict[str, Any], **kwargs: Any) -> None:
+    def __init__(
+        self, *, services: dict[str, Any], handler_data: dict[str, Any], **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.services = services
+        self.handler_data = handler_data
+        self._app_scoped = {**handler_data, **services}
+        for name, observer in self.observers.items():
+            if name not in ("update", "error"):  # the update's own routing; on_error
+                observer.middleware(Provide(handler_data))
 
     def __getitem__(self, item: str) -> Any:
-        return self.services[item] if item in self.services else super().__getitem__(item)
+        if item in self._app_scoped:
+            return self._app_scoped[item]
+        return super().__getitem__(item)
 
     def get(self, key: str, /, default: Any | None = None) -> Any | None:
-        return self.services[key] if key in self.services else super().get(key, default)
+        if key in self._app_scoped:
+            return self._app_scoped[key]
+        return super().get(key, default)
 
     async def emit_startup(self, *args: Any, **kwargs: Any) -> None:
-        await super().emit_startup(*args, **{**self.services, **kwargs})
+        await super().emit_startup(*args, **{**self._app_scoped, **kwargs})
 
     async def emit_shutdown(self, *args: Any, **kwargs: Any) -> None:
-        await super().emit_shutdown(*args, **{**self.services, **kwargs})
+        await super().emit_shutdown(*args, **{**self._app_scoped, **kwargs})
 
 
 async def set_commands(bot: Bot, admin_menus: AdminMenus) -> None:
@@ -309,19 +323,24 @@ def create_dispatcher(
             clock=clock,
         ),
     }
+    # What the participants' handlers take: given to the handler about to be called, after
+    # the filters, rather than carried as workflow data through every router level and
+    # filter call (6 keys fewer in each copy: -4.5% of the instructions per update).
+    handler_data: dict[str, Any] = {
+        "catalog": catalog,
+        "form": form,
+        "registrations": Registrations(db, cards),
+        "seats": seats,
+        "reminders": reminders,
+        "clock": clock,
+    }
     dispatcher = AppDispatcher(
         storage=storage,
         # Registered below, inside the update's scope (ConversationMiddleware), which also
         # handles one update of a conversation at a time (its own locks).
         disable_fsm=True,
         services=services,
-        # Workflow data: what the participants' handlers take.
-        catalog=catalog,
-        form=form,
-        registrations=Registrations(db, cards),
-        seats=seats,
-        reminders=reminders,
-        clock=clock,
+        handler_data=handler_data,
     )
     # One middleware: the update's scope with aiogram's FSM (one person's quick taps are
     # handled one after another, never interleaved; the conversation's row read once), the
@@ -333,7 +352,7 @@ def create_dispatcher(
             languages=languages,
             handled=HandledUpdates(db),
             clock=clock,
-            on_repeat=repeat_question,
+            on_repeat=functools.partial(repeat_question, catalog=catalog, form=form),
         )
     )
     dispatcher.include_routers(*get_routers(settings.admin_ids, services, form))

@@ -26,7 +26,7 @@ from handlers.common import on_error
 from handlers.filters import ButtonOf, FromUsers, InPrivateChat, IsCommand
 from handlers.replies import repeat_question
 
-__all__ = ["get_routers", "on_error", "repeat_question"]
+__all__ = ["Provide", "get_routers", "on_error", "repeat_question"]
 
 
 def get_routers(

@@ -252,14 +252,13 @@ async def reask(
         await ask(bot, chat_id, field, draft, form, catalog=catalog)
 
 
-async def repeat_question(update: Update, data: dict[str, Any]) -> None:
+async def repeat_question(
+    update: Update, data: dict[str, Any], *, catalog: EventCatalog, form: FormFields
+) -> None:
     """For an update that already moved the form (delivered again after a crash): its
     reply may have been lost with the process, so the person gets the question again."""
-    state, bot, catalog = data.get("state"), data.get("bot"), data.get("catalog")
-    form = data.get("form")
-    if not isinstance(state, FSMContext) or not isinstance(bot, Bot) or catalog is None:
-        return
-    if not isinstance(form, FormFields):
+    state, bot = data.get("state"), data.get("bot")
+    if not isinstance(state, FSMContext) or not isinstance(bot, Bot):
         return
     if update.callback_query is not None:
         with suppress(TelegramAPIError):

@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from aiogram import Dispatcher, F, Router
+from aiogram import Bot, Dispatcher, F, Router
 from aiogram.dispatcher.event.handler import CallableObject, FilterObject
 from aiogram.enums import ChatType
 from aiogram.filters import Command, StateFilter, or_f
 from aiogram.filters.callback_data import CallbackQueryFilter
 from aiogram.filters.logic import _InvertFilter, _LogicFilter
-from aiogram.types import CallbackQuery, Message, TelegramObject
+from aiogram.types import CallbackQuery, Message, TelegramObject, Update
 
 from bot.app import LeanMiddlewareManager
 from bot.domain.form import FORM
@@ -342,3 +342,30 @@ def test_the_form_is_asked_first_and_its_states_are_its_own(dispatcher: Dispatch
     taken_elsewhere = set(_form_answer_states(dispatcher)) & set(form_states(FORM))
     assert taken_elsewhere == set()
     assert "BroadcastForm:writing" in set(_form_answer_states(dispatcher))  # the walk sees them
+
+
+async def test_filters_see_aiogram_s_keywords_only_and_handlers_get_ours(
+    dispatcher: Dispatcher, bot: Bot
+) -> None:
+    # bot/app.py, AppDispatcher: none of the app's objects rides through routing as workflow
+    # data (each key is copied at every router level and filter call); the participants'
+    # objects reach the handler about to be called.
+    assert dispatcher.workflow_data == {}
+    seen: dict[str, set[str]] = {}
+
+    async def spy_filter(message: Message, **kwargs: object) -> bool:
+        seen["filter"] = set(kwargs)
+        return True
+
+    async def spy_handler(message: Message, **kwargs: object) -> None:
+        seen["handler"] = set(kwargs)
+
+    spy = Router(name="spy")
+    spy.message.register(spy_handler, spy_filter)
+    dispatcher.include_router(spy)
+    dispatcher.sub_routers.insert(0, dispatcher.sub_routers.pop())  # asked first
+    await dispatcher.feed_update(bot, Update(update_id=1, message=_message("group", 1001)))
+
+    ours = {"catalog", "form", "registrations", "seats", "reminders", "clock"}
+    assert seen["filter"] & ours == set()
+    assert ours <= seen["handler"]
