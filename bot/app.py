@@ -158,26 +158,27 @@ class AppDispatcher(Dispatcher):
         super().__init__(**kwargs)
         self.services = services
         self.handler_data = handler_data
-        self._app_scoped = {**handler_data, **services}
         for name, observer in self.observers.items():
             if name not in ("update", "error"):  # the update's own routing; on_error
                 observer.middleware(Provide(handler_data))
 
+    def _app_scoped(self) -> dict[str, Any]:
+        # Made at each call: services are added after the dispatcher (a replica's leadership).
+        return {**self.handler_data, **self.services}
+
     def __getitem__(self, item: str) -> Any:
-        if item in self._app_scoped:
-            return self._app_scoped[item]
-        return super().__getitem__(item)
+        app_scoped = self._app_scoped()
+        return app_scoped[item] if item in app_scoped else super().__getitem__(item)
 
     def get(self, key: str, /, default: Any | None = None) -> Any | None:
-        if key in self._app_scoped:
-            return self._app_scoped[key]
-        return super().get(key, default)
+        app_scoped = self._app_scoped()
+        return app_scoped[key] if key in app_scoped else super().get(key, default)
 
     async def emit_startup(self, *args: Any, **kwargs: Any) -> None:
-        await super().emit_startup(*args, **{**self._app_scoped, **kwargs})
+        await super().emit_startup(*args, **{**self._app_scoped(), **kwargs})
 
     async def emit_shutdown(self, *args: Any, **kwargs: Any) -> None:
-        await super().emit_shutdown(*args, **{**self._app_scoped, **kwargs})
+        await super().emit_shutdown(*args, **{**self._app_scoped(), **kwargs})
 
 
 async def set_commands(bot: Bot, admin_menus: AdminMenus) -> None:

@@ -19,7 +19,10 @@ from aiogram.filters.callback_data import CallbackQueryFilter
 from aiogram.filters.logic import _InvertFilter, _LogicFilter
 from aiogram.types import CallbackQuery, Message, TelegramObject, Update
 
-from bot.app import LeanMiddlewareManager
+from bot.app import LeanMiddlewareManager, create_dispatcher
+from bot.domain.clock import Clock
+from bot.domain.config import Settings
+from bot.domain.events import EventCatalog
 from bot.domain.form import FORM
 from handlers.filters import (
     AnswerIn,
@@ -39,6 +42,7 @@ from handlers.keyboards import (
     SummaryCallback,
 )
 from handlers.states import Form, field_states, form_states
+from storage.database import Database
 
 
 def nested(filter_: FilterObject) -> Iterator[FilterObject]:
@@ -308,7 +312,7 @@ async def test_answer_in_decides_as_the_state_and_no_command_checks_it_replaces(
     decided = []
     for message in messages:
         for raw_state in raw_states:
-            expected = all([await each(message, raw_state=raw_state) for each in composite])  # type: ignore[operator]
+            expected = all([await each(message, raw_state=raw_state) for each in composite])
             got = await written(message, raw_state=raw_state)
             assert got == expected, (message.text or message.caption, raw_state)
             decided.append(got)
@@ -369,3 +373,34 @@ async def test_filters_see_aiogram_s_keywords_only_and_handlers_get_ours(
     ours = {"catalog", "form", "registrations", "seats", "reminders", "clock"}
     assert seen["filter"] & ours == set()
     assert ours <= seen["handler"]
+
+
+async def test_app_objects_added_after_the_dispatcher_are_found_and_given_to_the_hooks(
+    settings: Settings, db: Database, catalog: EventCatalog, clock: Clock
+) -> None:
+    # A replica's leadership is a service added once the dispatcher is made; the leader,
+    # once its startup hook ran. `dispatcher[name]` and the hooks must see both.
+    leadership = object()
+    dispatcher = create_dispatcher(
+        settings=settings,
+        db=db,
+        catalog=catalog,
+        clock=clock,
+        leadership=leadership,  # type: ignore[arg-type]
+    )
+    assert dispatcher["leadership"] is leadership
+    assert dispatcher["catalog"] is dispatcher.handler_data["catalog"]
+    got: dict[str, object] = {}
+
+    async def hook(**kwargs: object) -> None:
+        got.update(kwargs)
+
+    dispatcher.services["later"] = "added"
+    dispatcher.startup.handlers.clear()
+    dispatcher.startup.register(hook)
+    await dispatcher.emit_startup()
+    assert got["leadership"] is leadership
+    assert got["later"] == "added"
+    assert got["clock"] is clock
+    assert dispatcher.get("later") == "added"
+    assert dispatcher.get("nothing") is None
