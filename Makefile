@@ -39,7 +39,7 @@ lint: $(VENV)/.installed-dev
 	$(PY) -m pytest -q -p no:randomly tests/test_layers.py
 
 # Benchmarks print their figures and their baseline; no test asserts speed. The report runs
-# each of them (bench/bench_*.py) and writes bench/RESULTS.md; about 20 minutes on 2 cores.
+# each of them (bench/bench_*.py) and writes bench/RESULTS.md; about 40 minutes on 2 cores.
 bench: $(VENV)/.installed-dev
 	$(PY) -m bench.report
 

@@ -38,7 +38,7 @@ BENCHMARKS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("bench.bench_webhook", ("--no-pauses", "--participants", "100"), ("--no-pauses",)),
     (
         "bench.bench_replicas",
-        ("--repeat", "2", "--paced-repeat", "2"),
+        ("--repeat", "4", "--paced-repeat", "2"),
         ("--participants", "200", "--paced", "200", "--repeat", "1", "--paced-repeat", "1"),
     ),
 )
