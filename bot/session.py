@@ -18,17 +18,26 @@ the bot reads none of them: a sent message's id and chat are what it keeps. `Une
 drops those echoed fields before the answer is parsed (a message answer with the summary's
 keyboard: 39 -> 15 us). A successful answer's text is parsed once, here (aiogram's check would
 parse it again); every failure is aiogram's own `check_response`.
+
+aiogram sends every method as a form, and aiohttp writes a form's fields by
+`urllib.parse.urlencode`, which percent-encodes a text's every byte outside ASCII in Python:
+each letter of a Russian text is six characters made one at a time. Telegram takes the same
+fields as a JSON body (`application/json`), which orjson writes at once. `JsonBodies` sends a
+method that carries no file so; one with a file (a document) goes as aiogram sends it.
 """
 
 from __future__ import annotations
 
 from contextlib import suppress
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+import orjson
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.session.base import BaseSession
+from aiogram.exceptions import TelegramNetworkError
 from aiogram.methods.base import Response
+from aiohttp import ClientError, ClientTimeout
 from pydantic import ValidationError
 
 if TYPE_CHECKING:
@@ -116,5 +125,50 @@ class UnechoedAnswers(BaseSession):
         return super().check_response(bot, method, status_code, content)
 
 
-class BotSession(UnechoedAnswers, PlainValues, AiohttpSession):
+_JSON_BODY = {"Content-Type": "application/json"}
+
+
+class JsonBodies(AiohttpSession):
+    """A method without a file sent as a JSON body; one with a file as aiogram sends it
+    (multipart). The fields are those aiogram's form carries: each value prepared by
+    `prepare_value`, one that comes out None or empty left out."""
+
+    async def make_request(
+        self,
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+        timeout: int | None = None,  # noqa: ASYNC109 (aiogram's signature)
+    ) -> TelegramType:
+        files: dict[str, Any] = {}
+        fields: dict[str, Any] = {}
+        for key, value in method.model_dump(warnings=False).items():
+            prepared = self.prepare_value(value, bot=bot, files=files, _dumps_json=False)
+            if prepared is not None and prepared != "":
+                fields[key] = prepared
+        if files:
+            return await super().make_request(bot, method, timeout)
+        session = await self.create_session()
+        url = self.api.api_url(token=bot.token, method=method.__api_method__)
+        # As aiogram's make_request, less the form.
+        try:
+            async with session.post(
+                url,
+                data=orjson.dumps(fields),
+                headers=_JSON_BODY,
+                timeout=ClientTimeout(total=self.timeout if timeout is None else timeout),
+            ) as response:
+                content = await response.text()
+        except TimeoutError as error:
+            raise TelegramNetworkError(method=method, message="Request timeout error") from error
+        except ClientError as error:
+            raise TelegramNetworkError(
+                method=method, message=f"{type(error).__name__}: {error}"
+            ) from error
+        answer = self.check_response(
+            bot=bot, method=method, status_code=response.status, content=content
+        )
+        return cast("TelegramType", answer.result)
+
+
+class BotSession(UnechoedAnswers, PlainValues, JsonBodies):
     """The bot's session to the Bot API (bot/app.py: create_bot)."""

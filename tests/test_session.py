@@ -3,7 +3,9 @@ and parses every answer as aiogram does, less a sent message's echo of what the 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+from collections.abc import AsyncIterator
 from enum import Enum, StrEnum
 from typing import Any
 
@@ -11,9 +13,16 @@ import orjson
 import pytest
 from aiogram import Bot
 from aiogram.client.default import Default, DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.session.base import BaseSession
+from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
-from aiogram.exceptions import ClientDecodeError, TelegramBadRequest, TelegramRetryAfter
+from aiogram.exceptions import (
+    ClientDecodeError,
+    TelegramBadRequest,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+)
 from aiogram.methods import (
     AnswerCallbackQuery,
     EditMessageText,
@@ -29,10 +38,12 @@ from aiogram.types import (
     LinkPreviewOptions,
     ReplyKeyboardMarkup,
 )
+from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.app import _json_text
+from bot.sandbox.fake_telegram.model import parse_params
 from bot.session import ECHOED, BotSession, PlainValues, UnechoedAnswers
 
 TOKEN = "42:TEST-token-for-the-session-tests-only-xxx"
@@ -222,3 +233,145 @@ def test_a_failed_answer_raises_what_aiogram_raises(status: int, content: str) -
     with pytest.raises(type(expected.value)) as got:
         ours.check_response(BOT, method, status, content)
     assert str(got.value) == str(expected.value)
+
+
+# --- the request's body ------------------------------------------------------------------------
+
+
+class Recorder:
+    """A Bot API on 127.0.0.1 that keeps each request's content type and its fields as the
+    fake Telegram reads them (a form's JSON-encoded fields parsed back), and answers OK, or
+    400 to `sendError`."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, dict[str, Any]]] = []
+
+    async def endpoint(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        fields: dict[str, Any] = {}
+        if request.content_type == "application/json":
+            fields = await request.json()
+        else:
+            for key, value in (await request.post()).items():
+                fields[key] = (
+                    ("file", value.filename, value.file.read())
+                    if isinstance(value, web.FileField)
+                    else value
+                )
+            fields = parse_params(fields)
+        self.requests.append((method, request.content_type, fields))
+        if method == "sendError":
+            return web.json_response(
+                {"ok": False, "error_code": 400, "description": "Bad Request: no"}, status=400
+            )
+        result: Any = True
+        if method in ("sendMessage", "editMessageText", "sendDocument"):
+            result = {
+                "message_id": 5,
+                "date": 1765000000,
+                "chat": {"id": 1, "type": "private"},
+                "text": "x",
+            }
+        elif method == "getUpdates":
+            result = []
+        return web.json_response({"ok": True, "result": result})
+
+
+@contextlib.asynccontextmanager
+async def recorder() -> AsyncIterator[tuple[Recorder, str]]:
+    recording = Recorder()
+    app = web.Application()
+    app.router.add_post("/bot{token}/{method}", recording.endpoint)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield recording, f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def bot_with(session: AiohttpSession) -> AsyncIterator[Bot]:
+    session.json_dumps = _json_text  # as bot/app.py sets it
+    bot = Bot(TOKEN, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
+    try:
+        yield bot
+    finally:
+        await session.close()
+
+
+class Refused(SendMessage):
+    __api_method__ = "sendError"
+
+
+async def test_a_method_without_a_file_is_sent_as_json_with_the_fields_of_aiograms_form() -> None:
+    keyboard = InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text="Да ✅", callback_data="consent:yes")]]
+    )
+    methods = [
+        SendMessage(
+            chat_id=-1001234567890,
+            text='<b>Иван & "Ко"</b> 📞 +7 (912) 345-67-89',
+            reply_markup=keyboard,
+            link_preview_options=LinkPreviewOptions(is_disabled=True),
+            disable_notification=False,
+        ),
+        EditMessageText(chat_id=1, message_id=5, text="Готово", reply_markup=keyboard),
+        AnswerCallbackQuery(callback_query_id="4382", text="", show_alert=False),
+        GetUpdates(offset=17, timeout=0, allowed_updates=["message", "callback_query"]),
+    ]
+    async with recorder() as (recording, base):
+        api = TelegramAPIServer.from_base(base)
+        async with (
+            bot_with(BotSession(api=api)) as ours,
+            bot_with(AiohttpSession(api=api)) as theirs,
+        ):
+            for method in methods:
+                await ours(method)
+                await theirs(method)
+    requests = recording.requests
+    assert len(requests) == 2 * len(methods)
+    for (name, kind, fields), (their_name, their_kind, their_fields) in zip(
+        requests[::2], requests[1::2], strict=True
+    ):
+        assert (kind, their_kind) == ("application/json", "application/x-www-form-urlencoded")
+        assert (name, fields) == (their_name, their_fields)
+    sent = requests[0][2]
+    assert sent["text"] == '<b>Иван & "Ко"</b> 📞 +7 (912) 345-67-89'
+    assert sent["parse_mode"] == "HTML"  # the bot's default, filled in as in the form
+    assert sent["reply_markup"] == {
+        "inline_keyboard": [[{"text": "Да ✅", "callback_data": "consent:yes"}]]
+    }
+    assert sent["disable_notification"] is False
+    assert "text" not in requests[4][2]  # empty: left out, as the form leaves it
+
+
+async def test_a_method_with_a_file_is_sent_as_aiogram_sends_it() -> None:
+    document = SendDocument(
+        chat_id=1, document=BufferedInputFile(b"BEGIN:VCALENDAR", "event.ics"), caption="Файл"
+    )
+    async with recorder() as (recording, base):
+        session = BotSession(api=TelegramAPIServer.from_base(base))
+        async with bot_with(session) as bot:
+            message = await bot(document)
+    assert message.message_id == 5
+    [(method, content_type, fields)] = recording.requests
+    assert (method, content_type) == ("sendDocument", "multipart/form-data")
+    attached = fields["document"]
+    assert isinstance(attached, str) and attached.startswith("attach://")
+    assert fields[attached.removeprefix("attach://")] == ("file", "event.ics", b"BEGIN:VCALENDAR")
+    assert fields["caption"] == "Файл"
+
+
+async def test_a_json_request_fails_as_aiograms_form_request_fails() -> None:
+    async with recorder() as (recording, base):
+        api = TelegramAPIServer.from_base(base)
+        async with bot_with(BotSession(api=api)) as bot:
+            with pytest.raises(TelegramBadRequest, match="Bad Request: no"):
+                await bot(Refused(chat_id=1, text="x"))
+    assert [kind for _, kind, _ in recording.requests] == ["application/json"]
+    # The server is gone: the port refuses.
+    async with bot_with(BotSession(api=api)) as bot:
+        with pytest.raises(TelegramNetworkError):
+            await bot(SendMessage(chat_id=1, text="x"))
