@@ -1,5 +1,6 @@
 """bot/session.py: the bot's session prepares every value of a method as aiogram's does,
-and parses every answer as aiogram does, less a sent message's echo of what the bot sent."""
+sends the fields aiogram's form would carry (as JSON, when no file goes with them), and parses
+every answer as aiogram does, less a sent message's echo of what the bot sent."""
 
 from __future__ import annotations
 
