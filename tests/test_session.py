@@ -4,6 +4,7 @@ every answer as aiogram does, less a sent message's echo of what the bot sent.""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 from collections.abc import AsyncIterator
@@ -242,7 +243,7 @@ def test_a_failed_answer_raises_what_aiogram_raises(status: int, content: str) -
 class Recorder:
     """A Bot API on 127.0.0.1 that keeps each request's content type and its fields as the
     fake Telegram reads them (a form's JSON-encoded fields parsed back), and answers OK, or
-    400 to `sendError`."""
+    400 to `sendError`, or late to `sendSlowly`."""
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, str, dict[str, Any]]] = []
@@ -261,6 +262,8 @@ class Recorder:
                 )
             fields = parse_params(fields)
         self.requests.append((method, request.content_type, fields))
+        if method == "sendSlowly":
+            await asyncio.sleep(1.5)
         if method == "sendError":
             return web.json_response(
                 {"ok": False, "error_code": 400, "description": "Bad Request: no"}, status=400
@@ -304,6 +307,10 @@ async def bot_with(session: AiohttpSession) -> AsyncIterator[Bot]:
 
 class Refused(SendMessage):
     __api_method__ = "sendError"
+
+
+class Slow(SendMessage):
+    __api_method__ = "sendSlowly"
 
 
 async def test_a_method_without_a_file_is_sent_as_json_with_the_fields_of_aiograms_form() -> None:
@@ -371,7 +378,9 @@ async def test_a_json_request_fails_as_aiograms_form_request_fails() -> None:
         async with bot_with(BotSession(api=api)) as bot:
             with pytest.raises(TelegramBadRequest, match="Bad Request: no"):
                 await bot(Refused(chat_id=1, text="x"))
-    assert [kind for _, kind, _ in recording.requests] == ["application/json"]
+            with pytest.raises(TelegramNetworkError, match="Request timeout error"):
+                await bot(Slow(chat_id=1, text="x"), request_timeout=1)
+    assert [kind for _, kind, _ in recording.requests] == ["application/json"] * 2
     # The server is gone: the port refuses.
     async with bot_with(BotSession(api=api)) as bot:
         with pytest.raises(TelegramNetworkError):
