@@ -25,6 +25,7 @@ TIMEOUT = 3 * 60 * 60
 # (module, full arguments, --quick arguments); a module that is not there is skipped.
 BENCHMARKS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("bench.bench_throughput", ("--repeat", "3"), ("--participants", "300")),
+    ("bench.bench_startup", (), ("--rounds", "2")),
     ("bench.bench_http", (), ("--participants", "200")),
     ("bench.bench_http", ("--no-pauses",), ("--no-pauses", "--participants", "200")),
     ("bench.bench_cards", (), ("--quick",)),

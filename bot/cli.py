@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, TypeVar, cast
 
 from pydantic import field_validator
 
+from bot.aiogram_import import import_aiogram
 from bot.domain.cells import CSV_DELIMITER
 from bot.domain.clock import utc_now
 from bot.domain.config import (
@@ -427,6 +428,7 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["migrate-to-postgres"]:
         return migrate_to_postgres(argv[1:], redaction)
     if argv[:1] == ["try"]:
+        import_aiogram()
         from bot.sandbox.run import main as sandbox
 
         return sandbox(argv[1:])
@@ -451,6 +453,7 @@ def main(argv: list[str]) -> int:
     if settings.database_dsn is not None:
         redaction.keep_secret(settings.database_dsn)
 
+    import_aiogram()
     from aiogram.exceptions import TelegramNetworkError
 
     from bot.app import StartupError, run

@@ -74,6 +74,7 @@ async def test_registrations_survive_twenty_kills_exactly_once(tmp_path: Path) -
             await process.wait()
         print(f"seed {SEED}: killed after {moments} s")
 
+        polls = len(fake.calls_of("getUpdates"))
         process = await spawn()
         try:
             seen = await asyncio.wait_for(asyncio.gather(*people), timeout=240)
@@ -85,6 +86,9 @@ async def test_registrations_survive_twenty_kills_exactly_once(tmp_path: Path) -
                 ),
                 timeout=120,
             )
+            # The killed processes may have finished everything: then the last one is still
+            # starting, and a SIGTERM before it runs is Python's default (-15), not its stop.
+            await wait_until(lambda: len(fake.calls_of("getUpdates")) > polls)
         finally:
             process.terminate()
             assert await asyncio.wait_for(process.wait(), 30) == 0
