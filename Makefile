@@ -28,7 +28,8 @@ try: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest
 
-# Unit, storage and in-process dispatcher tests: the quick loop while working (under 30 s).
+# Unit, storage and in-process dispatcher tests: the quick loop while working (about 4 minutes
+# on 2 cores, the PostgreSQL half included).
 test-fast: $(VENV)/.installed-dev
 	$(PY) -m pytest -m "not slow" -q
 
