@@ -92,8 +92,8 @@ def test_every_type_is_built_on_first_use_as_aiogram_builds_it() -> None:
     unbuilt = deferred["unbuilt"]
     assert isinstance(unbuilt, int) and unbuilt > 400
     assert isinstance(eager["unbuilt"], int) and eager["unbuilt"] < 5
-    # And nothing differs: every type builds, with the same fields,
-    # and updates, a method, its answer and a subclass validate to the same objects.
+    # And nothing differs: every type builds, with the same fields, and updates, a method, its
+    # answer and a subclass validate to the same objects.
     assert deferred["schemas"] == eager["schemas"]
     assert deferred["validated"] == eager["validated"]
     assert deferred["sent"] == eager["sent"]
@@ -103,8 +103,8 @@ def test_every_type_is_built_on_first_use_as_aiogram_builds_it() -> None:
 
 def test_the_tests_and_the_bot_import_aiogram_the_same_way() -> None:
     # tests/__init__.py imports aiogram through bot/aiogram_import.py, as `python -m bot` does,
-    # so the in-process tests run the types the bot runs. A type used by no test is still
-    # unbuilt here (hence deferred); a type an update needs was built on its first use.
+    # so the in-process tests run the types the bot runs: a type used by no test is still
+    # unbuilt here (deferred), and Update was built at the import, with Message.
     from aiogram.types import Update
 
     from bot.aiogram_import import aiogram_models, import_aiogram
